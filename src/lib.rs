@@ -1,0 +1,24 @@
+//! bms-bridge: lithium BMS data to Victron Venus OS.
+//!
+//! Layers, each usable alone (see `docs/architecture.md`):
+//! - [`protocol`]: pure codecs per BMS (bytes in, typed values out).
+//! - [`transport`]: serial request/response over any byte stream.
+//! - [`driver`]: one poll loop per port, stamping readings with the clock.
+//! - [`battery`]: the normalised model every driver fills.
+//! - [`control`]: CVL/CCL/DCL, pure, time passed in.
+//! - [`victron`]: the `com.victronenergy.battery.*` D-Bus service.
+//! - [`config`]: the TOML file, validated with file:line:column errors.
+//! - [`sim`]: BMS simulators shared by tests and the demo.
+//! - [`app`]: wiring of the above; owns shutdown.
+
+#![warn(missing_debug_implementations)]
+
+pub mod app;
+pub mod battery;
+pub mod config;
+pub mod control;
+pub mod driver;
+pub mod protocol;
+pub mod sim;
+pub mod transport;
+pub mod victron;

@@ -1,0 +1,133 @@
+//! Pure codecs, one file per BMS: build requests, find frames in a byte stream, decode responses.
+//!
+//! Nothing here does I/O, reads a clock or logs: bytes in, typed values or a precise
+//! [`FrameError`] out. `tests/architecture.rs` enforces that.
+
+pub mod checksum;
+pub mod field;
+pub mod jbd;
+pub mod jbd_up16s;
+pub mod json;
+
+use crate::battery::Battery;
+use std::collections::BTreeMap;
+
+/// What a scanner found at the start of a receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A complete, checked frame occupies `buf[..len]`.
+    Frame {
+        /// Length of the frame in bytes.
+        len: usize,
+    },
+    /// The buffer starts like a frame but more bytes are needed.
+    Incomplete,
+    /// The first `skip` bytes cannot start a valid frame; drop them and scan again.
+    Garbage {
+        /// How many bytes to drop.
+        skip: usize,
+    },
+}
+
+/// Why a frame was rejected. Each variant carries what a person needs to see the fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Fewer bytes than the frame needs.
+    #[error("frame too short: need {need} bytes, got {got}")]
+    TooShort {
+        /// Bytes the frame needs.
+        need: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// The first byte is not the protocol's start byte.
+    #[error("bad start byte 0x{found:02X} (expected 0x{expected:02X})")]
+    BadStart {
+        /// Expected start byte.
+        expected: u8,
+        /// Byte found.
+        found: u8,
+    },
+    /// The last byte is not the protocol's end byte.
+    #[error("bad end byte 0x{found:02X} (expected 0x{expected:02X})")]
+    BadEnd {
+        /// Expected end byte.
+        expected: u8,
+        /// Byte found.
+        found: u8,
+    },
+    /// The checksum or CRC does not match.
+    #[error("checksum mismatch: frame says 0x{expected:04X}, computed 0x{computed:04X}")]
+    BadChecksum {
+        /// Checksum carried by the frame.
+        expected: u32,
+        /// Checksum computed over the frame.
+        computed: u32,
+    },
+    /// The length field disagrees with the bytes present.
+    #[error("length mismatch: header says {declared} data bytes, frame has {actual}")]
+    LengthMismatch {
+        /// Length the header declares.
+        declared: usize,
+        /// Length present.
+        actual: usize,
+    },
+    /// The BMS answered with an error status.
+    #[error("BMS rejected the request: status 0x{status:02X}")]
+    Status {
+        /// Status byte.
+        status: u8,
+    },
+    /// The reply is for another command/register than the one decoded.
+    #[error("unexpected command 0x{found:02X} (expected 0x{expected:02X})")]
+    UnexpectedCommand {
+        /// Command expected.
+        expected: u8,
+        /// Command found.
+        found: u8,
+    },
+    /// The reply comes from another bus address.
+    #[error("reply from address 0x{found:02X}, expected 0x{expected:02X}")]
+    UnexpectedAddress {
+        /// Address expected.
+        expected: u8,
+        /// Address found.
+        found: u8,
+    },
+    /// A field holds a value the protocol does not allow.
+    #[error("invalid value in field {field}")]
+    InvalidField {
+        /// Name of the field.
+        field: &'static str,
+    },
+    /// A Modbus exception reply.
+    #[error("Modbus exception code 0x{code:02X}")]
+    Exception {
+        /// Exception code.
+        code: u8,
+    },
+}
+
+/// A decoded frame: what it says about the battery, plus protocol details that have no place in
+/// the model (bitmasks, dates, counters), kept for `bms-bridge decode` and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// The battery values this frame carries.
+    pub battery: Battery,
+    /// Other fields by name.
+    pub extra: BTreeMap<&'static str, serde_json::Value>,
+}
+
+/// Finds the first frame in `buf` using `scan`, skipping garbage. Returns the frame and the byte
+/// offset after it, or `None` when no complete frame is present.
+pub fn find_frame(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<(&[u8], usize)> {
+    let mut start = 0;
+    while start < buf.len() {
+        match scan(&buf[start..]) {
+            Scan::Frame { len } => return Some((&buf[start..start + len], start + len)),
+            Scan::Incomplete => return None,
+            Scan::Garbage { skip } => start += skip.max(1),
+        }
+    }
+    None
+}
