@@ -1,1 +1,225 @@
-//! placeholder
+//! Wiring: config -> one poll task per port -> one task per battery (monitor, charge control,
+//! D-Bus service). Owns the shutdown signal. A failure in one battery never stops the others.
+
+use crate::config::{BatteryConfig, Config, PortConfig};
+use crate::control::ChargeController;
+use crate::driver::{self, PollUpdate, Subscriber};
+use crate::monitor::{Monitor, Output};
+use crate::victron::{self, BatteryService, BusAddress, Identity, Snapshot};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How often a battery whose D-Bus service could not start tries again.
+const SERVICE_RETRY: Duration = Duration::from_secs(5);
+
+/// The bus named by the config (`[dbus] bus`).
+pub fn bus_address(config: &Config) -> BusAddress {
+    match config.dbus.bus.as_str() {
+        "system" => BusAddress::System,
+        "session" => BusAddress::Session,
+        other => BusAddress::Address(other.to_owned()),
+    }
+}
+
+/// Everything one battery task needs to know about its battery.
+#[derive(Debug, Clone)]
+struct BatterySlot {
+    port: PortConfig,
+    address: Option<u8>,
+    options: BatteryConfig,
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(config.daemon.poll_interval_ms);
+    let mut tasks = JoinSet::new();
+    for port in &config.ports {
+        let several = port.poll_addresses().len() > 1;
+        let mut subscribers = Vec::new();
+        for address in port.poll_addresses() {
+            let (tx, rx) = watch::channel(None);
+            subscribers.push(Subscriber { address, tx });
+            let slot = BatterySlot {
+                port: port.clone(),
+                address: if several || port.addresses.is_some() { address } else { None },
+                options: port.battery(address),
+            };
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
+        }
+        tasks.spawn(driver::run_port(port.clone(), interval, subscribers, shutdown.clone()));
+    }
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => return,
+                Some(Err(err)) => tracing::error!(error = %err, "a task ended unexpectedly"),
+                Some(Ok(())) => {}
+            },
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    // Give tasks a moment to leave the bus cleanly, then stop the rest.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while tasks.join_next().await.is_some() {}
+                    }).await;
+                    tasks.abort_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
+    let port_name = Path::new(&slot.port.device)
+        .file_name()
+        .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
+    let suffix = victron::safe_suffix(&port_name, slot.address);
+    let protocol = slot.port.protocol.name();
+    // The BMS serial survives a USB renumbering; the port name is the fallback.
+    let unique_id = battery
+        .serial
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| format!("{protocol}_{suffix}"));
+    let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
+    let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
+    Identity {
+        service_suffix: suffix,
+        unique_id,
+        product_name: format!("{model} (bms-bridge)"),
+        connection: format!("Serial {}{at}", slot.port.device),
+        custom_name: slot.options.name.clone().unwrap_or_default(),
+        firmware_version: battery.firmware_version.clone().unwrap_or_default(),
+        hardware_version: battery.hardware_version.clone().or_else(|| battery.model.clone()).unwrap_or_default(),
+        serial: battery.serial.clone().unwrap_or_default(),
+        fallback_device_instance: config.dbus.device_instance,
+        max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
+    }
+}
+
+fn snapshot(out: &Output) -> Snapshot<'_> {
+    Snapshot {
+        battery: &out.battery,
+        limits: &out.limits,
+        connected: out.connected,
+        state: out.state,
+        error_code: out.error_code,
+    }
+}
+
+async fn battery_task(
+    slot: BatterySlot,
+    config: Config,
+    bus: BusAddress,
+    mut updates: watch::Receiver<Option<PollUpdate>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
+    let interval = Duration::from_millis(config.daemon.poll_interval_ms);
+    let controller = ChargeController::new(config.charge.clone());
+    let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
+    let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
+
+    // The service's unique id (and so its device instance) comes from the BMS serial where it
+    // has one: wait up to the grace period for a first good reading before registering.
+    let first_deadline = tokio::time::Instant::now() + stale_after;
+    while monitor.latest().read_at.is_none() {
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() { return; }
+                take_update(&mut monitor, &updates, &label);
+            }
+            _ = tokio::time::sleep_until(first_deadline) => break,
+            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        }
+    }
+
+    let mut service: Option<BatteryService> = None;
+    let mut next_attempt = tokio::time::Instant::now();
+    let mut last_limits = None;
+    let mut publish_failed = false;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = Instant::now();
+        let out = monitor.output(now);
+        log_limit_change(&label, &mut last_limits, &out);
+        match service.as_mut() {
+            Some(svc) => match svc.publish(&snapshot(&out)).await {
+                Ok(()) => {
+                    if publish_failed {
+                        tracing::info!(battery = %label, "D-Bus publishing works again");
+                    }
+                    publish_failed = false;
+                }
+                Err(err) => {
+                    if !publish_failed {
+                        tracing::warn!(battery = %label, error = %err, "D-Bus publish failed; retrying every cycle");
+                    }
+                    publish_failed = true;
+                }
+            },
+            None if tokio::time::Instant::now() >= next_attempt => {
+                let ident = identity(&slot, &config, monitor.latest());
+                match BatteryService::start(&bus, ident, &snapshot(&out)).await {
+                    Ok(svc) => {
+                        tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
+                        service = Some(svc);
+                    }
+                    Err(err) => {
+                        tracing::warn!(battery = %label, error = %err, "cannot register the D-Bus service; retrying in 5 s");
+                        next_attempt = tokio::time::Instant::now() + SERVICE_RETRY;
+                    }
+                }
+            }
+            None => {}
+        }
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() { return; }
+                take_update(&mut monitor, &updates, &label);
+            }
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        }
+    }
+}
+
+fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
+    let update = updates.borrow().clone();
+    let Some(update) = update else { return };
+    let was_online = monitor.is_online(update.at);
+    match update.result {
+        Ok(battery) => {
+            monitor.handle_reading(update.at, battery);
+            if !was_online {
+                tracing::info!(battery = %label, "BMS answering");
+            }
+            if let Some((expected, reported)) = monitor.cell_count_mismatch() {
+                tracing::warn!(battery = %label, expected, reported, "cell count differs from the config");
+            }
+        }
+        Err(error) => {
+            if monitor.handle_failure(error.clone()) {
+                tracing::warn!(battery = %label, %error, "poll failed");
+            }
+        }
+    }
+}
+
+fn log_limit_change(label: &str, last: &mut Option<(Option<f64>, Option<f64>, Option<f64>)>, out: &Output) {
+    let l = &out.limits;
+    let now = (l.charge_voltage_v, l.charge_current_a, l.discharge_current_a);
+    if last.as_ref() != Some(&now) {
+        tracing::info!(
+            battery = %label,
+            cvl_v = ?l.charge_voltage_v, ccl_a = ?l.charge_current_a, dcl_a = ?l.discharge_current_a,
+            charge_mode = %l.charge_mode, charge_limitation = %l.charge_limitation,
+            discharge_limitation = %l.discharge_limitation,
+            "limits changed"
+        );
+        *last = Some(now);
+    }
+}

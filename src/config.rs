@@ -1,1 +1,525 @@
-//! placeholder
+//! The TOML configuration: schema, defaults and validation.
+//!
+//! Every problem is reported with file, line, column and field, and all of them at once:
+//! `bms-bridge check-config` prints the whole list. Unknown keys are errors.
+
+use crate::control::ChargeConfig;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Polling and timing.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Which bus to publish on.
+    #[serde(default)]
+    pub dbus: DbusConfig,
+    /// Charge limits (CVL/CCL/DCL).
+    #[serde(default)]
+    pub charge: ChargeConfig,
+    /// Serial ports, one `[[port]]` table each.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Time between the starts of two polls of one battery (ms).
+    pub poll_interval_ms: u64,
+    /// A BMS that has not answered for this long is lost: measurements invalid, CCL 0 (s).
+    pub stale_after_s: f64,
+    /// Where charge-control state (phase, timers, SoC, history) is kept across restarts.
+    pub state_dir: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            stale_after_s: 10.0,
+            state_dir: PathBuf::from("/data/bms-bridge"),
+        }
+    }
+}
+
+/// `[dbus]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbusConfig {
+    /// `"system"` (default; honours `DBUS_SYSTEM_BUS_ADDRESS`), `"session"`, or a D-Bus address
+    /// such as `"unix:path=/run/dbus/system_bus_socket"`.
+    pub bus: String,
+    /// Device instance used when `com.victronenergy.settings` is not on the bus.
+    pub device_instance: i32,
+}
+
+impl Default for DbusConfig {
+    fn default() -> Self {
+        Self { bus: "system".to_owned(), device_instance: 1 }
+    }
+}
+
+/// The BMS protocols a port can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// JBD / LLT / Overkill classic UART or RS485 (`DD A5 ...`), one BMS per port.
+    Jbd,
+    /// JBD UP-series RS485 (addressable, CRC-16/MODBUS).
+    JbdUp16s,
+}
+
+impl Protocol {
+    /// The name used in the config file and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Jbd => "jbd",
+            Protocol::JbdUp16s => "jbd_up16s",
+        }
+    }
+
+    /// Parses a config/CLI name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "jbd" => Some(Protocol::Jbd),
+            "jbd_up16s" => Some(Protocol::JbdUp16s),
+            _ => None,
+        }
+    }
+
+    /// Line speed the BMS ships with.
+    pub fn default_baud(self) -> u32 {
+        9600
+    }
+
+    /// Whether several BMS can share one bus (the protocol carries an address).
+    pub fn addressable(self) -> bool {
+        matches!(self, Protocol::JbdUp16s)
+    }
+
+    /// Address used when the config names none.
+    pub fn default_address(self) -> Option<u8> {
+        match self {
+            Protocol::Jbd => None,
+            Protocol::JbdUp16s => Some(1),
+        }
+    }
+}
+
+/// `[[port]]`: one serial device and the BMS on it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Device path, e.g. `/dev/ttyUSB0` (a stable `/dev/serial/by-id/...` link is better).
+    pub device: String,
+    /// BMS protocol.
+    pub protocol: Protocol,
+    /// Line speed; the protocol's default when absent.
+    pub baud: Option<u32>,
+    /// BMS addresses on this bus (addressable protocols only).
+    pub addresses: Option<Vec<u8>>,
+    /// How long to wait for one reply (ms).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Per-battery options.
+    #[serde(default, rename = "battery")]
+    pub batteries: Vec<BatteryConfig>,
+}
+
+fn default_timeout_ms() -> u64 {
+    500
+}
+
+/// `[[port.battery]]`: options for one BMS.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatteryConfig {
+    /// Which BMS on the bus this applies to; may be left out when the port has one BMS.
+    pub address: Option<u8>,
+    /// Name shown in the GUI (`/CustomName` default).
+    pub name: Option<String>,
+    /// Installed capacity override (Ah), for a BMS that reports it wrongly or not at all.
+    pub capacity_ah: Option<f64>,
+    /// Expected series cell count; a BMS reporting another count raises an alarm.
+    pub cell_count: Option<u16>,
+}
+
+impl PortConfig {
+    /// The line speed in force.
+    pub fn baud(&self) -> u32 {
+        self.baud.unwrap_or_else(|| self.protocol.default_baud())
+    }
+
+    /// The BMS addresses to poll: the configured ones, else the protocol's default (or none).
+    pub fn poll_addresses(&self) -> Vec<Option<u8>> {
+        match &self.addresses {
+            Some(list) if !list.is_empty() => list.iter().map(|a| Some(*a)).collect(),
+            _ => vec![self.protocol.default_address()],
+        }
+    }
+
+    /// The options for the BMS at `address`.
+    pub fn battery(&self, address: Option<u8>) -> BatteryConfig {
+        let single = self.poll_addresses().len() == 1;
+        self.batteries
+            .iter()
+            .find(|b| b.address == address || (single && b.address.is_none()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// One problem in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the problem is in.
+    pub file: String,
+    /// 1-based line (0 when the problem has no place, e.g. the file is unreadable).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted field name, e.g. `port[1].baud`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}: {}", self.file, self.field, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(err) => Err(vec![ConfigError {
+            file,
+            line: 0,
+            column: 0,
+            field: "(file)".to_owned(),
+            message: format!("cannot read: {err}"),
+        }]),
+    }
+}
+
+/// Parses and validates config text; `file` names it in messages.
+pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut working = text.to_owned();
+    // serde stops at the first error. To report them all, the offending line is commented out
+    // and the text parsed again, until it parses or an error cannot be pinned to a plain line.
+    for _ in 0..64 {
+        match toml::from_str::<Config>(&working) {
+            Ok(config) => {
+                errors.extend(validate(&config, text, file));
+                return if errors.is_empty() { Ok(config) } else { Err(errors) };
+            }
+            Err(err) => {
+                let (line, column) = err.span().map_or((0, 0), |s| line_col(&working, s.start));
+                let message = err.message().trim().to_owned();
+                let field = field_name(&working, line, &message);
+                errors.push(ConfigError { file: file.to_owned(), line, column, field, message });
+                let retry = line > 0
+                    && working
+                        .lines()
+                        .nth(line - 1)
+                        .is_some_and(|l| !l.trim_start().starts_with('[') && !l.trim().is_empty());
+                if !retry {
+                    return Err(errors);
+                }
+                working = comment_out(&working, line);
+            }
+        }
+    }
+    Err(errors)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+fn comment_out(text: &str, line: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for (index, l) in text.split_inclusive('\n').enumerate() {
+        if index + 1 == line {
+            out.push_str("# ");
+        }
+        out.push_str(l);
+    }
+    out
+}
+
+/// The dotted name of the key on `line`, prefixed with its table (`charge.max_cell_voltage`).
+fn field_name(text: &str, line: usize, message: &str) -> String {
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(name) = header_name(l) {
+            let count = if l.starts_with("[[") {
+                match counts.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, c)) => {
+                        *c += 1;
+                        Some(*c)
+                    }
+                    None => {
+                        counts.push((name.clone(), 0));
+                        Some(0)
+                    }
+                }
+            } else {
+                None
+            };
+            table = match count {
+                Some(c) => format!("{name}[{}]", c + 1),
+                None => name,
+            };
+        }
+        if index + 1 == line {
+            let key = l.split('=').next().unwrap_or("").trim();
+            if header_name(l).is_some() || key.is_empty() {
+                return if table.is_empty() { unknown_field(message) } else { table };
+            }
+            return if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+        }
+    }
+    unknown_field(message)
+}
+
+fn unknown_field(message: &str) -> String {
+    message.split('`').nth(1).map_or_else(|| "(document)".to_owned(), str::to_owned)
+}
+
+fn header_name(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let end = inner.find(']')?;
+    Some(inner[..end].trim().to_owned())
+}
+
+/// Finds the line of `key` inside the `occurrence`-th table named `table` (0-based), for
+/// problems found after parsing. Falls back to the table header, then to no place.
+fn locate(text: &str, table: &str, occurrence: usize, key: &str) -> (usize, usize) {
+    let mut seen = 0usize;
+    let mut in_table = table.is_empty();
+    let mut header_line = 0;
+    for (index, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(name) = header_name(l) {
+            if in_table && header_line > 0 {
+                break;
+            }
+            in_table = false;
+            if name == table {
+                if seen == occurrence {
+                    in_table = true;
+                    header_line = index + 1;
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if in_table && l.split('=').next().is_some_and(|k| k.trim() == key) && l.contains('=') {
+            let column = raw.find(key).map_or(1, |c| c + 1);
+            return (index + 1, column);
+        }
+    }
+    (header_line, usize::from(header_line > 0))
+}
+
+/// Checks what the types cannot: ranges, relations between keys, duplicates.
+pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut fail = |table: &str, occurrence: usize, key: &str, field: String, message: String| {
+        let (line, column) = locate(text, table, occurrence, key);
+        errors.push(ConfigError { file: file.to_owned(), line, column, field, message });
+    };
+    let d = &config.daemon;
+    if d.poll_interval_ms < 100 || d.poll_interval_ms > 60_000 {
+        fail("daemon", 0, "poll_interval_ms", "daemon.poll_interval_ms".into(),
+            format!("{} is outside 100..=60000 ms", d.poll_interval_ms));
+    }
+    if !(d.stale_after_s.is_finite() && d.stale_after_s >= 2.0 * d.poll_interval_ms as f64 / 1000.0) {
+        fail("daemon", 0, "stale_after_s", "daemon.stale_after_s".into(),
+            format!("{} s must be at least two poll intervals", d.stale_after_s));
+    }
+    if !matches!(config.dbus.bus.as_str(), "system" | "session") && !config.dbus.bus.contains(':') {
+        fail("dbus", 0, "bus", "dbus.bus".into(),
+            format!("{:?} is neither \"system\", \"session\" nor a D-Bus address (unix:path=...)", config.dbus.bus));
+    }
+    for message in charge_problems(&config.charge) {
+        let key = message.split_whitespace().next().unwrap_or("").to_owned();
+        fail("charge", 0, &key, format!("charge.{key}"), message);
+    }
+    if config.ports.is_empty() {
+        fail("", 0, "port", "port".into(), "no [[port]] configured: nothing to poll".into());
+    }
+    let mut devices: Vec<&str> = Vec::new();
+    for (i, port) in config.ports.iter().enumerate() {
+        let name = |key: &str| format!("port[{}].{key}", i + 1);
+        if port.device.trim().is_empty() {
+            fail("port", i, "device", name("device"), "empty device path".into());
+        } else if devices.contains(&port.device.as_str()) {
+            fail("port", i, "device", name("device"), format!("{} is configured twice", port.device));
+        }
+        devices.push(&port.device);
+        if let Some(baud) = port.baud {
+            if ![1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200].contains(&baud) {
+                fail("port", i, "baud", name("baud"), format!("{baud} is not a standard RS485 speed"));
+            }
+        }
+        if port.timeout_ms < 50 || port.timeout_ms > 10_000 {
+            fail("port", i, "timeout_ms", name("timeout_ms"), format!("{} is outside 50..=10000 ms", port.timeout_ms));
+        }
+        if let Some(addresses) = &port.addresses {
+            if !port.protocol.addressable() && !addresses.is_empty() {
+                fail("port", i, "addresses", name("addresses"),
+                    format!("protocol {} has no bus addresses (one BMS per port)", port.protocol.name()));
+            }
+            let mut sorted = addresses.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != addresses.len() {
+                fail("port", i, "addresses", name("addresses"), "an address is listed twice".into());
+            }
+        }
+        for battery in &port.batteries {
+            if battery.address.is_some() && !port.poll_addresses().contains(&battery.address) {
+                fail("port", i, "battery", name("battery.address"),
+                    format!("address {:?} is not polled on this port", battery.address));
+            }
+            if battery.capacity_ah.is_some_and(|c| !(c > 0.0 && c < 100_000.0)) {
+                fail("port", i, "battery", name("battery.capacity_ah"), "must be between 0 and 100000 Ah".into());
+            }
+            if battery.cell_count.is_some_and(|n| n == 0 || n > 48) {
+                fail("port", i, "battery", name("battery.cell_count"), "must be 1..=48".into());
+            }
+        }
+    }
+    errors
+}
+
+/// Range and ordering problems of the `[charge]` section, each message starting with its key.
+fn charge_problems(c: &ChargeConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let in_range = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+    for (key, value) in [
+        ("min_cell_voltage", c.min_cell_voltage),
+        ("float_cell_voltage", c.float_cell_voltage),
+        ("max_cell_voltage", c.max_cell_voltage),
+    ] {
+        if !in_range(value, 1.5, 4.35) {
+            problems.push(format!("{key} {value} V is outside 1.5..=4.35 V"));
+        }
+    }
+    if c.min_cell_voltage >= c.float_cell_voltage {
+        problems.push("min_cell_voltage must be below float_cell_voltage".to_owned());
+    }
+    if c.float_cell_voltage > c.max_cell_voltage {
+        problems.push("float_cell_voltage must not exceed max_cell_voltage".to_owned());
+    }
+    for (key, value) in [
+        ("max_charge_current", c.max_charge_current),
+        ("max_discharge_current", c.max_discharge_current),
+    ] {
+        if !in_range(value, 0.0, 10_000.0) {
+            problems.push(format!("{key} {value} A is outside 0..=10000 A"));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+poll_interval_ms = 1000
+
+[[port]]
+device = "/dev/ttyUSB0"
+protocol = "jbd"
+
+[[port]]
+device = "/dev/ttyUSB1"
+protocol = "jbd_up16s"
+addresses = [1, 2]
+
+[[port.battery]]
+address = 2
+name = "Rear"
+"#;
+
+    #[test]
+    fn a_good_file_parses_with_defaults() {
+        let config = parse(GOOD, "good.toml").expect("valid");
+        assert_eq!(config.ports.len(), 2);
+        assert_eq!(config.ports[0].baud(), 9600);
+        assert_eq!(config.ports[0].poll_addresses(), vec![None]);
+        assert_eq!(config.ports[1].poll_addresses(), vec![Some(1), Some(2)]);
+        assert_eq!(config.ports[1].battery(Some(2)).name.as_deref(), Some("Rear"));
+        assert_eq!(config.ports[1].battery(Some(1)).name, None);
+        assert_eq!(config.daemon.stale_after_s, 10.0);
+        assert_eq!(config.charge.max_cell_voltage, 3.45);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_and_field() {
+        let text = "[daemon]\npoll_interval_ms = 1000\nbogus = 1\n\n[charge]\nmax_cell_voltage = \"high\"\n\n[[port]]\ndevice = \"/dev/ttyUSB0\"\nprotocol = \"jbd\"\nbaud = 1234\n";
+        let errors = parse(text, "bad.toml").expect_err("invalid");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(shown[0].starts_with("bad.toml:3:1: daemon.bogus: unknown field `bogus`"), "{shown:?}");
+        assert!(shown[1].starts_with("bad.toml:6:20: charge.max_cell_voltage:"), "{shown:?}");
+        assert!(shown[2].starts_with("bad.toml:11:1: port[1].baud: 1234"), "{shown:?}");
+        assert_eq!(errors.len(), 3, "{shown:?}");
+    }
+
+    #[test]
+    fn unknown_protocol_names_the_port() {
+        let errors = parse("[[port]]\ndevice = \"/dev/x\"\nprotocol = \"foo\"\n", "p.toml").expect_err("invalid");
+        assert_eq!(errors[0].line, 3);
+        assert_eq!(errors[0].field, "port[1].protocol");
+        assert!(errors[0].message.contains("unknown variant `foo`"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn relations_between_charge_voltages_are_checked() {
+        let text = "[charge]\nfloat_cell_voltage = 3.6\nmax_cell_voltage = 3.5\n\n[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\n";
+        let errors = parse(text, "c.toml").expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "charge.float_cell_voltage");
+        assert_eq!(errors[0].line, 2);
+    }
+
+    #[test]
+    fn a_syntax_error_has_its_place() {
+        let errors = parse("[daemon\npoll = 1", "s.toml").expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 1);
+    }
+
+    #[test]
+    fn addresses_on_a_single_bms_protocol_are_rejected() {
+        let text = "[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\naddresses = [1, 2]\n";
+        let errors = parse(text, "a.toml").expect_err("invalid");
+        assert_eq!(errors[0].field, "port[1].addresses");
+        assert_eq!(errors[0].line, 4);
+    }
+}

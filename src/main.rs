@@ -1,1 +1,175 @@
-fn main() {}
+//! The `bms-bridge` command line: parses arguments, sets up logging, hands over to the library.
+
+use bms_bridge::config::{self, Config, PortConfig, Protocol};
+use bms_bridge::{app, demo, protocol};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "bms-bridge", version, about = "Lithium BMS to Victron Venus OS D-Bus battery service")]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (service mode).
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Quick start without a config file: a serial device; repeat for one battery per port.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// Protocol for the --port devices.
+        #[arg(long, default_value = "jbd")]
+        protocol: String,
+        /// D-Bus to use: system, session, or an address (overrides the config).
+        #[arg(long)]
+        bus: Option<String>,
+    },
+    /// Validate a configuration file; prints every problem with file:line:column.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Decode one frame given as hex bytes and print it as JSON.
+    Decode {
+        /// Protocol name (jbd, jbd_up16s).
+        #[arg(long)]
+        protocol: String,
+        /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`.
+        #[arg(required = true)]
+        hex: Vec<String>,
+    },
+    /// Run a private D-Bus, a simulated 16-cell JBD pack on a pty and the daemon; show live values.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Cells of the simulated pack.
+        #[arg(long, default_value_t = 16)]
+        cells: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    match cli.command {
+        Command::Run { config, ports, protocol, bus } => run(config, ports, &protocol, bus),
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(cfg) => {
+                let batteries: usize = cfg.ports.iter().map(|p| p.poll_addresses().len()).sum();
+                println!("{}: OK ({} port(s), {batteries} battery(ies))", file.display(), cfg.ports.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!("{error}");
+                }
+                eprintln!("{} problem(s) found", errors.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Decode { protocol: name, hex } => decode(&name, &hex),
+        Command::Demo { seconds, cells } => runtime_block_on(demo::run(seconds, cells)),
+    }
+}
+
+fn runtime_block_on(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config_path: Option<PathBuf>, ports: Vec<String>, protocol_name: &str, bus: Option<String>) -> ExitCode {
+    let mut cfg = match &config_path {
+        Some(path) => match config::load(path) {
+            Ok(cfg) => cfg,
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!("{error}");
+                }
+                eprintln!("{} problem(s) in the config; not starting", errors.len());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    if !ports.is_empty() {
+        let Some(protocol) = Protocol::from_name(protocol_name) else {
+            eprintln!("unknown protocol {protocol_name:?} (known: jbd, jbd_up16s)");
+            return ExitCode::FAILURE;
+        };
+        for device in ports {
+            cfg.ports.push(PortConfig {
+                device,
+                protocol,
+                baud: None,
+                addresses: None,
+                timeout_ms: 500,
+                batteries: Vec::new(),
+            });
+        }
+    }
+    if let Some(bus) = bus {
+        cfg.dbus.bus = bus;
+    }
+    let problems = config::validate(&cfg, "", config_path.as_ref().map_or("(command line)", |_| "(config)"));
+    if !problems.is_empty() {
+        for error in &problems {
+            eprintln!("{error}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let bus = app::bus_address(&cfg);
+    runtime_block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let daemon = tokio::spawn(app::run(cfg, bus, stop_rx));
+        demo::wait_for_signal().await;
+        tracing::info!("stopping");
+        stop_tx.send_replace(true);
+        daemon.await.map_err(|e| format!("daemon task failed: {e}"))
+    })
+}
+
+fn decode(name: &str, hex: &[String]) -> ExitCode {
+    let bytes = match protocol::parse_hex(&hex.join(" ")) {
+        Ok(bytes) => bytes,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match protocol::decode_named(name, &bytes) {
+        Ok(decoded) => {
+            println!("{}", protocol::json::to_json(&decoded));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            println!("{}", serde_json::json!({ "error": message }));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,124 @@
-//! placeholder
+//! One poll loop per port. Several BMS addresses on one RS485 bus take turns; each reading or
+//! failure goes, stamped with the time, to that battery's `watch` channel, so a slow consumer
+//! never holds up the bus and always sees the latest result.
+//!
+//! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
+//! cycle; the loop never exits because a BMS is silent or its device is gone.
+
+mod jbd;
+mod jbd_up16s;
+
+use crate::battery::Battery;
+use crate::config::{PortConfig, Protocol};
+use crate::protocol::FrameError;
+use crate::transport::serial::{self, SerialLink};
+use crate::transport::LinkError;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// The result of polling one BMS once.
+#[derive(Debug, Clone)]
+pub struct PollUpdate {
+    /// When the poll finished.
+    pub at: std::time::Instant,
+    /// The reading, or what went wrong (text, with port and address).
+    pub result: Result<Battery, String>,
+}
+
+/// Why one poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The exchange failed (timeout, garbage, I/O).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// A reply arrived but was not a valid frame.
+    #[error("bad reply: {0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Where a battery's updates go: its address on the bus and the channel.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// Bus address (`None` for protocols without addressing).
+    pub address: Option<u8>,
+    /// Latest poll result.
+    pub tx: watch::Sender<Option<PollUpdate>>,
+}
+
+/// Polls every BMS of `port` every `interval` until `shutdown` turns true.
+pub async fn run_port(
+    port: PortConfig,
+    interval: Duration,
+    subscribers: Vec<Subscriber>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let timeout = Duration::from_millis(port.timeout_ms);
+    let mut link: Option<SerialLink> = None;
+    let mut identity_read = vec![false; subscribers.len()];
+    let mut ticker = tokio::time::interval_at(Instant::now(), interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if link.is_none() {
+            match serial::open(&port.device, port.baud()) {
+                Ok(opened) => {
+                    tracing::info!(port = %port.device, baud = port.baud(), "port open");
+                    link = Some(opened);
+                    identity_read.fill(false);
+                }
+                Err(err) => {
+                    let message = format!("port {}: cannot open: {err}", port.device);
+                    for sub in &subscribers {
+                        publish(sub, Err(message.clone()));
+                    }
+                    continue;
+                }
+            }
+        }
+        for (index, sub) in subscribers.iter().enumerate() {
+            let Some(open) = link.as_mut() else { break };
+            let need_identity = !identity_read[index];
+            let result = poll_once(port.protocol, open, sub.address, need_identity, timeout).await;
+            match result {
+                Ok(battery) => {
+                    identity_read[index] |= need_identity;
+                    publish(sub, Ok(battery));
+                }
+                Err(err) => {
+                    let broken = matches!(&err, PollError::Link(e) if e.port_is_broken());
+                    let at = sub.address.map_or(String::new(), |a| format!(" address {a}"));
+                    publish(sub, Err(format!("port {}{at}: {err}", port.device)));
+                    if broken {
+                        tracing::warn!(port = %port.device, error = %err, "port failed; reopening next cycle");
+                        link = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn publish(sub: &Subscriber, result: Result<Battery, String>) {
+    // send_replace never fails; it keeps only the newest result for a slow reader.
+    sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result }));
+}
+
+async fn poll_once(
+    protocol: Protocol,
+    link: &mut SerialLink,
+    address: Option<u8>,
+    need_identity: bool,
+    timeout: Duration,
+) -> Result<Battery, PollError> {
+    match protocol {
+        Protocol::Jbd => jbd::poll(link, need_identity, timeout).await,
+        Protocol::JbdUp16s => jbd_up16s::poll(link, address.unwrap_or(1), need_identity, timeout).await,
+    }
+}

@@ -131,3 +131,49 @@ pub fn find_frame(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<(&[u8], us
     }
     None
 }
+
+/// Parses hex bytes written as `DD 03 00`, `DD0300`, `0xDD,0x03` or a mix.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+        .map(|t| t.trim_start_matches("0x").trim_start_matches("0X"))
+        .collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits ({})", digits.len()));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| format!("not a hex byte: {:?}", &digits[i..i + 2]))
+        })
+        .collect()
+}
+
+/// Decodes one frame of the named protocol (the names of the config file and of the vectors).
+/// The frame may carry leading garbage or trailing bytes; the first valid frame is decoded.
+pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
+    fn first_frame(bytes: &[u8], scan: fn(&[u8]) -> Scan) -> &[u8] {
+        find_frame(bytes, scan).map_or(bytes, |(frame, _)| frame)
+    }
+    let result = match protocol {
+        "jbd" => jbd::decode(first_frame(bytes, jbd::scan)),
+        "jbd_up16s" => jbd_up16s::decode(first_frame(bytes, jbd_up16s::scan), None),
+        other => return Err(format!("unknown protocol {other:?} (known: jbd, jbd_up16s)")),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_in_the_usual_spellings() {
+        assert_eq!(parse_hex("DD 03 00"), Ok(vec![0xDD, 3, 0]));
+        assert_eq!(parse_hex("dd0300"), Ok(vec![0xDD, 3, 0]));
+        assert_eq!(parse_hex("0xDD,0x03"), Ok(vec![0xDD, 3]));
+        assert!(parse_hex("DD 0").is_err());
+        assert!(parse_hex("ZZ").is_err());
+    }
+}

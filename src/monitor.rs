@@ -1,0 +1,275 @@
+//! Per-battery health and limits: takes readings and failures with their time, decides whether
+//! the BMS is online, and gives what to publish. Pure: the caller passes `now`.
+//!
+//! A lost BMS never leaves frozen values behind: after the grace period its measurements become
+//! unknown, `/Connected` 0, `/Alarms/BmsCable` alarm, and the charge control switches to its
+//! lost-BMS limits (CCL 0).
+
+use crate::battery::{AlarmLevel, Alarms, Battery};
+use crate::config::BatteryConfig;
+use crate::control::{ChargeController, ChargeLimits, Link};
+use std::time::{Duration, Instant};
+
+/// `/State` values (Victron's battery state enum).
+pub mod state {
+    /// Waiting for the first reading.
+    pub const INITIALISING: i32 = 0;
+    /// Readings arrive.
+    pub const RUNNING: i32 = 9;
+    /// The BMS is lost.
+    pub const ERROR: i32 = 10;
+    /// Neither charging nor discharging allowed.
+    pub const STANDBY: i32 = 14;
+}
+
+/// `/ErrorCode` used when the BMS stops answering (Victron's list has no better fit; 0 = none).
+pub const ERROR_CODE_BMS_LOST: i32 = 1;
+
+/// What to publish for one battery at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The battery as it may be shown: measurements only while online.
+    pub battery: Battery,
+    /// Charge limits.
+    pub limits: ChargeLimits,
+    /// `/Connected`.
+    pub connected: bool,
+    /// `/State`.
+    pub state: i32,
+    /// `/ErrorCode`.
+    pub error_code: i32,
+}
+
+/// Health and limits of one battery.
+#[derive(Debug)]
+pub struct Monitor {
+    options: BatteryConfig,
+    stale_after: Duration,
+    started: Instant,
+    last_good: Option<Instant>,
+    latest: Battery,
+    controller: ChargeController,
+    failures_in_a_row: u32,
+    last_error: Option<String>,
+}
+
+impl Monitor {
+    /// A monitor that has seen nothing yet.
+    pub fn new(now: Instant, options: BatteryConfig, stale_after: Duration, controller: ChargeController) -> Self {
+        Self {
+            options,
+            stale_after,
+            started: now,
+            last_good: None,
+            latest: Battery::default(),
+            controller,
+            failures_in_a_row: 0,
+            last_error: None,
+        }
+    }
+
+    /// A successful poll. Identity (model, serial ...) read once at start-up is kept when a
+    /// later reading does not repeat it; measurements are only ever taken from this reading.
+    pub fn handle_reading(&mut self, now: Instant, mut reading: Battery) {
+        reading.read_at = Some(now);
+        for (slot, old) in [
+            (&mut reading.model, &self.latest.model),
+            (&mut reading.serial, &self.latest.serial),
+            (&mut reading.firmware_version, &self.latest.firmware_version),
+            (&mut reading.hardware_version, &self.latest.hardware_version),
+            (&mut reading.production_date, &self.latest.production_date),
+        ] {
+            if slot.is_none() {
+                slot.clone_from(old);
+            }
+        }
+        self.apply_options(&mut reading);
+        self.latest = reading;
+        self.last_good = Some(now);
+        self.failures_in_a_row = 0;
+        self.last_error = None;
+    }
+
+    /// A failed poll (timeout, bad frame, port gone). Returns true when this changes the error
+    /// text, so the caller logs each distinct problem once rather than every poll.
+    pub fn handle_failure(&mut self, error: String) -> bool {
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        let changed = self.last_error.as_deref() != Some(error.as_str());
+        self.last_error = Some(error);
+        changed
+    }
+
+    /// The last error text, if the last poll failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The latest good reading (identity for the D-Bus service, for example).
+    pub fn latest(&self) -> &Battery {
+        &self.latest
+    }
+
+    /// True when a good reading is younger than the grace period.
+    pub fn is_online(&self, now: Instant) -> bool {
+        self.last_good.is_some_and(|t| now.saturating_duration_since(t) < self.stale_after)
+    }
+
+    /// When the current state would change by time alone (a reading going stale).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.last_good.map(|t| t + self.stale_after)
+    }
+
+    /// What to publish now.
+    pub fn output(&mut self, now: Instant) -> Output {
+        let online = self.is_online(now);
+        let (battery, link) = if online {
+            (self.latest.clone(), Link::Online)
+        } else {
+            let since = self.last_good.unwrap_or(self.started);
+            (self.lost_view(), Link::Lost { since })
+        };
+        let limits = self.controller.update(now, &battery, link);
+        let (state, error_code) = if online {
+            let standby = limits.charge_current_a == Some(0.0) && limits.discharge_current_a == Some(0.0);
+            (if standby { state::STANDBY } else { state::RUNNING }, 0)
+        } else if self.last_good.is_none() && now.saturating_duration_since(self.started) < self.stale_after {
+            (state::INITIALISING, 0)
+        } else {
+            (state::ERROR, ERROR_CODE_BMS_LOST)
+        };
+        Output { battery, limits, connected: online, state, error_code }
+    }
+
+    /// Identity and cell count of the last reading, every measurement unknown, cable alarm set.
+    fn lost_view(&self) -> Battery {
+        let l = &self.latest;
+        let mut alarms = Alarms::default();
+        // Still initialising (no reading yet, within the grace period) is not a cable fault.
+        if self.last_good.is_some() || self.last_error.is_some() {
+            alarms.bms_cable = Some(AlarmLevel::Alarm);
+        }
+        Battery {
+            cell_count: l.cell_count,
+            nominal_capacity_ah: l.nominal_capacity_ah,
+            model: l.model.clone(),
+            serial: l.serial.clone(),
+            firmware_version: l.firmware_version.clone(),
+            hardware_version: l.hardware_version.clone(),
+            production_date: l.production_date.clone(),
+            alarms,
+            ..Battery::default()
+        }
+    }
+
+    fn apply_options(&self, reading: &mut Battery) {
+        if let Some(capacity) = self.options.capacity_ah {
+            reading.nominal_capacity_ah = Some(capacity);
+            if let Some(soc) = reading.soc_percent {
+                reading.remaining_capacity_ah = Some(capacity * soc / 100.0);
+            }
+            reading.full_capacity_ah = Some(capacity);
+        }
+        if let (Some(expected), Some(reported)) = (self.options.cell_count, reading.cells_in_series()) {
+            if expected != reported {
+                Alarms::raise(&mut reading.alarms.internal_failure, AlarmLevel::Alarm);
+            }
+        }
+        reading.alarms.bms_cable = Some(AlarmLevel::Ok);
+    }
+
+    /// True when the BMS reports another series cell count than configured.
+    pub fn cell_count_mismatch(&self) -> Option<(u16, u16)> {
+        let expected = self.options.cell_count?;
+        let reported = self.latest.cells_in_series()?;
+        (expected != reported).then_some((expected, reported))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ChargeConfig;
+
+    fn reading() -> Battery {
+        Battery {
+            voltage_v: Some(53.0),
+            current_a: Some(10.0),
+            soc_percent: Some(60.0),
+            cell_voltages_v: Some(vec![3.31; 16]),
+            charge_fet: Some(true),
+            discharge_fet: Some(true),
+            model: Some("JBD-SP16".into()),
+            ..Battery::default()
+        }
+    }
+
+    fn monitor(t0: Instant) -> Monitor {
+        Monitor::new(t0, BatteryConfig::default(), Duration::from_secs(10), ChargeController::new(ChargeConfig::default()))
+    }
+
+    #[test]
+    fn before_the_first_reading_the_service_is_initialising_with_nothing_known() {
+        let t0 = Instant::now();
+        let mut m = monitor(t0);
+        let out = m.output(t0 + Duration::from_secs(1));
+        assert_eq!(out.state, state::INITIALISING);
+        assert!(!out.connected);
+        assert_eq!(out.battery.voltage_v, None);
+        assert_eq!(out.limits.charge_current_a, Some(0.0));
+        assert_eq!(out.battery.alarms.bms_cable, None);
+    }
+
+    #[test]
+    fn fresh_readings_are_published_live() {
+        let t0 = Instant::now();
+        let mut m = monitor(t0);
+        m.handle_reading(t0, reading());
+        let out = m.output(t0 + Duration::from_secs(1));
+        assert!(out.connected);
+        assert_eq!(out.state, state::RUNNING);
+        assert_eq!(out.battery.voltage_v, Some(53.0));
+        assert_eq!(out.battery.alarms.bms_cable, Some(AlarmLevel::Ok));
+        assert!((out.limits.charge_voltage_v.unwrap() - 55.2).abs() < 1e-9);
+        assert_eq!(out.limits.charge_current_a, Some(50.0));
+    }
+
+    #[test]
+    fn a_silent_bms_is_lost_after_the_grace_period_and_comes_back() {
+        let t0 = Instant::now();
+        let mut m = monitor(t0);
+        m.handle_reading(t0, reading());
+        assert!(m.handle_failure("timeout".into()));
+        assert!(!m.handle_failure("timeout".into()), "the same error is reported once");
+        let still = m.output(t0 + Duration::from_millis(9_900));
+        assert!(still.connected, "within the grace period");
+        let lost = m.output(t0 + Duration::from_secs(10));
+        assert!(!lost.connected);
+        assert_eq!(lost.state, state::ERROR);
+        assert_eq!(lost.battery.voltage_v, None, "never frozen");
+        assert_eq!(lost.battery.cell_voltages_v, None);
+        assert_eq!(lost.battery.model.as_deref(), Some("JBD-SP16"));
+        assert_eq!(lost.battery.alarms.bms_cable, Some(AlarmLevel::Alarm));
+        assert_eq!(lost.limits.charge_current_a, Some(0.0));
+        assert!((lost.limits.charge_voltage_v.unwrap() - 54.0).abs() < 1e-9, "float voltage");
+        m.handle_reading(t0 + Duration::from_secs(20), reading());
+        let back = m.output(t0 + Duration::from_secs(20));
+        assert!(back.connected);
+        assert_eq!(back.battery.voltage_v, Some(53.0));
+        assert_eq!(back.battery.alarms.bms_cable, Some(AlarmLevel::Ok));
+    }
+
+    #[test]
+    fn identity_from_start_up_is_kept_and_options_applied() {
+        let t0 = Instant::now();
+        let options = BatteryConfig { capacity_ah: Some(280.0), cell_count: Some(15), ..Default::default() };
+        let mut m = Monitor::new(t0, options, Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        m.handle_reading(t0, reading());
+        m.handle_reading(t0, Battery { model: None, ..reading() });
+        let out = m.output(t0);
+        assert_eq!(out.battery.model.as_deref(), Some("JBD-SP16"));
+        assert_eq!(out.battery.nominal_capacity_ah, Some(280.0));
+        assert_eq!(out.battery.remaining_capacity_ah, Some(168.0));
+        assert_eq!(out.battery.alarms.internal_failure, Some(AlarmLevel::Alarm));
+        assert_eq!(m.cell_count_mismatch(), Some((15, 16)));
+    }
+}
