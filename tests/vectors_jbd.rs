@@ -21,12 +21,7 @@ fn derived(decoded: &Decoded, key: &str) -> Option<Value> {
     let b = &decoded.battery;
     let cells = b.cell_voltages_v.as_ref();
     match key {
-        "software_version" => b
-            .firmware_version
-            .as_ref()?
-            .parse::<f64>()
-            .ok()
-            .map(|v| json!(v)),
+        "software_version" => b.firmware_version.as_ref()?.parse::<f64>().ok().map(|v| json!(v)),
         "min_cell_v" => b.min_cell().map(|(_, v)| json!(v)),
         "max_cell_v" => b.max_cell().map(|(_, v)| json!(v)),
         "min_cell_index_1based" => b.min_cell()?.0.map(|i| json!(i)),
@@ -41,18 +36,8 @@ fn derived(decoded: &Decoded, key: &str) -> Option<Value> {
 #[test]
 fn every_response_matches_expected() {
     let mut checked = 0;
-    for case in cases()
-        .iter()
-        .filter(|c| c.direction == "response" && !c.corrupt)
-    {
-        assert_eq!(
-            jbd::scan(&case.bytes),
-            Scan::Frame {
-                len: case.bytes.len()
-            },
-            "{}",
-            case.name
-        );
+    for case in cases().iter().filter(|c| c.direction == "response" && !c.corrupt) {
+        assert_eq!(jbd::scan(&case.bytes), Scan::Frame { len: case.bytes.len() }, "{}", case.name);
         let decoded = jbd::decode(&case.bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         vectors::check_expected(case, &to_json(&decoded), &[], |k, _| derived(&decoded, k));
         checked += 1;
@@ -70,20 +55,10 @@ fn every_request_equals_the_builder() {
         let built = if op.starts_with("read") {
             jbd::request_read(register).to_vec()
         } else {
-            jbd::request_write(
-                register,
-                &vectors::hex(case.expected["data_hex"].as_str().unwrap()),
-            )
+            jbd::request_write(register, &vectors::hex(case.expected["data_hex"].as_str().unwrap()))
         };
         assert_eq!(built, case.bytes, "{}", case.name);
-        assert_eq!(
-            jbd::scan(&case.bytes),
-            Scan::Frame {
-                len: case.bytes.len()
-            },
-            "{}",
-            case.name
-        );
+        assert_eq!(jbd::scan(&case.bytes), Scan::Frame { len: case.bytes.len() }, "{}", case.name);
         checked += 1;
     }
     assert_eq!(checked, 8);
@@ -114,81 +89,45 @@ fn corrupt_cases_are_rejected_precisely() {
         ),
         (
             "real_fragment_basic_second_read_no_header",
-            BadStart {
-                expected: 0xDD,
-                found: 0x00,
-            },
+            BadStart { expected: 0xDD, found: 0x00 },
             Scan::Garbage { skip: 29 },
         ),
         (
             "real_leading_garbage_then_hwinfo",
-            BadStart {
-                expected: 0xDD,
-                found: 0x0F,
-            },
+            BadStart { expected: 0xDD, found: 0x0F },
             Scan::Garbage { skip: 2 },
         ),
         (
             "corrupt_bad_checksum",
-            BadChecksum {
-                expected: 0xFA8C,
-                computed: 0xFA8D,
-            },
+            BadChecksum { expected: 0xFA8C, computed: 0xFA8D },
             Scan::Garbage { skip: 1 },
         ),
         (
             "corrupt_payload_bit_flip",
-            BadChecksum {
-                expected: 0xFA8D,
-                computed: 0xFA7D,
-            },
+            BadChecksum { expected: 0xFA8D, computed: 0xFA7D },
             Scan::Garbage { skip: 1 },
         ),
-        (
-            "corrupt_truncated",
-            TooShort { need: 36, got: 31 },
-            Scan::Incomplete,
-        ),
+        ("corrupt_truncated", TooShort { need: 36, got: 31 }, Scan::Incomplete),
         (
             "corrupt_wrong_end_byte",
-            BadEnd {
-                expected: 0x77,
-                found: 0xDD,
-            },
+            BadEnd { expected: 0x77, found: 0xDD },
             Scan::Garbage { skip: 1 },
         ),
         // Checksum before status: the status byte is covered by the (wrong) checksum.
         (
             "corrupt_status_error",
-            BadChecksum {
-                expected: 0xFA8D,
-                computed: 0xFA0D,
-            },
+            BadChecksum { expected: 0xFA8D, computed: 0xFA0D },
             Scan::Garbage { skip: 1 },
         ),
         // Ends in 0x77 but the length byte says 10: a wrong length, not a cut-off frame. A stream
         // scanner cannot know that yet and waits for the 17 bytes the header announces.
-        (
-            "corrupt_length_mismatch",
-            LengthMismatch {
-                declared: 10,
-                actual: 8,
-            },
-            Scan::Incomplete,
-        ),
+        ("corrupt_length_mismatch", LengthMismatch { declared: 10, actual: 8 }, Scan::Incomplete),
     ];
     let all = cases();
     let corrupt: Vec<_> = all.iter().filter(|c| c.corrupt).collect();
-    assert_eq!(
-        corrupt.len(),
-        expected.len(),
-        "a corrupt case has no expectation here"
-    );
+    assert_eq!(corrupt.len(), expected.len(), "a corrupt case has no expectation here");
     for case in corrupt {
-        let (_, error, scan) = expected
-            .iter()
-            .find(|(n, ..)| *n == case.name)
-            .expect(&case.name);
+        let (_, error, scan) = expected.iter().find(|(n, ..)| *n == case.name).expect(&case.name);
         assert_eq!(jbd::decode(&case.bytes), Err(*error), "{}", case.name);
         assert_eq!(jbd::scan(&case.bytes), *scan, "{}", case.name);
         assert!(!case.expected["valid"].as_bool().unwrap_or(false));
@@ -203,9 +142,7 @@ fn resync_after_leading_garbage() {
     let (frame, next) = find_frame(&case.bytes, jbd::scan).expect("frame after garbage");
     assert_eq!(next, case.bytes.len());
     let decoded = jbd::decode(frame).unwrap();
-    vectors::check_expected(case, &to_json(&decoded), &["valid_after_resync"], |_, _| {
-        None
-    });
+    vectors::check_expected(case, &to_json(&decoded), &["valid_after_resync"], |_, _| None);
     let fragment = vectors::case(&all, "real_fragment_basic_second_read_no_header");
     assert!(find_frame(&fragment.bytes, jbd::scan).is_none());
     // The two real reads together: first fragment + second read = the whole basic-info frame.
@@ -213,10 +150,7 @@ fn resync_after_leading_garbage() {
     let mut buf = Vec::new();
     let mut frames = contract::feed(&mut buf, &first.bytes, &jbd::scan);
     frames.extend(contract::feed(&mut buf, &fragment.bytes, &jbd::scan));
-    assert_eq!(
-        frames,
-        vec![vectors::case(&all, "sp04s034_basic_jbdtool").bytes.clone()]
-    );
+    assert_eq!(frames, vec![vectors::case(&all, "sp04s034_basic_jbdtool").bytes.clone()]);
 }
 
 /// A status byte != 0 with a correct checksum is a `Status` error.
@@ -224,10 +158,7 @@ fn resync_after_leading_garbage() {
 fn status_error_with_valid_checksum() {
     let frame = jbd::encode_response(jbd::REG_BASIC_INFO, 0x80, &[]);
     assert_eq!(jbd::scan(&frame), Scan::Frame { len: 7 });
-    assert_eq!(
-        jbd::decode(&frame),
-        Err(FrameError::Status { status: 0x80 })
-    );
+    assert_eq!(jbd::decode(&frame), Err(FrameError::Status { status: 0x80 }));
 }
 
 /// The specific decoders refuse another register.
@@ -237,10 +168,7 @@ fn specific_decoders_check_the_register() {
     let cells = &vectors::case(&all, "sp04s034_cells_esphome").bytes;
     assert_eq!(
         jbd::decode_basic_info(cells),
-        Err(FrameError::UnexpectedCommand {
-            expected: 0x03,
-            found: 0x04
-        })
+        Err(FrameError::UnexpectedCommand { expected: 0x03, found: 0x04 })
     );
     assert_eq!(
         jbd::decode_cells(cells),
@@ -256,10 +184,7 @@ fn specific_decoders_check_the_register() {
     );
     let basic = &vectors::case(&all, "sp04s034_basic_esphome").bytes;
     assert!(jbd::decode_basic_info(basic).is_ok());
-    assert!(matches!(
-        jbd::decode_hardware(basic),
-        Err(FrameError::UnexpectedCommand { .. })
-    ));
+    assert!(matches!(jbd::decode_hardware(basic), Err(FrameError::UnexpectedCommand { .. })));
 }
 
 /// Model fields of the basic-info vector beyond the JSON: alarms, balancing, firmware.
@@ -270,27 +195,11 @@ fn basic_info_model_fields() {
     let b = &d.battery;
     assert_eq!(b.firmware_version.as_deref(), Some("8.0"));
     assert_eq!(b.balancing_cells, Some(vec![false; 4]));
-    assert_eq!(
-        b.temperature_mos_c, None,
-        "NTC0 is not assumed to be the MOSFET"
-    );
-    let reported: Vec<_> = b
-        .alarms
-        .entries()
-        .iter()
-        .filter(|e| e.2.is_some())
-        .map(|e| e.0)
-        .collect();
-    assert_eq!(
-        reported.len(),
-        11,
-        "13 protection bits map onto 11 alarms: {reported:?}"
-    );
-    assert!(b
-        .alarms
-        .entries()
-        .iter()
-        .all(|e| e.2.is_none() || e.2 == Some(AlarmLevel::Ok)));
+    assert_eq!(b.temperature_mos_c, None, "NTC0 is not assumed to be the MOSFET");
+    let reported: Vec<_> =
+        b.alarms.entries().iter().filter(|e| e.2.is_some()).map(|e| e.0).collect();
+    assert_eq!(reported.len(), 11, "13 protection bits map onto 11 alarms: {reported:?}");
+    assert!(b.alarms.entries().iter().all(|e| e.2.is_none() || e.2 == Some(AlarmLevel::Ok)));
     assert_eq!(d.extra["current_unit_ma"], json!(10));
 }
 
@@ -356,10 +265,7 @@ fn encoders_reproduce_vector_frames() {
         ntc_0p1k: vec![2955, 2954, 2948],
         high_current_units: false,
     };
-    assert_eq!(
-        basic.encode(),
-        vectors::case(&all, "sp04s034_basic_esphome").bytes
-    );
+    assert_eq!(basic.encode(), vectors::case(&all, "sp04s034_basic_esphome").bytes);
     assert_eq!(
         jbd::encode_cells(&[3909, 3901, 3895, 3901]),
         vectors::case(&all, "sp04s034_cells_esphome").bytes
@@ -414,11 +320,8 @@ fn protection_bits_and_unsigned_balance_bits() {
         "internal_failure",
     ];
     for (bit, name) in expect.iter().enumerate() {
-        let info = BasicInfo {
-            protection_bits: 1 << bit,
-            balance_bits: 0x8000,
-            ..sample_basic_info()
-        };
+        let info =
+            BasicInfo { protection_bits: 1 << bit, balance_bits: 0x8000, ..sample_basic_info() };
         let b = jbd::decode(&info.encode()).unwrap().battery;
         for (alarm, _, level) in b.alarms.entries() {
             let want = if alarm == *name {
@@ -436,36 +339,16 @@ fn protection_bits_and_unsigned_balance_bits() {
 #[test]
 fn malformed_payloads_are_invalid_fields() {
     let short = jbd::encode_response(jbd::REG_BASIC_INFO, 0, &[0; 22]);
-    assert_eq!(
-        jbd::decode(&short),
-        Err(FrameError::InvalidField {
-            field: "basic_info_length"
-        })
-    );
+    assert_eq!(jbd::decode(&short), Err(FrameError::InvalidField { field: "basic_info_length" }));
     let mut p = vec![0u8; 23];
     p[22] = 3; // three NTCs announced, none present
     let frame = jbd::encode_response(jbd::REG_BASIC_INFO, 0, &p);
-    assert_eq!(
-        jbd::decode(&frame),
-        Err(FrameError::InvalidField { field: "ntc_count" })
-    );
+    assert_eq!(jbd::decode(&frame), Err(FrameError::InvalidField { field: "ntc_count" }));
     let odd = jbd::encode_response(jbd::REG_CELLS, 0, &[0x0F, 0x45, 0x0F]);
-    assert_eq!(
-        jbd::decode(&odd),
-        Err(FrameError::InvalidField { field: "cells" })
-    );
-    assert_eq!(
-        jbd::decode(&[]),
-        Err(FrameError::TooShort { need: 7, got: 0 })
-    );
+    assert_eq!(jbd::decode(&odd), Err(FrameError::InvalidField { field: "cells" }));
+    assert_eq!(jbd::decode(&[]), Err(FrameError::TooShort { need: 7, got: 0 }));
     let long = [jbd::request_read(3).as_slice(), &[0x77]].concat();
-    assert_eq!(
-        jbd::decode(&long),
-        Err(FrameError::LengthMismatch {
-            declared: 0,
-            actual: 1
-        })
-    );
+    assert_eq!(jbd::decode(&long), Err(FrameError::LengthMismatch { declared: 0, actual: 1 }));
     assert_eq!(checksum::jbd(&[]), 0);
 }
 
@@ -485,11 +368,7 @@ fn contract_on_every_vector() {
         }
     }
     // A stream of every valid vector back to back gives every frame, whole and chunked.
-    let valid: Vec<&[u8]> = all
-        .iter()
-        .filter(|c| !c.corrupt)
-        .map(|c| c.bytes.as_slice())
-        .collect();
+    let valid: Vec<&[u8]> = all.iter().filter(|c| !c.corrupt).map(|c| c.bytes.as_slice()).collect();
     let stream = valid.concat();
     let frames = contract::chunked_equals_whole(&stream, &jbd::scan);
     assert_eq!(frames, valid);

@@ -42,11 +42,7 @@ fn derived(decoded: &Decoded, json: &Value, key: &str, want: &Value) -> Option<V
         _ => {
             let got = json.get("alarms")?.get(key)?.as_i64()?;
             let named = level(want.as_str()?)?;
-            Some(if i64::from(named) == got {
-                want.clone()
-            } else {
-                json!(got)
-            })
+            Some(if i64::from(named) == got { want.clone() } else { json!(got) })
         }
     }
 }
@@ -55,18 +51,8 @@ fn derived(decoded: &Decoded, json: &Value, key: &str, want: &Value) -> Option<V
 #[test]
 fn every_response_matches_expected() {
     let mut checked = 0;
-    for case in cases()
-        .iter()
-        .filter(|c| c.direction == "response" && !c.corrupt)
-    {
-        assert_eq!(
-            up::scan(&case.bytes),
-            Scan::Frame {
-                len: case.bytes.len()
-            },
-            "{}",
-            case.name
-        );
+    for case in cases().iter().filter(|c| c.direction == "response" && !c.corrupt) {
+        assert_eq!(up::scan(&case.bytes), Scan::Frame { len: case.bytes.len() }, "{}", case.name);
         let address = case.bytes[0];
         let decoded =
             up::decode(&case.bytes, Some(address)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -83,11 +69,9 @@ fn every_response_matches_expected() {
 #[test]
 fn fault_and_alarm_flags_map_to_levels() {
     let all = cases();
-    let d = up::decode(
-        &vectors::case(&all, "fixture_pack_status_with_fault_and_alarm").bytes,
-        Some(1),
-    )
-    .unwrap();
+    let d =
+        up::decode(&vectors::case(&all, "fixture_pack_status_with_fault_and_alarm").bytes, Some(1))
+            .unwrap();
     let a = &d.battery.alarms;
     assert_eq!(a.high_cell_voltage, Some(AlarmLevel::Alarm));
     assert_eq!(a.high_voltage, Some(AlarmLevel::Warning));
@@ -103,10 +87,7 @@ fn every_request_equals_the_builder() {
     let mut checked = 0;
     for case in cases().iter().filter(|c| c.direction == "request") {
         let e = &case.expected;
-        let field = |k: &str| {
-            e[k].as_u64()
-                .unwrap_or_else(|| panic!("{}: no {k}", case.name))
-        };
+        let field = |k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{}: no {k}", case.name));
         let address = field("address") as u8;
         let block = Block {
             func: field("function") as u8,
@@ -119,14 +100,7 @@ fn every_request_equals_the_builder() {
             up::request_read(address, block)
         };
         assert_eq!(built, case.bytes, "{}", case.name);
-        assert_eq!(
-            up::scan(&case.bytes),
-            Scan::Frame {
-                len: case.bytes.len()
-            },
-            "{}",
-            case.name
-        );
+        assert_eq!(up::scan(&case.bytes), Scan::Frame { len: case.bytes.len() }, "{}", case.name);
         checked += 1;
     }
     assert_eq!(checked, 18);
@@ -136,22 +110,10 @@ fn every_request_equals_the_builder() {
     assert_eq!(up::request_pack_status(2), bytes("req_addr2_fn78_1000"));
     assert_eq!(up::request_pack_params1(1), bytes("req_addr1_fn78_1C00"));
     assert_eq!(up::request_pack_params1(2), bytes("req_addr2_fn78_1C00"));
-    assert_eq!(
-        up::request_individual_status(1),
-        bytes("req_addr1_fn45_0000")
-    );
-    assert_eq!(
-        up::request_individual_status(2),
-        bytes("req_addr2_fn45_0000")
-    );
-    assert_eq!(
-        up::request_set_soc(1, 10000),
-        bytes("fixture_set_soc_100_request")
-    );
-    assert_eq!(
-        up::request_set_soc(1, 9800),
-        bytes("fixture_set_soc_98_request")
-    );
+    assert_eq!(up::request_individual_status(1), bytes("req_addr1_fn45_0000"));
+    assert_eq!(up::request_individual_status(2), bytes("req_addr2_fn45_0000"));
+    assert_eq!(up::request_set_soc(1, 10000), bytes("fixture_set_soc_100_request"));
+    assert_eq!(up::request_set_soc(1, 9800), bytes("fixture_set_soc_98_request"));
     let info = up::request_product_info(3);
     assert_eq!(&info[..8], &[3, 0x78, 0x28, 0x10, 0x28, 0x3C, 0, 0]);
     assert_eq!(up::scan(&info), Scan::Frame { len: 10 });
@@ -167,13 +129,7 @@ fn corrupt_cases_are_rejected_precisely() {
         let result = up::decode(&case.bytes, Some(1));
         match case.name.as_str() {
             "corrupt_truncated" => {
-                assert_eq!(
-                    result,
-                    Err(FrameError::TooShort {
-                        need: 168,
-                        got: 100
-                    })
-                );
+                assert_eq!(result, Err(FrameError::TooShort { need: 168, got: 100 }));
                 assert_eq!(up::scan(&case.bytes), Scan::Incomplete);
             }
             "corrupt_bad_crc" | "corrupt_payload_flip" => {
@@ -187,10 +143,7 @@ fn corrupt_cases_are_rejected_precisely() {
             "corrupt_crc_byte_order_swapped" => {
                 assert_eq!(
                     result,
-                    Err(FrameError::BadChecksum {
-                        expected: 0x6A2E,
-                        computed: 0x2E6A
-                    })
+                    Err(FrameError::BadChecksum { expected: 0x6A2E, computed: 0x2E6A })
                 );
                 assert_eq!(up::scan(&case.bytes), Scan::Garbage { skip: 1 });
             }
@@ -207,24 +160,16 @@ fn addresses_on_one_bus_are_distinguished() {
     let two = &vectors::case(&all, "resp_addr2_fn78_1000_170700_824").bytes;
     assert_eq!(
         up::decode(one, Some(2)),
-        Err(FrameError::UnexpectedAddress {
-            expected: 2,
-            found: 1
-        })
+        Err(FrameError::UnexpectedAddress { expected: 2, found: 1 })
     );
     assert_eq!(
         up::decode(two, Some(1)),
-        Err(FrameError::UnexpectedAddress {
-            expected: 1,
-            found: 2
-        })
+        Err(FrameError::UnexpectedAddress { expected: 1, found: 2 })
     );
     let mut buf = Vec::new();
     let frames = contract::feed(&mut buf, &[one.as_slice(), two].concat(), &up::scan);
-    let soc: Vec<_> = frames
-        .iter()
-        .map(|f| up::decode(f, Some(f[0])).unwrap().battery.soc_percent)
-        .collect();
+    let soc: Vec<_> =
+        frames.iter().map(|f| up::decode(f, Some(f[0])).unwrap().battery.soc_percent).collect();
     assert_eq!(soc, vec![Some(60.95), Some(73.0)]);
 }
 
@@ -238,30 +183,15 @@ fn malformed_frames_are_precise_errors() {
     frame[n - 2..].copy_from_slice(&crc);
     assert_eq!(
         up::decode(&frame, None),
-        Err(FrameError::UnexpectedCommand {
-            expected: 0x78,
-            found: 0x03
-        })
+        Err(FrameError::UnexpectedCommand { expected: 0x78, found: 0x03 })
     );
     assert_eq!(up::scan(&frame), Scan::Garbage { skip: 1 });
-    assert_eq!(
-        up::decode(&[1, 0x78], None),
-        Err(FrameError::TooShort { need: 10, got: 2 })
-    );
+    assert_eq!(up::decode(&[1, 0x78], None), Err(FrameError::TooShort { need: 10, got: 2 }));
     let long = [up::request_pack_status(1).as_slice(), &[0]].concat();
-    assert_eq!(
-        up::decode(&long, None),
-        Err(FrameError::LengthMismatch {
-            declared: 0,
-            actual: 1
-        })
-    );
+    assert_eq!(up::decode(&long, None), Err(FrameError::LengthMismatch { declared: 0, actual: 1 }));
     // A PackStatus window with a payload too short for its fields.
     let short = up::frame(1, up::PACK_STATUS, &[0; 20]);
-    assert!(matches!(
-        up::decode(&short, Some(1)),
-        Err(FrameError::InvalidField { .. })
-    ));
+    assert!(matches!(up::decode(&short, Some(1)), Err(FrameError::InvalidField { .. })));
     assert_eq!(up::firmware_text(0x0C04), "12.4");
     assert_eq!(up::firmware_text(4), "4");
 }
@@ -306,10 +236,7 @@ fn pack_status_round_trip() {
     assert_eq!(b.current_a, Some(-12.34));
     assert_eq!(b.soc_percent, Some(73.27));
     assert_eq!(b.remaining_capacity_ah, Some(73.27));
-    assert_eq!(
-        (b.full_capacity_ah, b.nominal_capacity_ah),
-        (Some(100.0), Some(100.0))
-    );
+    assert_eq!((b.full_capacity_ah, b.nominal_capacity_ah), (Some(100.0), Some(100.0)));
     assert_eq!(b.temperature_mos_c, Some(21.4));
     assert_eq!(d.extra["ambient_temperature_c"], json!(-5.2));
     assert_eq!(b.soh_percent, Some(99.0));
@@ -345,11 +272,7 @@ fn contract_on_every_vector() {
             contract::trailing_bytes_stay(&case.bytes, &case.bytes, &up::scan);
         }
     }
-    let valid: Vec<&[u8]> = all
-        .iter()
-        .filter(|c| !c.corrupt)
-        .map(|c| c.bytes.as_slice())
-        .collect();
+    let valid: Vec<&[u8]> = all.iter().filter(|c| !c.corrupt).map(|c| c.bytes.as_slice()).collect();
     let stream = valid.concat();
     assert_eq!(contract::chunked_equals_whole(&stream, &up::scan), valid);
 }

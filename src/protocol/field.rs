@@ -62,14 +62,7 @@ impl Field {
         divisor: u32,
         set: fn(&mut Battery, f64),
     ) -> Self {
-        Field {
-            name,
-            offset,
-            width,
-            zero: 0,
-            divisor,
-            set,
-        }
+        Field { name, offset, width, zero: 0, divisor, set }
     }
 
     /// The same field with another zero point.
@@ -89,17 +82,14 @@ impl Field {
 
     /// The scaled value, or `None` if `data` is too short.
     pub fn value(&self, data: &[u8]) -> Option<f64> {
-        self.raw(data)
-            .map(|raw| scale(raw, self.zero, self.divisor))
+        self.raw(data).map(|raw| scale(raw, self.zero, self.divisor))
     }
 }
 
 /// Applies every field of `table` to `battery`; a field beyond the data is an `InvalidField`.
 pub fn apply(table: &[Field], data: &[u8], battery: &mut Battery) -> Result<(), FrameError> {
     for field in table {
-        let value = field
-            .value(data)
-            .ok_or(FrameError::InvalidField { field: field.name })?;
+        let value = field.value(data).ok_or(FrameError::InvalidField { field: field.name })?;
         (field.set)(battery, value);
     }
     Ok(())
@@ -143,12 +133,7 @@ pub fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
 pub fn u16_array(data: &[u8], start: usize, count: usize) -> Option<Vec<u16>> {
     let end = start.checked_add(count.checked_mul(2)?)?;
     let bytes = data.get(start..end)?;
-    Some(
-        bytes
-            .chunks_exact(2)
-            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect())
 }
 
 /// `count` big-endian u16s starting at `start`, each scaled as `(raw - zero) / divisor`.
@@ -160,11 +145,7 @@ pub fn scaled_u16_array(
     divisor: u32,
 ) -> Option<Vec<f64>> {
     let raw = u16_array(data, start, count)?;
-    Some(
-        raw.into_iter()
-            .map(|r| scale(i64::from(r), zero, divisor))
-            .collect(),
-    )
+    Some(raw.into_iter().map(|r| scale(i64::from(r), zero, divisor)).collect())
 }
 
 /// Text field: bytes up to the first NUL, lossy UTF-8, surrounding whitespace trimmed.
@@ -175,9 +156,7 @@ pub fn text(data: &[u8]) -> String {
 
 /// The low `count` bits of `mask` as flags, bit 0 first.
 pub fn bit_flags(mask: u64, count: usize) -> Vec<bool> {
-    (0..count)
-        .map(|bit| bit < 64 && mask & (1u64 << bit) != 0)
-        .collect()
+    (0..count).map(|bit| bit < 64 && mask & (1u64 << bit) != 0).collect()
 }
 
 /// Points at one alarm of [`Alarms`].
@@ -218,10 +197,8 @@ mod tests {
     const TABLE: &[Field] = &[
         Field::new("voltage", 0, Width::U16, 100, |b, v| b.voltage_v = Some(v)),
         Field::new("current", 2, Width::I16, 100, |b, v| b.current_a = Some(v)),
-        Field::new("temperature", 4, Width::U16, 10, |b, v| {
-            b.temperature_mos_c = Some(v)
-        })
-        .zero(2731),
+        Field::new("temperature", 4, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v))
+            .zero(2731),
     ];
 
     #[test]
@@ -268,10 +245,7 @@ mod tests {
         assert_eq!(u16_array(&data, 0, 2), Some(vec![3909, 3901]));
         assert_eq!(u16_array(&data, 0, 3), None);
         assert_eq!(u16_array(&data, 0, usize::MAX), None);
-        assert_eq!(
-            scaled_u16_array(&data, 0, 2, 0, 1000),
-            Some(vec![3.909, 3.901])
-        );
+        assert_eq!(scaled_u16_array(&data, 0, 2, 0, 1000), Some(vec![3.909, 3.901]));
         assert_eq!(u16_array(&data, 5, 0), Some(vec![]));
     }
 

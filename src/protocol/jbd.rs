@@ -16,6 +16,9 @@ use super::{Decoded, FrameError, Scan};
 use crate::battery::AlarmLevel;
 use serde_json::json;
 
+mod encode;
+pub use encode::{encode_cells, encode_hardware, BasicInfo};
+
 /// Serial speed (study 2.2).
 pub const BAUD: u32 = 9600;
 /// Frame start byte.
@@ -51,12 +54,8 @@ const BASIC_INFO: &[Field] = &[
 /// Current and capacities: 10 mA / 10 mAh, or 100 mA / 100 mAh when the extension flag is set.
 const BASIC_SCALED: &[Field] = &[
     Field::new("current", 2, Width::I16, 100, |b, v| b.current_a = Some(v)),
-    Field::new("remaining_capacity", 4, Width::U16, 100, |b, v| {
-        b.remaining_capacity_ah = Some(v)
-    }),
-    Field::new("nominal_capacity", 6, Width::U16, 100, |b, v| {
-        b.nominal_capacity_ah = Some(v)
-    }),
+    Field::new("remaining_capacity", 4, Width::U16, 100, |b, v| b.remaining_capacity_ah = Some(v)),
+    Field::new("nominal_capacity", 6, Width::U16, 100, |b, v| b.nominal_capacity_ah = Some(v)),
 ];
 
 /// NTCs: 0.1 K with 0 °C = 2731 (esphome, bmstools, jbdtool).
@@ -121,10 +120,7 @@ pub fn request_write(register: u8, data: &[u8]) -> Vec<u8> {
 
 /// MOSFET control on register 0xE1 (no factory mode needed).
 pub fn request_mos_control(charge_off: bool, discharge_off: bool) -> Vec<u8> {
-    request_write(
-        REG_MOS_CONTROL,
-        &[0, u8::from(charge_off) | u8::from(discharge_off) << 1],
-    )
+    request_write(REG_MOS_CONTROL, &[0, u8::from(charge_off) | u8::from(discharge_off) << 1])
 }
 
 /// A complete response frame; what a BMS sends (used by the simulator). Payload cut at 255 bytes.
@@ -158,10 +154,7 @@ pub fn scan(buf: &[u8]) -> Scan {
 fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
     let n = frame.len();
     if frame[n - 1] != END {
-        return Err(FrameError::BadEnd {
-            expected: END,
-            found: frame[n - 1],
-        });
+        return Err(FrameError::BadEnd { expected: END, found: frame[n - 1] });
     }
     let carried = u16::from_be_bytes([frame[n - 3], frame[n - 2]]);
     let computed = checksum::jbd(&frame[2..n - 3]);
@@ -178,34 +171,18 @@ fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
 fn check(frame: &[u8]) -> Result<(u8, &[u8]), FrameError> {
     let got = frame.len();
     match frame.first() {
-        None => {
-            return Err(FrameError::TooShort {
-                need: OVERHEAD,
-                got,
-            })
-        }
+        None => return Err(FrameError::TooShort { need: OVERHEAD, got }),
         Some(&START) => {}
-        Some(&found) => {
-            return Err(FrameError::BadStart {
-                expected: START,
-                found,
-            })
-        }
+        Some(&found) => return Err(FrameError::BadStart { expected: START, found }),
     }
     let Some(&len) = frame.get(3) else {
-        return Err(FrameError::TooShort {
-            need: OVERHEAD,
-            got,
-        });
+        return Err(FrameError::TooShort { need: OVERHEAD, got });
     };
     let declared = usize::from(len);
     let need = declared + OVERHEAD;
     // A short frame that still ends in 0x77 has a wrong length byte; one that doesn't was cut off.
     if got > need || (got < need && frame.last() == Some(&END) && got >= OVERHEAD) {
-        return Err(FrameError::LengthMismatch {
-            declared,
-            actual: got.saturating_sub(OVERHEAD),
-        });
+        return Err(FrameError::LengthMismatch { declared, actual: got.saturating_sub(OVERHEAD) });
     }
     if got < need {
         return Err(FrameError::TooShort { need, got });
@@ -220,10 +197,7 @@ fn check(frame: &[u8]) -> Result<(u8, &[u8]), FrameError> {
 fn expect_register(frame: &[u8], expected: u8) -> Result<&[u8], FrameError> {
     let (register, payload) = check(frame)?;
     if register != expected {
-        return Err(FrameError::UnexpectedCommand {
-            expected,
-            found: register,
-        });
+        return Err(FrameError::UnexpectedCommand { expected, found: register });
     }
     Ok(payload)
 }
@@ -269,26 +243,18 @@ pub fn decode_hardware(frame: &[u8]) -> Result<Decoded, FrameError> {
 
 fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
     if p.len() < BASIC_MIN {
-        return Err(FrameError::InvalidField {
-            field: "basic_info_length",
-        });
+        return Err(FrameError::InvalidField { field: "basic_info_length" });
     }
     let ntc_count = usize::from(p[22]);
     let ntc_raw = field::u16_array(p, BASIC_MIN, ntc_count)
         .ok_or(FrameError::InvalidField { field: "ntc_count" })?;
     let cell_count = p[21];
     if cell_count > 32 {
-        return Err(FrameError::InvalidField {
-            field: "cell_count",
-        });
+        return Err(FrameError::InvalidField { field: "cell_count" });
     }
     // Extended frames: bit 7 of the byte after the NTCs switches to 100 mA / 100 mAh units.
     let after_ntc = BASIC_MIN + 2 * ntc_count;
-    let unit_ma: u32 = if p.get(after_ntc).is_some_and(|b| b & 0x80 != 0) {
-        100
-    } else {
-        10
-    };
+    let unit_ma: u32 = if p.get(after_ntc).is_some_and(|b| b & 0x80 != 0) { 100 } else { 10 };
     let mut d = Decoded::default();
     let b = &mut d.battery;
     field::apply(BASIC_INFO, p, b)?;
@@ -309,12 +275,8 @@ fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
     b.charge_fet = Some(fets & 0x01 != 0);
     b.discharge_fet = Some(fets & 0x02 != 0);
     b.cell_count = Some(cell_count.into());
-    b.temperatures_c = Some(
-        ntc_raw
-            .iter()
-            .map(|&r| field::scale(r.into(), NTC_ZERO_0P1K, 10))
-            .collect(),
-    );
+    b.temperatures_c =
+        Some(ntc_raw.iter().map(|&r| field::scale(r.into(), NTC_ZERO_0P1K, 10)).collect());
     let extra = &mut d.extra;
     extra.insert("production_date_raw", json!(date));
     extra.insert("balance_bitmask", json!(balance));
@@ -362,84 +324,4 @@ fn error_counters(p: &[u8]) -> Result<Decoded, FrameError> {
         d.extra.insert(name, json!(count));
     }
     Ok(d)
-}
-
-/// Register 0x03 fields in wire units, for the simulator. [`BasicInfo::encode`] gives a frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BasicInfo {
-    /// Pack voltage, 10 mV.
-    pub voltage_10mv: u16,
-    /// Current, + = charging; 10 mA (100 mA when `high_current_units`).
-    pub current: i16,
-    /// Remaining capacity, 10 mAh (100 mAh when `high_current_units`).
-    pub remaining_capacity: u16,
-    /// Nominal capacity, 10 mAh (100 mAh when `high_current_units`).
-    pub nominal_capacity: u16,
-    /// Cycle count.
-    pub cycles: u16,
-    /// Production date as stored, see [`pack_production_date`].
-    pub production_date: u16,
-    /// Balancing, bit0 = cell 1 .. bit31 = cell 32.
-    pub balance_bits: u32,
-    /// Protection bits (bit0 cell OV .. bit12 MOS lock).
-    pub protection_bits: u16,
-    /// Software version, high nibble . low nibble (0x80 = "8.0").
-    pub software_version: u8,
-    /// State of charge, %.
-    pub rsoc: u8,
-    /// Charge MOSFET on.
-    pub charge_fet: bool,
-    /// Discharge MOSFET on.
-    pub discharge_fet: bool,
-    /// Series cells.
-    pub cell_count: u8,
-    /// NTC readings, 0.1 K (2731 = 0 °C).
-    pub ntc_0p1k: Vec<u16>,
-    /// Append the extension byte with bit 7 set: current and capacities in 100 mA / 100 mAh.
-    pub high_current_units: bool,
-}
-
-impl BasicInfo {
-    /// The complete, checked response frame.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(BASIC_MIN + 2 * self.ntc_0p1k.len() + 1);
-        for word in [
-            self.voltage_10mv,
-            self.current as u16,
-            self.remaining_capacity,
-        ] {
-            p.extend_from_slice(&word.to_be_bytes());
-        }
-        for word in [self.nominal_capacity, self.cycles, self.production_date] {
-            p.extend_from_slice(&word.to_be_bytes());
-        }
-        p.extend_from_slice(&(self.balance_bits as u16).to_be_bytes());
-        p.extend_from_slice(&((self.balance_bits >> 16) as u16).to_be_bytes());
-        p.extend_from_slice(&self.protection_bits.to_be_bytes());
-        let fets = u8::from(self.charge_fet) | u8::from(self.discharge_fet) << 1;
-        let ntcs = &self.ntc_0p1k[..self.ntc_0p1k.len().min(100)];
-        p.extend_from_slice(&[self.software_version, self.rsoc, fets, self.cell_count]);
-        p.push(ntcs.len() as u8);
-        ntcs.iter()
-            .for_each(|t| p.extend_from_slice(&t.to_be_bytes()));
-        if self.high_current_units {
-            p.push(0x80);
-        }
-        encode_response(REG_BASIC_INFO, 0, &p)
-    }
-}
-
-/// A register 0x04 response; at most 127 cells fit the one-byte length.
-pub fn encode_cells(cells_mv: &[u16]) -> Vec<u8> {
-    let payload: Vec<u8> = cells_mv
-        .iter()
-        .take(127)
-        .flat_map(|mv| mv.to_be_bytes())
-        .collect();
-    encode_response(REG_CELLS, 0, &payload)
-}
-
-/// A register 0x05 response carrying `name` (cut at 255 bytes).
-pub fn encode_hardware(name: &str) -> Vec<u8> {
-    encode_response(REG_HARDWARE, 0, name.as_bytes())
 }

@@ -13,6 +13,9 @@ use super::{Decoded, FrameError, Scan};
 use crate::battery::AlarmLevel;
 use serde_json::json;
 
+mod encode;
+pub use encode::PackStatus;
+
 /// Serial speed (study 2.3).
 pub const BAUD: u32 = 9600;
 /// Read function.
@@ -40,35 +43,15 @@ pub struct Block {
 }
 
 /// Main telemetry (0x1000, 0xA0 bytes).
-pub const PACK_STATUS: Block = Block {
-    func: FUNC_READ,
-    start: 0x1000,
-    end: 0x10A0,
-};
+pub const PACK_STATUS: Block = Block { func: FUNC_READ, start: 0x1000, end: 0x10A0 };
 /// BMS model + SN, pack SN, dates (0x1C00, 0xA0 bytes).
-pub const PACK_PARAMS1: Block = Block {
-    func: FUNC_READ,
-    start: 0x1C00,
-    end: 0x1CA0,
-};
+pub const PACK_PARAMS1: Block = Block { func: FUNC_READ, start: 0x1C00, end: 0x1CA0 };
 /// Model ids, versions (0x2810, 0x2C bytes).
-pub const PRODUCT_INFO: Block = Block {
-    func: FUNC_READ,
-    start: 0x2810,
-    end: 0x283C,
-};
+pub const PRODUCT_INFO: Block = Block { func: FUNC_READ, start: 0x2810, end: 0x283C };
 /// Master's own CCL/DCL (function 0x45, 0x54 bytes).
-pub const INDIVIDUAL_STATUS: Block = Block {
-    func: FUNC_INDIVIDUAL,
-    start: 0x0000,
-    end: 0x0054,
-};
+pub const INDIVIDUAL_STATUS: Block = Block { func: FUNC_INDIVIDUAL, start: 0x0000, end: 0x0054 };
 /// SoC write window (0x2006, 2 registers).
-pub const SET_SOC: Block = Block {
-    func: FUNC_WRITE,
-    start: 0x2006,
-    end: 0x2008,
-};
+pub const SET_SOC: Block = Block { func: FUNC_WRITE, start: 0x2006, end: 0x2008 };
 /// Prefix of the SoC write payload: `11 4A 42 44` ("\x11JBD").
 pub const SET_SOC_PREFIX: [u8; 4] = [0x11, 0x4A, 0x42, 0x44];
 
@@ -82,32 +65,16 @@ const PACK_STATUS_FIELDS: &[Field] = &[
     Field::new("voltage", 0, Width::U16, 100, |b, v| b.voltage_v = Some(v)),
     Field::new("current", 4, Width::U32, 100, |b, v| b.current_a = Some(v)).zero(CURRENT_ZERO),
     Field::new("soc", 8, Width::U16, 100, |b, v| b.soc_percent = Some(v)),
-    Field::new("remaining", 10, Width::U16, 100, |b, v| {
-        b.remaining_capacity_ah = Some(v)
-    }),
-    Field::new("full", 12, Width::U16, 100, |b, v| {
-        b.full_capacity_ah = Some(v)
-    }),
-    Field::new("rated", 14, Width::U16, 100, |b, v| {
-        b.nominal_capacity_ah = Some(v)
-    }),
-    Field::new("mos_temp", 16, Width::U16, 10, |b, v| {
-        b.temperature_mos_c = Some(v)
-    })
-    .zero(TEMP_ZERO),
+    Field::new("remaining", 10, Width::U16, 100, |b, v| b.remaining_capacity_ah = Some(v)),
+    Field::new("full", 12, Width::U16, 100, |b, v| b.full_capacity_ah = Some(v)),
+    Field::new("rated", 14, Width::U16, 100, |b, v| b.nominal_capacity_ah = Some(v)),
+    Field::new("mos_temp", 16, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v))
+        .zero(TEMP_ZERO),
     Field::new("soh", 22, Width::U16, 1, |b, v| b.soh_percent = Some(v)),
-    Field::new("cvl", 58, Width::U16, 10, |b, v| {
-        b.charge_voltage_limit_v = Some(v)
-    }),
-    Field::new("ccl", 60, Width::U16, 10, |b, v| {
-        b.charge_current_limit_a = Some(v)
-    }),
-    Field::new("dvl", 62, Width::U16, 10, |b, v| {
-        b.discharge_voltage_limit_v = Some(v)
-    }),
-    Field::new("dcl", 64, Width::U16, 10, |b, v| {
-        b.discharge_current_limit_a = Some(v)
-    }),
+    Field::new("cvl", 58, Width::U16, 10, |b, v| b.charge_voltage_limit_v = Some(v)),
+    Field::new("ccl", 60, Width::U16, 10, |b, v| b.charge_current_limit_a = Some(v)),
+    Field::new("dvl", 62, Width::U16, 10, |b, v| b.discharge_voltage_limit_v = Some(v)),
+    Field::new("dcl", 64, Width::U16, 10, |b, v| b.discharge_current_limit_a = Some(v)),
 ];
 
 /// Bytes of PackStatus before the cell list.
@@ -260,27 +227,19 @@ fn check_crc(frame: &[u8]) -> Result<(), FrameError> {
 /// `payload_len`.
 pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, FrameError> {
     let got = frame.len();
-    let declared = usize::from(field::u16_at(frame, 6).ok_or(FrameError::TooShort {
-        need: OVERHEAD,
-        got,
-    })?);
+    let declared =
+        usize::from(field::u16_at(frame, 6).ok_or(FrameError::TooShort { need: OVERHEAD, got })?);
     let need = declared + OVERHEAD;
     if got < need {
         return Err(FrameError::TooShort { need, got });
     }
     if got > need {
-        return Err(FrameError::LengthMismatch {
-            declared,
-            actual: got - OVERHEAD,
-        });
+        return Err(FrameError::LengthMismatch { declared, actual: got - OVERHEAD });
     }
     check_crc(frame)?;
     let (address, func) = (frame[0], frame[1]);
     if let Some(expected) = expected_address.filter(|&a| a != address) {
-        return Err(FrameError::UnexpectedAddress {
-            expected,
-            found: address,
-        });
+        return Err(FrameError::UnexpectedAddress { expected, found: address });
     }
     let start = field::u16_at(frame, 2).unwrap_or(0);
     let end = field::u16_at(frame, 4).unwrap_or(0);
@@ -290,12 +249,7 @@ pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, Fra
         (FUNC_READ, 0x1C00) => pack_params1(payload)?,
         (FUNC_INDIVIDUAL, _) => individual_status(payload)?,
         (FUNC_READ | FUNC_WRITE, _) => Decoded::default(),
-        _ => {
-            return Err(FrameError::UnexpectedCommand {
-                expected: FUNC_READ,
-                found: func,
-            })
-        }
+        _ => return Err(FrameError::UnexpectedCommand { expected: FUNC_READ, found: func }),
     };
     let extra = &mut decoded.extra;
     extra.insert("address", json!(address));
@@ -310,23 +264,15 @@ fn pack_status(p: &[u8]) -> Result<Decoded, FrameError> {
     let mut d = Decoded::default();
     let b = &mut d.battery;
     field::apply(PACK_STATUS_FIELDS, p, b)?;
-    let word = |offset| {
-        field::u16_at(p, offset).ok_or(FrameError::InvalidField {
-            field: "pack_status",
-        })
-    };
+    let word =
+        |offset| field::u16_at(p, offset).ok_or(FrameError::InvalidField { field: "pack_status" });
     let cells = usize::from(word(66)?);
-    let cells_mv =
-        field::u16_array(p, PACK_STATUS_FIXED, cells).ok_or(FrameError::InvalidField {
-            field: "cell_count",
-        })?;
+    let cells_mv = field::u16_array(p, PACK_STATUS_FIXED, cells)
+        .ok_or(FrameError::InvalidField { field: "cell_count" })?;
     let temps_at = PACK_STATUS_FIXED + 2 * cells;
     let temps = usize::from(word(temps_at)?);
-    let temps_c = field::scaled_u16_array(p, temps_at + 2, temps, TEMP_ZERO, 10).ok_or(
-        FrameError::InvalidField {
-            field: "temperature_count",
-        },
-    )?;
+    let temps_c = field::scaled_u16_array(p, temps_at + 2, temps, TEMP_ZERO, 10)
+        .ok_or(FrameError::InvalidField { field: "temperature_count" })?;
     let fault_flags = field::u32_at(p, 24).unwrap_or(0);
     let alarm_flags = field::u32_at(p, 28).unwrap_or(0);
     field::apply_flags(fault_flags, FAULTS, &mut b.alarms);
@@ -336,12 +282,7 @@ fn pack_status(p: &[u8]) -> Result<Decoded, FrameError> {
     b.charge_fet = Some(mosfet & 0x02 != 0);
     b.cycles = Some(word(36)?.into());
     b.cell_count = u16::try_from(cells).ok();
-    b.cell_voltages_v = Some(
-        cells_mv
-            .iter()
-            .map(|&mv| field::scale(mv.into(), 0, 1000))
-            .collect(),
-    );
+    b.cell_voltages_v = Some(cells_mv.iter().map(|&mv| field::scale(mv.into(), 0, 1000)).collect());
     b.temperatures_c = Some(temps_c);
     // Tail: u16 unknown, u16 balancing bits, u16 firmware, 30 bytes pack serial (may be cut short).
     let tail = temps_at + 2 + 2 * temps;
@@ -349,17 +290,11 @@ fn pack_status(p: &[u8]) -> Result<Decoded, FrameError> {
     b.balancing_cells = balancing.map(|bits| field::bit_flags(bits.into(), cells));
     let firmware = field::u16_at(p, tail + 4);
     b.firmware_version = firmware.map(firmware_text);
-    let serial = p
-        .get(tail + 6..tail + 36)
-        .map(field::text)
-        .filter(|s| !s.is_empty());
+    let serial = p.get(tail + 6..tail + 36).map(field::text).filter(|s| !s.is_empty());
     b.serial = serial;
     let e = &mut d.extra;
     let mv = |offset| word(offset).map(|v| field::scale(v.into(), 0, 1000));
-    e.insert(
-        "ambient_temperature_c",
-        json!(field::scale(word(18)?.into(), TEMP_ZERO, 10)),
-    );
+    e.insert("ambient_temperature_c", json!(field::scale(word(18)?.into(), TEMP_ZERO, 10)));
     e.insert("operation_status", json!(word(20)?));
     e.insert("fault_flags", json!(fault_flags));
     e.insert("alarm_flags", json!(alarm_flags));
@@ -396,9 +331,7 @@ fn ymd(p: &[u8], offset: usize) -> Option<String> {
 
 fn pack_params1(p: &[u8]) -> Result<Decoded, FrameError> {
     let text = |range: std::ops::Range<usize>, name| {
-        p.get(range)
-            .map(field::text)
-            .ok_or(FrameError::InvalidField { field: name })
+        p.get(range).map(field::text).ok_or(FrameError::InvalidField { field: name })
     };
     let bms = text(16..46, "bms_model_and_sn")?;
     let pack_sn = text(52..82, "pack_serial_number")?;
@@ -425,128 +358,7 @@ fn individual_status(p: &[u8]) -> Result<Decoded, FrameError> {
             .ok_or(FrameError::InvalidField { field: name })
     };
     let mut d = Decoded::default();
-    d.extra.insert(
-        "individual_charge_current_limit_a",
-        json!(limit(96, "individual_ccl")?),
-    );
-    d.extra.insert(
-        "individual_discharge_current_limit_a",
-        json!(limit(98, "individual_dcl")?),
-    );
+    d.extra.insert("individual_charge_current_limit_a", json!(limit(96, "individual_ccl")?));
+    d.extra.insert("individual_discharge_current_limit_a", json!(limit(98, "individual_dcl")?));
     Ok(d)
-}
-
-/// PackStatus in wire-near units, for the simulator. [`PackStatus::encode`] gives a full frame;
-/// cell min/max/avg and temperature statistics are computed from the lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PackStatus {
-    /// Bus address of the pack.
-    pub address: u8,
-    /// Pack voltage, 10 mV.
-    pub voltage_10mv: u16,
-    /// Current, 10 mA, + = charging (sent as raw + 300000).
-    pub current_10ma: i32,
-    /// State of charge, 0.01 %.
-    pub soc_centi_percent: u16,
-    /// Remaining capacity, 10 mAh.
-    pub remaining_10mah: u16,
-    /// Full capacity, 10 mAh.
-    pub full_10mah: u16,
-    /// Rated capacity, 10 mAh.
-    pub rated_10mah: u16,
-    /// MOSFET temperature, 0.1 °C.
-    pub mos_temp_0p1c: i16,
-    /// Ambient temperature, 0.1 °C.
-    pub ambient_temp_0p1c: i16,
-    /// State of health, %.
-    pub soh_percent: u16,
-    /// Fault flags (level 2).
-    pub fault_flags: u32,
-    /// Alarm flags (level 1).
-    pub alarm_flags: u32,
-    /// Discharge MOSFET enabled (flag bit 0).
-    pub discharge_fet: bool,
-    /// Charge MOSFET enabled (flag bit 1).
-    pub charge_fet: bool,
-    /// Cycle count.
-    pub cycles: u16,
-    /// Charge voltage limit, 0.1 V.
-    pub cvl_0p1v: u16,
-    /// Charge current limit, 0.1 A.
-    pub ccl_0p1a: u16,
-    /// Discharge voltage limit, 0.1 V.
-    pub dvl_0p1v: u16,
-    /// Discharge current limit, 0.1 A.
-    pub dcl_0p1a: u16,
-    /// Cell voltages, mV.
-    pub cells_mv: Vec<u16>,
-    /// Cell temperatures, 0.1 °C.
-    pub temps_0p1c: Vec<i16>,
-    /// Balancing bits, bit0 = cell 1.
-    pub balancing_bits: u16,
-    /// Firmware word (0x0C04 = "12.4").
-    pub firmware: u16,
-    /// Pack serial (up to 30 ASCII bytes).
-    pub serial: String,
-}
-
-fn temp_raw(t_0p1c: i16) -> u16 {
-    (i32::from(t_0p1c) + TEMP_ZERO as i32).clamp(0, 0xFFFF) as u16
-}
-
-/// (1-based index of max, max, 1-based index of min, min, average) of a list.
-fn stats(values: &[u16]) -> [u16; 5] {
-    let max = values.iter().enumerate().max_by_key(|(_, v)| **v);
-    let min = values.iter().enumerate().min_by_key(|(_, v)| **v);
-    let sum: u32 = values.iter().map(|&v| u32::from(v)).sum();
-    let avg = sum.checked_div(values.len() as u32).unwrap_or(0) as u16;
-    let at = |pick: Option<(usize, &u16)>| pick.map_or((0, 0), |(i, v)| (i as u16 + 1, *v));
-    let ((max_i, max_v), (min_i, min_v)) = (at(max), at(min));
-    [max_i, max_v, min_i, min_v, avg]
-}
-
-impl PackStatus {
-    /// The complete response frame (function 0x78, window 0x1000-0x10A0).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(160);
-        let mut put = |words: &[u16]| {
-            words
-                .iter()
-                .for_each(|w| p.extend_from_slice(&w.to_be_bytes()))
-        };
-        let current =
-            (i64::from(self.current_10ma) + CURRENT_ZERO).clamp(0, u32::MAX.into()) as u32;
-        let mosfet = u16::from(self.discharge_fet) | u16::from(self.charge_fet) << 1;
-        let temps: Vec<u16> = self.temps_0p1c.iter().map(|&t| temp_raw(t)).collect();
-        put(&[self.voltage_10mv, 0, (current >> 16) as u16, current as u16]);
-        put(&[
-            self.soc_centi_percent,
-            self.remaining_10mah,
-            self.full_10mah,
-            self.rated_10mah,
-        ]);
-        put(&[
-            temp_raw(self.mos_temp_0p1c),
-            temp_raw(self.ambient_temp_0p1c),
-            0,
-            self.soh_percent,
-        ]);
-        put(&[(self.fault_flags >> 16) as u16, self.fault_flags as u16]);
-        put(&[(self.alarm_flags >> 16) as u16, self.alarm_flags as u16]);
-        put(&[mosfet, 0, self.cycles]);
-        put(&stats(&self.cells_mv));
-        put(&stats(&temps));
-        put(&[self.cvl_0p1v, self.ccl_0p1a, self.dvl_0p1v, self.dcl_0p1a]);
-        put(&[self.cells_mv.len() as u16]);
-        put(&self.cells_mv);
-        put(&[temps.len() as u16]);
-        put(&temps);
-        put(&[0, self.balancing_bits, self.firmware]);
-        let mut serial = [0u8; 30];
-        let bytes = self.serial.as_bytes();
-        let n = bytes.len().min(30);
-        serial[..n].copy_from_slice(&bytes[..n]);
-        p.extend_from_slice(&serial);
-        frame(self.address, PACK_STATUS, &p)
-    }
 }

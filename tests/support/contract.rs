@@ -12,17 +12,11 @@ pub fn feed(buf: &mut Vec<u8>, chunk: &[u8], scan: &dyn Fn(&[u8]) -> Scan) -> Ve
     loop {
         match scan(buf) {
             Scan::Frame { len } => {
-                assert!(
-                    len > 0 && len <= buf.len(),
-                    "Frame {{ len: {len} }} beyond buffer"
-                );
+                assert!(len > 0 && len <= buf.len(), "Frame {{ len: {len} }} beyond buffer");
                 frames.push(buf.drain(..len).collect());
             }
             Scan::Garbage { skip } => {
-                assert!(
-                    skip > 0 && skip <= buf.len(),
-                    "Garbage {{ skip: {skip} }} out of range"
-                );
+                assert!(skip > 0 && skip <= buf.len(), "Garbage {{ skip: {skip} }} out of range");
                 buf.drain(..skip);
             }
             Scan::Incomplete => return frames,
@@ -38,14 +32,8 @@ pub fn truncation(
 ) {
     for n in 0..bytes.len() {
         let part = &bytes[..n];
-        assert!(
-            !matches!(scan(part), Scan::Frame { .. }),
-            "prefix of {n} bytes scanned as frame"
-        );
-        assert!(
-            find_frame(part, scan).is_none(),
-            "prefix of {n} bytes yielded a frame"
-        );
+        assert!(!matches!(scan(part), Scan::Frame { .. }), "prefix of {n} bytes scanned as frame");
+        assert!(find_frame(part, scan).is_none(), "prefix of {n} bytes yielded a frame");
         assert!(decode(part).is_err(), "prefix of {n} bytes decoded");
     }
 }
@@ -82,10 +70,7 @@ pub fn chunked_equals_whole(bytes: &[u8], scan: &dyn Fn(&[u8]) -> Scan) -> Vec<V
         assert_eq!(buf, whole_buf, "split at {split} leaves other bytes");
     }
     let mut buf = Vec::new();
-    let singles: Vec<Vec<u8>> = bytes
-        .iter()
-        .flat_map(|b| feed(&mut buf, &[*b], scan))
-        .collect();
+    let singles: Vec<Vec<u8>> = bytes.iter().flat_map(|b| feed(&mut buf, &[*b], scan)).collect();
     assert_eq!(singles, whole, "byte-by-byte feeding differs from whole");
     whole
 }

@@ -30,14 +30,9 @@ pub fn hex(text: &str) -> Vec<u8> {
 
 /// Every case of `../shared/vectors/<file>.json`; panics with the path if it is missing.
 pub fn load(file: &str) -> Vec<Case> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "test vector file {} is missing or unreadable: {e}",
-            path.display()
-        )
+        panic!("test vector file {} is missing or unreadable: {e}", path.display())
     });
     let cases: Vec<Value> = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not a JSON array of cases: {e}", path.display()));
@@ -55,10 +50,7 @@ pub fn load(file: &str) -> Vec<Case> {
 
 /// The case called `name`.
 pub fn case<'a>(cases: &'a [Case], name: &str) -> &'a Case {
-    cases
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no vector case {name:?}"))
+    cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no vector case {name:?}"))
 }
 
 fn round6(v: f64) -> f64 {
@@ -103,15 +95,8 @@ pub fn check_expected(
             .cloned()
             .or_else(|| derived(key, want));
         let Some(got) = got else {
-            panic!(
-                "{}: expected key {key:?} has no decoded counterpart in {json}",
-                case.name
-            )
+            panic!("{}: expected key {key:?} has no decoded counterpart in {json}", case.name)
         };
-        assert!(
-            same(want, &got),
-            "{}: {key}: expected {want}, decoded {got}",
-            case.name
-        );
+        assert!(same(want, &got), "{}: {key}: expected {want}, decoded {got}", case.name);
     }
 }
