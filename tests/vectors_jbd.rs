@@ -373,3 +373,22 @@ fn contract_on_every_vector() {
     let frames = contract::chunked_equals_whole(&stream, &jbd::scan);
     assert_eq!(frames, valid);
 }
+
+/// The comparison itself fails on a wrong value and on a key nothing decodes.
+#[test]
+fn comparison_catches_wrong_and_unmapped_keys() {
+    let all = cases();
+    let mut case = vectors::case(&all, "sp04s034_cells_esphome").clone();
+    let decoded = jbd::decode(&case.bytes).unwrap();
+    let json = to_json(&decoded);
+    case.expected = json!({ "cells_v": [3.909, 3.901, 3.895, 3.900] });
+    let wrong =
+        std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
+    assert!(wrong.is_err(), "a wrong cell voltage passed");
+    case.expected = json!({ "no_such_key": 1 });
+    let unmapped =
+        std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
+    assert!(unmapped.is_err(), "an unmapped key passed");
+    case.expected = json!({ "cells_v": [3.909, 3.901, 3.895, 3.9010000001] });
+    vectors::check_expected(&case, &json, &[], |_, _| None);
+}
