@@ -77,12 +77,16 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
         .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
     let suffix = victron::safe_suffix(&port_name, slot.address);
     let protocol = slot.port.protocol.name();
-    // The BMS serial survives a USB renumbering; the port name is the fallback.
-    let unique_id = battery
-        .serial
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| format!("{protocol}_{suffix}"));
+    // The BMS serial survives a USB renumbering; the port name is the fallback. Packs on one
+    // bus may share a serial (two UP16S in the capture both say JBD48100000), so the bus
+    // address is part of the id.
+    let unique_id = match battery.serial.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(serial) => match slot.address {
+            Some(address) => format!("{serial}_a{address}"),
+            None => serial.to_owned(),
+        },
+        None => format!("{protocol}_{suffix}"),
+    };
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
     Identity {
