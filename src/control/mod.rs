@@ -85,7 +85,12 @@ pub struct ChargeController {
 impl ChargeController {
     /// A controller with no history.
     pub fn new(config: ChargeConfig) -> Self {
-        Self { config, cells: None, last: ChargeLimits::default(), last_min_cell_v: None }
+        Self {
+            config,
+            cells: None,
+            last: ChargeLimits::default(),
+            last_min_cell_v: None,
+        }
     }
 
     /// The configuration in force.
@@ -139,14 +144,20 @@ impl ChargeController {
                     (Some(0.0), "BMS lost: discharge stopped")
                 } else {
                     (
-                        self.last.discharge_current_a.or(Some(cfg.max_discharge_current)),
+                        self.last
+                            .discharge_current_a
+                            .or(Some(cfg.max_discharge_current)),
                         "BMS lost: last limit held",
                     )
                 };
                 ChargeLimits {
                     charge_voltage_v: cells.map(|n| n * cfg.float_cell_voltage),
                     charge_current_a: Some(0.0),
-                    discharge_current_a: if expired { dcl } else { dcl.map(|d| d.max(0.0)) },
+                    discharge_current_a: if expired {
+                        dcl
+                    } else {
+                        dcl.map(|d| d.max(0.0))
+                    },
                     low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
                     charge_mode: "BMS lost: float".to_owned(),
                     charge_limitation: "BMS lost".to_owned(),

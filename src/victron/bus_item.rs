@@ -1,0 +1,291 @@
+//! The `com.victronenergy.BusItem` objects (`victron-dbus.md` §2.2–2.4): one [`BusItem`] per
+//! path, a [`TreeNode`] per intermediate path (`/Dc`, `/Dc/0`) and the [`Root`] at `/`.
+//!
+//! All objects of a service read one shared [`Items`] table, so a publish updates every object at
+//! once and a reconnect re-registers objects that already hold the latest values. Handlers never
+//! block on the bus: an accepted `/CustomName` write is handed to the service over a channel.
+
+use super::paths::{is_writable, Item, Items, CUSTOM_NAME};
+use super::value::Value;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::sync::mpsc;
+use zbus::names::BusName;
+use zbus::zvariant::{self, OwnedValue};
+use zbus::{interface, Connection};
+
+/// Interface name of every Victron value object.
+pub const BUS_ITEM: &str = "com.victronenergy.BusItem";
+
+/// Longest `/CustomName` accepted, in characters.
+pub const MAX_CUSTOM_NAME_CHARS: usize = 64;
+
+/// `SetValue` return codes (velib `VeDbusItemExport`).
+pub mod set_value {
+    /// Accepted (also when unchanged).
+    pub const ACCEPTED: i32 = 0;
+    /// Path not writable, or wrong type.
+    pub const NOT_WRITABLE: i32 = 1;
+    /// Refused by the service (here: name too long).
+    pub const REJECTED: i32 = 2;
+}
+
+/// An accepted `/CustomName` write, with the connection it came in on (used to persist it).
+#[derive(Debug)]
+pub(crate) struct CustomNameWrite {
+    pub(crate) name: String,
+    pub(crate) connection: Option<Connection>,
+}
+
+/// State shared by all objects of one service.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    items: Mutex<Items>,
+    writes: mpsc::UnboundedSender<CustomNameWrite>,
+}
+
+impl Shared {
+    pub(crate) fn new(items: Items, writes: mpsc::UnboundedSender<CustomNameWrite>) -> Self {
+        Self {
+            items: Mutex::new(items),
+            writes,
+        }
+    }
+
+    /// The table. A panic while holding the lock cannot leave it half-written (every writer
+    /// replaces whole entries), so a poisoned lock is used as is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Items> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a `SetValue` on `path`: the return code, and the new item when it changed.
+    pub(crate) fn write(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
+        if !is_writable(path) {
+            return (set_value::NOT_WRITABLE, None);
+        }
+        let name = match value {
+            zvariant::Value::Str(s) => s.as_str().to_owned(),
+            _ => return (set_value::NOT_WRITABLE, None),
+        };
+        if name.chars().count() > MAX_CUSTOM_NAME_CHARS {
+            return (set_value::REJECTED, None);
+        }
+        let mut items = self.lock();
+        let Some(item) = items.get_mut(path) else {
+            return (set_value::NOT_WRITABLE, None);
+        };
+        let new = Value::Text(name);
+        if item.value == new {
+            return (set_value::ACCEPTED, None);
+        }
+        item.value = new;
+        (set_value::ACCEPTED, Some(item.clone()))
+    }
+
+    fn subtree<T>(&self, prefix: &str, each: impl Fn(&Item) -> T) -> HashMap<String, T> {
+        let items = self.lock();
+        let start = format!("{prefix}/");
+        items
+            .iter()
+            .filter_map(|(path, item)| {
+                let relative = path.strip_prefix(&start)?;
+                Some((relative.to_owned(), each(item)))
+            })
+            .collect()
+    }
+}
+
+/// Current `/CustomName` text in `items`.
+pub(crate) fn custom_name_of(items: &Items) -> String {
+    match items.get(CUSTOM_NAME).map(|item| &item.value) {
+        Some(Value::Text(name)) => name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// `{"Value": v, "Text": v(s)}` for one item (signals and `GetItems`).
+pub(crate) fn entry(item: &Item) -> HashMap<String, zvariant::Value<'static>> {
+    HashMap::from([
+        ("Value".to_owned(), item.value.to_variant()),
+        ("Text".to_owned(), zvariant::Value::from(item.text())),
+    ])
+}
+
+/// Sends one `ItemsChanged` on `/` with `changes`, and per-path `PropertiesChanged` when asked.
+/// Emitted on `connection`, which must be the one owning the service name (§1).
+pub(crate) async fn emit_changes(
+    connection: &Connection,
+    changes: &[(String, Item)],
+    properties_changed: bool,
+) -> zbus::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let batch: HashMap<&str, HashMap<String, zvariant::Value<'static>>> = changes
+        .iter()
+        .map(|(path, item)| (path.as_str(), entry(item)))
+        .collect();
+    connection
+        .emit_signal(None::<BusName<'_>>, "/", BUS_ITEM, "ItemsChanged", &batch)
+        .await?;
+    if properties_changed {
+        for (path, item) in changes {
+            let body = entry(item);
+            connection
+                .emit_signal(
+                    None::<BusName<'_>>,
+                    path.as_str(),
+                    BUS_ITEM,
+                    "PropertiesChanged",
+                    &body,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One value object, e.g. `/Dc/0/Voltage`.
+#[derive(Debug)]
+pub(crate) struct BusItem {
+    path: String,
+    shared: std::sync::Arc<Shared>,
+}
+
+impl BusItem {
+    pub(crate) fn new(path: String, shared: std::sync::Arc<Shared>) -> Self {
+        Self { path, shared }
+    }
+
+    fn item(&self) -> Option<Item> {
+        self.shared.lock().get(&self.path).cloned()
+    }
+}
+
+#[interface(name = "com.victronenergy.BusItem")]
+impl BusItem {
+    /// The value, or an empty `ai` array when invalid.
+    async fn get_value(&self) -> zvariant::Value<'static> {
+        self.item()
+            .map_or(Value::Invalid, |item| item.value)
+            .to_variant()
+    }
+
+    /// The value as text with its unit; `"---"` when invalid.
+    async fn get_text(&self) -> String {
+        self.item().map_or_else(
+            || Value::Invalid.display(super::value::Unit::Plain),
+            |i| i.text(),
+        )
+    }
+
+    /// 0 accepted, 1 not writable or wrong type, 2 rejected (velib codes).
+    async fn set_value(
+        &self,
+        value: OwnedValue,
+        #[zbus(connection)] connection: &Connection,
+    ) -> i32 {
+        let (code, changed) = self.shared.write(&self.path, &value);
+        if let Some(item) = changed {
+            let name = match &item.value {
+                Value::Text(name) => name.clone(),
+                _ => String::new(),
+            };
+            let write = CustomNameWrite {
+                name,
+                connection: Some(connection.clone()),
+            };
+            if self.shared.writes.send(write).is_err() {
+                // The service that would persist it is gone (shutting down); the value still
+                // changed on the bus, so there is nothing else to undo.
+                tracing::warn!("custom name write not persisted: service is shutting down");
+            }
+            let changes = [(self.path.clone(), item)];
+            if let Err(error) = emit_changes(connection, &changes, true).await {
+                tracing::warn!(%error, path = %self.path, "cannot signal the written value");
+            }
+        }
+        code
+    }
+
+    /// velib compatibility; nobody relies on it (§2.2).
+    async fn get_description(&self, _language: String, _length: i32) -> String {
+        "No description given".to_owned()
+    }
+}
+
+/// An intermediate path such as `/Dc/0`: `GetValue`/`GetText` for its subtree, keys relative.
+#[derive(Debug)]
+pub(crate) struct TreeNode {
+    prefix: String,
+    shared: std::sync::Arc<Shared>,
+}
+
+impl TreeNode {
+    pub(crate) fn new(prefix: String, shared: std::sync::Arc<Shared>) -> Self {
+        Self { prefix, shared }
+    }
+}
+
+#[interface(name = "com.victronenergy.BusItem")]
+impl TreeNode {
+    /// `v` holding `a{sv}`: relative path → value.
+    async fn get_value(&self) -> zvariant::Value<'static> {
+        zvariant::Value::from(self.shared.subtree(&self.prefix, |i| i.value.to_variant()))
+    }
+
+    /// `v` holding `a{ss}`: relative path → text.
+    async fn get_text(&self) -> zvariant::Value<'static> {
+        zvariant::Value::from(self.shared.subtree(&self.prefix, Item::text))
+    }
+}
+
+/// The root object `/`.
+#[derive(Debug)]
+pub(crate) struct Root {
+    shared: std::sync::Arc<Shared>,
+}
+
+impl Root {
+    pub(crate) fn new(shared: std::sync::Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+#[interface(name = "com.victronenergy.BusItem")]
+impl Root {
+    /// Every path (absolute, with the leading `/`) → `{"Value": v, "Text": v(s)}`.
+    async fn get_items(&self) -> HashMap<String, HashMap<String, zvariant::Value<'static>>> {
+        let items = self.shared.lock();
+        items
+            .iter()
+            .map(|(path, item)| (path.clone(), entry(item)))
+            .collect()
+    }
+
+    /// `v` holding `a{sv}`: every path without its leading `/` → value.
+    async fn get_value(&self) -> zvariant::Value<'static> {
+        zvariant::Value::from(self.shared.subtree("", |i| i.value.to_variant()))
+    }
+
+    /// `v` holding `a{ss}`: every path without its leading `/` → text.
+    async fn get_text(&self) -> zvariant::Value<'static> {
+        zvariant::Value::from(self.shared.subtree("", Item::text))
+    }
+}
+
+/// Every intermediate node of `paths` (`/Dc`, `/Dc/0` for `/Dc/0/Voltage`), without `/`.
+pub(crate) fn tree_nodes<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut nodes = std::collections::BTreeSet::new();
+    for path in paths {
+        let mut end = 0;
+        while let Some(next) = path[end + 1..].find('/') {
+            end += 1 + next;
+            nodes.insert(path[..end].to_owned());
+        }
+    }
+    nodes.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! The one table from a battery snapshot to every published path (`victron-dbus.md` §3, §6.7).
+//!
+//! Paths are fixed when the service is created: Venus consumers expect paths never to appear or
+//! disappear at run time (§3), so cell paths are made for `Identity::max_cells` cells. A pack that
+//! later reports more cells has the extra ones left out; one that reports fewer gets invalid values
+//! on the missing cells. Anything unknown is [`Value::Invalid`], never 0.
+
+use super::value::{Unit, Value};
+use crate::battery::{AlarmLevel, Battery};
+use crate::control::ChargeLimits;
+use std::collections::BTreeMap;
+
+/// `/ProductId` published for every bms-bridge battery: 0xBB01 ("BMS Bridge", first id).
+///
+/// systemcalc's DVCC changes the limits of some batteries by ProductId (`dvcc.py` BEHAVIOURS: LG
+/// 0xB004, Pylontech 0xB009, BYD 0xB00A/0xB015/0xB019, Pelio-L 0xB029, Lynx Smart BMS
+/// 0xA3E3–0xA3E7) and forces DVCC on for a list of known batteries (`batterysettings.py`, all in
+/// Victron's 0xB0xx battery range). An id outside those lists gets the default behaviour: our
+/// CVL/CCL/DCL are applied exactly as published, and DVCC stays under the user's control. 0xBB01 is
+/// outside Victron's 0xB0xx battery and 0xA3xx Lynx ranges, and it is not 0xBA77, which
+/// dbus-serialbattery uses: tools that recognise serialbattery by that id must not mistake us for
+/// it. (Victron publishes no registry of ids; that 0xBB01 stays unassigned is an assumption.)
+pub const PRODUCT_ID: i32 = 0xBB01;
+
+/// The per-cycle input of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// The battery as last read.
+    pub battery: &'a Battery,
+    /// The limits control computed for it.
+    pub limits: &'a ChargeLimits,
+    /// BMS answering (`/Connected`).
+    pub connected: bool,
+    /// `/State`: 0 init, 9 running, 10 error, 14 standby.
+    pub state: i32,
+    /// `/ErrorCode`: 0 no error.
+    pub error_code: i32,
+}
+
+/// What identifies one service; fixed for its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Last element of the bus name `com.victronenergy.battery.<suffix>`; see
+    /// [`super::safe_suffix`].
+    pub service_suffix: String,
+    /// Stable per physical battery (serial, or port + address); keys the settings entries.
+    pub unique_id: String,
+    /// `/ProductName`.
+    pub product_name: String,
+    /// `/Mgmt/Connection`, e.g. "Serial ttyUSB0 address 2".
+    pub connection: String,
+    /// `/CustomName` used when the settings service has none stored.
+    pub custom_name: String,
+    /// `/FirmwareVersion` until the battery reports its own.
+    pub firmware_version: String,
+    /// `/HardwareVersion` until the battery reports its own.
+    pub hardware_version: String,
+    /// `/Serial` until the battery reports its own.
+    pub serial: String,
+    /// `/DeviceInstance` proposed to (or used without) `com.victronenergy.settings`.
+    pub fallback_device_instance: i32,
+    /// Number of `/Voltages/CellN` and `/Balances/CellN` paths (0: the first snapshot's count).
+    pub max_cells: usize,
+}
+
+/// Everything a table row may read.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Fixed identity.
+    pub identity: &'a Identity,
+    /// Instance from the settings service (or the fallback).
+    pub device_instance: i32,
+    /// Current `/CustomName`.
+    pub custom_name: &'a str,
+    /// This cycle's data.
+    pub snapshot: &'a Snapshot<'a>,
+}
+
+impl Context<'_> {
+    fn battery(&self) -> &Battery {
+        self.snapshot.battery
+    }
+    fn limits(&self) -> &ChargeLimits {
+        self.snapshot.limits
+    }
+}
+
+/// One published value with its text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The value.
+    pub value: Value,
+    /// How `GetText` shows it.
+    pub unit: Unit,
+}
+
+impl Item {
+    /// `GetText` of this item.
+    pub fn text(&self) -> String {
+        self.value.display(self.unit)
+    }
+}
+
+/// Absolute path → item, sorted.
+pub type Items = BTreeMap<String, Item>;
+
+/// The only path a client may write.
+pub const CUSTOM_NAME: &str = "/CustomName";
+
+struct Row {
+    path: &'static str,
+    unit: Unit,
+    value: fn(&Context<'_>) -> Value,
+}
+
+const fn row(path: &'static str, unit: Unit, value: fn(&Context<'_>) -> Value) -> Row {
+    Row { path, unit, value }
+}
+
+fn text_or_identity(battery: Option<&String>, identity: &str) -> Value {
+    Value::text(battery.map(String::as_str).or(Some(identity)))
+}
+
+fn mean(values: Option<&Vec<f64>>) -> Option<f64> {
+    let values = values.filter(|v| !v.is_empty())?;
+    Some(values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn fet_blocks(fet: Option<bool>) -> Value {
+    fet.map_or(Value::Invalid, |on| Value::I32(i32::from(!on)))
+}
+
+fn cell_id(prefix: &str, number: Option<usize>) -> Value {
+    number.map_or(Value::Invalid, |n| Value::Text(format!("{prefix}{n}")))
+}
+
+use Unit::{Amp, AmpHour, CellVolt, Celsius, Hex, Percent, Plain, Second, Volt, Watt};
+
+/// Fixed paths. Cells and alarms are added by [`collect`].
+const TABLE: &[Row] = &[
+    row("/Mgmt/ProcessName", Plain, |_| {
+        Value::Text(env!("CARGO_PKG_NAME").to_owned())
+    }),
+    row("/Mgmt/ProcessVersion", Plain, |_| {
+        Value::Text(env!("CARGO_PKG_VERSION").to_owned())
+    }),
+    row("/Mgmt/Connection", Plain, |c| {
+        Value::Text(c.identity.connection.clone())
+    }),
+    row("/DeviceInstance", Plain, |c| Value::I32(c.device_instance)),
+    row("/ProductId", Hex, |_| Value::I32(PRODUCT_ID)),
+    row("/ProductName", Plain, |c| {
+        Value::Text(c.identity.product_name.clone())
+    }),
+    row("/FirmwareVersion", Plain, |c| {
+        text_or_identity(
+            c.battery().firmware_version.as_ref(),
+            &c.identity.firmware_version,
+        )
+    }),
+    row("/HardwareVersion", Plain, |c| {
+        text_or_identity(
+            c.battery().hardware_version.as_ref(),
+            &c.identity.hardware_version,
+        )
+    }),
+    row("/Connected", Plain, |c| {
+        Value::flag(Some(c.snapshot.connected))
+    }),
+    row(CUSTOM_NAME, Plain, |c| {
+        Value::Text(c.custom_name.to_owned())
+    }),
+    row("/Serial", Plain, |c| {
+        text_or_identity(c.battery().serial.as_ref(), &c.identity.serial)
+    }),
+    row("/Dc/0/Voltage", Volt, |c| Value::f64(c.battery().voltage_v)),
+    row("/Dc/0/Current", Amp, |c| Value::f64(c.battery().current_a)),
+    row("/Dc/0/Power", Watt, |c| Value::f64(c.battery().power_w())),
+    row("/Dc/0/Temperature", Celsius, |c| {
+        Value::f64(mean(c.battery().temperatures_c.as_ref()))
+    }),
+    row("/Soc", Percent, |c| Value::f64(c.battery().soc_percent)),
+    row("/Soh", Percent, |c| Value::f64(c.battery().soh_percent)),
+    row("/Capacity", AmpHour, |c| {
+        Value::f64(c.battery().remaining_capacity_ah)
+    }),
+    // Installed = rated capacity (what a user types into a BMV); the learned full capacity only
+    // when the BMS does not report a rated one.
+    row("/InstalledCapacity", AmpHour, |c| {
+        let b = c.battery();
+        Value::f64(b.nominal_capacity_ah.or(b.full_capacity_ah))
+    }),
+    // Drawn since full, negative (§6.1): remaining − capacity-when-full, never above 0.
+    row("/ConsumedAmphours", AmpHour, |c| {
+        let b = c.battery();
+        let full = b.full_capacity_ah.or(b.nominal_capacity_ah);
+        Value::f64(
+            full.zip(b.remaining_capacity_ah)
+                .map(|(f, r)| (r - f).min(0.0)),
+        )
+    }),
+    // No BMS we read reports time-to-go yet; an invalid path is still "seen" by the GUI.
+    row("/TimeToGo", Second, |_| Value::Invalid),
+    row("/State", Plain, |c| Value::I32(c.snapshot.state)),
+    row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),
+    row("/Info/MaxChargeVoltage", Volt, |c| {
+        Value::f64(c.limits().charge_voltage_v)
+    }),
+    row("/Info/MaxChargeCurrent", Amp, |c| {
+        Value::f64(c.limits().charge_current_a)
+    }),
+    row("/Info/MaxDischargeCurrent", Amp, |c| {
+        Value::f64(c.limits().discharge_current_a)
+    }),
+    row("/Info/BatteryLowVoltage", Volt, |c| {
+        Value::f64(c.limits().low_voltage_v)
+    }),
+    row("/Info/ChargeRequest", Plain, |_| Value::Invalid),
+    row("/Info/ChargeMode", Plain, |c| {
+        Value::text(Some(&c.limits().charge_mode))
+    }),
+    row("/Info/ChargeLimitation", Plain, |c| {
+        Value::text(Some(&c.limits().charge_limitation))
+    }),
+    row("/Info/DischargeLimitation", Plain, |c| {
+        Value::text(Some(&c.limits().discharge_limitation))
+    }),
+    row("/Io/AllowToCharge", Plain, |c| {
+        Value::flag(c.battery().charge_fet)
+    }),
+    row("/Io/AllowToDischarge", Plain, |c| {
+        Value::flag(c.battery().discharge_fet)
+    }),
+    row("/Io/AllowToBalance", Plain, |c| {
+        Value::flag(c.battery().balancer_enabled)
+    }),
+    row("/System/MinCellVoltage", CellVolt, |c| {
+        Value::f64(c.battery().min_cell().map(|m| m.1))
+    }),
+    row("/System/MaxCellVoltage", CellVolt, |c| {
+        Value::f64(c.battery().max_cell().map(|m| m.1))
+    }),
+    row("/System/MinVoltageCellId", Plain, |c| {
+        cell_id("C", c.battery().min_cell().and_then(|m| m.0))
+    }),
+    row("/System/MaxVoltageCellId", Plain, |c| {
+        cell_id("C", c.battery().max_cell().and_then(|m| m.0))
+    }),
+    row("/System/MinCellTemperature", Celsius, |c| {
+        Value::f64(c.battery().temperature_extremes().map(|(low, _)| low.1))
+    }),
+    row("/System/MaxCellTemperature", Celsius, |c| {
+        Value::f64(c.battery().temperature_extremes().map(|(_, high)| high.1))
+    }),
+    row("/System/MinTemperatureCellId", Plain, |c| {
+        cell_id(
+            "T",
+            c.battery().temperature_extremes().map(|(low, _)| low.0),
+        )
+    }),
+    row("/System/MaxTemperatureCellId", Plain, |c| {
+        cell_id(
+            "T",
+            c.battery().temperature_extremes().map(|(_, high)| high.0),
+        )
+    }),
+    row("/System/MOSTemperature", Celsius, |c| {
+        Value::f64(c.battery().temperature_mos_c)
+    }),
+    row("/System/NrOfCellsPerBattery", Plain, |c| {
+        Value::int(c.battery().cells_in_series())
+    }),
+    // One pack per service: it is the module, online while the BMS answers.
+    row("/System/NrOfModulesOnline", Plain, |c| {
+        Value::I32(i32::from(c.snapshot.connected))
+    }),
+    row("/System/NrOfModulesOffline", Plain, |c| {
+        Value::I32(i32::from(!c.snapshot.connected))
+    }),
+    row("/System/NrOfModulesBlockingCharge", Plain, |c| {
+        fet_blocks(c.battery().charge_fet)
+    }),
+    row("/System/NrOfModulesBlockingDischarge", Plain, |c| {
+        fet_blocks(c.battery().discharge_fet)
+    }),
+    row("/Balancing", Plain, |c| {
+        Value::flag(
+            c.battery()
+                .balancing_cells
+                .as_ref()
+                .map(|f| f.iter().any(|on| *on)),
+        )
+    }),
+    row("/Voltages/Sum", Volt, |c| {
+        let cells = c
+            .battery()
+            .cell_voltages_v
+            .as_ref()
+            .filter(|v| !v.is_empty());
+        Value::f64(cells.map(|v| v.iter().sum()))
+    }),
+    row("/Voltages/Diff", CellVolt, |c| {
+        let b = c.battery();
+        Value::f64(
+            b.max_cell()
+                .zip(b.min_cell())
+                .map(|(high, low)| high.1 - low.1),
+        )
+    }),
+];
+
+/// Whether a client may write `path` with `SetValue`.
+pub fn is_writable(path: &str) -> bool {
+    path == CUSTOM_NAME
+}
+
+/// Every published path with its value for this context. Always the same set of paths for the
+/// same `max_cells`.
+pub fn collect(ctx: &Context<'_>) -> Items {
+    let mut items = Items::new();
+    for row in TABLE {
+        let item = Item {
+            value: (row.value)(ctx),
+            unit: row.unit,
+        };
+        items.insert(row.path.to_owned(), item);
+    }
+    let battery = ctx.battery();
+    let cells = battery.cell_voltages_v.as_deref().unwrap_or(&[]);
+    let balancing = battery.balancing_cells.as_deref().unwrap_or(&[]);
+    for index in 0..ctx.identity.max_cells {
+        let number = index + 1;
+        let volts = Value::f64(cells.get(index).copied());
+        items.insert(
+            format!("/Voltages/Cell{number}"),
+            Item {
+                value: volts,
+                unit: CellVolt,
+            },
+        );
+        let flag = Value::flag(balancing.get(index).copied());
+        items.insert(
+            format!("/Balances/Cell{number}"),
+            Item {
+                value: flag,
+                unit: Plain,
+            },
+        );
+    }
+    let mut worst: Option<AlarmLevel> = None;
+    for (_, leaf, level) in battery.alarms.entries() {
+        worst = worst.max(level);
+        let value = Value::int(level.map(AlarmLevel::as_i32));
+        items.insert(format!("/Alarms/{leaf}"), Item { value, unit: Plain });
+    }
+    // Summary: the worst level of any alarm the BMS reports; invalid when it reports none.
+    let summary = Value::int(worst.map(AlarmLevel::as_i32));
+    items.insert(
+        "/Alarms/Alarm".to_owned(),
+        Item {
+            value: summary,
+            unit: Plain,
+        },
+    );
+    items
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+use super::*;
+use crate::battery::Alarms;
+
+fn identity(max_cells: usize) -> Identity {
+    Identity {
+        service_suffix: "ttyUSB0".into(),
+        unique_id: "jbd_123".into(),
+        product_name: "JBD BMS".into(),
+        connection: "Serial ttyUSB0".into(),
+        custom_name: String::new(),
+        firmware_version: "1.0".into(),
+        hardware_version: String::new(),
+        serial: String::new(),
+        fallback_device_instance: 7,
+        max_cells,
+    }
+}
+
+fn items_for(battery: &Battery, limits: &ChargeLimits, max_cells: usize) -> Items {
+    let identity = identity(max_cells);
+    let snapshot = Snapshot {
+        battery,
+        limits,
+        connected: true,
+        state: 9,
+        error_code: 0,
+    };
+    collect(&Context {
+        identity: &identity,
+        device_instance: 3,
+        custom_name: "",
+        snapshot: &snapshot,
+    })
+}
+
+fn value(items: &Items, path: &str) -> Value {
+    items
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} missing"))
+        .value
+        .clone()
+}
+
+const MANDATORY: &[&str] = &[
+    "/Mgmt/ProcessName",
+    "/Mgmt/ProcessVersion",
+    "/Mgmt/Connection",
+    "/DeviceInstance",
+    "/ProductId",
+    "/ProductName",
+    "/Connected",
+    "/CustomName",
+];
+
+#[test]
+fn an_empty_battery_publishes_invalid_never_zero() {
+    let items = items_for(&Battery::default(), &ChargeLimits::default(), 4);
+    for path in MANDATORY {
+        assert!(value(&items, path).is_valid(), "{path} must be valid");
+    }
+    for (path, item) in &items {
+        if MANDATORY.contains(&path.as_str())
+            || ["/State", "/ErrorCode", "/FirmwareVersion"].contains(&path.as_str())
+            || path.starts_with("/System/NrOfModules")
+        {
+            continue;
+        }
+        assert_eq!(
+            item.value,
+            Value::Invalid,
+            "{path} must be invalid without data"
+        );
+    }
+    assert_eq!(value(&items, "/DeviceInstance"), Value::I32(3));
+    assert_eq!(value(&items, "/ProductId"), Value::I32(PRODUCT_ID));
+    assert_eq!(items["/ProductId"].text(), "0xBB01");
+    assert_eq!(value(&items, "/HardwareVersion"), Value::Invalid);
+}
+
+#[test]
+fn measurements_power_and_consumed_amphours() {
+    let battery = Battery {
+        voltage_v: Some(52.0),
+        current_a: Some(-10.0),
+        remaining_capacity_ah: Some(80.0),
+        full_capacity_ah: Some(100.0),
+        nominal_capacity_ah: Some(105.0),
+        temperatures_c: Some(vec![20.0, 24.0, 22.0]),
+        cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]),
+        balancing_cells: Some(vec![false, false, true, false]),
+        ..Default::default()
+    };
+    let items = items_for(&battery, &ChargeLimits::default(), 4);
+    assert_eq!(value(&items, "/Dc/0/Power"), Value::F64(-520.0));
+    assert_eq!(value(&items, "/ConsumedAmphours"), Value::F64(-20.0));
+    assert_eq!(value(&items, "/Capacity"), Value::F64(80.0));
+    assert_eq!(value(&items, "/InstalledCapacity"), Value::F64(105.0));
+    assert_eq!(value(&items, "/Dc/0/Temperature"), Value::F64(22.0));
+    assert_eq!(
+        value(&items, "/System/MinTemperatureCellId"),
+        Value::Text("T1".into())
+    );
+    assert_eq!(
+        value(&items, "/System/MaxTemperatureCellId"),
+        Value::Text("T2".into())
+    );
+    assert_eq!(
+        value(&items, "/System/MaxVoltageCellId"),
+        Value::Text("C3".into())
+    );
+    assert_eq!(
+        value(&items, "/System/MinVoltageCellId"),
+        Value::Text("C2".into())
+    );
+    assert_eq!(value(&items, "/System/NrOfCellsPerBattery"), Value::I32(4));
+    assert_eq!(value(&items, "/Balancing"), Value::I32(1));
+    assert_eq!(value(&items, "/Balances/Cell3"), Value::I32(1));
+    assert_eq!(value(&items, "/Voltages/Cell4"), Value::F64(3.31));
+    assert!(matches!(value(&items, "/Voltages/Diff"), Value::F64(d) if (d - 0.07).abs() < 1e-9));
+    assert_eq!(items["/Dc/0/Voltage"].text(), "52.00 V");
+}
+
+#[test]
+fn consumed_amphours_is_never_positive() {
+    let battery = Battery {
+        remaining_capacity_ah: Some(101.0),
+        full_capacity_ah: Some(100.0),
+        ..Default::default()
+    };
+    let items = items_for(&battery, &ChargeLimits::default(), 0);
+    assert_eq!(value(&items, "/ConsumedAmphours"), Value::F64(0.0));
+}
+
+#[test]
+fn cell_paths_follow_max_cells_not_the_battery() {
+    let battery = Battery {
+        cell_voltages_v: Some(vec![3.3; 6]),
+        ..Default::default()
+    };
+    let items = items_for(&battery, &ChargeLimits::default(), 4);
+    assert!(items.contains_key("/Voltages/Cell4"));
+    assert!(
+        !items.contains_key("/Voltages/Cell5"),
+        "extra cells are left out"
+    );
+    let fewer = Battery {
+        cell_voltages_v: Some(vec![3.3; 2]),
+        ..Default::default()
+    };
+    let items2 = items_for(&fewer, &ChargeLimits::default(), 4);
+    assert_eq!(value(&items2, "/Voltages/Cell3"), Value::Invalid);
+    assert_eq!(value(&items2, "/Balances/Cell1"), Value::Invalid);
+    let keys: Vec<_> = items.keys().collect();
+    let keys2: Vec<_> = items2.keys().collect();
+    assert_eq!(keys, keys2, "the path set never changes");
+}
+
+#[test]
+fn limits_and_flags() {
+    let limits = ChargeLimits {
+        charge_voltage_v: Some(55.2),
+        charge_current_a: Some(0.0),
+        discharge_current_a: Some(100.0),
+        low_voltage_v: Some(46.4),
+        charge_mode: "Bulk".into(),
+        charge_limitation: String::new(),
+        discharge_limitation: "Config max".into(),
+    };
+    let battery = Battery {
+        charge_fet: Some(false),
+        discharge_fet: Some(true),
+        ..Default::default()
+    };
+    let items = items_for(&battery, &limits, 0);
+    assert_eq!(value(&items, "/Info/MaxChargeVoltage"), Value::F64(55.2));
+    assert_eq!(
+        value(&items, "/Info/MaxChargeCurrent"),
+        Value::F64(0.0),
+        "CCL 0 is a real 0"
+    );
+    assert_eq!(
+        value(&items, "/Info/ChargeMode"),
+        Value::Text("Bulk".into())
+    );
+    assert_eq!(value(&items, "/Info/ChargeLimitation"), Value::Invalid);
+    assert_eq!(value(&items, "/Io/AllowToCharge"), Value::I32(0));
+    assert_eq!(
+        value(&items, "/System/NrOfModulesBlockingCharge"),
+        Value::I32(1)
+    );
+    assert_eq!(
+        value(&items, "/System/NrOfModulesBlockingDischarge"),
+        Value::I32(0)
+    );
+}
+
+#[test]
+fn alarms_and_summary() {
+    let battery = Battery {
+        alarms: Alarms {
+            low_soc: Some(AlarmLevel::Warning),
+            high_voltage: Some(AlarmLevel::Ok),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let items = items_for(&battery, &ChargeLimits::default(), 0);
+    assert_eq!(value(&items, "/Alarms/LowSoc"), Value::I32(1));
+    assert_eq!(value(&items, "/Alarms/HighVoltage"), Value::I32(0));
+    assert_eq!(value(&items, "/Alarms/BmsCable"), Value::Invalid);
+    assert_eq!(value(&items, "/Alarms/Alarm"), Value::I32(1));
+    for (_, leaf, _) in battery.alarms.entries() {
+        assert!(items.contains_key(&format!("/Alarms/{leaf}")));
+    }
+}
+
+#[test]
+fn only_custom_name_is_writable() {
+    assert!(is_writable("/CustomName"));
+    assert!(!is_writable("/Dc/0/Voltage"));
+}
