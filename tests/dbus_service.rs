@@ -1,125 +1,15 @@
 //! The battery service on a private `dbus-daemon`, checked with a plain zbus client the way Venus
-//! consumers see it (`reference/victron-dbus.md` §2–5).
+//! consumers see it (`reference/victron-dbus.md` §2): paths, encoding, SetValue, signals.
 
-use bms_bridge::battery::Battery;
+mod support;
+
 use bms_bridge::control::ChargeLimits;
-use bms_bridge::victron::{
-    set_value, BatteryService, DbusError, Identity, PrivateBus, Snapshot, BUS_ITEM,
-};
+use bms_bridge::victron::{set_value, PrivateBus, BUS_ITEM};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Notify;
-use zbus::export::futures_core::Stream;
+use support::*;
 use zbus::message::Type;
-use zbus::zvariant::{OwnedValue, Str, Value};
-use zbus::{interface, Connection, MatchRule, Message, MessageStream};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-fn identity(suffix: &str) -> Identity {
-    Identity {
-        service_suffix: suffix.into(),
-        unique_id: format!("test_{suffix}"),
-        product_name: "JBD BMS".into(),
-        connection: "Serial ttyUSB0".into(),
-        custom_name: String::new(),
-        firmware_version: "4.1".into(),
-        hardware_version: "SP04S034".into(),
-        serial: "123456".into(),
-        fallback_device_instance: 7,
-        max_cells: 4,
-    }
-}
-
-fn battery(voltage: f64, soc: f64) -> Battery {
-    Battery {
-        voltage_v: Some(voltage),
-        current_a: Some(10.0),
-        soc_percent: Some(soc),
-        cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]),
-        ..Default::default()
-    }
-}
-
-fn snapshot<'a>(battery: &'a Battery, limits: &'a ChargeLimits) -> Snapshot<'a> {
-    Snapshot {
-        battery,
-        limits,
-        connected: true,
-        state: 9,
-        error_code: 0,
-    }
-}
-
-async fn start(bus: &PrivateBus, suffix: &str) -> BatteryService {
-    let (b, limits) = (battery(52.1, 80.0), ChargeLimits::default());
-    within(
-        "start",
-        BatteryService::start(&bus.bus_address(), identity(suffix), &snapshot(&b, &limits)),
-    )
-    .await
-    .unwrap()
-}
-
-async fn client(bus: &PrivateBus) -> Connection {
-    within(
-        "client",
-        zbus::connection::Builder::address(bus.address())
-            .unwrap()
-            .build(),
-    )
-    .await
-    .unwrap()
-}
-
-async fn call(client: &Connection, name: &str, path: &str, method: &str) -> zbus::Result<Message> {
-    within(
-        method,
-        client.call_method(Some(name), path, Some(BUS_ITEM), method, &()),
-    )
-    .await
-}
-
-async fn get_value(client: &Connection, name: &str, path: &str) -> OwnedValue {
-    call(client, name, path, "GetValue")
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
-}
-
-async fn set(client: &Connection, name: &str, path: &str, value: Value<'_>) -> i32 {
-    let body = (value,);
-    let call = client.call_method(Some(name), path, Some(BUS_ITEM), "SetValue", &body);
-    within("SetValue", call)
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
-}
-
-fn is_invalid(value: &Value<'_>) -> bool {
-    matches!(value, Value::Array(a) if a.is_empty() && a.element_signature().to_string() == "i")
-}
-
-async fn next(stream: &mut MessageStream) -> Message {
-    let message = std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx));
-    within("signal", message)
-        .await
-        .expect("stream ended")
-        .unwrap()
-}
+use zbus::zvariant::{OwnedValue, Value};
+use zbus::{MatchRule, MessageStream};
 
 /// GetItems on `/` lists the mandatory paths with valid values, measurements, and invalid values
 /// as empty `ai` arrays; items, tree nodes and `/` answer GetValue/GetText; a missing path is
@@ -242,7 +132,8 @@ async fn set_value_codes_and_custom_name_notification() {
 }
 
 /// A publish that changes only the voltage sends exactly one ItemsChanged holding only the
-/// voltage and the power (V×I), from the connection that owns the name.
+/// voltage and the power (V×I), plus PropertiesChanged on the item's own path, both from the
+/// connection that owns the name (the match rules filter on its unique name).
 #[tokio::test]
 async fn publish_sends_one_items_changed_with_only_the_changes() {
     let bus = PrivateBus::start().unwrap();
@@ -274,6 +165,23 @@ async fn publish_sends_one_items_changed_with_only_the_changes() {
     )
     .await
     .unwrap();
+    let per_path = MatchRule::builder()
+        .msg_type(Type::Signal)
+        .sender(owner.as_str())
+        .unwrap()
+        .interface(BUS_ITEM)
+        .unwrap()
+        .member("PropertiesChanged")
+        .unwrap()
+        .path("/Dc/0/Voltage")
+        .unwrap()
+        .build();
+    let mut voltage_changes = within(
+        "subscribe",
+        MessageStream::for_match_rule(per_path, &client, None),
+    )
+    .await
+    .unwrap();
 
     let limits = ChargeLimits::default();
     let changed = battery(52.3, 80.0);
@@ -297,174 +205,9 @@ async fn publish_sends_one_items_changed_with_only_the_changes() {
     let second = next(&mut stream).await;
     let batch: HashMap<String, HashMap<String, OwnedValue>> = second.body().deserialize().unwrap();
     assert_eq!(batch.keys().collect::<Vec<_>>(), ["/Soc"]);
-}
 
-/// Fake localsettings: `AddSettings` gives `battery:3` and an empty custom name; the custom name
-/// setting records what it is set to.
-struct FakeSettings;
-
-#[interface(name = "com.victronenergy.Settings")]
-impl FakeSettings {
-    async fn add_settings(
-        &self,
-        definitions: Vec<HashMap<String, OwnedValue>>,
-    ) -> Vec<HashMap<String, OwnedValue>> {
-        definitions
-            .iter()
-            .map(|definition| {
-                let path: String = definition["path"].try_clone().unwrap().try_into().unwrap();
-                let value = if path.ends_with("/ClassAndVrmInstance") {
-                    "battery:3"
-                } else {
-                    "Stored"
-                };
-                HashMap::from([
-                    ("path".to_owned(), OwnedValue::from(Str::from(path))),
-                    ("error".to_owned(), OwnedValue::from(0i32)),
-                    ("value".to_owned(), OwnedValue::from(Str::from(value))),
-                ])
-            })
-            .collect()
-    }
-}
-
-struct FakeSetting {
-    written: Arc<Mutex<Vec<String>>>,
-    notify: Arc<Notify>,
-}
-
-#[interface(name = "com.victronenergy.BusItem")]
-impl FakeSetting {
-    async fn set_value(&self, value: OwnedValue) -> i32 {
-        self.written.lock().unwrap().push(value.try_into().unwrap());
-        self.notify.notify_one();
-        0
-    }
-}
-
-/// With `com.victronenergy.settings` present, `/DeviceInstance` comes from `ClassAndVrmInstance`
-/// (battery:3), the stored custom name is used, and a written name is stored there.
-#[tokio::test]
-async fn settings_service_gives_instance_and_stores_custom_name() {
-    let bus = PrivateBus::start().unwrap();
-    let (written, notify) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Notify::new()));
-    let setting = FakeSetting {
-        written: written.clone(),
-        notify: notify.clone(),
-    };
-    let _settings = within(
-        "settings",
-        zbus::connection::Builder::address(bus.address())
-            .unwrap()
-            .serve_at("/", FakeSettings)
-            .unwrap()
-            .serve_at(
-                "/Settings/Devices/bmsbridge_test_ttyUSB3/CustomName",
-                setting,
-            )
-            .unwrap()
-            .name("com.victronenergy.settings")
-            .unwrap()
-            .build(),
-    )
-    .await
-    .unwrap();
-    let service = start(&bus, "ttyUSB3").await;
-    assert_eq!(service.device_instance(), 3);
-    assert_eq!(service.settings_uid(), "bmsbridge_test_ttyUSB3");
-    assert_eq!(service.custom_name(), "Stored");
-    let client = client(&bus).await;
-    let name = service.service_name();
-    assert_eq!(
-        *get_value(&client, name, "/DeviceInstance").await,
-        Value::I32(3)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/CustomName").await,
-        Value::from("Stored")
-    );
-
-    let stored = notify.notified();
-    assert_eq!(
-        set(&client, name, "/CustomName", Value::from("Bank B")).await,
-        0
-    );
-    within("stored", stored).await;
-    assert_eq!(*written.lock().unwrap(), ["Bank B"]);
-}
-
-/// A second service with the same name fails with NameTaken instead of queueing.
-#[tokio::test]
-async fn taken_name_fails_clearly() {
-    let bus = PrivateBus::start().unwrap();
-    let _first = start(&bus, "ttyUSB4").await;
-    let (b, limits) = (battery(52.1, 80.0), ChargeLimits::default());
-    let (address, first) = (bus.bus_address(), snapshot(&b, &limits));
-    let second = BatteryService::start(&address, identity("ttyUSB4"), &first);
-    match within("second start", second).await {
-        Err(DbusError::NameTaken(name)) => assert_eq!(name, "com.victronenergy.battery.ttyUSB4"),
-        other => panic!("expected NameTaken, got {other:?}"),
-    }
-    let bad = BatteryService::start(&address, identity("1bad.name"), &first);
-    assert!(matches!(
-        within("bad", bad).await,
-        Err(DbusError::BadSuffix(_))
-    ));
-}
-
-/// D-Bus restart: publishing on the dead bus returns an error (no panic); once a new daemon
-/// listens at the same address, the next publish reconnects and re-publishes every path with the
-/// latest values under the same name and instance.
-#[tokio::test]
-async fn survives_a_dbus_restart() {
-    let mut bus = PrivateBus::start().unwrap();
-    let mut service = start(&bus, "ttyUSB5").await;
-    let limits = ChargeLimits::default();
-
-    bus.stop();
-    let during = battery(51.0, 70.0);
-    let result = within(
-        "publish on dead bus",
-        service.publish(&snapshot(&during, &limits)),
-    )
-    .await;
-    assert!(
-        result.is_err(),
-        "publish on a dead bus must fail, got {result:?}"
-    );
-    assert!(!service.is_connected());
-
-    bus.restart().unwrap();
-    let after = battery(51.5, 71.0);
-    within(
-        "publish after restart",
-        service.publish(&snapshot(&after, &limits)),
-    )
-    .await
-    .unwrap();
-    assert!(service.is_connected());
-    let client = client(&bus).await;
-    let name = service.service_name();
-    assert_eq!(
-        *get_value(&client, name, "/Dc/0/Voltage").await,
-        Value::F64(51.5)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/DeviceInstance").await,
-        Value::I32(7)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/Voltages/Cell1").await,
-        Value::F64(3.30)
-    );
-}
-
-/// Dropping the private bus kills the daemon and removes its directory.
-#[tokio::test]
-async fn private_bus_cleans_up() {
-    let bus = PrivateBus::start().unwrap();
-    let socket = bus.address().strip_prefix("unix:path=").unwrap().to_owned();
-    assert!(std::path::Path::new(&socket).exists());
-    drop(bus);
-    assert!(!std::path::Path::new(&socket).exists());
+    let properties = next(&mut voltage_changes).await;
+    let body: HashMap<String, OwnedValue> = properties.body().deserialize().unwrap();
+    assert_eq!(*body["Value"], Value::F64(52.3));
+    assert_eq!(*body["Text"], Value::from("52.30 V"));
 }

@@ -4,6 +4,10 @@
 //! All objects of a service read one shared [`Items`] table, so a publish updates every object at
 //! once and a reconnect re-registers objects that already hold the latest values. Handlers never
 //! block on the bus: an accepted `/CustomName` write is handed to the service over a channel.
+//!
+//! A call on a path that has no object is answered by zbus' `ObjectServer` itself with
+//! `org.freedesktop.DBus.Error.UnknownObject`, the error veutil tolerates for not-yet-present paths
+//! (§2.3; pinned by `tests/dbus_service.rs`).
 
 use super::paths::{is_writable, Item, Items, CUSTOM_NAME};
 use super::value::Value;
@@ -165,14 +169,14 @@ impl BusItem {
 #[interface(name = "com.victronenergy.BusItem")]
 impl BusItem {
     /// The value, or an empty `ai` array when invalid.
-    async fn get_value(&self) -> zvariant::Value<'static> {
+    fn get_value(&self) -> zvariant::Value<'static> {
         self.item()
             .map_or(Value::Invalid, |item| item.value)
             .to_variant()
     }
 
     /// The value as text with its unit; `"---"` when invalid.
-    async fn get_text(&self) -> String {
+    fn get_text(&self) -> String {
         self.item().map_or_else(
             || Value::Invalid.display(super::value::Unit::Plain),
             |i| i.text(),
@@ -209,7 +213,9 @@ impl BusItem {
     }
 
     /// velib compatibility; nobody relies on it (§2.2).
-    async fn get_description(&self, _language: String, _length: i32) -> String {
+    fn get_description(&self, language: String, length: i32) -> String {
+        // velib ignores both arguments too.
+        let (_, _) = (language, length);
         "No description given".to_owned()
     }
 }
@@ -230,12 +236,12 @@ impl TreeNode {
 #[interface(name = "com.victronenergy.BusItem")]
 impl TreeNode {
     /// `v` holding `a{sv}`: relative path → value.
-    async fn get_value(&self) -> zvariant::Value<'static> {
+    fn get_value(&self) -> zvariant::Value<'static> {
         zvariant::Value::from(self.shared.subtree(&self.prefix, |i| i.value.to_variant()))
     }
 
     /// `v` holding `a{ss}`: relative path → text.
-    async fn get_text(&self) -> zvariant::Value<'static> {
+    fn get_text(&self) -> zvariant::Value<'static> {
         zvariant::Value::from(self.shared.subtree(&self.prefix, Item::text))
     }
 }
@@ -255,7 +261,7 @@ impl Root {
 #[interface(name = "com.victronenergy.BusItem")]
 impl Root {
     /// Every path (absolute, with the leading `/`) → `{"Value": v, "Text": v(s)}`.
-    async fn get_items(&self) -> HashMap<String, HashMap<String, zvariant::Value<'static>>> {
+    fn get_items(&self) -> HashMap<String, HashMap<String, zvariant::Value<'static>>> {
         let items = self.shared.lock();
         items
             .iter()
@@ -264,12 +270,12 @@ impl Root {
     }
 
     /// `v` holding `a{sv}`: every path without its leading `/` → value.
-    async fn get_value(&self) -> zvariant::Value<'static> {
+    fn get_value(&self) -> zvariant::Value<'static> {
         zvariant::Value::from(self.shared.subtree("", |i| i.value.to_variant()))
     }
 
     /// `v` holding `a{ss}`: every path without its leading `/` → text.
-    async fn get_text(&self) -> zvariant::Value<'static> {
+    fn get_text(&self) -> zvariant::Value<'static> {
         zvariant::Value::from(self.shared.subtree("", Item::text))
     }
 }

@@ -3,7 +3,7 @@
 //! The daemon gets its own config in a fresh temporary directory: a session-type bus on a unix
 //! socket in that directory, allowing everything like Venus OS' `system.conf` (any user may own
 //! any name and send anything; Venus' limits on match rules and replies). The address is read from
-//! `--print-address`. Dropping the [`PrivateBus`] kills and reaps the daemon and removes the
+//! `--print-address`; the daemon's own messages go to `daemon.log` there. Dropping the [`PrivateBus`] kills and reaps the daemon and removes the
 //! directory.
 
 use super::BusAddress;
@@ -30,8 +30,11 @@ pub enum PrivateBusError {
         source: std::io::Error,
     },
     /// The daemon exited or printed no address.
-    #[error("private {DAEMON} printed no address (see its messages above)")]
-    NoAddress,
+    #[error("private {DAEMON} printed no address; its messages: {log}")]
+    NoAddress {
+        /// What the daemon wrote to stderr.
+        log: String,
+    },
 }
 
 /// A running private `dbus-daemon`.
@@ -107,11 +110,25 @@ impl PrivateBus {
 
     fn spawn(&mut self) -> Result<(), PrivateBusError> {
         let config = self.dir.join("bus.conf");
+        let log_path = self.dir.join("daemon.log");
+        // The daemon's messages go to a file, not the terminal: as root in a container it always
+        // complains that it cannot raise its fd limit, which is harmless.
+        let log = std::fs::File::create(&log_path).map_err(|source| PrivateBusError::Io {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let no_address = || PrivateBusError::NoAddress {
+            log: std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        };
         let mut child = Command::new(DAEMON)
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--nopidfile", "--print-address=1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => PrivateBusError::NotInstalled,
@@ -122,7 +139,7 @@ impl PrivateBus {
             })?;
         let Some(stdout) = child.stdout.take() else {
             reap(&mut child);
-            return Err(PrivateBusError::NoAddress);
+            return Err(no_address());
         };
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
@@ -130,7 +147,7 @@ impl PrivateBus {
         let address = line.trim();
         if read.is_err() || address.is_empty() {
             reap(&mut child);
-            return Err(PrivateBusError::NoAddress);
+            return Err(no_address());
         }
         // Keep only the transport part: `unix:path=...,guid=...` → `unix:path=...`.
         self.address = address
@@ -186,4 +203,23 @@ fn config(socket: &Path) -> String {
 "#,
         socket.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_daemon_says_how_to_install_it() {
+        let text = PrivateBusError::NotInstalled.to_string();
+        assert!(text.contains("apt-get install -y dbus"), "{text}");
+    }
+
+    #[test]
+    fn config_listens_in_its_directory_and_allows_everything() {
+        let text = config(Path::new("/tmp/x/bus.sock"));
+        assert!(text.contains("<listen>unix:path=/tmp/x/bus.sock</listen>"));
+        assert!(text.contains(r#"<allow own="*"/>"#));
+        assert!(text.contains("<type>session</type>"));
+    }
 }

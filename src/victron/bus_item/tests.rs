@@ -17,16 +17,16 @@ fn shared() -> (Arc<Shared>, mpsc::UnboundedReceiver<CustomNameWrite>) {
     (Arc::new(Shared::new(items, tx)), rx)
 }
 
-#[tokio::test]
-async fn item_get_value_and_text() {
+#[test]
+fn item_get_value_and_text() {
     let (shared, _rx) = shared();
     let voltage = BusItem::new("/Dc/0/Voltage".into(), shared.clone());
-    assert_eq!(voltage.get_value().await, zvariant::Value::F64(52.1));
-    assert_eq!(voltage.get_text().await, "52.10 V");
+    assert_eq!(voltage.get_value(), zvariant::Value::F64(52.1));
+    assert_eq!(voltage.get_text(), "52.10 V");
     let current = BusItem::new("/Dc/0/Current".into(), shared);
-    let invalid = current.get_value().await;
+    let invalid = current.get_value();
     assert_eq!(invalid.value_signature().to_string(), "ai");
-    assert_eq!(current.get_text().await, "---");
+    assert_eq!(current.get_text(), "---");
 }
 
 #[test]
@@ -66,11 +66,11 @@ fn writes_only_to_custom_name_with_velib_codes() {
     );
 }
 
-#[tokio::test]
-async fn tree_node_and_root_use_relative_keys() {
+#[test]
+fn tree_node_and_root_use_relative_keys() {
     let (shared, _rx) = shared();
     let node = TreeNode::new("/Dc".into(), shared.clone());
-    let value = node.get_value().await;
+    let value = node.get_value();
     assert_eq!(value.value_signature().to_string(), "a{sv}");
     let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(value)
         .unwrap()
@@ -78,17 +78,17 @@ async fn tree_node_and_root_use_relative_keys() {
         .unwrap();
     assert_eq!(map.len(), 2);
     assert!(map.contains_key("0/Voltage"));
-    let text = node.get_text().await;
+    let text = node.get_text();
     assert_eq!(text.value_signature().to_string(), "a{ss}");
 
     let root = Root::new(shared);
-    let items = root.get_items().await;
+    let items = root.get_items();
     assert_eq!(items.len(), 4);
     assert_eq!(
         items["/Dc/0/Voltage"]["Text"],
         zvariant::Value::from("52.10 V")
     );
-    let all = root.get_value().await;
+    let all = root.get_value();
     let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(all)
         .unwrap()
         .try_into()
