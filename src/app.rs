@@ -91,13 +91,18 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
     Identity {
         service_suffix: suffix,
-        unique_id,
+        unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
         connection: format!("Serial {}{at}", slot.port.device),
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
-        hardware_version: battery.hardware_version.clone().or_else(|| battery.model.clone()).unwrap_or_default(),
-        serial: battery.serial.clone().unwrap_or_default(),
+        hardware_version: battery
+            .hardware_version
+            .clone()
+            .or_else(|| battery.model.clone())
+            .unwrap_or_default(),
+        // /Serial is a generic path every device has; a BMS without a serial gets its unique id.
+        serial: battery.serial.clone().unwrap_or_else(|| unique_id.clone()),
         fallback_device_instance: config.dbus.device_instance,
         max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
     }

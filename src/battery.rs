@@ -173,14 +173,12 @@ impl Battery {
 
     /// Lowest cell: (1-based cell number, volts). From the cell list, else the BMS summary.
     pub fn min_cell(&self) -> Option<(Option<usize>, f64)> {
-        self.extreme_cell(|a, b| a < b)
-            .or_else(|| self.min_cell_voltage_v.map(|v| (None, v)))
+        self.extreme_cell(|a, b| a < b).or_else(|| self.min_cell_voltage_v.map(|v| (None, v)))
     }
 
     /// Highest cell: (1-based cell number, volts). From the cell list, else the BMS summary.
     pub fn max_cell(&self) -> Option<(Option<usize>, f64)> {
-        self.extreme_cell(|a, b| a > b)
-            .or_else(|| self.max_cell_voltage_v.map(|v| (None, v)))
+        self.extreme_cell(|a, b| a > b).or_else(|| self.max_cell_voltage_v.map(|v| (None, v)))
     }
 
     fn extreme_cell(&self, better: impl Fn(f64, f64) -> bool) -> Option<(Option<usize>, f64)> {
@@ -197,10 +195,7 @@ impl Battery {
     /// Series cell count: what the BMS says, else the length of the cell list.
     pub fn cells_in_series(&self) -> Option<u16> {
         self.cell_count.or_else(|| {
-            self.cell_voltages_v
-                .as_ref()
-                .and_then(|cells| u16::try_from(cells.len()).ok())
-                .filter(|&n| n > 0)
+            self.cell_voltages_v.as_ref().and_then(|cells| u16::try_from(cells.len()).ok()).filter(|&n| n > 0)
         })
     }
 
@@ -230,14 +225,7 @@ impl Battery {
     /// The 1-based numbers of the cells that are balancing now.
     pub fn balancing_cell_numbers(&self) -> Option<Vec<usize>> {
         let flags = self.balancing_cells.as_ref()?;
-        Some(
-            flags
-                .iter()
-                .enumerate()
-                .filter(|(_, on)| **on)
-                .map(|(i, _)| i + 1)
-                .collect(),
-        )
+        Some(flags.iter().enumerate().filter(|(_, on)| **on).map(|(i, _)| i + 1).collect())
     }
 }
 
@@ -247,16 +235,9 @@ mod tests {
 
     #[test]
     fn merge_keeps_old_values_where_the_new_frame_has_none() {
-        let mut battery = Battery {
-            voltage_v: Some(52.1),
-            soc_percent: Some(80.0),
-            ..Default::default()
-        };
-        let cells = Battery {
-            cell_voltages_v: Some(vec![3.3, 3.31]),
-            soc_percent: Some(81.0),
-            ..Default::default()
-        };
+        let mut battery = Battery { voltage_v: Some(52.1), soc_percent: Some(80.0), ..Default::default() };
+        let cells =
+            Battery { cell_voltages_v: Some(vec![3.3, 3.31]), soc_percent: Some(81.0), ..Default::default() };
         battery.merge(&cells);
         assert_eq!(battery.voltage_v, Some(52.1));
         assert_eq!(battery.soc_percent, Some(81.0));
@@ -265,10 +246,7 @@ mod tests {
 
     #[test]
     fn min_and_max_cell_come_with_their_numbers() {
-        let battery = Battery {
-            cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]),
-            ..Default::default()
-        };
+        let battery = Battery { cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]), ..Default::default() };
         assert_eq!(battery.min_cell(), Some((Some(2), 3.28)));
         assert_eq!(battery.max_cell(), Some((Some(3), 3.35)));
         assert_eq!(battery.cells_in_series(), Some(4));
@@ -276,11 +254,8 @@ mod tests {
 
     #[test]
     fn summary_cells_are_used_without_a_cell_list() {
-        let battery = Battery {
-            min_cell_voltage_v: Some(3.2),
-            max_cell_voltage_v: Some(3.3),
-            ..Default::default()
-        };
+        let battery =
+            Battery { min_cell_voltage_v: Some(3.2), max_cell_voltage_v: Some(3.3), ..Default::default() };
         assert_eq!(battery.min_cell(), Some((None, 3.2)));
         assert_eq!(battery.max_cell(), Some((None, 3.3)));
     }

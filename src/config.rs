@@ -40,11 +40,7 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self {
-            poll_interval_ms: 1000,
-            stale_after_s: 10.0,
-            state_dir: PathBuf::from("/data/bms-bridge"),
-        }
+        Self { poll_interval_ms: 1000, stale_after_s: 10.0, state_dir: PathBuf::from("/data/bms-bridge") }
     }
 }
 
@@ -352,16 +348,34 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     };
     let d = &config.daemon;
     if d.poll_interval_ms < 100 || d.poll_interval_ms > 60_000 {
-        fail("daemon", 0, "poll_interval_ms", "daemon.poll_interval_ms".into(),
-            format!("{} is outside 100..=60000 ms", d.poll_interval_ms));
+        fail(
+            "daemon",
+            0,
+            "poll_interval_ms",
+            "daemon.poll_interval_ms".into(),
+            format!("{} is outside 100..=60000 ms", d.poll_interval_ms),
+        );
     }
     if !(d.stale_after_s.is_finite() && d.stale_after_s >= 2.0 * d.poll_interval_ms as f64 / 1000.0) {
-        fail("daemon", 0, "stale_after_s", "daemon.stale_after_s".into(),
-            format!("{} s must be at least two poll intervals", d.stale_after_s));
+        fail(
+            "daemon",
+            0,
+            "stale_after_s",
+            "daemon.stale_after_s".into(),
+            format!("{} s must be at least two poll intervals", d.stale_after_s),
+        );
     }
     if !matches!(config.dbus.bus.as_str(), "system" | "session") && !config.dbus.bus.contains(':') {
-        fail("dbus", 0, "bus", "dbus.bus".into(),
-            format!("{:?} is neither \"system\", \"session\" nor a D-Bus address (unix:path=...)", config.dbus.bus));
+        fail(
+            "dbus",
+            0,
+            "bus",
+            "dbus.bus".into(),
+            format!(
+                "{:?} is neither \"system\", \"session\" nor a D-Bus address (unix:path=...)",
+                config.dbus.bus
+            ),
+        );
     }
     for message in charge_problems(&config.charge) {
         let key = message.split_whitespace().next().unwrap_or("").to_owned();
@@ -385,12 +399,23 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             }
         }
         if port.timeout_ms < 50 || port.timeout_ms > 10_000 {
-            fail("port", i, "timeout_ms", name("timeout_ms"), format!("{} is outside 50..=10000 ms", port.timeout_ms));
+            fail(
+                "port",
+                i,
+                "timeout_ms",
+                name("timeout_ms"),
+                format!("{} is outside 50..=10000 ms", port.timeout_ms),
+            );
         }
         if let Some(addresses) = &port.addresses {
             if !port.protocol.addressable() && !addresses.is_empty() {
-                fail("port", i, "addresses", name("addresses"),
-                    format!("protocol {} has no bus addresses (one BMS per port)", port.protocol.name()));
+                fail(
+                    "port",
+                    i,
+                    "addresses",
+                    name("addresses"),
+                    format!("protocol {} has no bus addresses (one BMS per port)", port.protocol.name()),
+                );
             }
             let mut sorted = addresses.clone();
             sorted.sort_unstable();
@@ -401,11 +426,22 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         }
         for battery in &port.batteries {
             if battery.address.is_some() && !port.poll_addresses().contains(&battery.address) {
-                fail("port", i, "battery", name("battery.address"),
-                    format!("address {:?} is not polled on this port", battery.address));
+                fail(
+                    "port",
+                    i,
+                    "battery",
+                    name("battery.address"),
+                    format!("address {:?} is not polled on this port", battery.address),
+                );
             }
             if battery.capacity_ah.is_some_and(|c| !(c > 0.0 && c < 100_000.0)) {
-                fail("port", i, "battery", name("battery.capacity_ah"), "must be between 0 and 100000 Ah".into());
+                fail(
+                    "port",
+                    i,
+                    "battery",
+                    name("battery.capacity_ah"),
+                    "must be between 0 and 100000 Ah".into(),
+                );
             }
             if battery.cell_count.is_some_and(|n| n == 0 || n > 48) {
                 fail("port", i, "battery", name("battery.cell_count"), "must be 1..=48".into());
@@ -434,10 +470,9 @@ fn charge_problems(c: &ChargeConfig) -> Vec<String> {
     if c.float_cell_voltage > c.max_cell_voltage {
         problems.push("float_cell_voltage must not exceed max_cell_voltage".to_owned());
     }
-    for (key, value) in [
-        ("max_charge_current", c.max_charge_current),
-        ("max_discharge_current", c.max_discharge_current),
-    ] {
+    for (key, value) in
+        [("max_charge_current", c.max_charge_current), ("max_discharge_current", c.max_discharge_current)]
+    {
         if !in_range(value, 0.0, 10_000.0) {
             problems.push(format!("{key} {value} A is outside 0..=10000 A"));
         }
@@ -493,7 +528,8 @@ name = "Rear"
 
     #[test]
     fn unknown_protocol_names_the_port() {
-        let errors = parse("[[port]]\ndevice = \"/dev/x\"\nprotocol = \"foo\"\n", "p.toml").expect_err("invalid");
+        let errors =
+            parse("[[port]]\ndevice = \"/dev/x\"\nprotocol = \"foo\"\n", "p.toml").expect_err("invalid");
         assert_eq!(errors[0].line, 3);
         assert_eq!(errors[0].field, "port[1].protocol");
         assert!(errors[0].message.contains("unknown variant `foo`"), "{}", errors[0].message);

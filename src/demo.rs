@@ -63,7 +63,8 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     println!("service: com.victronenergy.battery.ttyBMS0   (Ctrl-C to stop)\n");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let daemon = tokio::spawn(crate::app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
+    let daemon =
+        tokio::spawn(crate::app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
     let viewer = view(bus.address().to_owned(), "com.victronenergy.battery.ttyBMS0".to_owned());
     let limit = async {
         match seconds {

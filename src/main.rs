@@ -63,7 +63,11 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 
     match cli.command {
         Command::Run { config, ports, protocol, bus } => run(config, ports, &protocol, bus),
@@ -103,7 +107,12 @@ fn runtime_block_on(fut: impl std::future::Future<Output = Result<(), String>>) 
     }
 }
 
-fn run(config_path: Option<PathBuf>, ports: Vec<String>, protocol_name: &str, bus: Option<String>) -> ExitCode {
+fn run(
+    config_path: Option<PathBuf>,
+    ports: Vec<String>,
+    protocol_name: &str,
+    bus: Option<String>,
+) -> ExitCode {
     let mut cfg = match &config_path {
         Some(path) => match config::load(path) {
             Ok(cfg) => cfg,

@@ -55,7 +55,12 @@ pub struct Monitor {
 
 impl Monitor {
     /// A monitor that has seen nothing yet.
-    pub fn new(now: Instant, options: BatteryConfig, stale_after: Duration, controller: ChargeController) -> Self {
+    pub fn new(
+        now: Instant,
+        options: BatteryConfig,
+        stale_after: Duration,
+        controller: ChargeController,
+    ) -> Self {
         Self {
             options,
             stale_after,
@@ -204,7 +209,12 @@ mod tests {
     }
 
     fn monitor(t0: Instant) -> Monitor {
-        Monitor::new(t0, BatteryConfig::default(), Duration::from_secs(10), ChargeController::new(ChargeConfig::default()))
+        Monitor::new(
+            t0,
+            BatteryConfig::default(),
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        )
     }
 
     #[test]
@@ -262,7 +272,12 @@ mod tests {
     fn identity_from_start_up_is_kept_and_options_applied() {
         let t0 = Instant::now();
         let options = BatteryConfig { capacity_ah: Some(280.0), cell_count: Some(15), ..Default::default() };
-        let mut m = Monitor::new(t0, options, Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        let mut m = Monitor::new(
+            t0,
+            options,
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        );
         m.handle_reading(t0, reading());
         m.handle_reading(t0, Battery { model: None, ..reading() });
         let out = m.output(t0);

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-const FORBIDDEN: [&str; 7] = ["tokio", "Instant::now", "SystemTime::now", "std::fs", "std::net", "tracing", "std::thread::sleep"];
+const FORBIDDEN: [&str; 7] =
+    ["tokio", "Instant::now", "SystemTime::now", "std::fs", "std::net", "tracing", "std::thread::sleep"];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

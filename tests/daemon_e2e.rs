@@ -59,21 +59,18 @@ fn start_daemon(dir: &Path, bus: &str, device: &Path) -> Daemon {
 }
 
 async fn get_items(conn: &zbus::Connection) -> zbus::Result<Items> {
-    let reply = conn
-        .call_method(Some(SERVICE), "/", Some("com.victronenergy.BusItem"), "GetItems", &())
-        .await?;
+    let reply =
+        conn.call_method(Some(SERVICE), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await?;
     Ok(reply.body().deserialize::<Items>()?)
 }
 
-fn value(items: &Items, path: &str) -> &OwnedValue {
-    items
-        .get(path)
-        .and_then(|i| i.get("Value"))
-        .unwrap_or_else(|| panic!("{path} missing from GetItems"))
+fn value<'a>(items: &'a Items, path: &str) -> &'a OwnedValue {
+    items.get(path).and_then(|i| i.get("Value")).unwrap_or_else(|| panic!("{path} missing from GetItems"))
 }
 
 fn is_invalid(v: &OwnedValue) -> bool {
-    v.value_signature().as_str() == "ai" && Vec::<i32>::try_from(v.clone()).map(|a| a.is_empty()).unwrap_or(false)
+    v.value_signature().to_string() == "ai"
+        && Vec::<i32>::try_from(v.clone()).map(|a| a.is_empty()).unwrap_or(false)
 }
 
 fn f64_of(v: &OwnedValue) -> Option<f64> {
@@ -85,7 +82,12 @@ fn i32_of(v: &OwnedValue) -> Option<i32> {
 }
 
 /// Polls GetItems until `check` holds, or fails after `limit` with the last items.
-async fn wait_for(conn: &zbus::Connection, limit: Duration, what: &str, check: impl Fn(&Items) -> bool) -> Items {
+async fn wait_for(
+    conn: &zbus::Connection,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&Items) -> bool,
+) -> Items {
     let start = Instant::now();
     loop {
         if let Ok(items) = get_items(conn).await {
@@ -120,8 +122,16 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
     // 1. The service appears with every mandatory path valid, values equal to the pack.
     let items = wait_for(&conn, Duration::from_secs(15), "the service to connect", connected).await;
     for path in [
-        "/Mgmt/ProcessName", "/Mgmt/ProcessVersion", "/Mgmt/Connection", "/DeviceInstance",
-        "/ProductId", "/ProductName", "/FirmwareVersion", "/Connected", "/Serial", "/CustomName",
+        "/Mgmt/ProcessName",
+        "/Mgmt/ProcessVersion",
+        "/Mgmt/Connection",
+        "/DeviceInstance",
+        "/ProductId",
+        "/ProductName",
+        "/FirmwareVersion",
+        "/Connected",
+        "/Serial",
+        "/CustomName",
     ] {
         assert!(!is_invalid(value(&items, path)), "{path} must be valid");
     }
@@ -136,7 +146,9 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
     assert!((f64_of(value(&items, "/Dc/0/Voltage")).unwrap() - pack_v).abs() < 0.0101);
     assert_eq!(f64_of(value(&items, "/Soc")), Some(60.0));
     let min_mv = *cells_mv.iter().min().unwrap();
-    assert!((f64_of(value(&items, "/System/MinCellVoltage")).unwrap() - f64::from(min_mv) / 1000.0).abs() < 1e-9);
+    assert!(
+        (f64_of(value(&items, "/System/MinCellVoltage")).unwrap() - f64::from(min_mv) / 1000.0).abs() < 1e-9
+    );
     assert!((f64_of(value(&items, "/Info/MaxChargeVoltage")).unwrap() - 55.2).abs() < 1e-6, "16 x 3.45 V");
     assert_eq!(f64_of(value(&items, "/Info/MaxChargeCurrent")), Some(50.0));
     assert_eq!(f64_of(value(&items, "/Info/MaxDischargeCurrent")), Some(60.0));
@@ -147,18 +159,27 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
     // 2. ItemsChanged carries only values that changed.
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
-        .interface("com.victronenergy.BusItem").unwrap()
-        .member("ItemsChanged").unwrap()
-        .path("/").unwrap()
+        .interface("com.victronenergy.BusItem")
+        .unwrap()
+        .member("ItemsChanged")
+        .unwrap()
+        .path("/")
+        .unwrap()
         .build();
     let mut signals = zbus::MessageStream::for_match_rule(rule, &conn, Some(16)).await.unwrap();
-    let mut known: HashMap<String, OwnedValue> =
-        get_items(&conn).await.unwrap().into_iter().filter_map(|(p, mut m)| m.remove("Value").map(|v| (p, v))).collect();
+    let mut known: HashMap<String, OwnedValue> = get_items(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(p, mut m)| m.remove("Value").map(|v| (p, v)))
+        .collect();
     sim.control().set_frozen(false);
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen < 3 && Instant::now() < deadline {
-        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(3), signals.next()).await else { continue };
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(3), signals.next()).await else {
+            continue;
+        };
         let changes: Items = msg.body().deserialize().unwrap();
         assert!(!changes.is_empty(), "an empty ItemsChanged is never sent");
         for (path, entry) in changes {
@@ -167,7 +188,10 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
             if let Some(old) = known.get(&path) {
                 assert_ne!(old, &new, "{path} was sent although it did not change");
             }
-            assert!(!["/ProductName", "/DeviceInstance", "/Mgmt/Connection"].contains(&path.as_str()), "{path} never changes");
+            assert!(
+                !["/ProductName", "/DeviceInstance", "/Mgmt/Connection"].contains(&path.as_str()),
+                "{path} never changes"
+            );
             known.insert(path, new);
         }
         seen += 1;
@@ -176,7 +200,8 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
 
     // 3. A silent BMS: after the grace period values invalid, /Connected 0, CCL 0, cable alarm.
     sim.control().set_silent(true);
-    let items = wait_for(&conn, Duration::from_secs(10), "the BMS to be declared lost", |i| !connected(i)).await;
+    let items =
+        wait_for(&conn, Duration::from_secs(10), "the BMS to be declared lost", |i| !connected(i)).await;
     assert!(is_invalid(value(&items, "/Dc/0/Voltage")), "no frozen voltage");
     assert!(is_invalid(value(&items, "/Voltages/Cell1")));
     assert!(is_invalid(value(&items, "/Soc")));

@@ -27,11 +27,7 @@ impl FakeSettings {
             .iter()
             .map(|definition| {
                 let path: String = definition["path"].try_clone().unwrap().try_into().unwrap();
-                let value = if path.ends_with("/ClassAndVrmInstance") {
-                    "battery:3"
-                } else {
-                    "Stored"
-                };
+                let value = if path.ends_with("/ClassAndVrmInstance") { "battery:3" } else { "Stored" };
                 HashMap::from([
                     ("path".to_owned(), OwnedValue::from(Str::from(path))),
                     ("error".to_owned(), OwnedValue::from(0i32)),
@@ -62,20 +58,14 @@ impl FakeSetting {
 async fn settings_service_gives_instance_and_stores_custom_name() {
     let bus = PrivateBus::start().unwrap();
     let (written, notify) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Notify::new()));
-    let setting = FakeSetting {
-        written: written.clone(),
-        notify: notify.clone(),
-    };
+    let setting = FakeSetting { written: written.clone(), notify: notify.clone() };
     let _settings = within(
         "settings",
         zbus::connection::Builder::address(bus.address())
             .unwrap()
             .serve_at("/", FakeSettings)
             .unwrap()
-            .serve_at(
-                "/Settings/Devices/bmsbridge_test_ttyUSB3/CustomName",
-                setting,
-            )
+            .serve_at("/Settings/Devices/bmsbridge_test_ttyUSB3/CustomName", setting)
             .unwrap()
             .name("com.victronenergy.settings")
             .unwrap()
@@ -89,20 +79,11 @@ async fn settings_service_gives_instance_and_stores_custom_name() {
     assert_eq!(service.custom_name(), "Stored");
     let client = client(&bus).await;
     let name = service.service_name();
-    assert_eq!(
-        *get_value(&client, name, "/DeviceInstance").await,
-        Value::I32(3)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/CustomName").await,
-        Value::from("Stored")
-    );
+    assert_eq!(*get_value(&client, name, "/DeviceInstance").await, Value::I32(3));
+    assert_eq!(*get_value(&client, name, "/CustomName").await, Value::from("Stored"));
 
     let stored = notify.notified();
-    assert_eq!(
-        set(&client, name, "/CustomName", Value::from("Bank B")).await,
-        0
-    );
+    assert_eq!(set(&client, name, "/CustomName", Value::from("Bank B")).await, 0);
     within("stored", stored).await;
     assert_eq!(*written.lock().unwrap(), ["Bank B"]);
 }
@@ -120,10 +101,7 @@ async fn taken_name_fails_clearly() {
         other => panic!("expected NameTaken, got {other:?}"),
     }
     let bad = BatteryService::start(&address, identity("1bad.name"), &first);
-    assert!(matches!(
-        within("bad", bad).await,
-        Err(DbusError::BadSuffix(_))
-    ));
+    assert!(matches!(within("bad", bad).await, Err(DbusError::BadSuffix(_))));
 }
 
 /// D-Bus restart: publishing on the dead bus returns an error (no panic); once a new daemon
@@ -137,40 +115,19 @@ async fn survives_a_dbus_restart() {
 
     bus.stop();
     let during = battery(51.0, 70.0);
-    let result = within(
-        "publish on dead bus",
-        service.publish(&snapshot(&during, &limits)),
-    )
-    .await;
-    assert!(
-        result.is_err(),
-        "publish on a dead bus must fail, got {result:?}"
-    );
+    let result = within("publish on dead bus", service.publish(&snapshot(&during, &limits))).await;
+    assert!(result.is_err(), "publish on a dead bus must fail, got {result:?}");
     assert!(!service.is_connected());
 
     bus.restart().unwrap();
     let after = battery(51.5, 71.0);
-    within(
-        "publish after restart",
-        service.publish(&snapshot(&after, &limits)),
-    )
-    .await
-    .unwrap();
+    within("publish after restart", service.publish(&snapshot(&after, &limits))).await.unwrap();
     assert!(service.is_connected());
     let client = client(&bus).await;
     let name = service.service_name();
-    assert_eq!(
-        *get_value(&client, name, "/Dc/0/Voltage").await,
-        Value::F64(51.5)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/DeviceInstance").await,
-        Value::I32(7)
-    );
-    assert_eq!(
-        *get_value(&client, name, "/Voltages/Cell1").await,
-        Value::F64(3.30)
-    );
+    assert_eq!(*get_value(&client, name, "/Dc/0/Voltage").await, Value::F64(51.5));
+    assert_eq!(*get_value(&client, name, "/DeviceInstance").await, Value::I32(7));
+    assert_eq!(*get_value(&client, name, "/Voltages/Cell1").await, Value::F64(3.30));
 }
 
 /// Dropping the private bus kills the daemon and removes its directory.

@@ -19,11 +19,7 @@ async fn paths_values_and_encoding() {
     let bus = PrivateBus::start().unwrap();
     let service = start(&bus, "ttyUSB0").await;
     assert_eq!(service.service_name(), "com.victronenergy.battery.ttyUSB0");
-    assert_eq!(
-        service.device_instance(),
-        7,
-        "fallback without com.victronenergy.settings"
-    );
+    assert_eq!(service.device_instance(), 7, "fallback without com.victronenergy.settings");
     let client = client(&bus).await;
     let name = service.service_name();
 
@@ -54,39 +50,22 @@ async fn paths_values_and_encoding() {
     assert!(is_invalid(&items["/Info/MaxChargeVoltage"]["Value"]));
 
     assert_eq!(*get_value(&client, name, "/Soc").await, Value::F64(80.0));
-    assert!(is_invalid(
-        &get_value(&client, name, "/Dc/0/Temperature").await.into()
-    ));
-    let text: String = call(&client, name, "/Dc/0/Power", "GetText")
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap();
+    assert!(is_invalid(&get_value(&client, name, "/Dc/0/Temperature").await.into()));
+    let text: String =
+        call(&client, name, "/Dc/0/Power", "GetText").await.unwrap().body().deserialize().unwrap();
     assert_eq!(text, "521 W");
 
     let root: HashMap<String, OwnedValue> = get_value(&client, name, "/").await.try_into().unwrap();
-    assert_eq!(
-        *root["Dc/0/Voltage"],
-        Value::F64(52.1),
-        "root GetValue keys are relative"
-    );
-    let node: HashMap<String, OwnedValue> =
-        get_value(&client, name, "/Dc/0").await.try_into().unwrap();
+    assert_eq!(*root["Dc/0/Voltage"], Value::F64(52.1), "root GetValue keys are relative");
+    let node: HashMap<String, OwnedValue> = get_value(&client, name, "/Dc/0").await.try_into().unwrap();
     assert_eq!(*node["Voltage"], Value::F64(52.1));
     assert!(node.contains_key("Power"));
-    let texts: OwnedValue = call(&client, name, "/Dc", "GetText")
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap();
+    let texts: OwnedValue =
+        call(&client, name, "/Dc", "GetText").await.unwrap().body().deserialize().unwrap();
     let texts: HashMap<String, String> = texts.try_into().unwrap();
     assert_eq!(texts["0/Voltage"], "52.10 V");
 
-    let missing = call(&client, name, "/No/Such/Path", "GetValue")
-        .await
-        .unwrap_err();
+    let missing = call(&client, name, "/No/Such/Path", "GetValue").await.unwrap_err();
     match missing {
         zbus::Error::MethodError(error, _, _) => {
             assert_eq!(error.as_str(), "org.freedesktop.DBus.Error.UnknownObject");
@@ -105,29 +84,14 @@ async fn set_value_codes_and_custom_name_notification() {
     let client = client(&bus).await;
     let name = service.service_name();
 
-    assert_eq!(
-        set(&client, name, "/CustomName", Value::from("Bank A")).await,
-        set_value::ACCEPTED
-    );
+    assert_eq!(set(&client, name, "/CustomName", Value::from("Bank A")).await, set_value::ACCEPTED);
     within("name change", names.changed()).await.unwrap();
     assert_eq!(*names.borrow(), "Bank A");
-    assert_eq!(
-        *get_value(&client, name, "/CustomName").await,
-        Value::from("Bank A")
-    );
-    assert_eq!(
-        set(&client, name, "/Dc/0/Voltage", Value::F64(1.0)).await,
-        set_value::NOT_WRITABLE
-    );
-    assert_eq!(
-        set(&client, name, "/CustomName", Value::I32(3)).await,
-        set_value::NOT_WRITABLE
-    );
+    assert_eq!(*get_value(&client, name, "/CustomName").await, Value::from("Bank A"));
+    assert_eq!(set(&client, name, "/Dc/0/Voltage", Value::F64(1.0)).await, set_value::NOT_WRITABLE);
+    assert_eq!(set(&client, name, "/CustomName", Value::I32(3)).await, set_value::NOT_WRITABLE);
     let long = "x".repeat(65);
-    assert_eq!(
-        set(&client, name, "/CustomName", Value::from(long.as_str())).await,
-        set_value::REJECTED
-    );
+    assert_eq!(set(&client, name, "/CustomName", Value::from(long.as_str())).await, set_value::REJECTED);
     assert_eq!(service.custom_name(), "Bank A");
 }
 
@@ -139,15 +103,10 @@ async fn publish_sends_one_items_changed_with_only_the_changes() {
     let bus = PrivateBus::start().unwrap();
     let mut service = start(&bus, "ttyUSB2").await;
     let client = client(&bus).await;
-    let owner = within("owner", zbus::fdo::DBusProxy::new(&client))
+    let owner = within("owner", zbus::fdo::DBusProxy::new(&client)).await.unwrap();
+    let owner = within("GetNameOwner", owner.get_name_owner(service.service_name().try_into().unwrap()))
         .await
         .unwrap();
-    let owner = within(
-        "GetNameOwner",
-        owner.get_name_owner(service.service_name().try_into().unwrap()),
-    )
-    .await
-    .unwrap();
     let rule = MatchRule::builder()
         .msg_type(Type::Signal)
         .sender(owner.as_str())
@@ -159,12 +118,7 @@ async fn publish_sends_one_items_changed_with_only_the_changes() {
         .path("/")
         .unwrap()
         .build();
-    let mut stream = within(
-        "subscribe",
-        MessageStream::for_match_rule(rule, &client, None),
-    )
-    .await
-    .unwrap();
+    let mut stream = within("subscribe", MessageStream::for_match_rule(rule, &client, None)).await.unwrap();
     let per_path = MatchRule::builder()
         .msg_type(Type::Signal)
         .sender(owner.as_str())
@@ -176,22 +130,14 @@ async fn publish_sends_one_items_changed_with_only_the_changes() {
         .path("/Dc/0/Voltage")
         .unwrap()
         .build();
-    let mut voltage_changes = within(
-        "subscribe",
-        MessageStream::for_match_rule(per_path, &client, None),
-    )
-    .await
-    .unwrap();
+    let mut voltage_changes =
+        within("subscribe", MessageStream::for_match_rule(per_path, &client, None)).await.unwrap();
 
     let limits = ChargeLimits::default();
     let changed = battery(52.3, 80.0);
-    within("publish", service.publish(&snapshot(&changed, &limits)))
-        .await
-        .unwrap();
+    within("publish", service.publish(&snapshot(&changed, &limits))).await.unwrap();
     let soc = battery(52.3, 81.0);
-    within("publish", service.publish(&snapshot(&soc, &limits)))
-        .await
-        .unwrap();
+    within("publish", service.publish(&snapshot(&soc, &limits))).await.unwrap();
 
     let first = next(&mut stream).await;
     let batch: HashMap<String, HashMap<String, OwnedValue>> = first.body().deserialize().unwrap();

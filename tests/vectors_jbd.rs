@@ -63,18 +63,9 @@ fn every_request_equals_the_builder() {
     }
     assert_eq!(checked, 8);
     let all = cases();
-    assert_eq!(
-        jbd::request_mos_control(true, false),
-        vectors::case(&all, "req_mos_charge_off").bytes
-    );
-    assert_eq!(
-        jbd::request_mos_control(false, true),
-        vectors::case(&all, "req_mos_discharge_off").bytes
-    );
-    assert_eq!(
-        jbd::request_mos_control(false, false),
-        vectors::case(&all, "req_mos_both_on").bytes
-    );
+    assert_eq!(jbd::request_mos_control(true, false), vectors::case(&all, "req_mos_charge_off").bytes);
+    assert_eq!(jbd::request_mos_control(false, true), vectors::case(&all, "req_mos_discharge_off").bytes);
+    assert_eq!(jbd::request_mos_control(false, false), vectors::case(&all, "req_mos_both_on").bytes);
 }
 
 /// Every corrupt case is rejected with the precise error; none decodes into values.
@@ -82,11 +73,7 @@ fn every_request_equals_the_builder() {
 fn corrupt_cases_are_rejected_precisely() {
     use FrameError::*;
     let expected: &[(&str, FrameError, Scan)] = &[
-        (
-            "real_fragment_basic_first_read_truncated",
-            TooShort { need: 36, got: 7 },
-            Scan::Incomplete,
-        ),
+        ("real_fragment_basic_first_read_truncated", TooShort { need: 36, got: 7 }, Scan::Incomplete),
         (
             "real_fragment_basic_second_read_no_header",
             BadStart { expected: 0xDD, found: 0x00 },
@@ -108,11 +95,7 @@ fn corrupt_cases_are_rejected_precisely() {
             Scan::Garbage { skip: 1 },
         ),
         ("corrupt_truncated", TooShort { need: 36, got: 31 }, Scan::Incomplete),
-        (
-            "corrupt_wrong_end_byte",
-            BadEnd { expected: 0x77, found: 0xDD },
-            Scan::Garbage { skip: 1 },
-        ),
+        ("corrupt_wrong_end_byte", BadEnd { expected: 0x77, found: 0xDD }, Scan::Garbage { skip: 1 }),
         // Checksum before status: the status byte is covered by the (wrong) checksum.
         (
             "corrupt_status_error",
@@ -178,10 +161,7 @@ fn specific_decoders_check_the_register() {
         })
     );
     let hw = &vectors::case(&all, "sp04s034_hwinfo_esphome").bytes;
-    assert_eq!(
-        jbd::decode_hardware(hw).unwrap().battery.model.as_deref(),
-        Some("JBD-SP04S034-L4S-200A-B-U")
-    );
+    assert_eq!(jbd::decode_hardware(hw).unwrap().battery.model.as_deref(), Some("JBD-SP04S034-L4S-200A-B-U"));
     let basic = &vectors::case(&all, "sp04s034_basic_esphome").bytes;
     assert!(jbd::decode_basic_info(basic).is_ok());
     assert!(matches!(jbd::decode_hardware(basic), Err(FrameError::UnexpectedCommand { .. })));
@@ -196,8 +176,7 @@ fn basic_info_model_fields() {
     assert_eq!(b.firmware_version.as_deref(), Some("8.0"));
     assert_eq!(b.balancing_cells, Some(vec![false; 4]));
     assert_eq!(b.temperature_mos_c, None, "NTC0 is not assumed to be the MOSFET");
-    let reported: Vec<_> =
-        b.alarms.entries().iter().filter(|e| e.2.is_some()).map(|e| e.0).collect();
+    let reported: Vec<_> = b.alarms.entries().iter().filter(|e| e.2.is_some()).map(|e| e.0).collect();
     assert_eq!(reported.len(), 11, "13 protection bits map onto 11 alarms: {reported:?}");
     assert!(b.alarms.entries().iter().all(|e| e.2.is_none() || e.2 == Some(AlarmLevel::Ok)));
     assert_eq!(d.extra["current_unit_ma"], json!(10));
@@ -274,10 +253,7 @@ fn encoders_reproduce_vector_frames() {
         jbd::encode_hardware("JBD-SP04S034-L4S-200A-B-U"),
         vectors::case(&all, "sp04s034_hwinfo_esphome").bytes
     );
-    assert_eq!(
-        jbd::encode_response(0xE1, 0, &[]),
-        vectors::case(&all, "resp_write_ack_0xE1").bytes
-    );
+    assert_eq!(jbd::encode_response(0xE1, 0, &[]), vectors::case(&all, "resp_write_ack_0xE1").bytes);
 }
 
 /// Extended frames with bit 7 after the NTCs carry current and capacities in 100 mA / 100 mAh.
@@ -320,15 +296,10 @@ fn protection_bits_and_unsigned_balance_bits() {
         "internal_failure",
     ];
     for (bit, name) in expect.iter().enumerate() {
-        let info =
-            BasicInfo { protection_bits: 1 << bit, balance_bits: 0x8000, ..sample_basic_info() };
+        let info = BasicInfo { protection_bits: 1 << bit, balance_bits: 0x8000, ..sample_basic_info() };
         let b = jbd::decode(&info.encode()).unwrap().battery;
         for (alarm, _, level) in b.alarms.entries() {
-            let want = if alarm == *name {
-                Some(AlarmLevel::Alarm)
-            } else {
-                level.map(|_| AlarmLevel::Ok)
-            };
+            let want = if alarm == *name { Some(AlarmLevel::Alarm) } else { level.map(|_| AlarmLevel::Ok) };
             assert_eq!(level, want, "bit {bit}: {alarm}");
         }
         assert_eq!(b.balancing_cell_numbers(), Some(vec![16]));
@@ -382,12 +353,10 @@ fn comparison_catches_wrong_and_unmapped_keys() {
     let decoded = jbd::decode(&case.bytes).unwrap();
     let json = to_json(&decoded);
     case.expected = json!({ "cells_v": [3.909, 3.901, 3.895, 3.900] });
-    let wrong =
-        std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
+    let wrong = std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
     assert!(wrong.is_err(), "a wrong cell voltage passed");
     case.expected = json!({ "no_such_key": 1 });
-    let unmapped =
-        std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
+    let unmapped = std::panic::catch_unwind(|| vectors::check_expected(&case, &json, &[], |_, _| None));
     assert!(unmapped.is_err(), "an unmapped key passed");
     case.expected = json!({ "cells_v": [3.909, 3.901, 3.895, 3.9010000001] });
     vectors::check_expected(&case, &json, &[], |_, _| None);

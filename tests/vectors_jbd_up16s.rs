@@ -54,12 +54,9 @@ fn every_response_matches_expected() {
     for case in cases().iter().filter(|c| c.direction == "response" && !c.corrupt) {
         assert_eq!(up::scan(&case.bytes), Scan::Frame { len: case.bytes.len() }, "{}", case.name);
         let address = case.bytes[0];
-        let decoded =
-            up::decode(&case.bytes, Some(address)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let decoded = up::decode(&case.bytes, Some(address)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let json = to_json(&decoded);
-        vectors::check_expected(case, &json, &["meaning"], |k, want| {
-            derived(&decoded, &json, k, want)
-        });
+        vectors::check_expected(case, &json, &["meaning"], |k, want| derived(&decoded, &json, k, want));
         checked += 1;
     }
     assert_eq!(checked, 26);
@@ -70,8 +67,7 @@ fn every_response_matches_expected() {
 fn fault_and_alarm_flags_map_to_levels() {
     let all = cases();
     let d =
-        up::decode(&vectors::case(&all, "fixture_pack_status_with_fault_and_alarm").bytes, Some(1))
-            .unwrap();
+        up::decode(&vectors::case(&all, "fixture_pack_status_with_fault_and_alarm").bytes, Some(1)).unwrap();
     let a = &d.battery.alarms;
     assert_eq!(a.high_cell_voltage, Some(AlarmLevel::Alarm));
     assert_eq!(a.high_voltage, Some(AlarmLevel::Warning));
@@ -133,18 +129,11 @@ fn corrupt_cases_are_rejected_precisely() {
                 assert_eq!(up::scan(&case.bytes), Scan::Incomplete);
             }
             "corrupt_bad_crc" | "corrupt_payload_flip" => {
-                assert!(
-                    matches!(result, Err(FrameError::BadChecksum { .. })),
-                    "{}: {result:?}",
-                    case.name
-                );
+                assert!(matches!(result, Err(FrameError::BadChecksum { .. })), "{}: {result:?}", case.name);
                 assert_eq!(up::scan(&case.bytes), Scan::Garbage { skip: 1 });
             }
             "corrupt_crc_byte_order_swapped" => {
-                assert_eq!(
-                    result,
-                    Err(FrameError::BadChecksum { expected: 0x6A2E, computed: 0x2E6A })
-                );
+                assert_eq!(result, Err(FrameError::BadChecksum { expected: 0x6A2E, computed: 0x2E6A }));
                 assert_eq!(up::scan(&case.bytes), Scan::Garbage { skip: 1 });
             }
             other => panic!("corrupt case {other} has no expectation here"),
@@ -158,18 +147,11 @@ fn addresses_on_one_bus_are_distinguished() {
     let all = cases();
     let one = &vectors::case(&all, "resp_addr1_fn78_1000_170644_820").bytes;
     let two = &vectors::case(&all, "resp_addr2_fn78_1000_170700_824").bytes;
-    assert_eq!(
-        up::decode(one, Some(2)),
-        Err(FrameError::UnexpectedAddress { expected: 2, found: 1 })
-    );
-    assert_eq!(
-        up::decode(two, Some(1)),
-        Err(FrameError::UnexpectedAddress { expected: 1, found: 2 })
-    );
+    assert_eq!(up::decode(one, Some(2)), Err(FrameError::UnexpectedAddress { expected: 2, found: 1 }));
+    assert_eq!(up::decode(two, Some(1)), Err(FrameError::UnexpectedAddress { expected: 1, found: 2 }));
     let mut buf = Vec::new();
     let frames = contract::feed(&mut buf, &[one.as_slice(), two].concat(), &up::scan);
-    let soc: Vec<_> =
-        frames.iter().map(|f| up::decode(f, Some(f[0])).unwrap().battery.soc_percent).collect();
+    let soc: Vec<_> = frames.iter().map(|f| up::decode(f, Some(f[0])).unwrap().battery.soc_percent).collect();
     assert_eq!(soc, vec![Some(60.95), Some(73.0)]);
 }
 
@@ -181,10 +163,7 @@ fn malformed_frames_are_precise_errors() {
     let n = frame.len();
     let crc = bms_bridge::protocol::checksum::crc16_modbus(&frame[..n - 2]).to_le_bytes();
     frame[n - 2..].copy_from_slice(&crc);
-    assert_eq!(
-        up::decode(&frame, None),
-        Err(FrameError::UnexpectedCommand { expected: 0x78, found: 0x03 })
-    );
+    assert_eq!(up::decode(&frame, None), Err(FrameError::UnexpectedCommand { expected: 0x78, found: 0x03 }));
     assert_eq!(up::scan(&frame), Scan::Garbage { skip: 1 });
     assert_eq!(up::decode(&[1, 0x78], None), Err(FrameError::TooShort { need: 10, got: 2 }));
     let long = [up::request_pack_status(1).as_slice(), &[0]].concat();

@@ -85,12 +85,7 @@ pub struct ChargeController {
 impl ChargeController {
     /// A controller with no history.
     pub fn new(config: ChargeConfig) -> Self {
-        Self {
-            config,
-            cells: None,
-            last: ChargeLimits::default(),
-            last_min_cell_v: None,
-        }
+        Self { config, cells: None, last: ChargeLimits::default(), last_min_cell_v: None }
     }
 
     /// The configuration in force.
@@ -131,9 +126,7 @@ impl ChargeController {
                 }
             }
             Link::Lost { since } => {
-                let healthy = self
-                    .last_min_cell_v
-                    .is_some_and(|v| v >= cfg.lost_discharge_safe_cell_voltage);
+                let healthy = self.last_min_cell_v.is_some_and(|v| v >= cfg.lost_discharge_safe_cell_voltage);
                 let timeout = if healthy {
                     Duration::from_secs_f64(cfg.lost_discharge_timeout_s.max(0.0))
                 } else {
@@ -144,20 +137,14 @@ impl ChargeController {
                     (Some(0.0), "BMS lost: discharge stopped")
                 } else {
                     (
-                        self.last
-                            .discharge_current_a
-                            .or(Some(cfg.max_discharge_current)),
+                        self.last.discharge_current_a.or(Some(cfg.max_discharge_current)),
                         "BMS lost: last limit held",
                     )
                 };
                 ChargeLimits {
                     charge_voltage_v: cells.map(|n| n * cfg.float_cell_voltage),
                     charge_current_a: Some(0.0),
-                    discharge_current_a: if expired {
-                        dcl
-                    } else {
-                        dcl.map(|d| d.max(0.0))
-                    },
+                    discharge_current_a: if expired { dcl } else { dcl.map(|d| d.max(0.0)) },
                     low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
                     charge_mode: "BMS lost: float".to_owned(),
                     charge_limitation: "BMS lost".to_owned(),

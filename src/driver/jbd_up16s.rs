@@ -14,14 +14,10 @@ pub(super) async fn poll<S: AsyncRead + AsyncWrite + Unpin>(
     need_identity: bool,
     timeout: Duration,
 ) -> Result<Battery, PollError> {
-    let frame = link
-        .request(&jbd_up16s::request_pack_status(address), jbd_up16s::scan, timeout)
-        .await?;
+    let frame = link.request(&jbd_up16s::request_pack_status(address), jbd_up16s::scan, timeout).await?;
     let mut battery = jbd_up16s::decode(&frame, Some(address))?.battery;
     if need_identity {
-        let frame = link
-            .request(&jbd_up16s::request_pack_params1(address), jbd_up16s::scan, timeout)
-            .await?;
+        let frame = link.request(&jbd_up16s::request_pack_params1(address), jbd_up16s::scan, timeout).await?;
         battery.merge(&jbd_up16s::decode(&frame, Some(address))?.battery);
     }
     Ok(battery)

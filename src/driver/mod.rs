@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// Cycles without any answer on a port after which it is closed and opened again.
+const REOPEN_AFTER_SILENT_CYCLES: u32 = 3;
+
 /// The result of polling one BMS once.
 #[derive(Debug, Clone)]
 pub struct PollUpdate {
@@ -56,6 +59,7 @@ pub async fn run_port(
     let timeout = Duration::from_millis(port.timeout_ms);
     let mut link: Option<SerialLink> = None;
     let mut identity_read = vec![false; subscribers.len()];
+    let mut silent_cycles = 0u32;
     let mut ticker = tokio::time::interval_at(Instant::now(), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -82,12 +86,14 @@ pub async fn run_port(
                 }
             }
         }
+        let mut answered = false;
         for (index, sub) in subscribers.iter().enumerate() {
             let Some(open) = link.as_mut() else { break };
             let need_identity = !identity_read[index];
             let result = poll_once(port.protocol, open, sub.address, need_identity, timeout).await;
             match result {
                 Ok(battery) => {
+                    answered = true;
                     identity_read[index] |= need_identity;
                     publish(sub, Ok(battery));
                 }
@@ -101,6 +107,15 @@ pub async fn run_port(
                     }
                 }
             }
+        }
+        // A device path can come back as a different device (adapter re-plugged, link
+        // re-pointed) while the old descriptor just stays silent: after a few cycles without
+        // any answer, the port is reopened from its path.
+        silent_cycles = if answered { 0 } else { silent_cycles + 1 };
+        if silent_cycles >= REOPEN_AFTER_SILENT_CYCLES && link.is_some() {
+            tracing::info!(port = %port.device, "no answer for {silent_cycles} cycles; reopening the port");
+            link = None;
+            silent_cycles = 0;
         }
     }
 }

@@ -197,8 +197,7 @@ mod tests {
     const TABLE: &[Field] = &[
         Field::new("voltage", 0, Width::U16, 100, |b, v| b.voltage_v = Some(v)),
         Field::new("current", 2, Width::I16, 100, |b, v| b.current_a = Some(v)),
-        Field::new("temperature", 4, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v))
-            .zero(2731),
+        Field::new("temperature", 4, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v)).zero(2731),
     ];
 
     #[test]

@@ -159,10 +159,7 @@ fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
     let carried = u16::from_be_bytes([frame[n - 3], frame[n - 2]]);
     let computed = checksum::jbd(&frame[2..n - 3]);
     if carried != computed {
-        return Err(FrameError::BadChecksum {
-            expected: carried.into(),
-            computed: computed.into(),
-        });
+        return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
     Ok(())
 }
@@ -246,8 +243,8 @@ fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
         return Err(FrameError::InvalidField { field: "basic_info_length" });
     }
     let ntc_count = usize::from(p[22]);
-    let ntc_raw = field::u16_array(p, BASIC_MIN, ntc_count)
-        .ok_or(FrameError::InvalidField { field: "ntc_count" })?;
+    let ntc_raw =
+        field::u16_array(p, BASIC_MIN, ntc_count).ok_or(FrameError::InvalidField { field: "ntc_count" })?;
     let cell_count = p[21];
     if cell_count > 32 {
         return Err(FrameError::InvalidField { field: "cell_count" });
@@ -275,8 +272,7 @@ fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
     b.charge_fet = Some(fets & 0x01 != 0);
     b.discharge_fet = Some(fets & 0x02 != 0);
     b.cell_count = Some(cell_count.into());
-    b.temperatures_c =
-        Some(ntc_raw.iter().map(|&r| field::scale(r.into(), NTC_ZERO_0P1K, 10)).collect());
+    b.temperatures_c = Some(ntc_raw.iter().map(|&r| field::scale(r.into(), NTC_ZERO_0P1K, 10)).collect());
     let extra = &mut d.extra;
     extra.insert("production_date_raw", json!(date));
     extra.insert("balance_bitmask", json!(balance));

@@ -68,8 +68,7 @@ const PACK_STATUS_FIELDS: &[Field] = &[
     Field::new("remaining", 10, Width::U16, 100, |b, v| b.remaining_capacity_ah = Some(v)),
     Field::new("full", 12, Width::U16, 100, |b, v| b.full_capacity_ah = Some(v)),
     Field::new("rated", 14, Width::U16, 100, |b, v| b.nominal_capacity_ah = Some(v)),
-    Field::new("mos_temp", 16, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v))
-        .zero(TEMP_ZERO),
+    Field::new("mos_temp", 16, Width::U16, 10, |b, v| b.temperature_mos_c = Some(v)).zero(TEMP_ZERO),
     Field::new("soh", 22, Width::U16, 1, |b, v| b.soh_percent = Some(v)),
     Field::new("cvl", 58, Width::U16, 10, |b, v| b.charge_voltage_limit_v = Some(v)),
     Field::new("ccl", 60, Width::U16, 10, |b, v| b.charge_current_limit_a = Some(v)),
@@ -214,10 +213,7 @@ fn check_crc(frame: &[u8]) -> Result<(), FrameError> {
     let carried = u16::from_le_bytes([frame[n - 2], frame[n - 1]]);
     let computed = checksum::crc16_modbus(&frame[..n - 2]);
     if carried != computed {
-        return Err(FrameError::BadChecksum {
-            expected: carried.into(),
-            computed: computed.into(),
-        });
+        return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
     Ok(())
 }
@@ -227,8 +223,7 @@ fn check_crc(frame: &[u8]) -> Result<(), FrameError> {
 /// `payload_len`.
 pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, FrameError> {
     let got = frame.len();
-    let declared =
-        usize::from(field::u16_at(frame, 6).ok_or(FrameError::TooShort { need: OVERHEAD, got })?);
+    let declared = usize::from(field::u16_at(frame, 6).ok_or(FrameError::TooShort { need: OVERHEAD, got })?);
     let need = declared + OVERHEAD;
     if got < need {
         return Err(FrameError::TooShort { need, got });
@@ -264,8 +259,7 @@ fn pack_status(p: &[u8]) -> Result<Decoded, FrameError> {
     let mut d = Decoded::default();
     let b = &mut d.battery;
     field::apply(PACK_STATUS_FIELDS, p, b)?;
-    let word =
-        |offset| field::u16_at(p, offset).ok_or(FrameError::InvalidField { field: "pack_status" });
+    let word = |offset| field::u16_at(p, offset).ok_or(FrameError::InvalidField { field: "pack_status" });
     let cells = usize::from(word(66)?);
     let cells_mv = field::u16_array(p, PACK_STATUS_FIXED, cells)
         .ok_or(FrameError::InvalidField { field: "cell_count" })?;

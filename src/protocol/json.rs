@@ -33,35 +33,22 @@ pub fn to_json(decoded: &Decoded) -> Value {
     put("cell_count", b.cell_count.map(|v| json!(v)));
     put(
         "cells_v",
-        b.cell_voltages_v
-            .as_ref()
-            .map(|cells| json!(cells.iter().map(|v| round(*v, 4)).collect::<Vec<_>>())),
+        b.cell_voltages_v.as_ref().map(|cells| json!(cells.iter().map(|v| round(*v, 4)).collect::<Vec<_>>())),
     );
     put("min_cell_v", num(b.min_cell_voltage_v, 4));
     put("max_cell_v", num(b.max_cell_voltage_v, 4));
     put(
         "temperatures_c",
-        b.temperatures_c
-            .as_ref()
-            .map(|t| json!(t.iter().map(|v| round(*v, 2)).collect::<Vec<_>>())),
+        b.temperatures_c.as_ref().map(|t| json!(t.iter().map(|v| round(*v, 2)).collect::<Vec<_>>())),
     );
     put("temperature_mos_c", num(b.temperature_mos_c, 2));
     put("charge_fet", b.charge_fet.map(|v| json!(v)));
     put("discharge_fet", b.discharge_fet.map(|v| json!(v)));
-    put(
-        "balancing_cells",
-        b.balancing_cell_numbers().map(|v| json!(v)),
-    );
+    put("balancing_cells", b.balancing_cell_numbers().map(|v| json!(v)));
     put("charge_voltage_limit_v", num(b.charge_voltage_limit_v, 3));
     put("charge_current_limit_a", num(b.charge_current_limit_a, 3));
-    put(
-        "discharge_current_limit_a",
-        num(b.discharge_current_limit_a, 3),
-    );
-    put(
-        "discharge_voltage_limit_v",
-        num(b.discharge_voltage_limit_v, 3),
-    );
+    put("discharge_current_limit_a", num(b.discharge_current_limit_a, 3));
+    put("discharge_voltage_limit_v", num(b.discharge_voltage_limit_v, 3));
     let alarms: Map<String, Value> = b
         .alarms
         .entries()
@@ -71,11 +58,8 @@ pub fn to_json(decoded: &Decoded) -> Value {
     if !alarms.is_empty() {
         put("alarms", Some(Value::Object(alarms)));
     }
-    let mut extra: Map<String, Value> = decoded
-        .extra
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
+    let mut extra: Map<String, Value> =
+        decoded.extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
     for (key, value) in [
         ("device_model", &b.model),
         ("serial_number", &b.serial),

@@ -67,12 +67,15 @@ impl JbdResponder {
         let p = &*pack;
         match request.get(2).copied()? {
             jbd::REG_BASIC_INFO => {
-                let balance_bits = p
-                    .balancing()
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |bits, (i, on)| if *on && i < 32 { bits | 1 << i } else { bits });
-                let to_0p1k = |c: f64| (c * 10.0 + jbd::NTC_ZERO_0P1K as f64).round().clamp(0.0, 65535.0) as u16;
+                let balance_bits = p.balancing().iter().enumerate().fold(0u32, |bits, (i, on)| {
+                    if *on && i < 32 {
+                        bits | 1 << i
+                    } else {
+                        bits
+                    }
+                });
+                let to_0p1k =
+                    |c: f64| (c * 10.0 + jbd::NTC_ZERO_0P1K as f64).round().clamp(0.0, 65535.0) as u16;
                 let info = jbd::BasicInfo {
                     voltage_10mv: (p.voltage_v() * 100.0).round().clamp(0.0, 65535.0) as u16,
                     current: (p.current_a * 100.0).round().clamp(-32768.0, 32767.0) as i16,

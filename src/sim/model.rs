@@ -59,9 +59,8 @@ pub struct SimPack {
 impl SimPack {
     /// A pack at 60 % with `cells` cells.
     pub fn new(cells: usize) -> Self {
-        let cell_offsets_v = (0..cells)
-            .map(|i| if i == 4 { 0.008 } else { (i as f64 * 0.37).sin() * 0.002 })
-            .collect();
+        let cell_offsets_v =
+            (0..cells).map(|i| if i == 4 { 0.008 } else { (i as f64 * 0.37).sin() * 0.002 }).collect();
         Self {
             cells,
             capacity_ah: 100.0,
@@ -82,13 +81,16 @@ impl SimPack {
         let dt = self.last_step.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last_step = Some(now);
         self.elapsed_s += dt;
-        self.current_a = (20.0 * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
-        self.soc_percent = (self.soc_percent + self.current_a * dt / 3600.0 / self.capacity_ah * 100.0).clamp(0.0, 100.0);
+        self.current_a =
+            (20.0 * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
+        self.soc_percent =
+            (self.soc_percent + self.current_a * dt / 3600.0 / self.capacity_ah * 100.0).clamp(0.0, 100.0);
         let warm = 25.0 + self.current_a.abs() * 0.05;
         for (i, t) in self.temperatures_c.iter_mut().enumerate() {
             *t += (warm + i as f64 * 0.5 - *t) * (dt / 60.0).min(1.0);
         }
-        self.temperature_mos_c += (warm + 2.0 + self.current_a.abs() * 0.1 - self.temperature_mos_c) * (dt / 30.0).min(1.0);
+        self.temperature_mos_c +=
+            (warm + 2.0 + self.current_a.abs() * 0.1 - self.temperature_mos_c) * (dt / 30.0).min(1.0);
     }
 
     /// Cell voltages now (V).
@@ -99,10 +101,7 @@ impl SimPack {
 
     /// Cell voltages now (mV, as BMS report them).
     pub fn cell_voltages_mv(&self) -> Vec<u16> {
-        self.cell_voltages_v()
-            .iter()
-            .map(|v| (v * 1000.0).round().clamp(0.0, 65535.0) as u16)
-            .collect()
+        self.cell_voltages_v().iter().map(|v| (v * 1000.0).round().clamp(0.0, 65535.0) as u16).collect()
     }
 
     /// Pack voltage: the sum of the cells.

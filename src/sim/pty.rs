@@ -19,10 +19,8 @@ impl Pty {
     /// Opens a new pty pair.
     pub fn open() -> io::Result<Self> {
         let (master, slave) = SerialStream::pair().map_err(io::Error::other)?;
-        let path = slave
-            .name()
-            .map(PathBuf::from)
-            .ok_or_else(|| io::Error::other("pty slave has no name"))?;
+        let path =
+            slave.name().map(PathBuf::from).ok_or_else(|| io::Error::other("pty slave has no name"))?;
         Ok(Self { master, slave, path })
     }
 

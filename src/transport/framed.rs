@@ -76,10 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
             let read = match timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(LinkError::Timeout {
-                        waited: timeout,
-                        received: self.buf.len() + garbage,
-                    })
+                    return Err(LinkError::Timeout { waited: timeout, received: self.buf.len() + garbage })
                 }
             };
             if read == 0 {

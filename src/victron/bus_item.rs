@@ -50,10 +50,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(items: Items, writes: mpsc::UnboundedSender<CustomNameWrite>) -> Self {
-        Self {
-            items: Mutex::new(items),
-            writes,
-        }
+        Self { items: Mutex::new(items), writes }
     }
 
     /// The table. A panic while holding the lock cannot leave it half-written (every writer
@@ -125,24 +122,14 @@ pub(crate) async fn emit_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let batch: HashMap<&str, HashMap<String, zvariant::Value<'static>>> = changes
-        .iter()
-        .map(|(path, item)| (path.as_str(), entry(item)))
-        .collect();
-    connection
-        .emit_signal(None::<BusName<'_>>, "/", BUS_ITEM, "ItemsChanged", &batch)
-        .await?;
+    let batch: HashMap<&str, HashMap<String, zvariant::Value<'static>>> =
+        changes.iter().map(|(path, item)| (path.as_str(), entry(item))).collect();
+    connection.emit_signal(None::<BusName<'_>>, "/", BUS_ITEM, "ItemsChanged", &batch).await?;
     if properties_changed {
         for (path, item) in changes {
             let body = entry(item);
             connection
-                .emit_signal(
-                    None::<BusName<'_>>,
-                    path.as_str(),
-                    BUS_ITEM,
-                    "PropertiesChanged",
-                    &body,
-                )
+                .emit_signal(None::<BusName<'_>>, path.as_str(), BUS_ITEM, "PropertiesChanged", &body)
                 .await?;
         }
     }
@@ -170,35 +157,23 @@ impl BusItem {
 impl BusItem {
     /// The value, or an empty `ai` array when invalid.
     fn get_value(&self) -> zvariant::Value<'static> {
-        self.item()
-            .map_or(Value::Invalid, |item| item.value)
-            .to_variant()
+        self.item().map_or(Value::Invalid, |item| item.value).to_variant()
     }
 
     /// The value as text with its unit; `"---"` when invalid.
     fn get_text(&self) -> String {
-        self.item().map_or_else(
-            || Value::Invalid.display(super::value::Unit::Plain),
-            |i| i.text(),
-        )
+        self.item().map_or_else(|| Value::Invalid.display(super::value::Unit::Plain), |i| i.text())
     }
 
     /// 0 accepted, 1 not writable or wrong type, 2 rejected (velib codes).
-    async fn set_value(
-        &self,
-        value: OwnedValue,
-        #[zbus(connection)] connection: &Connection,
-    ) -> i32 {
+    async fn set_value(&self, value: OwnedValue, #[zbus(connection)] connection: &Connection) -> i32 {
         let (code, changed) = self.shared.write(&self.path, &value);
         if let Some(item) = changed {
             let name = match &item.value {
                 Value::Text(name) => name.clone(),
                 _ => String::new(),
             };
-            let write = CustomNameWrite {
-                name,
-                connection: Some(connection.clone()),
-            };
+            let write = CustomNameWrite { name, connection: Some(connection.clone()) };
             if self.shared.writes.send(write).is_err() {
                 // The service that would persist it is gone (shutting down); the value still
                 // changed on the bus, so there is nothing else to undo.
@@ -263,10 +238,7 @@ impl Root {
     /// Every path (absolute, with the leading `/`) → `{"Value": v, "Text": v(s)}`.
     fn get_items(&self) -> HashMap<String, HashMap<String, zvariant::Value<'static>>> {
         let items = self.shared.lock();
-        items
-            .iter()
-            .map(|(path, item)| (path.clone(), entry(item)))
-            .collect()
+        items.iter().map(|(path, item)| (path.clone(), entry(item))).collect()
     }
 
     /// `v` holding `a{sv}`: every path without its leading `/` → value.

@@ -24,18 +24,7 @@ mod tests {
     use crate::victron::value::{Unit, Value};
 
     fn items(entries: &[(&str, Value)]) -> Items {
-        entries
-            .iter()
-            .map(|(p, v)| {
-                (
-                    (*p).to_owned(),
-                    Item {
-                        value: v.clone(),
-                        unit: Unit::Plain,
-                    },
-                )
-            })
-            .collect()
+        entries.iter().map(|(p, v)| ((*p).to_owned(), Item { value: v.clone(), unit: Unit::Plain })).collect()
     }
 
     #[test]
@@ -46,14 +35,8 @@ mod tests {
 
     #[test]
     fn only_changed_paths_are_reported() {
-        let a = items(&[
-            ("/Dc/0/Voltage", Value::F64(52.0)),
-            ("/Soc", Value::F64(50.0)),
-        ]);
-        let b = items(&[
-            ("/Dc/0/Voltage", Value::F64(52.01)),
-            ("/Soc", Value::F64(50.0)),
-        ]);
+        let a = items(&[("/Dc/0/Voltage", Value::F64(52.0)), ("/Soc", Value::F64(50.0))]);
+        let b = items(&[("/Dc/0/Voltage", Value::F64(52.01)), ("/Soc", Value::F64(50.0))]);
         let changes = diff(&a, &b);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].0, "/Dc/0/Voltage");
@@ -62,16 +45,8 @@ mod tests {
 
     #[test]
     fn validity_and_type_changes_count() {
-        let a = items(&[
-            ("/A", Value::F64(1.0)),
-            ("/B", Value::Invalid),
-            ("/C", Value::I32(1)),
-        ]);
-        let b = items(&[
-            ("/A", Value::Invalid),
-            ("/B", Value::F64(0.0)),
-            ("/C", Value::F64(1.0)),
-        ]);
+        let a = items(&[("/A", Value::F64(1.0)), ("/B", Value::Invalid), ("/C", Value::I32(1))]);
+        let b = items(&[("/A", Value::Invalid), ("/B", Value::F64(0.0)), ("/C", Value::F64(1.0))]);
         assert_eq!(diff(&a, &b).len(), 3);
     }
 

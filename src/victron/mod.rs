@@ -110,16 +110,8 @@ pub enum DbusError {
 /// the port. Characters outside `[A-Za-z0-9_]` become `_`; a leading digit (or an empty name) gets
 /// a `_` in front. `("ttyUSB0", None)` → `ttyUSB0`, `("ttyUSB0", Some(2))` → `ttyUSB0_2`.
 pub fn safe_suffix(port_basename: &str, address: Option<u8>) -> String {
-    let mut suffix: String = port_basename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut suffix: String =
+        port_basename.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if let Some(address) = address {
         suffix.push_str(&format!("_{address}"));
     }
@@ -133,9 +125,7 @@ pub fn safe_suffix(port_basename: &str, address: Option<u8>) -> String {
 pub fn is_safe_suffix(suffix: &str) -> bool {
     !suffix.is_empty()
         && !suffix.starts_with(|c: char| c.is_ascii_digit())
-        && suffix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -138,52 +138,28 @@ use Unit::{Amp, AmpHour, CellVolt, Celsius, Hex, Percent, Plain, Second, Volt, W
 
 /// Fixed paths. Cells and alarms are added by [`collect`].
 const TABLE: &[Row] = &[
-    row("/Mgmt/ProcessName", Plain, |_| {
-        Value::Text(env!("CARGO_PKG_NAME").to_owned())
-    }),
-    row("/Mgmt/ProcessVersion", Plain, |_| {
-        Value::Text(env!("CARGO_PKG_VERSION").to_owned())
-    }),
-    row("/Mgmt/Connection", Plain, |c| {
-        Value::Text(c.identity.connection.clone())
-    }),
+    row("/Mgmt/ProcessName", Plain, |_| Value::Text(env!("CARGO_PKG_NAME").to_owned())),
+    row("/Mgmt/ProcessVersion", Plain, |_| Value::Text(env!("CARGO_PKG_VERSION").to_owned())),
+    row("/Mgmt/Connection", Plain, |c| Value::Text(c.identity.connection.clone())),
     row("/DeviceInstance", Plain, |c| Value::I32(c.device_instance)),
     row("/ProductId", Hex, |_| Value::I32(PRODUCT_ID)),
-    row("/ProductName", Plain, |c| {
-        Value::Text(c.identity.product_name.clone())
-    }),
+    row("/ProductName", Plain, |c| Value::Text(c.identity.product_name.clone())),
     row("/FirmwareVersion", Plain, |c| {
-        text_or_identity(
-            c.battery().firmware_version.as_ref(),
-            &c.identity.firmware_version,
-        )
+        text_or_identity(c.battery().firmware_version.as_ref(), &c.identity.firmware_version)
     }),
     row("/HardwareVersion", Plain, |c| {
-        text_or_identity(
-            c.battery().hardware_version.as_ref(),
-            &c.identity.hardware_version,
-        )
+        text_or_identity(c.battery().hardware_version.as_ref(), &c.identity.hardware_version)
     }),
-    row("/Connected", Plain, |c| {
-        Value::flag(Some(c.snapshot.connected))
-    }),
-    row(CUSTOM_NAME, Plain, |c| {
-        Value::Text(c.custom_name.to_owned())
-    }),
-    row("/Serial", Plain, |c| {
-        text_or_identity(c.battery().serial.as_ref(), &c.identity.serial)
-    }),
+    row("/Connected", Plain, |c| Value::flag(Some(c.snapshot.connected))),
+    row(CUSTOM_NAME, Plain, |c| Value::Text(c.custom_name.to_owned())),
+    row("/Serial", Plain, |c| text_or_identity(c.battery().serial.as_ref(), &c.identity.serial)),
     row("/Dc/0/Voltage", Volt, |c| Value::f64(c.battery().voltage_v)),
     row("/Dc/0/Current", Amp, |c| Value::f64(c.battery().current_a)),
     row("/Dc/0/Power", Watt, |c| Value::f64(c.battery().power_w())),
-    row("/Dc/0/Temperature", Celsius, |c| {
-        Value::f64(mean(c.battery().temperatures_c.as_ref()))
-    }),
+    row("/Dc/0/Temperature", Celsius, |c| Value::f64(mean(c.battery().temperatures_c.as_ref()))),
     row("/Soc", Percent, |c| Value::f64(c.battery().soc_percent)),
     row("/Soh", Percent, |c| Value::f64(c.battery().soh_percent)),
-    row("/Capacity", AmpHour, |c| {
-        Value::f64(c.battery().remaining_capacity_ah)
-    }),
+    row("/Capacity", AmpHour, |c| Value::f64(c.battery().remaining_capacity_ah)),
     // Installed = rated capacity (what a user types into a BMV); the learned full capacity only
     // when the BMS does not report a rated one.
     row("/InstalledCapacity", AmpHour, |c| {
@@ -194,58 +170,27 @@ const TABLE: &[Row] = &[
     row("/ConsumedAmphours", AmpHour, |c| {
         let b = c.battery();
         let full = b.full_capacity_ah.or(b.nominal_capacity_ah);
-        Value::f64(
-            full.zip(b.remaining_capacity_ah)
-                .map(|(f, r)| (r - f).min(0.0)),
-        )
+        Value::f64(full.zip(b.remaining_capacity_ah).map(|(f, r)| (r - f).min(0.0)))
     }),
     // No BMS we read reports time-to-go yet; an invalid path is still "seen" by the GUI.
     row("/TimeToGo", Second, |_| Value::Invalid),
     row("/State", Plain, |c| Value::I32(c.snapshot.state)),
     row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),
-    row("/Info/MaxChargeVoltage", Volt, |c| {
-        Value::f64(c.limits().charge_voltage_v)
-    }),
-    row("/Info/MaxChargeCurrent", Amp, |c| {
-        Value::f64(c.limits().charge_current_a)
-    }),
-    row("/Info/MaxDischargeCurrent", Amp, |c| {
-        Value::f64(c.limits().discharge_current_a)
-    }),
-    row("/Info/BatteryLowVoltage", Volt, |c| {
-        Value::f64(c.limits().low_voltage_v)
-    }),
+    row("/Info/MaxChargeVoltage", Volt, |c| Value::f64(c.limits().charge_voltage_v)),
+    row("/Info/MaxChargeCurrent", Amp, |c| Value::f64(c.limits().charge_current_a)),
+    row("/Info/MaxDischargeCurrent", Amp, |c| Value::f64(c.limits().discharge_current_a)),
+    row("/Info/BatteryLowVoltage", Volt, |c| Value::f64(c.limits().low_voltage_v)),
     row("/Info/ChargeRequest", Plain, |_| Value::Invalid),
-    row("/Info/ChargeMode", Plain, |c| {
-        Value::text(Some(&c.limits().charge_mode))
-    }),
-    row("/Info/ChargeLimitation", Plain, |c| {
-        Value::text(Some(&c.limits().charge_limitation))
-    }),
-    row("/Info/DischargeLimitation", Plain, |c| {
-        Value::text(Some(&c.limits().discharge_limitation))
-    }),
-    row("/Io/AllowToCharge", Plain, |c| {
-        Value::flag(c.battery().charge_fet)
-    }),
-    row("/Io/AllowToDischarge", Plain, |c| {
-        Value::flag(c.battery().discharge_fet)
-    }),
-    row("/Io/AllowToBalance", Plain, |c| {
-        Value::flag(c.battery().balancer_enabled)
-    }),
-    row("/System/MinCellVoltage", CellVolt, |c| {
-        Value::f64(c.battery().min_cell().map(|m| m.1))
-    }),
-    row("/System/MaxCellVoltage", CellVolt, |c| {
-        Value::f64(c.battery().max_cell().map(|m| m.1))
-    }),
-    row("/System/MinVoltageCellId", Plain, |c| {
-        cell_id("C", c.battery().min_cell().and_then(|m| m.0))
-    }),
-    row("/System/MaxVoltageCellId", Plain, |c| {
-        cell_id("C", c.battery().max_cell().and_then(|m| m.0))
-    }),
+    row("/Info/ChargeMode", Plain, |c| Value::text(Some(&c.limits().charge_mode))),
+    row("/Info/ChargeLimitation", Plain, |c| Value::text(Some(&c.limits().charge_limitation))),
+    row("/Info/DischargeLimitation", Plain, |c| Value::text(Some(&c.limits().discharge_limitation))),
+    row("/Io/AllowToCharge", Plain, |c| Value::flag(c.battery().charge_fet)),
+    row("/Io/AllowToDischarge", Plain, |c| Value::flag(c.battery().discharge_fet)),
+    row("/Io/AllowToBalance", Plain, |c| Value::flag(c.battery().balancer_enabled)),
+    row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
+    row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),
+    row("/System/MinVoltageCellId", Plain, |c| cell_id("C", c.battery().min_cell().and_then(|m| m.0))),
+    row("/System/MaxVoltageCellId", Plain, |c| cell_id("C", c.battery().max_cell().and_then(|m| m.0))),
     row("/System/MinCellTemperature", Celsius, |c| {
         Value::f64(c.battery().temperature_extremes().map(|(low, _)| low.1))
     }),
@@ -253,59 +198,28 @@ const TABLE: &[Row] = &[
         Value::f64(c.battery().temperature_extremes().map(|(_, high)| high.1))
     }),
     row("/System/MinTemperatureCellId", Plain, |c| {
-        cell_id(
-            "T",
-            c.battery().temperature_extremes().map(|(low, _)| low.0),
-        )
+        cell_id("T", c.battery().temperature_extremes().map(|(low, _)| low.0))
     }),
     row("/System/MaxTemperatureCellId", Plain, |c| {
-        cell_id(
-            "T",
-            c.battery().temperature_extremes().map(|(_, high)| high.0),
-        )
+        cell_id("T", c.battery().temperature_extremes().map(|(_, high)| high.0))
     }),
-    row("/System/MOSTemperature", Celsius, |c| {
-        Value::f64(c.battery().temperature_mos_c)
-    }),
-    row("/System/NrOfCellsPerBattery", Plain, |c| {
-        Value::int(c.battery().cells_in_series())
-    }),
+    row("/System/MOSTemperature", Celsius, |c| Value::f64(c.battery().temperature_mos_c)),
+    row("/System/NrOfCellsPerBattery", Plain, |c| Value::int(c.battery().cells_in_series())),
     // One pack per service: it is the module, online while the BMS answers.
-    row("/System/NrOfModulesOnline", Plain, |c| {
-        Value::I32(i32::from(c.snapshot.connected))
-    }),
-    row("/System/NrOfModulesOffline", Plain, |c| {
-        Value::I32(i32::from(!c.snapshot.connected))
-    }),
-    row("/System/NrOfModulesBlockingCharge", Plain, |c| {
-        fet_blocks(c.battery().charge_fet)
-    }),
-    row("/System/NrOfModulesBlockingDischarge", Plain, |c| {
-        fet_blocks(c.battery().discharge_fet)
-    }),
+    row("/System/NrOfModulesOnline", Plain, |c| Value::I32(i32::from(c.snapshot.connected))),
+    row("/System/NrOfModulesOffline", Plain, |c| Value::I32(i32::from(!c.snapshot.connected))),
+    row("/System/NrOfModulesBlockingCharge", Plain, |c| fet_blocks(c.battery().charge_fet)),
+    row("/System/NrOfModulesBlockingDischarge", Plain, |c| fet_blocks(c.battery().discharge_fet)),
     row("/Balancing", Plain, |c| {
-        Value::flag(
-            c.battery()
-                .balancing_cells
-                .as_ref()
-                .map(|f| f.iter().any(|on| *on)),
-        )
+        Value::flag(c.battery().balancing_cells.as_ref().map(|f| f.iter().any(|on| *on)))
     }),
     row("/Voltages/Sum", Volt, |c| {
-        let cells = c
-            .battery()
-            .cell_voltages_v
-            .as_ref()
-            .filter(|v| !v.is_empty());
+        let cells = c.battery().cell_voltages_v.as_ref().filter(|v| !v.is_empty());
         Value::f64(cells.map(|v| v.iter().sum()))
     }),
     row("/Voltages/Diff", CellVolt, |c| {
         let b = c.battery();
-        Value::f64(
-            b.max_cell()
-                .zip(b.min_cell())
-                .map(|(high, low)| high.1 - low.1),
-        )
+        Value::f64(b.max_cell().zip(b.min_cell()).map(|(high, low)| high.1 - low.1))
     }),
 ];
 
@@ -319,10 +233,7 @@ pub fn is_writable(path: &str) -> bool {
 pub fn collect(ctx: &Context<'_>) -> Items {
     let mut items = Items::new();
     for row in TABLE {
-        let item = Item {
-            value: (row.value)(ctx),
-            unit: row.unit,
-        };
+        let item = Item { value: (row.value)(ctx), unit: row.unit };
         items.insert(row.path.to_owned(), item);
     }
     let battery = ctx.battery();
@@ -331,21 +242,9 @@ pub fn collect(ctx: &Context<'_>) -> Items {
     for index in 0..ctx.identity.max_cells {
         let number = index + 1;
         let volts = Value::f64(cells.get(index).copied());
-        items.insert(
-            format!("/Voltages/Cell{number}"),
-            Item {
-                value: volts,
-                unit: CellVolt,
-            },
-        );
+        items.insert(format!("/Voltages/Cell{number}"), Item { value: volts, unit: CellVolt });
         let flag = Value::flag(balancing.get(index).copied());
-        items.insert(
-            format!("/Balances/Cell{number}"),
-            Item {
-                value: flag,
-                unit: Plain,
-            },
-        );
+        items.insert(format!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
     }
     let mut worst: Option<AlarmLevel> = None;
     for (_, leaf, level) in battery.alarms.entries() {
@@ -355,13 +254,7 @@ pub fn collect(ctx: &Context<'_>) -> Items {
     }
     // Summary: the worst level of any alarm the BMS reports; invalid when it reports none.
     let summary = Value::int(worst.map(AlarmLevel::as_i32));
-    items.insert(
-        "/Alarms/Alarm".to_owned(),
-        Item {
-            value: summary,
-            unit: Plain,
-        },
-    );
+    items.insert("/Alarms/Alarm".to_owned(), Item { value: summary, unit: Plain });
     items
 }
 

@@ -51,21 +51,14 @@ impl PrivateBus {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("bms-bridge-dbus-{}-{n}", std::process::id()));
-        let io = |source| PrivateBusError::Io {
-            dir: dir.clone(),
-            source,
-        };
+        let io = |source| PrivateBusError::Io { dir: dir.clone(), source };
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io)?;
         }
         std::fs::create_dir_all(&dir).map_err(io)?;
         let socket = dir.join("bus.sock");
         std::fs::write(dir.join("bus.conf"), config(&socket)).map_err(io)?;
-        let mut bus = Self {
-            dir,
-            address: String::new(),
-            daemon: None,
-        };
+        let mut bus = Self { dir, address: String::new(), daemon: None };
         bus.spawn()?;
         Ok(bus)
     }
@@ -100,10 +93,8 @@ impl PrivateBus {
         self.stop();
         let socket = self.dir.join("bus.sock");
         if socket.exists() {
-            std::fs::remove_file(&socket).map_err(|source| PrivateBusError::Io {
-                dir: self.dir.clone(),
-                source,
-            })?;
+            std::fs::remove_file(&socket)
+                .map_err(|source| PrivateBusError::Io { dir: self.dir.clone(), source })?;
         }
         self.spawn()
     }
@@ -113,15 +104,10 @@ impl PrivateBus {
         let log_path = self.dir.join("daemon.log");
         // The daemon's messages go to a file, not the terminal: as root in a container it always
         // complains that it cannot raise its fd limit, which is harmless.
-        let log = std::fs::File::create(&log_path).map_err(|source| PrivateBusError::Io {
-            dir: self.dir.clone(),
-            source,
-        })?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|source| PrivateBusError::Io { dir: self.dir.clone(), source })?;
         let no_address = || PrivateBusError::NoAddress {
-            log: std::fs::read_to_string(&log_path)
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
+            log: std::fs::read_to_string(&log_path).unwrap_or_default().trim().to_owned(),
         };
         let mut child = Command::new(DAEMON)
             .arg(format!("--config-file={}", config.display()))
@@ -132,10 +118,7 @@ impl PrivateBus {
             .spawn()
             .map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => PrivateBusError::NotInstalled,
-                _ => PrivateBusError::Io {
-                    dir: self.dir.clone(),
-                    source,
-                },
+                _ => PrivateBusError::Io { dir: self.dir.clone(), source },
             })?;
         let Some(stdout) = child.stdout.take() else {
             reap(&mut child);
@@ -150,11 +133,8 @@ impl PrivateBus {
             return Err(no_address());
         }
         // Keep only the transport part: `unix:path=...,guid=...` → `unix:path=...`.
-        self.address = address
-            .split(',')
-            .filter(|part| !part.starts_with("guid="))
-            .collect::<Vec<_>>()
-            .join(",");
+        self.address =
+            address.split(',').filter(|part| !part.starts_with("guid=")).collect::<Vec<_>>().join(",");
         // The pipe stays open for the daemon's lifetime so it never writes into a closed pipe.
         self.daemon = Some((child, reader.into_inner()));
         Ok(())

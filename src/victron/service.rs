@@ -61,9 +61,7 @@ impl BatteryService {
         let uid = settings::settings_uid(&identity.unique_id);
         let connection = connect(bus).await?;
         let loaded = settings::load(&connection, &uid, identity.fallback_device_instance).await;
-        let custom_name = loaded
-            .custom_name
-            .unwrap_or_else(|| identity.custom_name.clone());
+        let custom_name = loaded.custom_name.unwrap_or_else(|| identity.custom_name.clone());
         let ctx = Context {
             identity: &identity,
             device_instance: loaded.device_instance,
@@ -119,10 +117,7 @@ impl BatteryService {
         };
         if let Err(source) = emit_changes(&connection, &changes, self.properties_changed).await {
             self.connection = None;
-            return Err(DbusError::Signal {
-                name: self.name.clone(),
-                source,
-            });
+            return Err(DbusError::Signal { name: self.name.clone(), source });
         }
         Ok(())
     }
@@ -179,11 +174,7 @@ impl BatteryService {
     }
 
     fn warn_extra_cells(&mut self, snapshot: &Snapshot<'_>) {
-        let cells = snapshot
-            .battery
-            .cell_voltages_v
-            .as_ref()
-            .map_or(0, Vec::len);
+        let cells = snapshot.battery.cell_voltages_v.as_ref().map_or(0, Vec::len);
         if cells > self.identity.max_cells && !self.warned_extra_cells {
             self.warned_extra_cells = true;
             tracing::warn!(
@@ -204,35 +195,23 @@ impl BatteryService {
             let path = path.to_owned();
             move |source| DbusError::Register { path, source }
         };
-        server
-            .at("/", Root::new(self.shared.clone()))
-            .await
-            .map_err(register_error("/"))?;
+        server.at("/", Root::new(self.shared.clone())).await.map_err(register_error("/"))?;
         for node in tree_nodes(paths.iter()) {
             let object = TreeNode::new(node.clone(), self.shared.clone());
-            server
-                .at(node.as_str(), object)
-                .await
-                .map_err(register_error(&node))?;
+            server.at(node.as_str(), object).await.map_err(register_error(&node))?;
         }
         for path in paths {
             let object = BusItem::new(path.clone(), self.shared.clone());
-            server
-                .at(path.as_str(), object)
-                .await
-                .map_err(register_error(&path))?;
+            server.at(path.as_str(), object).await.map_err(register_error(&path))?;
         }
-        let reply = connection
-            .request_name_with_flags(self.name.as_str(), RequestNameFlags::DoNotQueue.into())
-            .await;
+        let reply =
+            connection.request_name_with_flags(self.name.as_str(), RequestNameFlags::DoNotQueue.into()).await;
         match reply {
             Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => Ok(()),
-            Ok(RequestNameReply::Exists | RequestNameReply::InQueue)
-            | Err(zbus::Error::NameTaken) => Err(DbusError::NameTaken(self.name.clone())),
-            Err(source) => Err(DbusError::RequestName {
-                name: self.name.clone(),
-                source,
-            }),
+            Ok(RequestNameReply::Exists | RequestNameReply::InQueue) | Err(zbus::Error::NameTaken) => {
+                Err(DbusError::NameTaken(self.name.clone()))
+            }
+            Err(source) => Err(DbusError::RequestName { name: self.name.clone(), source }),
         }
     }
 }
@@ -244,16 +223,11 @@ impl Drop for BatteryService {
 }
 
 async fn connect(bus: &BusAddress) -> Result<Connection, DbusError> {
-    let error = |source| DbusError::Connect {
-        bus: bus.clone(),
-        source,
-    };
+    let error = |source| DbusError::Connect { bus: bus.clone(), source };
     let builder = bus.builder().map_err(error)?;
     match tokio::time::timeout(CONNECT_TIMEOUT, builder.build()).await {
         Ok(result) => result.map_err(error),
-        Err(_) => Err(error(zbus::Error::Failure(format!(
-            "no connection within {CONNECT_TIMEOUT:?}"
-        )))),
+        Err(_) => Err(error(zbus::Error::Failure(format!("no connection within {CONNECT_TIMEOUT:?}")))),
     }
 }
 

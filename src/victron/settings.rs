@@ -45,16 +45,8 @@ pub struct Loaded {
 /// `[A-Za-z0-9_]` turned into `_` (localsettings refuses `/` inside an id, and an element starting
 /// with `_`; the prefix keeps the element starting with a letter).
 pub fn settings_uid(unique_id: &str) -> String {
-    let safe: String = unique_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe: String =
+        unique_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     format!("bmsbridge_{safe}")
 }
 
@@ -85,19 +77,12 @@ pub async fn load(connection: &Connection, uid: &str, fallback_instance: i32) ->
                 "settings service unavailable: using the fallback device instance; \
                  a custom name written now lasts only until bms-bridge exits"
             );
-            Loaded {
-                device_instance: fallback_instance,
-                custom_name: None,
-            }
+            Loaded { device_instance: fallback_instance, custom_name: None }
         }
     }
 }
 
-async fn add_settings(
-    conn: &Connection,
-    uid: &str,
-    fallback: i32,
-) -> Result<Loaded, SettingsError> {
+async fn add_settings(conn: &Connection, uid: &str, fallback: i32) -> Result<Loaded, SettingsError> {
     let instance_path = instance_path(uid);
     let name_path = custom_name_path(uid);
     let definition = |path: &str, default: String| {
@@ -111,13 +96,7 @@ async fn add_settings(
         definition(&name_path, String::new()),
     ];
     let body = (definitions,);
-    let call = conn.call_method(
-        Some(SETTINGS_SERVICE),
-        "/",
-        Some(SETTINGS_INTERFACE),
-        "AddSettings",
-        &body,
-    );
+    let call = conn.call_method(Some(SETTINGS_SERVICE), "/", Some(SETTINGS_INTERFACE), "AddSettings", &body);
     let reply = tokio::time::timeout(SETTINGS_TIMEOUT, call)
         .await
         .map_err(|_| SettingsError::Timeout)?
@@ -127,16 +106,9 @@ async fn add_settings(
     let text_of = |path: &str| -> Result<String, SettingsError> {
         let result = results
             .iter()
-            .find(|r| {
-                r.get("path")
-                    .and_then(|p| p.downcast_ref::<String>().ok())
-                    .as_deref()
-                    == Some(path)
-            })
+            .find(|r| r.get("path").and_then(|p| p.downcast_ref::<String>().ok()).as_deref() == Some(path))
             .ok_or_else(|| SettingsError::BadReply(format!("no result for {path}")))?;
-        let error = result
-            .get("error")
-            .and_then(|e| e.downcast_ref::<i32>().ok());
+        let error = result.get("error").and_then(|e| e.downcast_ref::<i32>().ok());
         if error != Some(0) {
             return Err(SettingsError::BadReply(format!("{path}: error {error:?}")));
         }
@@ -146,22 +118,14 @@ async fn add_settings(
             .ok_or_else(|| SettingsError::BadReply(format!("{path}: value is not a string")))
     };
     let class_and_instance = text_of(&instance_path)?;
-    let device_instance = parse_class_and_instance(&class_and_instance).ok_or_else(|| {
-        SettingsError::BadReply(format!("{instance_path} = {class_and_instance:?}"))
-    })?;
+    let device_instance = parse_class_and_instance(&class_and_instance)
+        .ok_or_else(|| SettingsError::BadReply(format!("{instance_path} = {class_and_instance:?}")))?;
     let custom_name = text_of(&name_path)?;
-    Ok(Loaded {
-        device_instance,
-        custom_name: Some(custom_name),
-    })
+    Ok(Loaded { device_instance, custom_name: Some(custom_name) })
 }
 
 /// Stores `name` as the battery's custom name (`SetValue` on the setting path).
-pub async fn save_custom_name(
-    conn: &Connection,
-    uid: &str,
-    name: &str,
-) -> Result<(), SettingsError> {
+pub async fn save_custom_name(conn: &Connection, uid: &str, name: &str) -> Result<(), SettingsError> {
     let path = custom_name_path(uid);
     let body = (zvariant::Value::from(name),);
     let call = conn.call_method(
@@ -213,9 +177,6 @@ mod tests {
     fn uid_is_safe_for_a_settings_path() {
         assert_eq!(settings_uid("jbd/ttyUSB0:2"), "bmsbridge_jbd_ttyUSB0_2");
         assert_eq!(settings_uid("_x"), "bmsbridge__x");
-        assert_eq!(
-            instance_path("bmsbridge_a"),
-            "/Settings/Devices/bmsbridge_a/ClassAndVrmInstance"
-        );
+        assert_eq!(instance_path("bmsbridge_a"), "/Settings/Devices/bmsbridge_a/ClassAndVrmInstance");
     }
 }

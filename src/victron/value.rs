@@ -57,9 +57,7 @@ impl Value {
 
     /// A count or enum; `None` and values outside `i32` are invalid.
     pub fn int<T: TryInto<i32>>(value: Option<T>) -> Self {
-        value
-            .and_then(|v| v.try_into().ok())
-            .map_or(Value::Invalid, Value::I32)
+        value.and_then(|v| v.try_into().ok()).map_or(Value::Invalid, Value::I32)
     }
 
     /// A 0/1 flag.
@@ -161,21 +159,9 @@ mod tests {
 
     #[test]
     fn types_are_d_i_s() {
-        assert_eq!(
-            Value::F64(52.1).to_variant().value_signature().to_string(),
-            "d"
-        );
-        assert_eq!(
-            Value::I32(9).to_variant().value_signature().to_string(),
-            "i"
-        );
-        assert_eq!(
-            Value::Text("x".into())
-                .to_variant()
-                .value_signature()
-                .to_string(),
-            "s"
-        );
+        assert_eq!(Value::F64(52.1).to_variant().value_signature().to_string(), "d");
+        assert_eq!(Value::I32(9).to_variant().value_signature().to_string(), "i");
+        assert_eq!(Value::Text("x".into()).to_variant().value_signature().to_string(), "s");
     }
 
     #[test]

@@ -16,9 +16,7 @@ use zbus::{Connection, Message, MessageStream};
 pub const WAIT: Duration = Duration::from_secs(5);
 
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
+    tokio::time::timeout(WAIT, future).await.unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 pub fn identity(suffix: &str) -> Identity {
@@ -47,67 +45,32 @@ pub fn battery(voltage: f64, soc: f64) -> Battery {
 }
 
 pub fn snapshot<'a>(battery: &'a Battery, limits: &'a ChargeLimits) -> Snapshot<'a> {
-    Snapshot {
-        battery,
-        limits,
-        connected: true,
-        state: 9,
-        error_code: 0,
-    }
+    Snapshot { battery, limits, connected: true, state: 9, error_code: 0 }
 }
 
 pub async fn start(bus: &PrivateBus, suffix: &str) -> BatteryService {
     let (b, limits) = (battery(52.1, 80.0), ChargeLimits::default());
-    within(
-        "start",
-        BatteryService::start(&bus.bus_address(), identity(suffix), &snapshot(&b, &limits)),
-    )
-    .await
-    .unwrap()
+    within("start", BatteryService::start(&bus.bus_address(), identity(suffix), &snapshot(&b, &limits)))
+        .await
+        .unwrap()
 }
 
 pub async fn client(bus: &PrivateBus) -> Connection {
-    within(
-        "client",
-        zbus::connection::Builder::address(bus.address())
-            .unwrap()
-            .build(),
-    )
-    .await
-    .unwrap()
+    within("client", zbus::connection::Builder::address(bus.address()).unwrap().build()).await.unwrap()
 }
 
-pub async fn call(
-    client: &Connection,
-    name: &str,
-    path: &str,
-    method: &str,
-) -> zbus::Result<Message> {
-    within(
-        method,
-        client.call_method(Some(name), path, Some(BUS_ITEM), method, &()),
-    )
-    .await
+pub async fn call(client: &Connection, name: &str, path: &str, method: &str) -> zbus::Result<Message> {
+    within(method, client.call_method(Some(name), path, Some(BUS_ITEM), method, &())).await
 }
 
 pub async fn get_value(client: &Connection, name: &str, path: &str) -> OwnedValue {
-    call(client, name, path, "GetValue")
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
+    call(client, name, path, "GetValue").await.unwrap().body().deserialize().unwrap()
 }
 
 pub async fn set(client: &Connection, name: &str, path: &str, value: Value<'_>) -> i32 {
     let body = (value,);
     let call = client.call_method(Some(name), path, Some(BUS_ITEM), "SetValue", &body);
-    within("SetValue", call)
-        .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap()
+    within("SetValue", call).await.unwrap().body().deserialize().unwrap()
 }
 
 pub fn is_invalid(value: &Value<'_>) -> bool {
@@ -116,8 +79,5 @@ pub fn is_invalid(value: &Value<'_>) -> bool {
 
 pub async fn next(stream: &mut MessageStream) -> Message {
     let message = std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx));
-    within("signal", message)
-        .await
-        .expect("stream ended")
-        .unwrap()
+    within("signal", message).await.expect("stream ended").unwrap()
 }

@@ -31,9 +31,8 @@ pub fn hex(text: &str) -> Vec<u8> {
 /// Every case of `../shared/vectors/<file>.json`; panics with the path if it is missing.
 pub fn load(file: &str) -> Vec<Case> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors").join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("test vector file {} is missing or unreadable: {e}", path.display())
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("test vector file {} is missing or unreadable: {e}", path.display()));
     let cases: Vec<Value> = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not a JSON array of cases: {e}", path.display()));
     cases
@@ -64,9 +63,7 @@ pub fn same(expected: &Value, actual: &Value) -> bool {
             (Some(e), Some(a)) => (round6(e) - round6(a)).abs() < 1e-6,
             _ => false,
         },
-        (Value::Array(e), Value::Array(a)) => {
-            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| same(e, a))
-        }
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(e, a)| same(e, a)),
         _ => expected == actual,
     }
 }

@@ -75,10 +75,8 @@ impl PackStatus {
     /// The complete response frame (function 0x78, window 0x1000-0x10A0).
     pub fn encode(&self) -> Vec<u8> {
         let mut p = Vec::with_capacity(160);
-        let mut put =
-            |words: &[u16]| words.iter().for_each(|w| p.extend_from_slice(&w.to_be_bytes()));
-        let current =
-            (i64::from(self.current_10ma) + CURRENT_ZERO).clamp(0, u32::MAX.into()) as u32;
+        let mut put = |words: &[u16]| words.iter().for_each(|w| p.extend_from_slice(&w.to_be_bytes()));
+        let current = (i64::from(self.current_10ma) + CURRENT_ZERO).clamp(0, u32::MAX.into()) as u32;
         let mosfet = u16::from(self.discharge_fet) | u16::from(self.charge_fet) << 1;
         let temps: Vec<u16> = self.temps_0p1c.iter().map(|&t| temp_raw(t)).collect();
         put(&[self.voltage_10mv, 0, (current >> 16) as u16, current as u16]);

@@ -33,19 +33,10 @@ fn item_get_value_and_text() {
 fn writes_only_to_custom_name_with_velib_codes() {
     let (shared, _rx) = shared();
     let name = zvariant::Value::from("Bank A");
-    assert_eq!(
-        shared.write("/Dc/0/Voltage", &zvariant::Value::F64(1.0)).0,
-        set_value::NOT_WRITABLE
-    );
-    assert_eq!(
-        shared.write("/CustomName", &zvariant::Value::I32(1)).0,
-        set_value::NOT_WRITABLE
-    );
+    assert_eq!(shared.write("/Dc/0/Voltage", &zvariant::Value::F64(1.0)).0, set_value::NOT_WRITABLE);
+    assert_eq!(shared.write("/CustomName", &zvariant::Value::I32(1)).0, set_value::NOT_WRITABLE);
     let invalid = Value::Invalid.to_variant();
-    assert_eq!(
-        shared.write("/CustomName", &invalid).0,
-        set_value::NOT_WRITABLE
-    );
+    assert_eq!(shared.write("/CustomName", &invalid).0, set_value::NOT_WRITABLE);
     let long = zvariant::Value::from("x".repeat(65));
     assert_eq!(shared.write("/CustomName", &long).0, set_value::REJECTED);
     let (code, changed) = shared.write("/CustomName", &name);
@@ -53,17 +44,9 @@ fn writes_only_to_custom_name_with_velib_codes() {
     assert_eq!(changed.map(|i| i.value), Some(Value::Text("Bank A".into())));
     assert_eq!(custom_name_of(&shared.lock()), "Bank A");
     let (code, changed) = shared.write("/CustomName", &name);
-    assert_eq!(
-        (code, changed),
-        (set_value::ACCEPTED, None),
-        "unchanged is accepted, no signal"
-    );
+    assert_eq!((code, changed), (set_value::ACCEPTED, None), "unchanged is accepted, no signal");
     let max = zvariant::Value::from("é".repeat(64));
-    assert_eq!(
-        shared.write("/CustomName", &max).0,
-        set_value::ACCEPTED,
-        "64 chars, not bytes"
-    );
+    assert_eq!(shared.write("/CustomName", &max).0, set_value::ACCEPTED, "64 chars, not bytes");
 }
 
 #[test]
@@ -72,10 +55,7 @@ fn tree_node_and_root_use_relative_keys() {
     let node = TreeNode::new("/Dc".into(), shared.clone());
     let value = node.get_value();
     assert_eq!(value.value_signature().to_string(), "a{sv}");
-    let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(value)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(value).unwrap().try_into().unwrap();
     assert_eq!(map.len(), 2);
     assert!(map.contains_key("0/Voltage"));
     let text = node.get_text();
@@ -84,27 +64,14 @@ fn tree_node_and_root_use_relative_keys() {
     let root = Root::new(shared);
     let items = root.get_items();
     assert_eq!(items.len(), 4);
-    assert_eq!(
-        items["/Dc/0/Voltage"]["Text"],
-        zvariant::Value::from("52.10 V")
-    );
+    assert_eq!(items["/Dc/0/Voltage"]["Text"], zvariant::Value::from("52.10 V"));
     let all = root.get_value();
-    let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(all)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let map: HashMap<String, OwnedValue> = zvariant::OwnedValue::try_from(all).unwrap().try_into().unwrap();
     assert!(map.contains_key("Soc"), "root keys have no leading slash");
 }
 
 #[test]
 fn tree_nodes_are_every_prefix() {
-    let paths = [
-        "/Dc/0/Voltage".to_owned(),
-        "/Soc".to_owned(),
-        "/Dc/0/Current".to_owned(),
-    ];
-    assert_eq!(
-        tree_nodes(paths.iter()),
-        vec!["/Dc".to_owned(), "/Dc/0".to_owned()]
-    );
+    let paths = ["/Dc/0/Voltage".to_owned(), "/Soc".to_owned(), "/Dc/0/Current".to_owned()];
+    assert_eq!(tree_nodes(paths.iter()), vec!["/Dc".to_owned(), "/Dc/0".to_owned()]);
 }

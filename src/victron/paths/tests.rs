@@ -18,27 +18,12 @@ fn identity(max_cells: usize) -> Identity {
 
 fn items_for(battery: &Battery, limits: &ChargeLimits, max_cells: usize) -> Items {
     let identity = identity(max_cells);
-    let snapshot = Snapshot {
-        battery,
-        limits,
-        connected: true,
-        state: 9,
-        error_code: 0,
-    };
-    collect(&Context {
-        identity: &identity,
-        device_instance: 3,
-        custom_name: "",
-        snapshot: &snapshot,
-    })
+    let snapshot = Snapshot { battery, limits, connected: true, state: 9, error_code: 0 };
+    collect(&Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot })
 }
 
 fn value(items: &Items, path: &str) -> Value {
-    items
-        .get(path)
-        .unwrap_or_else(|| panic!("{path} missing"))
-        .value
-        .clone()
+    items.get(path).unwrap_or_else(|| panic!("{path} missing")).value.clone()
 }
 
 const MANDATORY: &[&str] = &[
@@ -65,11 +50,7 @@ fn an_empty_battery_publishes_invalid_never_zero() {
         {
             continue;
         }
-        assert_eq!(
-            item.value,
-            Value::Invalid,
-            "{path} must be invalid without data"
-        );
+        assert_eq!(item.value, Value::Invalid, "{path} must be invalid without data");
     }
     assert_eq!(value(&items, "/DeviceInstance"), Value::I32(3));
     assert_eq!(value(&items, "/ProductId"), Value::I32(PRODUCT_ID));
@@ -96,22 +77,10 @@ fn measurements_power_and_consumed_amphours() {
     assert_eq!(value(&items, "/Capacity"), Value::F64(80.0));
     assert_eq!(value(&items, "/InstalledCapacity"), Value::F64(105.0));
     assert_eq!(value(&items, "/Dc/0/Temperature"), Value::F64(22.0));
-    assert_eq!(
-        value(&items, "/System/MinTemperatureCellId"),
-        Value::Text("T1".into())
-    );
-    assert_eq!(
-        value(&items, "/System/MaxTemperatureCellId"),
-        Value::Text("T2".into())
-    );
-    assert_eq!(
-        value(&items, "/System/MaxVoltageCellId"),
-        Value::Text("C3".into())
-    );
-    assert_eq!(
-        value(&items, "/System/MinVoltageCellId"),
-        Value::Text("C2".into())
-    );
+    assert_eq!(value(&items, "/System/MinTemperatureCellId"), Value::Text("T1".into()));
+    assert_eq!(value(&items, "/System/MaxTemperatureCellId"), Value::Text("T2".into()));
+    assert_eq!(value(&items, "/System/MaxVoltageCellId"), Value::Text("C3".into()));
+    assert_eq!(value(&items, "/System/MinVoltageCellId"), Value::Text("C2".into()));
     assert_eq!(value(&items, "/System/NrOfCellsPerBattery"), Value::I32(4));
     assert_eq!(value(&items, "/Balancing"), Value::I32(1));
     assert_eq!(value(&items, "/Balances/Cell3"), Value::I32(1));
@@ -122,31 +91,19 @@ fn measurements_power_and_consumed_amphours() {
 
 #[test]
 fn consumed_amphours_is_never_positive() {
-    let battery = Battery {
-        remaining_capacity_ah: Some(101.0),
-        full_capacity_ah: Some(100.0),
-        ..Default::default()
-    };
+    let battery =
+        Battery { remaining_capacity_ah: Some(101.0), full_capacity_ah: Some(100.0), ..Default::default() };
     let items = items_for(&battery, &ChargeLimits::default(), 0);
     assert_eq!(value(&items, "/ConsumedAmphours"), Value::F64(0.0));
 }
 
 #[test]
 fn cell_paths_follow_max_cells_not_the_battery() {
-    let battery = Battery {
-        cell_voltages_v: Some(vec![3.3; 6]),
-        ..Default::default()
-    };
+    let battery = Battery { cell_voltages_v: Some(vec![3.3; 6]), ..Default::default() };
     let items = items_for(&battery, &ChargeLimits::default(), 4);
     assert!(items.contains_key("/Voltages/Cell4"));
-    assert!(
-        !items.contains_key("/Voltages/Cell5"),
-        "extra cells are left out"
-    );
-    let fewer = Battery {
-        cell_voltages_v: Some(vec![3.3; 2]),
-        ..Default::default()
-    };
+    assert!(!items.contains_key("/Voltages/Cell5"), "extra cells are left out");
+    let fewer = Battery { cell_voltages_v: Some(vec![3.3; 2]), ..Default::default() };
     let items2 = items_for(&fewer, &ChargeLimits::default(), 4);
     assert_eq!(value(&items2, "/Voltages/Cell3"), Value::Invalid);
     assert_eq!(value(&items2, "/Balances/Cell1"), Value::Invalid);
@@ -166,32 +123,15 @@ fn limits_and_flags() {
         charge_limitation: String::new(),
         discharge_limitation: "Config max".into(),
     };
-    let battery = Battery {
-        charge_fet: Some(false),
-        discharge_fet: Some(true),
-        ..Default::default()
-    };
+    let battery = Battery { charge_fet: Some(false), discharge_fet: Some(true), ..Default::default() };
     let items = items_for(&battery, &limits, 0);
     assert_eq!(value(&items, "/Info/MaxChargeVoltage"), Value::F64(55.2));
-    assert_eq!(
-        value(&items, "/Info/MaxChargeCurrent"),
-        Value::F64(0.0),
-        "CCL 0 is a real 0"
-    );
-    assert_eq!(
-        value(&items, "/Info/ChargeMode"),
-        Value::Text("Bulk".into())
-    );
+    assert_eq!(value(&items, "/Info/MaxChargeCurrent"), Value::F64(0.0), "CCL 0 is a real 0");
+    assert_eq!(value(&items, "/Info/ChargeMode"), Value::Text("Bulk".into()));
     assert_eq!(value(&items, "/Info/ChargeLimitation"), Value::Invalid);
     assert_eq!(value(&items, "/Io/AllowToCharge"), Value::I32(0));
-    assert_eq!(
-        value(&items, "/System/NrOfModulesBlockingCharge"),
-        Value::I32(1)
-    );
-    assert_eq!(
-        value(&items, "/System/NrOfModulesBlockingDischarge"),
-        Value::I32(0)
-    );
+    assert_eq!(value(&items, "/System/NrOfModulesBlockingCharge"), Value::I32(1));
+    assert_eq!(value(&items, "/System/NrOfModulesBlockingDischarge"), Value::I32(0));
 }
 
 #[test]
