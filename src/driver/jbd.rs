@@ -16,7 +16,12 @@ pub(super) async fn poll<S: AsyncRead + AsyncWrite + Unpin>(
     let mut battery = read(link, jbd::REG_BASIC_INFO, timeout).await?;
     battery.merge(&read(link, jbd::REG_CELLS, timeout).await?);
     if need_identity {
-        battery.merge(&read(link, jbd::REG_HARDWARE, timeout).await?);
+        // The hardware name only names the product; a BMS that does not answer 0x05 is still
+        // fully usable.
+        match read(link, jbd::REG_HARDWARE, timeout).await {
+            Ok(name) => battery.merge(&name),
+            Err(err) => tracing::debug!(error = %err, "no hardware name (register 0x05)"),
+        }
     }
     Ok(battery)
 }

@@ -17,8 +17,17 @@ pub(super) async fn poll<S: AsyncRead + AsyncWrite + Unpin>(
     let frame = link.request(&jbd_up16s::request_pack_status(address), jbd_up16s::scan, timeout).await?;
     let mut battery = jbd_up16s::decode(&frame, Some(address))?.battery;
     if need_identity {
-        let frame = link.request(&jbd_up16s::request_pack_params1(address), jbd_up16s::scan, timeout).await?;
-        battery.merge(&jbd_up16s::decode(&frame, Some(address))?.battery);
+        // PackParams1 (model + serial) is missing on some firmware: without it the pack is
+        // still fully usable, so its failure only costs the identity.
+        let identity =
+            match link.request(&jbd_up16s::request_pack_params1(address), jbd_up16s::scan, timeout).await {
+                Ok(frame) => jbd_up16s::decode(&frame, Some(address)).map_err(PollError::from),
+                Err(err) => Err(err.into()),
+            };
+        match identity {
+            Ok(decoded) => battery.merge(&decoded.battery),
+            Err(err) => tracing::debug!(address, error = %err, "no PackParams1 (model/serial)"),
+        }
     }
     Ok(battery)
 }
