@@ -47,6 +47,21 @@ enum Command {
         #[arg(required = true)]
         hex: Vec<String>,
     },
+    /// Run a simulated BMS on a pty, reachable through a symlink at --link (for trying the daemon).
+    Sim {
+        /// Protocol to simulate (jbd, jbd_up16s).
+        #[arg(long, default_value = "jbd")]
+        protocol: String,
+        /// Where to create the symlink to the pty (the daemon's device path).
+        #[arg(long)]
+        link: PathBuf,
+        /// Cells per pack.
+        #[arg(long, default_value_t = 16)]
+        cells: usize,
+        /// Bus addresses (jbd_up16s only).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        addresses: Vec<u8>,
+    },
     /// Run a private D-Bus, a simulated 16-cell JBD pack on a pty and the daemon; show live values.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -87,6 +102,9 @@ fn main() -> ExitCode {
         },
         Command::Decode { protocol: name, hex } => decode(&name, &hex),
         Command::Demo { seconds, cells } => runtime_block_on(demo::run(seconds, cells)),
+        Command::Sim { protocol, link, cells, addresses } => {
+            runtime_block_on(demo::run_simulator(protocol, link, cells, addresses))
+        }
     }
 }
 
