@@ -247,8 +247,16 @@ mod tests {
 
     #[test]
     fn merge_keeps_old_values_where_the_new_frame_has_none() {
-        let mut battery = Battery { voltage_v: Some(52.1), soc_percent: Some(80.0), ..Default::default() };
-        let cells = Battery { cell_voltages_v: Some(vec![3.3, 3.31]), soc_percent: Some(81.0), ..Default::default() };
+        let mut battery = Battery {
+            voltage_v: Some(52.1),
+            soc_percent: Some(80.0),
+            ..Default::default()
+        };
+        let cells = Battery {
+            cell_voltages_v: Some(vec![3.3, 3.31]),
+            soc_percent: Some(81.0),
+            ..Default::default()
+        };
         battery.merge(&cells);
         assert_eq!(battery.voltage_v, Some(52.1));
         assert_eq!(battery.soc_percent, Some(81.0));
@@ -257,7 +265,10 @@ mod tests {
 
     #[test]
     fn min_and_max_cell_come_with_their_numbers() {
-        let battery = Battery { cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]), ..Default::default() };
+        let battery = Battery {
+            cell_voltages_v: Some(vec![3.30, 3.28, 3.35, 3.31]),
+            ..Default::default()
+        };
         assert_eq!(battery.min_cell(), Some((Some(2), 3.28)));
         assert_eq!(battery.max_cell(), Some((Some(3), 3.35)));
         assert_eq!(battery.cells_in_series(), Some(4));
@@ -265,7 +276,11 @@ mod tests {
 
     #[test]
     fn summary_cells_are_used_without_a_cell_list() {
-        let battery = Battery { min_cell_voltage_v: Some(3.2), max_cell_voltage_v: Some(3.3), ..Default::default() };
+        let battery = Battery {
+            min_cell_voltage_v: Some(3.2),
+            max_cell_voltage_v: Some(3.3),
+            ..Default::default()
+        };
         assert_eq!(battery.min_cell(), Some((None, 3.2)));
         assert_eq!(battery.max_cell(), Some((None, 3.3)));
     }

@@ -7,7 +7,9 @@ pub fn sum8(bytes: &[u8]) -> u8 {
 
 /// Sum of all bytes, wrapping at 16 bits (JK RS485).
 pub fn sum16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |acc, b| acc.wrapping_add(u16::from(*b)))
+    bytes
+        .iter()
+        .fold(0u16, |acc, b| acc.wrapping_add(u16::from(*b)))
 }
 
 /// JBD's checksum: `0x10000 - sum(bytes)`, truncated to 16 bits (an empty payload gives 0).
@@ -22,7 +24,11 @@ pub fn crc16_modbus(bytes: &[u8]) -> u16 {
     for &byte in bytes {
         crc ^= u16::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
         }
     }
     crc

@@ -48,11 +48,20 @@ pub fn to_json(decoded: &Decoded) -> Value {
     put("temperature_mos_c", num(b.temperature_mos_c, 2));
     put("charge_fet", b.charge_fet.map(|v| json!(v)));
     put("discharge_fet", b.discharge_fet.map(|v| json!(v)));
-    put("balancing_cells", b.balancing_cell_numbers().map(|v| json!(v)));
+    put(
+        "balancing_cells",
+        b.balancing_cell_numbers().map(|v| json!(v)),
+    );
     put("charge_voltage_limit_v", num(b.charge_voltage_limit_v, 3));
     put("charge_current_limit_a", num(b.charge_current_limit_a, 3));
-    put("discharge_current_limit_a", num(b.discharge_current_limit_a, 3));
-    put("discharge_voltage_limit_v", num(b.discharge_voltage_limit_v, 3));
+    put(
+        "discharge_current_limit_a",
+        num(b.discharge_current_limit_a, 3),
+    );
+    put(
+        "discharge_voltage_limit_v",
+        num(b.discharge_voltage_limit_v, 3),
+    );
     let alarms: Map<String, Value> = b
         .alarms
         .entries()
@@ -62,8 +71,11 @@ pub fn to_json(decoded: &Decoded) -> Value {
     if !alarms.is_empty() {
         put("alarms", Some(Value::Object(alarms)));
     }
-    let mut extra: Map<String, Value> =
-        decoded.extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let mut extra: Map<String, Value> = decoded
+        .extra
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     for (key, value) in [
         ("device_model", &b.model),
         ("serial_number", &b.serial),
