@@ -195,6 +195,10 @@ pub fn discharge_target(cfg: &ChargeConfig, i: &CurrentInputs) -> (f64, Vec<Limi
         i.min_cell_v,
         LimitReason::CellVoltage,
     );
+    if i.min_cell_v.is_some_and(|v| v < cfg.min_cell_voltage) {
+        // Below the lowest allowed cell voltage nothing more is taken out, whatever the table.
+        c.value(Some(0.0), LimitReason::CellVoltage);
+    }
     let (cold, hot) = (i.temperatures_c.map(|t| t.0), i.temperatures_c.map(|t| t.1));
     c.table(
         cfg,
@@ -291,7 +295,7 @@ impl RampLimiter {
     /// Sets the limit at once (safety overrides); counts as a cut unless it raises the value,
     /// so a recovery afterwards holds from the last forced poll.
     pub fn force(&mut self, now: Instant, value: f64) {
-        if self.value.is_none_or(|v| value <= v) {
+        if self.value.map_or(true, |v| value <= v) {
             self.last_cut = Some(now);
         }
         self.value = Some(value);

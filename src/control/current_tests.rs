@@ -124,7 +124,7 @@ fn ties_list_every_rule() {
 #[test]
 fn a_cut_applies_in_the_same_poll_even_when_small() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut lim = RampLimiter::default();
     assert_eq!(lim.apply(t0, 50.0, 50.0, &cfg), (50.0, false));
     assert_eq!(lim.apply(secs(t0, 1.0), 45.0, 50.0, &cfg), (45.0, false));
@@ -133,7 +133,7 @@ fn a_cut_applies_in_the_same_poll_even_when_small() {
 #[test]
 fn recovery_holds_then_ramps_without_overshoot() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut lim = RampLimiter::default();
     lim.apply(t0, 10.0, 50.0, &cfg);
     for s in 1..30 {
@@ -157,7 +157,7 @@ fn recovery_holds_then_ramps_without_overshoot() {
 #[test]
 fn zero_stays_zero_below_the_threshold() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut lim = RampLimiter::default();
     lim.apply(t0, 0.0, 50.0, &cfg);
     for s in 1..200 {
@@ -172,7 +172,7 @@ fn zero_stays_zero_below_the_threshold() {
 #[test]
 fn ramp_rate_is_per_second_not_per_poll() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut fast = RampLimiter::default();
     let mut slow = RampLimiter::default();
     fast.apply(t0, 0.0, 50.0, &cfg);
@@ -190,4 +190,22 @@ fn ramp_rate_is_per_second_not_per_poll() {
         }
     }
     assert!((f - s).abs() < 1e-6, "{f} vs {s}");
+}
+
+#[test]
+fn nothing_is_taken_out_below_min_cell_voltage() {
+    let cfg = ChargeConfig::default();
+    let low = CurrentInputs {
+        min_cell_v: Some(2.899),
+        ..Default::default()
+    };
+    assert_eq!(
+        discharge_target(&cfg, &low),
+        (0.0, vec![LimitReason::CellVoltage])
+    );
+    let at_min = CurrentInputs {
+        min_cell_v: Some(2.9),
+        ..Default::default()
+    };
+    assert!((discharge_target(&cfg, &at_min).0 - 0.3).abs() < 1e-9);
 }

@@ -49,7 +49,7 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(lost_discharge_timeout(&cfg, None), Duration::from_secs(60));
-        let t0 = Instant::now();
+        let t0 = crate::sim::closed_loop::fake_clock_start();
         assert!(!discharge_stopped(
             &cfg,
             t0 + Duration::from_secs(59),

@@ -157,7 +157,7 @@ mod tests {
         let cfg = ChargeConfig::default();
         let mut c = SocCounter::default();
         c.update(
-            Instant::now(),
+            crate::sim::closed_loop::fake_clock_start(),
             Duration::from_secs(1),
             &cfg,
             &inputs(10.0, 42.0, 3.3),
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn counting_starts_from_the_bms_and_integrates_current() {
         let cfg = counting();
-        let t0 = Instant::now();
+        let t0 = crate::sim::closed_loop::fake_clock_start();
         let mut c = SocCounter::default();
         c.update(t0, Duration::ZERO, &cfg, &inputs(50.0, 40.0, 3.3));
         for s in 1..=3600 {
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn a_gap_in_readings_integrates_at_most_one_minute() {
         let cfg = counting();
-        let t0 = Instant::now();
+        let t0 = crate::sim::closed_loop::fake_clock_start();
         let mut c = SocCounter::default();
         c.update(t0, Duration::ZERO, &cfg, &inputs(0.0, 50.0, 3.3));
         c.update(
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn syncs_to_full_and_to_empty_after_60_s_under_min() {
         let cfg = counting();
-        let t0 = Instant::now();
+        let t0 = crate::sim::closed_loop::fake_clock_start();
         let mut c = SocCounter::default();
         c.update(t0, Duration::ZERO, &cfg, &inputs(0.0, 30.0, 3.3));
         c.sync_full(&cfg);
@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn time_to_go_uses_the_average_current() {
         let cfg = ChargeConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::sim::closed_loop::fake_clock_start();
         let mut c = SocCounter::default();
         c.update(t0, Duration::ZERO, &cfg, &inputs(-20.0, 70.0, 3.3));
         // (70 - 20) % of 100 Ah at 20 A = 2.5 h.

@@ -21,7 +21,7 @@ fn pack(cell_v: f64) -> Battery {
 #[test]
 fn limits_are_numbers_once_cells_are_known() {
     let mut c = ChargeController::new(ChargeConfig::default());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let none = c.update(t0, &Battery::default(), Link::Online);
     assert_eq!(none.charge_voltage_v, None);
     assert_eq!(none.charge_current_a, Some(50.0));
@@ -41,7 +41,7 @@ fn limits_are_numbers_once_cells_are_known() {
 #[test]
 fn fet_off_gives_zero_in_the_same_poll() {
     let mut c = ChargeController::new(ChargeConfig::default());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     c.update(t0, &pack(3.3), Link::Online);
     let off = Battery {
         charge_fet: Some(false),
@@ -55,7 +55,7 @@ fn fet_off_gives_zero_in_the_same_poll() {
 #[test]
 fn bms_lost_zeroes_ccl_floats_cvl_and_keeps_dcl_for_the_timeout() {
     let mut c = ChargeController::new(ChargeConfig::default());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let reading = Battery {
         current_a: Some(-20.0),
         ..pack(3.28)
@@ -86,7 +86,7 @@ fn bms_lost_zeroes_ccl_floats_cvl_and_keeps_dcl_for_the_timeout() {
 #[test]
 fn bms_lost_with_a_low_cell_stops_discharge_after_60_s() {
     let mut c = ChargeController::new(ChargeConfig::default());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     c.update(t0, &pack(3.1), Link::Online);
     let lost = Link::Lost { since: t0 };
     assert_ne!(
@@ -108,7 +108,7 @@ fn bms_lost_with_a_low_cell_stops_discharge_after_60_s() {
 #[test]
 fn state_is_offered_for_saving_at_phase_changes_not_every_poll() {
     let mut c = ChargeController::new(ChargeConfig::default());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     c.update(t0, &pack(3.3), Link::Online);
     assert!(c.take_state_to_save().is_some(), "first state is saved");
     for s in 1..100 {
@@ -136,7 +136,7 @@ fn restart_keeps_phase_timer_soc_and_history() {
         ..ChargeConfig::default()
     };
     let mut c = ChargeController::new(cfg.clone());
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let full = Battery {
         voltage_v: Some(55.2),
         cell_voltages_v: Some(vec![3.45; 16]),
@@ -167,7 +167,7 @@ fn calculated_soc_publishes_the_bms_value_alongside() {
         ..ChargeConfig::default()
     };
     let mut c = ChargeController::new(cfg);
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     c.update(t0, &pack(3.3), Link::Online);
     let l = c.update(at(t0, 36.0), &pack(3.3), Link::Online);
     // 10 A for 36 s into 100 Ah = +0.1 %.

@@ -225,9 +225,15 @@ impl VoltageControl {
         };
         match self.phase {
             Phase::Bulk => {
-                let at_max = input
+                // "At max": the pack is near max voltage, or the highest cell is at max, where the
+                // cell over-voltage controller keeps the pack just under max voltage.
+                let pack_at_max = input
                     .pack_v
                     .is_some_and(|v| v >= max_pack - n * cfg.absorption_entry_cell_margin);
+                let cell_at_max = input
+                    .max_cell_v
+                    .is_some_and(|v| v >= cfg.max_cell_voltage - cfg.cvl_controller_deadband_v);
+                let at_max = pack_at_max || cell_at_max;
                 if at_max && spread.is_some_and(|s| s <= cfg.float_switch_cell_diff) {
                     self.phase = Phase::Absorption;
                     self.absorption_start = Some(now);

@@ -39,7 +39,7 @@ fn run(
 
 #[test]
 fn absorption_needs_max_voltage_and_balanced_cells() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 10, &input(54.0, 3.40, 3.36, 90.0));
     assert_eq!(vc.phase(), Phase::Bulk);
@@ -51,7 +51,7 @@ fn absorption_needs_max_voltage_and_balanced_cells() {
 
 #[test]
 fn absorption_timer_restarts_while_unbalanced_then_floats_after_900_s() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 500, &full());
     // Spread 12 mV: within the 3 mV hysteresis, the timer keeps running.
@@ -71,7 +71,7 @@ fn absorption_timer_restarts_while_unbalanced_then_floats_after_900_s() {
 
 #[test]
 fn absorption_is_left_only_below_the_per_cell_margin() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 10, &full());
     // 16 x 0.030 = 0.48 V below 55.2 V.
@@ -83,7 +83,7 @@ fn absorption_is_left_only_below_the_per_cell_margin() {
 
 fn float_ramp_seconds(cells: f64) -> u32 {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     let pack = cells * 3.45;
     let i = input(pack, 3.450, 3.445, 99.0);
@@ -114,7 +114,7 @@ fn float_ramp_is_per_cell_so_4s_and_16s_take_the_same_time() {
 }
 
 fn in_float() -> (VoltageControl, Instant) {
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 2000, &full());
     assert_eq!(vc.phase(), Phase::Float);
@@ -139,7 +139,7 @@ fn rebulk_after_full_charge_every_days() {
         full_charge_every_days: Some(1.0),
         ..ChargeConfig::default()
     };
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     let mut s = 0.0;
     while vc.phase() != Phase::Float {
@@ -159,7 +159,7 @@ fn rebulk_after_full_charge_every_days() {
 #[test]
 fn ovp_cuts_at_once_holds_then_recovers_to_the_controller_target_only() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     vc.update(t0, &cfg, N, &input(54.5, 3.40, 3.38, 90.0));
     // One cell 20 mV over: CVL falls in the same poll, by gain x cells x error x dt.
@@ -210,7 +210,7 @@ fn ovp_cuts_at_once_holds_then_recovers_to_the_controller_target_only() {
 #[test]
 fn controller_gain_is_per_second_not_per_poll() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let over = input(55.0, 3.47, 3.44, 95.0);
     let mut fast = VoltageControl::default();
     let mut slow = VoltageControl::default();
@@ -231,7 +231,7 @@ fn controller_gain_is_per_second_not_per_poll() {
 #[test]
 fn cvl_stays_within_min_and_max() {
     let cfg = ChargeConfig::default();
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     for s in 0..5000 {
         let (v, _, _) = vc.update(
@@ -246,7 +246,7 @@ fn cvl_stays_within_min_and_max() {
 
 #[test]
 fn state_round_trip_resumes_absorption() {
-    let t0 = Instant::now();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 400, &full());
     let saved = vc.state(at(t0, 400.0));
