@@ -315,6 +315,39 @@ mod tests {
         assert!(toml::from_str::<ChargeConfig>("max_cel_voltage = 3.5").is_err());
     }
 
+    /// Every key of the example config, uncommented, parses; keys without a default
+    /// (shown with an example value) are the only differences from `ChargeConfig::default()`.
+    #[test]
+    fn example_config_lists_every_key_with_its_default() {
+        let text = include_str!("../../config/bms-bridge.charge.toml");
+        let body: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: ChargeConfig = match toml::from_str(&body) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let expected = ChargeConfig {
+            full_charge_every_days: parsed.full_charge_every_days,
+            capacity_ah: parsed.capacity_ah,
+            state_file: parsed.state_file.clone(),
+            ..ChargeConfig::default()
+        };
+        assert_eq!(parsed, expected);
+        let listed = body.lines().count();
+        let fields = match serde_json::to_value(&expected) {
+            Ok(serde_json::Value::Object(map)) => map.len(),
+            _ => 0,
+        };
+        assert_eq!(listed, fields, "every key is listed once");
+    }
+
     #[test]
     fn bad_values_are_reported() {
         let cfg = ChargeConfig {
