@@ -310,9 +310,11 @@ impl VoltageControl {
         input: &VoltageInputs,
         target: f64,
     ) -> CvlShaping {
+        // At most 30 s per step: after a gap in readings (BMS lost) one huge step would slam CVL.
         let dt = self
             .last_update
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())
+            .min(30.0);
         let error = input.max_cell_v.map(|v| v - cfg.max_cell_voltage);
         let floor = n * cfg.min_cell_voltage;
         if self.ovp.is_none() && error.is_some_and(|e| e > cfg.cvl_controller_deadband_v) {
