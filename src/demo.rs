@@ -138,13 +138,19 @@ fn format_line(items: &Items) -> String {
 }
 
 /// `bms-bridge sim`: a simulated BMS on a pty behind a symlink, until Ctrl-C.
-pub async fn run_simulator(protocol: String, link: PathBuf, cells: usize, addresses: Vec<u8>) -> Result<(), String> {
+pub async fn run_simulator(
+    protocol: String,
+    link: PathBuf,
+    cells: usize,
+    addresses: Vec<u8>,
+) -> Result<(), String> {
     let make_link = |target: &std::path::Path| {
         // A leftover link from an earlier run is replaced; anything else at that path is not.
         if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
             std::fs::remove_file(&link).map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
         }
-        std::os::unix::fs::symlink(target, &link).map_err(|e| format!("cannot create {}: {e}", link.display()))
+        std::os::unix::fs::symlink(target, &link)
+            .map_err(|e| format!("cannot create {}: {e}", link.display()))
     };
     let _keep: Box<dyn std::any::Any> = match protocol.as_str() {
         "jbd" => {
@@ -153,7 +159,8 @@ pub async fn run_simulator(protocol: String, link: PathBuf, cells: usize, addres
             Box::new(sim)
         }
         "jbd_up16s" => {
-            let sim = crate::sim::jbd_up16s::Up16sBusSimulator::spawn(&addresses, cells).map_err(|e| e.to_string())?;
+            let sim = crate::sim::jbd_up16s::Up16sBusSimulator::spawn(&addresses, cells)
+                .map_err(|e| e.to_string())?;
             make_link(sim.path())?;
             Box::new(sim)
         }

@@ -1,45 +1,36 @@
 //! Charge control: CVL, CCL and DCL from the battery model.
 //!
-//! Pure and synchronous: `now` is passed in, nothing here reads a clock, sleeps or logs.
+//! Pure and synchronous: `now` is passed in; nothing here reads a clock, sleeps or logs. The
+//! only I/O is [`persist`] (the state file), which the caller invokes. Rules live in one file
+//! each: [`voltage`] (CVL phases and cell over-voltage control), [`current`] (CCL/DCL rules and
+//! rate limiting), [`tables`], [`safety`] (BMS lost), [`soc`], [`history`].
+//! `docs/charge-control.md` documents every rule and config key.
+//!
+//! Time across restarts: `now` is an `Instant`, which means nothing after a restart, so the
+//! saved [`ControlState`] holds elapsed durations (absorption done, time since the last full
+//! charge). [`ChargeController::restore`] rebases them on the new `now`; the caller may pass the
+//! time the daemon was down, which counts towards "time since full charge" but not absorption.
+
+pub mod config;
+pub mod current;
+pub mod history;
+pub mod persist;
+pub mod safety;
+pub mod soc;
+pub mod tables;
+pub mod voltage;
+
+pub use config::{ChargeConfig, SocSource, Table, TableMode};
+pub use current::{LimitReason, Limitation};
+pub use history::History;
+pub use voltage::{ChargeMode, CvlShaping, Phase, VoltageState};
 
 use crate::battery::Battery;
-use serde::Deserialize;
+use current::{CurrentInputs, RampLimiter};
+use serde::{Deserialize, Serialize};
+use soc::{SocCounter, SocInputs};
 use std::time::{Duration, Instant};
-
-/// The `[charge]` section of the config file. Per-cell voltages are multiplied by the series cell
-/// count to give pack voltages.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChargeConfig {
-    /// Lowest allowed cell voltage (V); times cells = `/Info/BatteryLowVoltage`.
-    pub min_cell_voltage: f64,
-    /// Highest cell voltage charging may reach (V).
-    pub max_cell_voltage: f64,
-    /// Cell voltage held in float (V).
-    pub float_cell_voltage: f64,
-    /// Charge current limit from the installation (A).
-    pub max_charge_current: f64,
-    /// Discharge current limit from the installation (A).
-    pub max_discharge_current: f64,
-    /// After the BMS is lost, DCL drops to 0 after this long if the last lowest cell was healthy (s).
-    pub lost_discharge_timeout_s: f64,
-    /// "Healthy" lowest cell for the rule above (V).
-    pub lost_discharge_safe_cell_voltage: f64,
-}
-
-impl Default for ChargeConfig {
-    fn default() -> Self {
-        Self {
-            min_cell_voltage: 2.900,
-            max_cell_voltage: 3.450,
-            float_cell_voltage: 3.375,
-            max_charge_current: 50.0,
-            max_discharge_current: 60.0,
-            lost_discharge_timeout_s: 1800.0,
-            lost_discharge_safe_cell_voltage: 3.225,
-        }
-    }
-}
+use voltage::{VoltageControl, VoltageInputs};
 
 /// Whether the BMS is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +45,8 @@ pub enum Link {
     },
 }
 
-/// What the control publishes. `None` means "not known yet" (no cell count, no reading ever).
+/// What the control publishes. Limits are `None` only before the cell count is known (CVL,
+/// low voltage); CCL and DCL are always numbers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChargeLimits {
     /// Charge voltage limit (`/Info/MaxChargeVoltage`).
@@ -71,6 +63,52 @@ pub struct ChargeLimits {
     pub charge_limitation: String,
     /// Rule that set DCL (`/Info/DischargeLimitation`).
     pub discharge_limitation: String,
+    /// Structured `charge_mode`.
+    pub mode: ChargeMode,
+    /// Structured `charge_limitation`.
+    pub charge_reason: Limitation,
+    /// Structured `discharge_limitation`.
+    pub discharge_reason: Limitation,
+    /// SoC to publish as `/Soc` (BMS or counted; `None` while the BMS is lost).
+    pub soc_percent: Option<f64>,
+    /// The BMS's own SoC (`/SocBms`).
+    pub soc_bms_percent: Option<f64>,
+    /// Seconds to `time_to_go_soc` at the average current (`/TimeToGo`); `None` unless discharging.
+    pub time_to_go_s: Option<f64>,
+    /// Moving average of the current (`/CurrentAvg`).
+    pub current_average_a: Option<f64>,
+    /// Time since the last full charge (`/History/TimeSinceLastFullCharge`).
+    pub since_full_charge_s: Option<f64>,
+}
+
+impl ChargeLimits {
+    /// True when the reasons changed or a limit moved to or from 0 / unknown: worth a log line.
+    /// (Ramps change values every poll; logging each step would flood the log.)
+    pub fn notable_change_from(&self, before: &ChargeLimits) -> bool {
+        let zero = |v: Option<f64>| v.map(|v| v <= 0.0);
+        self.mode != before.mode
+            || self.charge_reason != before.charge_reason
+            || self.discharge_reason != before.discharge_reason
+            || zero(self.charge_current_a) != zero(before.charge_current_a)
+            || zero(self.discharge_current_a) != zero(before.discharge_current_a)
+            || self.charge_voltage_v.is_some() != before.charge_voltage_v.is_some()
+    }
+}
+
+/// Everything control keeps across a restart. Times are durations, see the module doc.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlState {
+    /// Format version (1).
+    pub version: u32,
+    /// Phase and timers.
+    pub voltage: VoltageState,
+    /// Coulomb-counted SoC (%), when `soc_source = "calculated"`.
+    pub soc_percent: Option<f64>,
+    /// Lifetime counters.
+    pub history: History,
+    /// Series cells last seen.
+    pub cells: Option<u16>,
 }
 
 /// Holds what control remembers between polls.
@@ -78,14 +116,35 @@ pub struct ChargeLimits {
 pub struct ChargeController {
     config: ChargeConfig,
     cells: Option<u16>,
-    last: ChargeLimits,
+    voltage: VoltageControl,
+    ccl: RampLimiter,
+    dcl: RampLimiter,
+    soc: SocCounter,
+    history: History,
     last_min_cell_v: Option<f64>,
+    last_online: Option<Instant>,
+    last_now: Option<Instant>,
+    last_saved: Option<Instant>,
+    must_save: bool,
 }
 
 impl ChargeController {
     /// A controller with no history.
     pub fn new(config: ChargeConfig) -> Self {
-        Self { config, cells: None, last: ChargeLimits::default(), last_min_cell_v: None }
+        Self {
+            config,
+            cells: None,
+            voltage: VoltageControl::default(),
+            ccl: RampLimiter::default(),
+            dcl: RampLimiter::default(),
+            soc: SocCounter::default(),
+            history: History::default(),
+            last_min_cell_v: None,
+            last_online: None,
+            last_now: None,
+            last_saved: None,
+            must_save: false,
+        }
     }
 
     /// The configuration in force.
@@ -93,66 +152,191 @@ impl ChargeController {
         &self.config
     }
 
+    /// The charge phase now.
+    pub fn phase(&self) -> Phase {
+        self.voltage.phase()
+    }
+
+    /// Absorption time done so far (at the last update).
+    pub fn absorption_elapsed(&self) -> Option<Duration> {
+        self.voltage.absorption_elapsed(self.last_now?)
+    }
+
+    /// Lifetime counters (`/History/*`).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The state to save, as of the last update.
+    pub fn state(&self) -> ControlState {
+        let now = self.last_now;
+        ControlState {
+            version: 1,
+            voltage: now.map(|now| self.voltage.state(now)).unwrap_or_default(),
+            soc_percent: self.soc.counted(),
+            history: self.history.clone(),
+            cells: self.cells,
+        }
+    }
+
+    /// Takes a saved state back at `now`. `offline` is how long the daemon was down (0 when
+    /// unknown); it counts towards the time since the last full charge only.
+    pub fn restore(&mut self, state: &ControlState, now: Instant, offline: Duration) {
+        self.voltage.restore(&state.voltage, now, offline);
+        self.soc.restore(state.soc_percent);
+        self.history = state.history.clone();
+        self.cells = self.cells.or(state.cells);
+        self.last_now = Some(now);
+        self.last_saved = Some(now);
+    }
+
+    /// The state to write now, if it changed in a way worth saving (phase change, full charge,
+    /// SoC sync) or `state_save_interval_s` passed since the last save. Returns each change once.
+    pub fn take_state_to_save(&mut self) -> Option<ControlState> {
+        let now = self.last_now?;
+        let interval =
+            Duration::try_from_secs_f64(self.config.state_save_interval_s).unwrap_or(Duration::MAX);
+        let due = self.last_saved.map_or(true, |t| now.saturating_duration_since(t) >= interval);
+        if self.must_save || due {
+            self.must_save = false;
+            self.last_saved = Some(now);
+            return Some(self.state());
+        }
+        None
+    }
+
     /// Computes the limits for this poll.
     pub fn update(&mut self, now: Instant, battery: &Battery, link: Link) -> ChargeLimits {
         if let Some(cells) = battery.cells_in_series() {
             self.cells = Some(cells);
         }
-        let cells = self.cells.map(f64::from);
+        self.last_now = Some(now);
+        match link {
+            Link::Online => self.online(now, battery),
+            Link::Lost { since } => self.lost(now, since),
+        }
+    }
+
+    fn online(&mut self, now: Instant, battery: &Battery) -> ChargeLimits {
         let cfg = &self.config;
-        let limits = match link {
-            Link::Online => {
-                if let Some((_, v)) = battery.min_cell() {
-                    self.last_min_cell_v = Some(v);
-                }
-                let (ccl, charge_reason) = if battery.charge_fet == Some(false) {
-                    (0.0, "BMS charge FET off")
-                } else {
-                    (cfg.max_charge_current, "Config max")
-                };
-                let (dcl, discharge_reason) = if battery.discharge_fet == Some(false) {
-                    (0.0, "BMS discharge FET off")
-                } else {
-                    (cfg.max_discharge_current, "Config max")
-                };
-                ChargeLimits {
-                    charge_voltage_v: cells.map(|n| n * cfg.max_cell_voltage),
-                    charge_current_a: Some(ccl),
-                    discharge_current_a: Some(dcl),
-                    low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
-                    charge_mode: "Bulk".to_owned(),
-                    charge_limitation: charge_reason.to_owned(),
-                    discharge_limitation: discharge_reason.to_owned(),
-                }
-            }
-            Link::Lost { since } => {
-                let healthy = self.last_min_cell_v.is_some_and(|v| v >= cfg.lost_discharge_safe_cell_voltage);
-                let timeout = if healthy {
-                    Duration::from_secs_f64(cfg.lost_discharge_timeout_s.max(0.0))
-                } else {
-                    Duration::from_secs(60)
-                };
-                let expired = now.saturating_duration_since(since) >= timeout;
-                let (dcl, discharge_reason) = if expired {
-                    (Some(0.0), "BMS lost: discharge stopped")
-                } else {
-                    (
-                        self.last.discharge_current_a.or(Some(cfg.max_discharge_current)),
-                        "BMS lost: last limit held",
-                    )
-                };
-                ChargeLimits {
-                    charge_voltage_v: cells.map(|n| n * cfg.float_cell_voltage),
-                    charge_current_a: Some(0.0),
-                    discharge_current_a: if expired { dcl } else { dcl.map(|d| d.max(0.0)) },
-                    low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
-                    charge_mode: "BMS lost: float".to_owned(),
-                    charge_limitation: "BMS lost".to_owned(),
-                    discharge_limitation: discharge_reason.to_owned(),
-                }
-            }
+        let dt = self.last_online.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_online = Some(now);
+        let max_cell = battery.max_cell().map(|(_, v)| v);
+        let min_cell = battery.min_cell().map(|(_, v)| v);
+        if min_cell.is_some() {
+            self.last_min_cell_v = min_cell;
+        }
+        let pack_v = battery.voltage_v.or_else(|| battery.cell_voltages_v.as_ref().map(|c| c.iter().sum()));
+        let capacity = battery.full_capacity_ah.or(battery.nominal_capacity_ah).or(cfg.capacity_ah);
+        let soc_in = SocInputs {
+            current_a: battery.current_a,
+            bms_soc_percent: battery.soc_percent,
+            capacity_ah: capacity,
+            min_cell_v: min_cell,
         };
-        self.last = limits.clone();
-        limits
+        if self.soc.update(now, dt, cfg, &soc_in) {
+            self.must_save = true;
+        }
+        let cells = self.cells.map(f64::from);
+        let mut mode = ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::Phase };
+        let mut cvl = None;
+        if let Some(n) = cells {
+            let input = VoltageInputs {
+                pack_v,
+                max_cell_v: max_cell,
+                min_cell_v: min_cell,
+                soc_percent: self.soc.soc(cfg, battery.soc_percent),
+            };
+            let (v, m, events) = self.voltage.update(now, cfg, n, &input);
+            (cvl, mode) = (Some(v), m);
+            if events.full_charge {
+                self.soc.sync_full(cfg);
+                self.history.full_charge();
+            }
+            self.must_save |= events.phase_changed || events.full_charge;
+        }
+        let soc = self.soc.soc(cfg, battery.soc_percent);
+        let temps = battery.temperature_extremes().map(|((_, lo), (_, hi))| (lo, hi));
+        let inputs = CurrentInputs {
+            max_cell_v: max_cell,
+            min_cell_v: min_cell,
+            temperatures_c: temps,
+            mosfet_c: battery.temperature_mos_c,
+            soc_percent: soc,
+            charge_fet: battery.charge_fet,
+            discharge_fet: battery.discharge_fet,
+            bms_charge_limit_a: battery.charge_current_limit_a,
+            bms_discharge_limit_a: battery.discharge_current_limit_a,
+        };
+        let (ccl_target, ccl_why) = current::charge_target(cfg, &inputs);
+        let (ccl, ccl_held) = self.ccl.apply(now, ccl_target, cfg.max_charge_current, cfg);
+        let (dcl_target, dcl_why) = current::discharge_target(cfg, &inputs);
+        let (dcl, dcl_held) = self.dcl.apply(now, dcl_target, cfg.max_discharge_current, cfg);
+        self.history.update(&history::HistoryInputs {
+            dt_s: dt.as_secs_f64().min(soc::MAX_STEP_S),
+            pack_v,
+            current_a: battery.current_a,
+            cells_v: min_cell.zip(max_cell),
+            temperatures_c: temps,
+            capacity_ah: capacity,
+            soc_percent: soc,
+        });
+        let charge_reason = Limitation { reasons: ccl_why, recovering: ccl_held };
+        let discharge_reason = Limitation { reasons: dcl_why, recovering: dcl_held };
+        ChargeLimits {
+            charge_voltage_v: cvl,
+            charge_current_a: Some(ccl),
+            discharge_current_a: Some(dcl),
+            low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
+            charge_mode: mode.to_string(),
+            charge_limitation: charge_reason.to_string(),
+            discharge_limitation: discharge_reason.to_string(),
+            mode,
+            charge_reason,
+            discharge_reason,
+            soc_percent: soc,
+            soc_bms_percent: battery.soc_percent,
+            time_to_go_s: self.soc.time_to_go_s(cfg, soc),
+            current_average_a: self.soc.average_a(),
+            since_full_charge_s: self.voltage.since_full_charge(now).map(|d| d.as_secs_f64()),
+        }
+    }
+
+    fn lost(&mut self, now: Instant, since: Instant) -> ChargeLimits {
+        let cfg = &self.config;
+        let cells = self.cells.map(f64::from);
+        self.ccl.force(now, 0.0);
+        let stopped = safety::discharge_stopped(cfg, now, since, self.last_min_cell_v);
+        let (dcl, dcl_reason) = if stopped {
+            self.dcl.force(now, 0.0);
+            (0.0, LimitReason::BmsLost)
+        } else {
+            let kept = self.dcl.value().unwrap_or(cfg.max_discharge_current);
+            self.dcl.force(now, kept);
+            (kept, LimitReason::BmsLostHold)
+        };
+        let mode = ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::BmsLost };
+        let charge_reason = Limitation { reasons: vec![LimitReason::BmsLost], recovering: false };
+        let discharge_reason = Limitation { reasons: vec![dcl_reason], recovering: false };
+        ChargeLimits {
+            charge_voltage_v: cells.map(|n| n * cfg.float_cell_voltage),
+            charge_current_a: Some(0.0),
+            discharge_current_a: Some(dcl),
+            low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
+            charge_mode: mode.to_string(),
+            charge_limitation: charge_reason.to_string(),
+            discharge_limitation: discharge_reason.to_string(),
+            mode,
+            charge_reason,
+            discharge_reason,
+            soc_percent: None,
+            soc_bms_percent: None,
+            time_to_go_s: None,
+            current_average_a: None,
+            since_full_charge_s: self.voltage.since_full_charge(now).map(|d| d.as_secs_f64()),
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

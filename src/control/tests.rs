@@ -1,0 +1,161 @@
+//! Controller-level tests: the rules working together, with a fake clock.
+
+use super::*;
+
+fn at(t0: Instant, s: f64) -> Instant {
+    t0 + Duration::from_secs_f64(s)
+}
+
+fn pack(cell_v: f64) -> Battery {
+    Battery {
+        voltage_v: Some(cell_v * 16.0),
+        current_a: Some(10.0),
+        soc_percent: Some(60.0),
+        cell_voltages_v: Some(vec![cell_v; 16]),
+        temperatures_c: Some(vec![20.0, 22.0]),
+        full_capacity_ah: Some(100.0),
+        ..Battery::default()
+    }
+}
+
+#[test]
+fn limits_are_numbers_once_cells_are_known() {
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let none = c.update(t0, &Battery::default(), Link::Online);
+    assert_eq!(none.charge_voltage_v, None);
+    assert_eq!(none.charge_current_a, Some(50.0));
+    let l = c.update(at(t0, 1.0), &pack(3.3), Link::Online);
+    assert_eq!(l.charge_voltage_v, Some(55.2));
+    assert!((l.low_voltage_v.unwrap_or(0.0) - 46.4).abs() < 1e-9);
+    assert_eq!(l.charge_mode, "Bulk");
+    assert_eq!(l.charge_limitation, "Config max");
+    let lost = c.update(at(t0, 2.0), &Battery::default(), Link::Lost { since: at(t0, 1.0) });
+    assert!(lost.charge_voltage_v.is_some() && lost.discharge_current_a.is_some());
+}
+
+#[test]
+fn fet_off_gives_zero_in_the_same_poll() {
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    c.update(t0, &pack(3.3), Link::Online);
+    let off = Battery { charge_fet: Some(false), ..pack(3.3) };
+    let l = c.update(at(t0, 1.0), &off, Link::Online);
+    assert_eq!(l.charge_current_a, Some(0.0));
+    assert_eq!(l.charge_reason.reasons, vec![LimitReason::FetOff]);
+}
+
+#[test]
+fn bms_lost_zeroes_ccl_floats_cvl_and_keeps_dcl_for_the_timeout() {
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let reading = Battery { current_a: Some(-20.0), ..pack(3.28) };
+    let dcl_before = c.update(t0, &reading, Link::Online).discharge_current_a;
+    let lost = Link::Lost { since: t0 };
+    let l = c.update(at(t0, 10.0), &Battery::default(), lost);
+    assert_eq!(l.charge_current_a, Some(0.0));
+    assert_eq!(l.charge_voltage_v, Some(16.0 * 3.375));
+    assert_eq!(l.discharge_current_a, dcl_before);
+    assert!(l.charge_mode.starts_with("BMS lost"));
+    assert_eq!(l.soc_percent, None);
+    let l = c.update(at(t0, 1799.0), &Battery::default(), lost);
+    assert_eq!(l.discharge_current_a, dcl_before);
+    let l = c.update(at(t0, 1800.0), &Battery::default(), lost);
+    assert_eq!(l.discharge_current_a, Some(0.0));
+    assert_eq!(l.discharge_reason.reasons, vec![LimitReason::BmsLost]);
+    // Back online: CCL recovers only after the hold, then ramps.
+    let l = c.update(at(t0, 1801.0), &pack(3.3), Link::Online);
+    assert_eq!(l.charge_current_a, Some(0.0));
+    // The hold runs from the last lost poll (1800 s).
+    let l = c.update(at(t0, 1830.0), &pack(3.3), Link::Online);
+    assert_eq!(l.charge_current_a, Some(0.0));
+    let l = c.update(at(t0, 1831.0), &pack(3.3), Link::Online);
+    assert_eq!(l.charge_current_a, Some(5.0));
+}
+
+#[test]
+fn bms_lost_with_a_low_cell_stops_discharge_after_60_s() {
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    c.update(t0, &pack(3.1), Link::Online);
+    let lost = Link::Lost { since: t0 };
+    assert_ne!(c.update(at(t0, 59.0), &Battery::default(), lost).discharge_current_a, Some(0.0));
+    assert_eq!(c.update(at(t0, 60.0), &Battery::default(), lost).discharge_current_a, Some(0.0));
+    let mut never = ChargeController::new(ChargeConfig::default());
+    let l = never.update(at(t0, 60.0), &Battery::default(), lost);
+    assert_eq!(l.discharge_current_a, Some(0.0));
+    assert_eq!(l.charge_voltage_v, None, "no cell count ever seen");
+}
+
+#[test]
+fn state_is_offered_for_saving_at_phase_changes_not_every_poll() {
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    c.update(t0, &pack(3.3), Link::Online);
+    assert!(c.take_state_to_save().is_some(), "first state is saved");
+    for s in 1..100 {
+        c.update(at(t0, f64::from(s)), &pack(3.3), Link::Online);
+        assert!(c.take_state_to_save().is_none());
+    }
+    let full = Battery {
+        voltage_v: Some(55.2),
+        cell_voltages_v: Some(vec![3.45; 16]),
+        current_a: Some(1.0),
+        ..pack(3.45)
+    };
+    c.update(at(t0, 100.0), &full, Link::Online);
+    let saved = c.take_state_to_save();
+    assert_eq!(saved.map(|s| s.voltage.phase), Some(Phase::Absorption));
+    assert!(c.take_state_to_save().is_none());
+    c.update(at(t0, 1000.0), &pack(3.3), Link::Online);
+    assert!(c.take_state_to_save().is_some(), "900 s interval");
+}
+
+#[test]
+fn restart_keeps_phase_timer_soc_and_history() {
+    let cfg = ChargeConfig { soc_source: SocSource::Calculated, ..ChargeConfig::default() };
+    let mut c = ChargeController::new(cfg.clone());
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let full = Battery {
+        voltage_v: Some(55.2),
+        cell_voltages_v: Some(vec![3.45; 16]),
+        current_a: Some(1.0),
+        ..pack(3.45)
+    };
+    for s in 0..300 {
+        c.update(at(t0, f64::from(s)), &full, Link::Online);
+    }
+    let state = c.state();
+    let text = serde_json::to_string(&state).unwrap_or_default();
+    let loaded: ControlState = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(loaded, state);
+    let t1 = at(t0, 10_000.0);
+    let mut again = ChargeController::new(cfg);
+    again.restore(&loaded, t1, Duration::from_secs(60));
+    assert_eq!(again.phase(), Phase::Absorption);
+    assert_eq!(again.absorption_elapsed(), Some(Duration::from_secs(299)));
+    let l = again.update(t1, &full, Link::Online);
+    assert_eq!(l.soc_percent, state.soc_percent);
+    assert_eq!(again.history(), &state.history);
+}
+
+#[test]
+fn calculated_soc_publishes_the_bms_value_alongside() {
+    let cfg = ChargeConfig { soc_source: SocSource::Calculated, ..ChargeConfig::default() };
+    let mut c = ChargeController::new(cfg);
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    c.update(t0, &pack(3.3), Link::Online);
+    let l = c.update(at(t0, 36.0), &pack(3.3), Link::Online);
+    // 10 A for 36 s into 100 Ah = +0.1 %.
+    assert!((l.soc_percent.unwrap_or(0.0) - 60.1).abs() < 1e-9);
+    assert_eq!(l.soc_bms_percent, Some(60.0));
+}
+
+#[test]
+fn notable_changes_are_reason_changes_not_ramp_steps() {
+    let a = ChargeLimits { charge_current_a: Some(10.0), ..ChargeLimits::default() };
+    let b = ChargeLimits { charge_current_a: Some(15.0), ..ChargeLimits::default() };
+    assert!(!b.notable_change_from(&a));
+    let c = ChargeLimits { charge_current_a: Some(0.0), ..ChargeLimits::default() };
+    assert!(c.notable_change_from(&a));
+}
