@@ -122,6 +122,7 @@ fn limits_and_flags() {
         charge_mode: "Bulk".into(),
         charge_limitation: String::new(),
         discharge_limitation: "Config max".into(),
+        ..Default::default()
     };
     let battery = Battery { charge_fet: Some(false), discharge_fet: Some(true), ..Default::default() };
     let items = items_for(&battery, &limits, 0);
