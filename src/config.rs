@@ -72,6 +72,22 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in the order `probe` tries them.
+    pub const ALL: &'static [Protocol] = &[Protocol::Jbd, Protocol::JbdUp16s];
+
+    /// The names of every protocol, for messages.
+    pub fn names() -> String {
+        Self::ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Addresses `probe` tries (none for protocols without addressing).
+    pub fn probe_addresses(self) -> Vec<Option<u8>> {
+        match self {
+            Protocol::Jbd => vec![None],
+            Protocol::JbdUp16s => vec![Some(1)],
+        }
+    }
+
     /// The name used in the config file and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -82,11 +98,7 @@ impl Protocol {
 
     /// Parses a config/CLI name.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "jbd" => Some(Protocol::Jbd),
-            "jbd_up16s" => Some(Protocol::JbdUp16s),
-            _ => None,
-        }
+        Self::ALL.iter().copied().find(|p| p.name() == name)
     }
 
     /// Line speed the BMS ships with.

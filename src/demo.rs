@@ -2,7 +2,7 @@
 //! once-a-second view of what is published. Ctrl-C stops everything and removes what it made.
 
 use crate::config::{Config, PortConfig, Protocol};
-use crate::sim::jbd::JbdSimulator;
+use crate::sim;
 use crate::victron::private_bus::PrivateBus;
 use crate::victron::BusAddress;
 use std::collections::HashMap;
@@ -38,11 +38,12 @@ impl Drop for ScratchDir {
 }
 
 /// Runs the demo for `seconds` (or until Ctrl-C).
-pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
+pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Result<(), String> {
     let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
-    let simulator = JbdSimulator::spawn(cells).map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let simulator =
+        sim::spawn(protocol, &[], cells).map_err(|e| format!("cannot start the simulator: {e}"))?;
     // A stable name for the pty, as /dev/serial/by-id gives for a real adapter.
     let link = scratch.0.join("ttyBMS0");
     std::os::unix::fs::symlink(simulator.path(), &link).map_err(|e| format!("cannot link the pty: {e}"))?;
@@ -52,20 +53,24 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     config.dbus.bus = bus.address().to_owned();
     config.ports.push(PortConfig {
         device: link.display().to_string(),
-        protocol: Protocol::Jbd,
+        protocol,
         baud: None,
         addresses: None,
         timeout_ms: 500,
         batteries: Vec::new(),
     });
     println!("private D-Bus: {}", bus.address());
-    println!("simulated {cells}-cell JBD pack on {} -> {}", link.display(), simulator.path().display());
-    println!("service: com.victronenergy.battery.ttyBMS0   (Ctrl-C to stop)\n");
+    println!(
+        "simulated {cells}-cell {} pack on {} -> {}   (Ctrl-C to stop)\n",
+        protocol.name(),
+        link.display(),
+        simulator.path().display()
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let daemon =
         tokio::spawn(crate::app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
-    let viewer = view(bus.address().to_owned(), "com.victronenergy.battery.ttyBMS0".to_owned());
+    let viewer = view(bus.address().to_owned());
     let limit = async {
         match seconds {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -89,26 +94,49 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
 
 type Items = HashMap<String, HashMap<String, OwnedValue>>;
 
-async fn view(address: String, service: String) -> Result<(), String> {
+/// The first battery service on the bus, if any.
+async fn find_battery(conn: &zbus::Connection) -> Option<String> {
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "ListNames",
+            &(),
+        )
+        .await
+        .ok()?;
+    let names: Vec<String> = reply.body().deserialize().ok()?;
+    names.into_iter().find(|n| n.starts_with(crate::victron::SERVICE_PREFIX))
+}
+
+async fn view(address: String) -> Result<(), String> {
     let conn = zbus::connection::Builder::address(address.as_str())
         .map_err(|e| e.to_string())?
         .build()
         .await
         .map_err(|e| format!("viewer cannot connect: {e}"))?;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut service: Option<String> = None;
     loop {
         ticker.tick().await;
-        let reply = conn
-            .call_method(Some(service.as_str()), "/", Some("com.victronenergy.BusItem"), "GetItems", &())
-            .await;
-        let items: Items = match reply.and_then(|m| m.body().deserialize::<Items>().map_err(Into::into)) {
-            Ok(items) => items,
-            Err(_) => {
-                println!("waiting for {service} ...");
-                continue;
+        if service.is_none() {
+            service = find_battery(&conn).await;
+            match &service {
+                Some(name) => println!("service: {name}"),
+                None => {
+                    println!("waiting for the battery service ...");
+                    continue;
+                }
             }
-        };
-        println!("{}", format_line(&items));
+        }
+        let Some(name) = service.as_deref() else { continue };
+        let reply =
+            conn.call_method(Some(name), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await;
+        match reply.and_then(|m| m.body().deserialize::<Items>()) {
+            Ok(items) => println!("{}", format_line(&items)),
+            Err(err) => println!("{name}: {err}"),
+        }
     }
 }
 
@@ -122,8 +150,15 @@ fn text(items: &Items, path: &str) -> String {
 
 fn format_line(items: &Items) -> String {
     let t = |p: &str| text(items, p);
+    let state = match t("/State").as_str() {
+        "0" => "init",
+        "9" => "running",
+        "10" => "LOST",
+        "14" => "standby",
+        _ => "?",
+    };
     format!(
-        "{} | {} | SoC {} | cells {}..{} | CVL {} CCL {} DCL {} | state {} | connected {}",
+        "{} | {} | SoC {} | cells {}..{} | CVL {} CCL {} DCL {} | {} | {} | connected {}",
         t("/Dc/0/Voltage"),
         t("/Dc/0/Current"),
         t("/Soc"),
@@ -132,43 +167,30 @@ fn format_line(items: &Items) -> String {
         t("/Info/MaxChargeVoltage"),
         t("/Info/MaxChargeCurrent"),
         t("/Info/MaxDischargeCurrent"),
-        t("/State"),
+        t("/Info/ChargeMode"),
+        state,
         t("/Connected"),
     )
 }
 
 /// `bms-bridge sim`: a simulated BMS on a pty behind a symlink, until Ctrl-C.
 pub async fn run_simulator(
-    protocol: String,
+    protocol: Protocol,
     link: PathBuf,
     cells: usize,
     addresses: Vec<u8>,
 ) -> Result<(), String> {
-    let make_link = |target: &std::path::Path| {
-        // A leftover link from an earlier run is replaced; anything else at that path is not.
-        if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
-            std::fs::remove_file(&link).map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
-        }
-        std::os::unix::fs::symlink(target, &link)
-            .map_err(|e| format!("cannot create {}: {e}", link.display()))
-    };
-    let _keep: Box<dyn std::any::Any> = match protocol.as_str() {
-        "jbd" => {
-            let sim = JbdSimulator::spawn(cells).map_err(|e| e.to_string())?;
-            make_link(sim.path())?;
-            Box::new(sim)
-        }
-        "jbd_up16s" => {
-            let sim = crate::sim::jbd_up16s::Up16sBusSimulator::spawn(&addresses, cells)
-                .map_err(|e| e.to_string())?;
-            make_link(sim.path())?;
-            Box::new(sim)
-        }
-        other => return Err(format!("no simulator for {other:?} (jbd, jbd_up16s)")),
-    };
-    println!("simulated {protocol} BMS at {} (Ctrl-C to stop)", link.display());
+    let simulator = sim::spawn(protocol, &addresses, cells).map_err(|e| e.to_string())?;
+    // A leftover link from an earlier run is replaced; anything else at that path is not.
+    if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&link).map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(simulator.path(), &link)
+        .map_err(|e| format!("cannot create {}: {e}", link.display()))?;
+    println!("simulated {} BMS at {} (Ctrl-C to stop)", protocol.name(), link.display());
     wait_for_signal().await;
     // Best effort: the link is ours and dangling once we exit.
     let _ = std::fs::remove_file(&link);
+    drop(simulator);
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod control;
 pub mod demo;
 pub mod driver;
 pub mod monitor;
+pub mod probe;
 pub mod protocol;
 pub mod sim;
 pub mod transport;

@@ -33,6 +33,14 @@ enum Command {
         #[arg(long)]
         bus: Option<String>,
     },
+    /// Find out which BMS answers on a serial port (read requests only).
+    Probe {
+        /// The serial device.
+        port: String,
+        /// Reply timeout per request (ms).
+        #[arg(long, default_value_t = 500)]
+        timeout_ms: u64,
+    },
     /// Validate a configuration file; prints every problem with file:line:column.
     CheckConfig {
         /// The file to check.
@@ -59,10 +67,10 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         cells: usize,
         /// Bus addresses (jbd_up16s only).
-        #[arg(long, value_delimiter = ',', default_value = "1")]
+        #[arg(long, value_delimiter = ',')]
         addresses: Vec<u8>,
     },
-    /// Run a private D-Bus, a simulated 16-cell JBD pack on a pty and the daemon; show live values.
+    /// Run a private D-Bus, a simulated 16-cell pack on a pty and the daemon; show live values.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
@@ -70,6 +78,9 @@ enum Command {
         /// Cells of the simulated pack.
         #[arg(long, default_value_t = 16)]
         cells: usize,
+        /// Protocol of the simulated BMS.
+        #[arg(long, default_value = "jbd")]
+        protocol: String,
     },
 }
 
@@ -101,10 +112,42 @@ fn main() -> ExitCode {
             }
         },
         Command::Decode { protocol: name, hex } => decode(&name, &hex),
-        Command::Demo { seconds, cells } => runtime_block_on(demo::run(seconds, cells)),
-        Command::Sim { protocol, link, cells, addresses } => {
-            runtime_block_on(demo::run_simulator(protocol, link, cells, addresses))
-        }
+        Command::Probe { port, timeout_ms } => runtime_block_on(async move {
+            let results = bms_bridge::probe::probe(&port, std::time::Duration::from_millis(timeout_ms)).await;
+            let mut found = 0;
+            for r in &results {
+                let at = r.address.map_or(String::new(), |a| format!(" address {a}"));
+                match &r.outcome {
+                    Ok(summary) => {
+                        found += 1;
+                        println!("FOUND  {} at {} baud{at}: {summary}", r.protocol.name(), r.baud);
+                    }
+                    Err(why) => println!("no     {} at {} baud{at}: {why}", r.protocol.name(), r.baud),
+                }
+            }
+            if found == 0 {
+                return Err(format!("no known BMS answered on {port}"));
+            }
+            println!(
+                "config: [[port]] device = \"{port}\" protocol = \"{}\"",
+                results.iter().find(|r| r.outcome.is_ok()).map_or("?", |r| r.protocol.name())
+            );
+            Ok(())
+        }),
+        Command::Demo { seconds, cells, protocol } => match Protocol::from_name(&protocol) {
+            Some(protocol) => runtime_block_on(demo::run(seconds, cells, protocol)),
+            None => {
+                eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Sim { protocol, link, cells, addresses } => match Protocol::from_name(&protocol) {
+            Some(protocol) => runtime_block_on(demo::run_simulator(protocol, link, cells, addresses)),
+            None => {
+                eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -146,7 +189,7 @@ fn run(
     };
     if !ports.is_empty() {
         let Some(protocol) = Protocol::from_name(protocol_name) else {
-            eprintln!("unknown protocol {protocol_name:?} (known: jbd, jbd_up16s)");
+            eprintln!("unknown protocol {protocol_name:?} (known: {})", Protocol::names());
             return ExitCode::FAILURE;
         };
         for device in ports {

@@ -3,116 +3,22 @@
 //! pack, change-only `ItemsChanged`, invalidation and CCL 0 when the BMS falls silent, recovery
 //! when it answers again, and recovery after the serial device vanished and came back.
 
-use bms_bridge::sim::jbd::JbdSimulator;
+mod support;
+
+use bms_bridge::config::Protocol;
+use bms_bridge::sim;
 use bms_bridge::victron::private_bus::PrivateBus;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::daemon::*;
 use zbus::zvariant::OwnedValue;
-
-const SERVICE: &str = "com.victronenergy.battery.ttyBMS0";
-type Items = HashMap<String, HashMap<String, OwnedValue>>;
-
-/// Kills the daemon when the test ends, however it ends.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bms-bridge-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn link_pty(link: &Path, target: &Path) {
-    let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(target, link).unwrap();
-}
-
-fn start_daemon(dir: &Path, bus: &str, device: &Path) -> Daemon {
-    let config = dir.join("bms-bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{}\"\n\n[dbus]\nbus = \"{bus}\"\ndevice_instance = 7\n\n[[port]]\ndevice = \"{}\"\nprotocol = \"jbd\"\ntimeout_ms = 200\n",
-            dir.join("state").display(),
-            device.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
-        .args(["--log-level", "debug", "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    Daemon(child)
-}
-
-async fn get_items(conn: &zbus::Connection) -> zbus::Result<Items> {
-    let reply =
-        conn.call_method(Some(SERVICE), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await?;
-    Ok(reply.body().deserialize::<Items>()?)
-}
-
-fn value<'a>(items: &'a Items, path: &str) -> &'a OwnedValue {
-    items.get(path).and_then(|i| i.get("Value")).unwrap_or_else(|| panic!("{path} missing from GetItems"))
-}
-
-fn is_invalid(v: &OwnedValue) -> bool {
-    v.value_signature().to_string() == "ai"
-        && Vec::<i32>::try_from(v.clone()).map(|a| a.is_empty()).unwrap_or(false)
-}
-
-fn f64_of(v: &OwnedValue) -> Option<f64> {
-    f64::try_from(v.clone()).ok()
-}
-
-fn i32_of(v: &OwnedValue) -> Option<i32> {
-    i32::try_from(v.clone()).ok()
-}
-
-/// Polls GetItems until `check` holds, or fails after `limit` with the last items.
-async fn wait_for(
-    conn: &zbus::Connection,
-    limit: Duration,
-    what: &str,
-    check: impl Fn(&Items) -> bool,
-) -> Items {
-    let start = Instant::now();
-    loop {
-        if let Ok(items) = get_items(conn).await {
-            if check(&items) {
-                return items;
-            }
-            if start.elapsed() > limit {
-                panic!("timed out waiting for {what}; /Connected = {:?}", items.get("/Connected"));
-            }
-        } else if start.elapsed() > limit {
-            panic!("timed out waiting for {what}; service not on the bus");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn connected(items: &Items) -> bool {
-    items.get("/Connected").and_then(|i| i.get("Value")).and_then(i32_of) == Some(1)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jbd_pack_end_to_end_on_a_private_bus() {
     let dir = scratch_dir("e2e");
     let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
-    let sim = JbdSimulator::spawn(16).unwrap();
+    let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
     sim.control().set_frozen(true);
     let link = dir.join("ttyBMS0");
     link_pty(&link, sim.path());
@@ -136,7 +42,7 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
         assert!(!is_invalid(value(&items, path)), "{path} must be valid");
     }
     assert_eq!(i32_of(value(&items, "/DeviceInstance")), Some(7), "no settings service: configured instance");
-    let pack = sim.pack();
+    let pack = sim.pack(None).unwrap();
     let cells_mv = pack.cell_voltages_mv();
     for (i, mv) in cells_mv.iter().enumerate() {
         let published = f64_of(value(&items, &format!("/Voltages/Cell{}", i + 1))).unwrap();
@@ -219,7 +125,7 @@ async fn jbd_pack_end_to_end_on_a_private_bus() {
     std::fs::remove_file(&link).unwrap();
     drop(sim);
     wait_for(&conn, Duration::from_secs(10), "the unplugged BMS to be lost", |i| !connected(i)).await;
-    let sim = JbdSimulator::spawn(16).unwrap();
+    let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
     link_pty(&link, sim.path());
     let items = wait_for(&conn, Duration::from_secs(15), "recovery after re-plugging", connected).await;
     assert!(!is_invalid(value(&items, "/Dc/0/Voltage")));

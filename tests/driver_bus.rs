@@ -3,7 +3,7 @@
 
 use bms_bridge::config::{PortConfig, Protocol};
 use bms_bridge::driver::{run_port, PollUpdate, Subscriber};
-use bms_bridge::sim::jbd_up16s::Up16sBusSimulator;
+use bms_bridge::sim;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -17,7 +17,7 @@ async fn next_reading(
 
 #[tokio::test]
 async fn two_packs_share_one_bus() {
-    let sim = Up16sBusSimulator::spawn(&[1, 2], 16).unwrap();
+    let sim = sim::spawn(Protocol::JbdUp16s, &[1, 2], 16).unwrap();
     let port = PortConfig {
         device: sim.path().display().to_string(),
         protocol: Protocol::JbdUp16s,
@@ -37,19 +37,19 @@ async fn two_packs_share_one_bus() {
     let second = next_reading(&mut rx2).await.expect("pack 2 answers");
     assert_eq!(first.serial.as_deref(), Some("SIMUP16S01"));
     assert_eq!(second.serial.as_deref(), Some("SIMUP16S02"));
-    assert_eq!(first.soc_percent, Some(55.0));
-    assert_eq!(second.soc_percent, Some(60.0));
+    assert_eq!(first.soc_percent, Some(60.0));
+    assert_eq!(second.soc_percent, Some(55.0));
     assert_eq!(first.cell_voltages_v.as_ref().map(Vec::len), Some(16));
 
     // A silent bus: both batteries get failures naming port and address, the loop keeps going.
-    sim.set_silent(true);
+    sim.control().set_silent(true);
     let failure = loop {
         if let Err(e) = next_reading(&mut rx2).await {
             break e;
         }
     };
     assert!(failure.contains("address 2") && failure.contains("no complete reply"), "{failure}");
-    sim.set_silent(false);
+    sim.control().set_silent(false);
     let back = loop {
         if let Ok(b) = next_reading(&mut rx1).await {
             break b;

@@ -237,7 +237,7 @@ impl RampLimiter {
     /// Sets the limit at once (safety overrides); counts as a cut unless it raises the value,
     /// so a recovery afterwards holds from the last forced poll.
     pub fn force(&mut self, now: Instant, value: f64) {
-        if self.value.map_or(true, |v| value <= v) {
+        if self.value.is_none_or(|v| value <= v) {
             self.last_cut = Some(now);
         }
         self.value = Some(value);

@@ -62,13 +62,13 @@ pub struct History {
 }
 
 fn lower(slot: &mut Option<f64>, v: f64) {
-    if v.is_finite() && slot.map_or(true, |old| v < old) {
+    if v.is_finite() && slot.is_none_or(|old| v < old) {
         *slot = Some(v);
     }
 }
 
 fn higher(slot: &mut Option<f64>, v: f64) {
-    if v.is_finite() && slot.map_or(true, |old| v > old) {
+    if v.is_finite() && slot.is_none_or(|old| v > old) {
         *slot = Some(v);
     }
 }

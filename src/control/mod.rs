@@ -196,7 +196,7 @@ impl ChargeController {
         let now = self.last_now?;
         let interval =
             Duration::try_from_secs_f64(self.config.state_save_interval_s).unwrap_or(Duration::MAX);
-        let due = self.last_saved.map_or(true, |t| now.saturating_duration_since(t) >= interval);
+        let due = self.last_saved.is_none_or(|t| now.saturating_duration_since(t) >= interval);
         if self.must_save || due {
             self.must_save = false;
             self.last_saved = Some(now);

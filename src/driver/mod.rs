@@ -125,7 +125,8 @@ fn publish(sub: &Subscriber, result: Result<Battery, String>) {
     sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result }));
 }
 
-async fn poll_once(
+/// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.
+pub async fn poll_once(
     protocol: Protocol,
     link: &mut SerialLink,
     address: Option<u8>,

@@ -3,18 +3,14 @@
 //! a real bus.
 
 use super::model::SimPack;
-use super::pty::{Pty, PtyGuard};
+use super::{serve_requests, Packs, SimControl};
 use crate::protocol::jbd_up16s::{self, PackStatus};
-use crate::protocol::Scan;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Builds a PackStatus reply for `address` from a pack.
-pub fn pack_status(address: u8, pack: &SimPack) -> Vec<u8> {
+pub fn pack_status(address: u8, pack: &SimPack, control: &SimControl) -> Vec<u8> {
     let clamp16 = |v: f64| v.round().clamp(0.0, 65535.0) as u16;
     let balancing_bits =
         pack.balancing()
@@ -35,7 +31,7 @@ pub fn pack_status(address: u8, pack: &SimPack) -> Vec<u8> {
         fault_flags: 0,
         alarm_flags: 0,
         discharge_fet: true,
-        charge_fet: true,
+        charge_fet: !control.charge_fet_off(),
         cycles: u16::try_from(pack.cycles).unwrap_or(u16::MAX),
         cvl_0p1v: clamp16(pack.cells as f64 * 3.5 * 10.0),
         ccl_0p1a: 1000,
@@ -50,81 +46,18 @@ pub fn pack_status(address: u8, pack: &SimPack) -> Vec<u8> {
     .encode()
 }
 
-/// Several UP-series packs on one simulated bus.
-#[derive(Debug)]
-pub struct Up16sBusSimulator {
-    path: PathBuf,
-    silent: Arc<AtomicBool>,
-    task: JoinHandle<()>,
-    _guard: PtyGuard,
-}
-
-impl Up16sBusSimulator {
-    /// One pack of `cells` cells per address, on a new pty (needs a tokio runtime).
-    pub fn spawn(addresses: &[u8], cells: usize) -> std::io::Result<Self> {
-        let (mut master, guard, path) = Pty::open()?.into_parts();
-        let silent = Arc::new(AtomicBool::new(false));
-        let quiet = Arc::clone(&silent);
-        let mut packs: Vec<(u8, SimPack)> = addresses
-            .iter()
-            .map(|a| {
-                let mut pack = SimPack::new(cells);
-                pack.soc_percent = 50.0 + f64::from(*a) * 5.0;
-                (*a, pack)
-            })
-            .collect();
-        let task = tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(64);
-            let mut chunk = [0u8; 128];
-            loop {
-                let n = match master.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                loop {
-                    match jbd_up16s::scan(&buf) {
-                        Scan::Frame { len } => {
-                            let request: Vec<u8> = buf.drain(..len).collect();
-                            let is_status = request.get(1) == Some(&jbd_up16s::FUNC_READ)
-                                && request.get(2..4) == Some(&[0x10, 0x00]);
-                            let pack = packs.iter_mut().find(|(a, _)| request.first() == Some(a));
-                            if let (true, false, Some((address, pack))) =
-                                (is_status, quiet.load(Ordering::SeqCst), pack)
-                            {
-                                pack.step(Instant::now());
-                                if master.write_all(&pack_status(*address, pack)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Scan::Garbage { skip } => {
-                            buf.drain(..skip.clamp(1, buf.len()));
-                        }
-                        Scan::Incomplete => break,
-                    }
-                    if buf.is_empty() {
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Self { path, silent, task, _guard: guard })
-    }
-
-    /// The pty path (the bus).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Stop or resume answering on the whole bus.
-    pub fn set_silent(&self, silent: bool) {
-        self.silent.store(silent, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Up16sBusSimulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Serves UP-series requests on `stream` until it closes: PackStatus from the pack at the
+/// request's address; other addresses and commands get no answer, as on a real bus.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, packs: Packs, control: Arc<SimControl>) {
+    let c = Arc::clone(&control);
+    serve_requests(stream, jbd_up16s::scan, control, move |request| {
+        let is_status =
+            request.get(1) == Some(&jbd_up16s::FUNC_READ) && request.get(2..4) == Some(&[0x10, 0x00]);
+        let address = *request.first()?;
+        if !is_status {
+            return None;
+        }
+        packs.with(Some(address), &c, Instant::now(), |pack| pack_status(address, pack, &c))
+    })
+    .await;
 }

@@ -1,9 +1,9 @@
 //! Simulators shared by the tests and `bms-bridge demo`.
 //!
-//! - [`jbd`], [`jbd_up16s`]: BMS protocol simulators on ptys ([`pty`]), driven by [`model`].
-//! - [`pack`]: a 16S LiFePO4 pack and a Victron-like charger for charge-control scenarios.
-//! - [`closed_loop`]: charge-control scenarios on the simulated pack, CSV output.
-//! - [`plot`]: PNG plot of a scenario run.
+//! - [`spawn`] starts the simulator of any protocol on a pty: a [`PtySimulator`] with one moving
+//!   [`model::SimPack`] per bus address and [`SimControl`] knobs (silent, frozen, FET off).
+//! - [`jbd`], [`jbd_up16s`]: the protocol answers, built with the protocol modules' encoders.
+//! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
 
 pub mod closed_loop;
 pub mod jbd;
@@ -12,3 +12,212 @@ pub mod model;
 pub mod pack;
 pub mod plot;
 pub mod pty;
+
+use crate::config::Protocol;
+use crate::protocol::Scan;
+use model::SimPack;
+use pty::{Pty, PtyGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// Knobs a test or the demo can turn while a simulator runs.
+#[derive(Debug, Default)]
+pub struct SimControl {
+    silent: AtomicBool,
+    frozen: AtomicBool,
+    charge_fet_off: AtomicBool,
+    requests: AtomicU64,
+}
+
+impl SimControl {
+    /// Stop (true) or resume (false) answering.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// True while the simulator does not answer.
+    pub fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
+    }
+
+    /// Hold the packs still (true): values stop moving, so a test can compare them exactly.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    /// True while the packs are held still.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Report the charge MOSFET as off (a BMS protection).
+    pub fn set_charge_fet_off(&self, off: bool) {
+        self.charge_fet_off.store(off, Ordering::SeqCst);
+    }
+
+    /// True while the charge MOSFET is reported off.
+    pub fn charge_fet_off(&self) -> bool {
+        self.charge_fet_off.load(Ordering::SeqCst)
+    }
+
+    /// Count one valid request.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Valid requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// One simulated pack and its bus address (`None`: a protocol without addresses).
+pub type AddressedPack = (Option<u8>, SimPack);
+
+/// The simulated packs of one bus.
+#[derive(Debug, Clone, Default)]
+pub struct Packs(Arc<Mutex<Vec<AddressedPack>>>);
+
+impl Packs {
+    /// One pack of `cells` cells per address; packs start at different SoCs.
+    pub fn new(addresses: &[Option<u8>], cells: usize) -> Self {
+        let packs = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut pack = SimPack::new(cells);
+                pack.soc_percent = 60.0 - 5.0 * i as f64;
+                (*a, pack)
+            })
+            .collect();
+        Self(Arc::new(Mutex::new(packs)))
+    }
+
+    /// Locks the packs (a poisoned lock still gives the data: the packs are plain values).
+    pub fn lock(&self) -> MutexGuard<'_, Vec<AddressedPack>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of the pack at `address`.
+    pub fn get(&self, address: Option<u8>) -> Option<SimPack> {
+        self.lock().iter().find(|(a, _)| *a == address).map(|(_, p)| p.clone())
+    }
+
+    /// Runs `f` on the pack at `address`, stepped to `now` unless frozen.
+    pub fn with<T>(
+        &self,
+        address: Option<u8>,
+        control: &SimControl,
+        now: Instant,
+        f: impl FnOnce(&SimPack) -> T,
+    ) -> Option<T> {
+        let mut packs = self.lock();
+        let (_, pack) = packs.iter_mut().find(|(a, _)| *a == address)?;
+        if !control.is_frozen() {
+            pack.step(now);
+        }
+        Some(f(pack))
+    }
+}
+
+/// Serves a request/response protocol: reads requests found by `scan`, skips garbage, answers
+/// with `respond` (which may stay silent, as a BMS does for a request that is not its own).
+pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    scan: fn(&[u8]) -> Scan,
+    control: Arc<SimControl>,
+    mut respond: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while !buf.is_empty() {
+            match scan(&buf) {
+                Scan::Frame { len } => {
+                    let request: Vec<u8> = buf.drain(..len.min(buf.len())).collect();
+                    if control.is_silent() {
+                        continue;
+                    }
+                    if let Some(reply) = respond(&request) {
+                        control.count_request();
+                        if stream.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Scan::Garbage { skip } => {
+                    buf.drain(..skip.clamp(1, buf.len()));
+                }
+                Scan::Incomplete => break,
+            }
+        }
+        if buf.len() > 4096 {
+            buf.clear();
+        }
+    }
+}
+
+/// A simulator serving one pty.
+#[derive(Debug)]
+pub struct PtySimulator {
+    path: PathBuf,
+    control: Arc<SimControl>,
+    packs: Packs,
+    task: JoinHandle<()>,
+    _guard: PtyGuard,
+}
+
+impl PtySimulator {
+    /// The pty path to open as the serial device.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The knobs.
+    pub fn control(&self) -> &SimControl {
+        &self.control
+    }
+
+    /// A copy of the pack at `address` as it is now.
+    pub fn pack(&self, address: Option<u8>) -> Option<SimPack> {
+        self.packs.get(address)
+    }
+}
+
+impl Drop for PtySimulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the simulator of `protocol` on a new pty with one pack per address (needs a tokio
+/// runtime). `addresses` empty: the protocol's default address.
+pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Result<PtySimulator> {
+    let (master, guard, path) = Pty::open()?.into_parts();
+    let addresses: Vec<Option<u8>> = if protocol.addressable() {
+        if addresses.is_empty() {
+            vec![protocol.default_address()]
+        } else {
+            addresses.iter().map(|a| Some(*a)).collect()
+        }
+    } else {
+        vec![None]
+    };
+    let control = Arc::new(SimControl::default());
+    let packs = Packs::new(&addresses, cells);
+    let (c, p) = (Arc::clone(&control), packs.clone());
+    let task = match protocol {
+        Protocol::Jbd => tokio::spawn(jbd::serve(master, p, c)),
+        Protocol::JbdUp16s => tokio::spawn(jbd_up16s::serve(master, p, c)),
+    };
+    Ok(PtySimulator { path, control, packs, task, _guard: guard })
+}

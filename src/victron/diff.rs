@@ -13,7 +13,7 @@ use super::paths::{Item, Items};
 /// in `prev` are ignored: the path set of a service never shrinks.
 pub fn diff(prev: &Items, next: &Items) -> Vec<(String, Item)> {
     next.iter()
-        .filter(|(path, item)| prev.get(*path).map_or(true, |old| old.value != item.value))
+        .filter(|(path, item)| prev.get(*path).is_none_or(|old| old.value != item.value))
         .map(|(path, item)| (path.clone(), item.clone()))
         .collect()
 }

@@ -2,6 +2,8 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use bms_bridge::battery::Battery;
 use bms_bridge::control::ChargeLimits;
 use bms_bridge::victron::{BatteryService, Identity, PrivateBus, Snapshot, BUS_ITEM};

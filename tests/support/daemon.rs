@@ -1,0 +1,119 @@
+//! The real `bms-bridge` binary against a private dbus-daemon and a simulator on a pty: start,
+//! read the service's items, wait for conditions. Used by the end-to-end tests.
+#![allow(dead_code)]
+
+use bms_bridge::config::Protocol;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zbus::zvariant::OwnedValue;
+
+pub const SERVICE: &str = "com.victronenergy.battery.ttyBMS0";
+pub type Items = HashMap<String, HashMap<String, OwnedValue>>;
+
+/// Kills the daemon when the test ends, however it ends.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bms-bridge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn link_pty(link: &Path, target: &Path) {
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+pub fn start_daemon(dir: &Path, bus: &str, device: &Path) -> Daemon {
+    start_daemon_for(dir, bus, device, Protocol::Jbd, &[])
+}
+
+/// Starts the daemon on one port of `protocol`; `addresses` empty: the protocol's default.
+pub fn start_daemon_for(
+    dir: &Path,
+    bus: &str,
+    device: &Path,
+    protocol: Protocol,
+    addresses: &[u8],
+) -> Daemon {
+    let config = dir.join("bms-bridge.toml");
+    let addresses = if addresses.is_empty() { String::new() } else { format!("addresses = {addresses:?}\n") };
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{}\"\n\n[dbus]\nbus = \"{bus}\"\ndevice_instance = 7\n\n[[port]]\ndevice = \"{}\"\nprotocol = \"{}\"\ntimeout_ms = 200\n{addresses}",
+            dir.join("state").display(),
+            device.display(),
+            protocol.name(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
+        .args(["--log-level", "debug", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
+pub async fn get_items(conn: &zbus::Connection) -> zbus::Result<Items> {
+    let reply =
+        conn.call_method(Some(SERVICE), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await?;
+    reply.body().deserialize::<Items>()
+}
+
+pub fn value<'a>(items: &'a Items, path: &str) -> &'a OwnedValue {
+    items.get(path).and_then(|i| i.get("Value")).unwrap_or_else(|| panic!("{path} missing from GetItems"))
+}
+
+pub fn is_invalid(v: &OwnedValue) -> bool {
+    v.value_signature().to_string() == "ai"
+        && Vec::<i32>::try_from(v.clone()).map(|a| a.is_empty()).unwrap_or(false)
+}
+
+pub fn f64_of(v: &OwnedValue) -> Option<f64> {
+    f64::try_from(v.clone()).ok()
+}
+
+pub fn i32_of(v: &OwnedValue) -> Option<i32> {
+    i32::try_from(v.clone()).ok()
+}
+
+/// Polls GetItems until `check` holds, or fails after `limit` with the last items.
+pub async fn wait_for(
+    conn: &zbus::Connection,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&Items) -> bool,
+) -> Items {
+    let start = Instant::now();
+    loop {
+        if let Ok(items) = get_items(conn).await {
+            if check(&items) {
+                return items;
+            }
+            if start.elapsed() > limit {
+                panic!("timed out waiting for {what}; /Connected = {:?}", items.get("/Connected"));
+            }
+        } else if start.elapsed() > limit {
+            panic!("timed out waiting for {what}; service not on the bus");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn connected(items: &Items) -> bool {
+    items.get("/Connected").and_then(|i| i.get("Value")).and_then(i32_of) == Some(1)
+}
