@@ -3,11 +3,12 @@
 
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::ChargeController;
+use crate::control::{persist, ChargeLimits, ControlState};
 use crate::driver::{self, PollUpdate, Subscriber};
 use crate::monitor::{Monitor, Output};
 use crate::victron::{self, BatteryService, BusAddress, Identity, Snapshot};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -115,6 +116,54 @@ fn snapshot(out: &Output) -> Snapshot<'_> {
         connected: out.connected,
         state: out.state,
         error_code: out.error_code,
+        history: Some(&out.history),
+    }
+}
+
+/// The charge-control state file of one battery: `<state_dir>/<unique id>.json`.
+fn state_file(config: &Config, unique_id: &str) -> PathBuf {
+    let safe: String = unique_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    config.daemon.state_dir.join(format!("{safe}.json"))
+}
+
+/// Loads a saved control state; a missing file is a fresh start, a bad one is logged and ignored
+/// (the control then starts in bulk, which is safe: CVL is still capped per cell).
+fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
+    match persist::load_state_file(path) {
+        Ok(Some(state)) => {
+            let offline = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            monitor.restore_control_state(&state, Instant::now(), offline);
+            tracing::info!(battery = %label, file = %path.display(), offline_s = offline.as_secs(), "charge state restored");
+        }
+        Ok(None) => {
+            tracing::info!(battery = %label, file = %path.display(), "no saved charge state; starting fresh")
+        }
+        Err(err) => {
+            tracing::warn!(battery = %label, file = %path.display(), error = %err, "cannot read the saved charge state; starting fresh")
+        }
+    }
+}
+
+/// Writes the state off the async thread (fsync can take a while on flash).
+async fn save_state(path: PathBuf, state: ControlState, label: &str) {
+    let result = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        persist::save_state_file(&path, &state)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => tracing::debug!(battery = %label, "charge state saved"),
+        Ok(Err(err)) => tracing::warn!(battery = %label, error = %err, "cannot save the charge state"),
+        Err(err) => tracing::warn!(battery = %label, error = %err, "charge state save task failed"),
     }
 }
 
@@ -145,9 +194,12 @@ async fn battery_task(
         }
     }
 
+    let state_path = state_file(&config, &identity(&slot, &config, monitor.latest()).unique_id);
+    restore_state(&mut monitor, &state_path, &label);
+
     let mut service: Option<BatteryService> = None;
     let mut next_attempt = tokio::time::Instant::now();
-    let mut last_limits = None;
+    let mut last_limits: Option<ChargeLimits> = None;
     let mut publish_failed = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,6 +207,9 @@ async fn battery_task(
         let now = Instant::now();
         let out = monitor.output(now);
         log_limit_change(&label, &mut last_limits, &out);
+        if let Some(state) = monitor.take_state_to_save() {
+            save_state(state_path.clone(), state, &label).await;
+        }
         match service.as_mut() {
             Some(svc) => match svc.publish(&snapshot(&out)).await {
                 Ok(()) => {
@@ -191,7 +246,10 @@ async fn battery_task(
                 take_update(&mut monitor, &updates, &label);
             }
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+            _ = shutdown.changed() => if *shutdown.borrow() {
+                save_state(state_path.clone(), monitor.control_state(), &label).await;
+                return;
+            },
         }
     }
 }
@@ -218,17 +276,15 @@ fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdat
     }
 }
 
-fn log_limit_change(label: &str, last: &mut Option<(Option<f64>, Option<f64>, Option<f64>)>, out: &Output) {
+fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
-    let now = (l.charge_voltage_v, l.charge_current_a, l.discharge_current_a);
-    if last.as_ref() != Some(&now) {
+    if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
         tracing::info!(
             battery = %label,
             cvl_v = ?l.charge_voltage_v, ccl_a = ?l.charge_current_a, dcl_a = ?l.discharge_current_a,
-            charge_mode = %l.charge_mode, charge_limitation = %l.charge_limitation,
-            discharge_limitation = %l.discharge_limitation,
-            "limits changed"
+            mode = ?l.mode, charge_reason = ?l.charge_reason, discharge_reason = ?l.discharge_reason,
+            "limits: {} | charge: {} | discharge: {}", l.charge_mode, l.charge_limitation, l.discharge_limitation
         );
-        *last = Some(now);
+        *last = Some(l.clone());
     }
 }

@@ -463,30 +463,17 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     errors
 }
 
-/// Range and ordering problems of the `[charge]` section, each message starting with its key.
+/// Problems of the `[charge]` section, each message starting with its key: the control's own
+/// checks (ordering, signs, tables) plus the physical range of a lithium cell.
 fn charge_problems(c: &ChargeConfig) -> Vec<String> {
-    let mut problems = Vec::new();
-    let in_range = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+    let mut problems = c.problems();
     for (key, value) in [
         ("min_cell_voltage", c.min_cell_voltage),
         ("float_cell_voltage", c.float_cell_voltage),
         ("max_cell_voltage", c.max_cell_voltage),
     ] {
-        if !in_range(value, 1.5, 4.35) {
+        if !(value.is_finite() && (1.5..=4.35).contains(&value)) {
             problems.push(format!("{key} {value} V is outside 1.5..=4.35 V"));
-        }
-    }
-    if c.min_cell_voltage >= c.float_cell_voltage {
-        problems.push("min_cell_voltage must be below float_cell_voltage".to_owned());
-    }
-    if c.float_cell_voltage > c.max_cell_voltage {
-        problems.push("float_cell_voltage must not exceed max_cell_voltage".to_owned());
-    }
-    for (key, value) in
-        [("max_charge_current", c.max_charge_current), ("max_discharge_current", c.max_discharge_current)]
-    {
-        if !in_range(value, 0.0, 10_000.0) {
-            problems.push(format!("{key} {value} A is outside 0..=10000 A"));
         }
     }
     problems

@@ -55,6 +55,18 @@ enum Command {
         #[arg(required = true)]
         hex: Vec<String>,
     },
+    /// Run a charge-control scenario on the simulated 16S pack; write the time series as CSV.
+    SimulateCharge {
+        /// Scenario name (run without one to list them).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// CSV output file.
+        #[arg(long, default_value = "run.csv")]
+        out: PathBuf,
+        /// Also render a PNG plot (cell voltages, CVL, CCL, current).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Run a simulated BMS on a pty, reachable through a symlink at --link (for trying the daemon).
     Sim {
         /// Protocol to simulate (jbd, jbd_up16s).
@@ -112,6 +124,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Decode { protocol: name, hex } => decode(&name, &hex),
+        Command::SimulateCharge { scenario, out, plot } => {
+            simulate_charge(scenario.as_deref(), &out, plot.as_deref())
+        }
         Command::Probe { port, timeout_ms } => runtime_block_on(async move {
             let results = bms_bridge::probe::probe(&port, std::time::Duration::from_millis(timeout_ms)).await;
             let mut found = 0;
@@ -242,4 +257,40 @@ fn decode(name: &str, hex: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn simulate_charge(
+    scenario: Option<&str>,
+    out: &std::path::Path,
+    plot: Option<&std::path::Path>,
+) -> ExitCode {
+    use bms_bridge::sim::{closed_loop, plot as plotting};
+    let names = closed_loop::scenario_names().join(", ");
+    let Some(name) = scenario else {
+        println!("scenarios: {names}");
+        return ExitCode::SUCCESS;
+    };
+    let rows = match closed_loop::run_scenario(name) {
+        Ok(rows) => rows,
+        Err(err) => {
+            eprintln!("{err} (scenarios: {names})");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = std::fs::File::create(out)
+        .map(std::io::BufWriter::new)
+        .and_then(|file| closed_loop::write_csv(&rows, file));
+    if let Err(err) = written {
+        eprintln!("cannot write {}: {err}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{}: {} rows written to {}", name, rows.len(), out.display());
+    if let Some(path) = plot {
+        if let Err(err) = plotting::plot_png(&rows, path) {
+            eprintln!("cannot plot to {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("plot written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

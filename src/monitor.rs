@@ -7,7 +7,8 @@
 
 use crate::battery::{AlarmLevel, Alarms, Battery};
 use crate::config::BatteryConfig;
-use crate::control::{ChargeController, ChargeLimits, Link};
+use crate::control::history::History;
+use crate::control::{ChargeController, ChargeLimits, ControlState, Link};
 use std::time::{Duration, Instant};
 
 /// `/State` values (Victron's battery state enum).
@@ -38,6 +39,8 @@ pub struct Output {
     pub state: i32,
     /// `/ErrorCode`.
     pub error_code: i32,
+    /// Lifetime counters (`/History/*`).
+    pub history: History,
 }
 
 /// Health and limits of one battery.
@@ -142,7 +145,8 @@ impl Monitor {
         } else {
             (state::ERROR, ERROR_CODE_BMS_LOST)
         };
-        Output { battery, limits, connected: online, state, error_code }
+        let history = self.controller.history().clone();
+        Output { battery, limits, connected: online, state, error_code, history }
     }
 
     /// Identity and cell count of the last reading, every measurement unknown, cable alarm set.
@@ -180,6 +184,21 @@ impl Monitor {
             }
         }
         reading.alarms.bms_cable = Some(AlarmLevel::Ok);
+    }
+
+    /// Charge-control state worth saving now (phase change, full charge, periodic), once each.
+    pub fn take_state_to_save(&mut self) -> Option<ControlState> {
+        self.controller.take_state_to_save()
+    }
+
+    /// Charge-control state as of the last output (for saving at shutdown).
+    pub fn control_state(&self) -> ControlState {
+        self.controller.state()
+    }
+
+    /// Continues from a saved charge-control state; `offline` is how long the daemon was down.
+    pub fn restore_control_state(&mut self, state: &ControlState, now: Instant, offline: Duration) {
+        self.controller.restore(state, now, offline);
     }
 
     /// True when the BMS reports another series cell count than configured.

@@ -7,6 +7,7 @@
 
 use super::value::{Unit, Value};
 use crate::battery::{AlarmLevel, Battery};
+use crate::control::history::History;
 use crate::control::ChargeLimits;
 use std::collections::BTreeMap;
 
@@ -35,6 +36,8 @@ pub struct Snapshot<'a> {
     pub state: i32,
     /// `/ErrorCode`: 0 no error.
     pub error_code: i32,
+    /// Lifetime counters for `/History/*` (invalid when `None`).
+    pub history: Option<&'a History>,
 }
 
 /// What identifies one service; fixed for its lifetime.
@@ -126,6 +129,19 @@ fn mean(values: Option<&Vec<f64>>) -> Option<f64> {
     Some(values.iter().sum::<f64>() / values.len() as f64)
 }
 
+fn allowed(fet: Option<bool>, limit_a: Option<f64>) -> Value {
+    match (fet, limit_a) {
+        (Some(false), _) => Value::I32(0),
+        (_, Some(limit)) => Value::I32(i32::from(limit > 0.0)),
+        (Some(true), None) => Value::I32(1),
+        (None, None) => Value::Invalid,
+    }
+}
+
+fn history(c: &Context<'_>, f: fn(&History) -> Option<f64>) -> Value {
+    Value::f64(c.snapshot.history.and_then(f))
+}
+
 fn fet_blocks(fet: Option<bool>) -> Value {
     fet.map_or(Value::Invalid, |on| Value::I32(i32::from(!on)))
 }
@@ -157,7 +173,11 @@ const TABLE: &[Row] = &[
     row("/Dc/0/Current", Amp, |c| Value::f64(c.battery().current_a)),
     row("/Dc/0/Power", Watt, |c| Value::f64(c.battery().power_w())),
     row("/Dc/0/Temperature", Celsius, |c| Value::f64(mean(c.battery().temperatures_c.as_ref()))),
-    row("/Soc", Percent, |c| Value::f64(c.battery().soc_percent)),
+    // The control decides which SoC is published (the BMS's, or coulomb-counted with the BMS's
+    // kept under /SocBms).
+    row("/Soc", Percent, |c| Value::f64(c.limits().soc_percent.or(c.battery().soc_percent))),
+    row("/SocBms", Percent, |c| Value::f64(c.limits().soc_bms_percent)),
+    row("/CurrentAvg", Amp, |c| Value::f64(c.limits().current_average_a)),
     row("/Soh", Percent, |c| Value::f64(c.battery().soh_percent)),
     row("/Capacity", AmpHour, |c| Value::f64(c.battery().remaining_capacity_ah)),
     // Installed = rated capacity (what a user types into a BMV); the learned full capacity only
@@ -172,8 +192,22 @@ const TABLE: &[Row] = &[
         let full = b.full_capacity_ah.or(b.nominal_capacity_ah);
         Value::f64(full.zip(b.remaining_capacity_ah).map(|(f, r)| (r - f).min(0.0)))
     }),
-    // No BMS we read reports time-to-go yet; an invalid path is still "seen" by the GUI.
-    row("/TimeToGo", Second, |_| Value::Invalid),
+    // From the average current while discharging; invalid otherwise (still "seen" by the GUI).
+    row("/TimeToGo", Second, |c| Value::f64(c.limits().time_to_go_s)),
+    row("/History/ChargeCycles", Plain, |c| history(c, |h| Some(h.charge_cycles))),
+    row("/History/TotalAhDrawn", AmpHour, |c| history(c, |h| Some(-h.total_ah_drawn))),
+    row("/History/DeepestDischarge", AmpHour, |c| history(c, |h| Some(-h.deepest_discharge_ah))),
+    row("/History/LastDischarge", AmpHour, |c| history(c, |h| Some(-h.last_discharge_ah))),
+    row("/History/FullDischarges", Plain, |c| Value::int(c.snapshot.history.map(|h| h.full_discharges))),
+    row("/History/MinimumVoltage", Volt, |c| history(c, |h| h.min_voltage_v)),
+    row("/History/MaximumVoltage", Volt, |c| history(c, |h| h.max_voltage_v)),
+    row("/History/MinimumCellVoltage", CellVolt, |c| history(c, |h| h.min_cell_voltage_v)),
+    row("/History/MaximumCellVoltage", CellVolt, |c| history(c, |h| h.max_cell_voltage_v)),
+    row("/History/MinimumTemperature", Celsius, |c| history(c, |h| h.min_temperature_c)),
+    row("/History/MaximumTemperature", Celsius, |c| history(c, |h| h.max_temperature_c)),
+    row("/History/ChargedEnergy", Plain, |c| history(c, |h| Some(h.charged_energy_kwh))),
+    row("/History/DischargedEnergy", Plain, |c| history(c, |h| Some(h.discharged_energy_kwh))),
+    row("/History/TimeSinceLastFullCharge", Second, |c| Value::f64(c.limits().since_full_charge_s)),
     row("/State", Plain, |c| Value::I32(c.snapshot.state)),
     row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),
     row("/Info/MaxChargeVoltage", Volt, |c| Value::f64(c.limits().charge_voltage_v)),
@@ -184,8 +218,11 @@ const TABLE: &[Row] = &[
     row("/Info/ChargeMode", Plain, |c| Value::text(Some(&c.limits().charge_mode))),
     row("/Info/ChargeLimitation", Plain, |c| Value::text(Some(&c.limits().charge_limitation))),
     row("/Info/DischargeLimitation", Plain, |c| Value::text(Some(&c.limits().discharge_limitation))),
-    row("/Io/AllowToCharge", Plain, |c| Value::flag(c.battery().charge_fet)),
-    row("/Io/AllowToDischarge", Plain, |c| Value::flag(c.battery().discharge_fet)),
+    // Allowed = the BMS's MOSFET is on and our limit is above 0 (incumbent §3.10).
+    row("/Io/AllowToCharge", Plain, |c| allowed(c.battery().charge_fet, c.limits().charge_current_a)),
+    row("/Io/AllowToDischarge", Plain, |c| {
+        allowed(c.battery().discharge_fet, c.limits().discharge_current_a)
+    }),
     row("/Io/AllowToBalance", Plain, |c| Value::flag(c.battery().balancer_enabled)),
     row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
     row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),

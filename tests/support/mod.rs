@@ -47,7 +47,7 @@ pub fn battery(voltage: f64, soc: f64) -> Battery {
 }
 
 pub fn snapshot<'a>(battery: &'a Battery, limits: &'a ChargeLimits) -> Snapshot<'a> {
-    Snapshot { battery, limits, connected: true, state: 9, error_code: 0 }
+    Snapshot { battery, limits, connected: true, state: 9, error_code: 0, history: None }
 }
 
 pub async fn start(bus: &PrivateBus, suffix: &str) -> BatteryService {

@@ -18,7 +18,7 @@ fn identity(max_cells: usize) -> Identity {
 
 fn items_for(battery: &Battery, limits: &ChargeLimits, max_cells: usize) -> Items {
     let identity = identity(max_cells);
-    let snapshot = Snapshot { battery, limits, connected: true, state: 9, error_code: 0 };
+    let snapshot = Snapshot { battery, limits, connected: true, state: 9, error_code: 0, history: None };
     collect(&Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot })
 }
 
