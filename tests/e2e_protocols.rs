@@ -41,6 +41,16 @@ async fn check_protocol(protocol: Protocol) {
     );
     assert_eq!(f64_of(value(&items, "/Info/MaxChargeCurrent")), Some(50.0), "{}", protocol.name());
 
+    // The BMS switches its charge MOSFET off: CCL 0 in the same cycle, charging not allowed.
+    simulator.control().set_charge_fet_off(true);
+    let items = wait_for(&conn, Duration::from_secs(5), "CCL 0 on FET off", |i| {
+        i.get("/Info/MaxChargeCurrent").and_then(|v| v.get("Value")).and_then(f64_of) == Some(0.0)
+    })
+    .await;
+    assert_eq!(i32_of(value(&items, "/Io/AllowToCharge")), Some(0), "{}", protocol.name());
+    assert_eq!(f64_of(value(&items, "/Info/MaxDischargeCurrent")), Some(60.0), "{}", protocol.name());
+    simulator.control().set_charge_fet_off(false);
+
     simulator.control().set_silent(true);
     let items = wait_for(&conn, Duration::from_secs(10), "lost", |i| !connected(i)).await;
     assert!(is_invalid(value(&items, "/Dc/0/Voltage")), "{}", protocol.name());
