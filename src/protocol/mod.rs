@@ -118,12 +118,24 @@ pub struct Decoded {
     pub extra: BTreeMap<&'static str, serde_json::Value>,
 }
 
+/// Like `scan`, but when the buffer only looks like the start of a long frame, a complete frame
+/// further on wins: a stray start byte with a large length field must not hide a real frame
+/// behind it (resynchronisation). Returns `Garbage` up to that frame.
+pub fn scan_resync(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Scan {
+    match scan(buf) {
+        Scan::Incomplete => (1..buf.len())
+            .find(|&i| matches!(scan(&buf[i..]), Scan::Frame { .. }))
+            .map_or(Scan::Incomplete, |skip| Scan::Garbage { skip }),
+        other => other,
+    }
+}
+
 /// Finds the first frame in `buf` using `scan`, skipping garbage. Returns the frame and the byte
 /// offset after it, or `None` when no complete frame is present.
 pub fn find_frame(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<(&[u8], usize)> {
     let mut start = 0;
     while start < buf.len() {
-        match scan(&buf[start..]) {
+        match scan_resync(&buf[start..], &scan) {
             Scan::Frame { len } => return Some((&buf[start..start + len], start + len)),
             Scan::Incomplete => return None,
             Scan::Garbage { skip } => start += skip.max(1),

@@ -141,7 +141,7 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
         };
         buf.extend_from_slice(&chunk[..n]);
         while !buf.is_empty() {
-            match scan(&buf) {
+            match crate::protocol::scan_resync(&buf, scan) {
                 Scan::Frame { len } => {
                     let request: Vec<u8> = buf.drain(..len.min(buf.len())).collect();
                     if control.is_silent() {

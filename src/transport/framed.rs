@@ -2,7 +2,7 @@
 //! reply read until the protocol's scanner finds a frame, garbage skipped, bounded by a timeout.
 
 use super::LinkError;
-use crate::protocol::Scan;
+use crate::protocol::{scan_resync, Scan};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
@@ -55,7 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
         let mut garbage = 0usize;
         let mut chunk = [0u8; 256];
         loop {
-            match scan(&self.buf) {
+            match scan_resync(&self.buf, &scan) {
                 Scan::Frame { len } if len <= self.buf.len() && len > 0 => {
                     let frame: Vec<u8> = self.buf.drain(..len).collect();
                     return Ok(frame);
@@ -136,6 +136,22 @@ mod tests {
         let frame = link.request(&[1, 2, 3], scan, Duration::from_secs(1)).await.unwrap();
         assert_eq!(frame, vec![0xAA, 0x02, 0x10, 0x20]);
         assert_eq!(link.dropped_bytes, 2);
+        drop(bms_side.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_stray_start_byte_with_a_long_length_does_not_hide_the_reply() {
+        let (client, mut bms) = duplex(64);
+        let mut link = FramedLink::new(client);
+        let bms_side = tokio::spawn(async move {
+            let mut req = [0u8; 1];
+            bms.read_exact(&mut req).await.unwrap();
+            // 0xAA 0x30 announces 48 bytes that never come; the real frame follows.
+            bms.write_all(&[0xAA, 0x30, 0xAA, 0x01, 0x42]).await.unwrap();
+            bms
+        });
+        let frame = link.request(&[1], scan, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(frame, vec![0xAA, 0x01, 0x42]);
         drop(bms_side.await.unwrap());
     }
 
