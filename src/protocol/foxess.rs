@@ -40,7 +40,7 @@ pub fn request(address: u8, block: Block) -> Vec<u8> {
     out
 }
 
-/// A frame of `len` CRC-checked bytes at the start of `buf`, plus its trailer when present.
+/// A frame of `len` CRC-checked bytes at the start of `buf` followed by its trailer.
 fn with_trailer(buf: &[u8], len: usize) -> Scan {
     match buf.get(..len) {
         None => Scan::Incomplete,
@@ -48,13 +48,13 @@ fn with_trailer(buf: &[u8], len: usize) -> Scan {
         Some(_) => match buf.get(len..len + 2) {
             None => Scan::Incomplete,
             Some(t) if t == TRAILER => Scan::Frame { len: len + 2 },
-            Some(_) => Scan::Frame { len },
+            Some(_) => Scan::Garbage { skip: 1 },
         },
     }
 }
 
-/// Finds an FC03 response (with or without trailer) at the start of `buf`; anything else on
-/// the bus (requests, broadcasts, unterminated frames) is skipped.
+/// Finds a terminated FC03 response at the start of `buf`; anything else on the bus
+/// (requests, broadcasts, unterminated frames) is skipped.
 pub fn scan_response(buf: &[u8]) -> Scan {
     match (buf.get(1), buf.get(2)) {
         (None, _) | (Some(&modbus::FC_READ_HOLDING), None) => Scan::Incomplete,
@@ -74,14 +74,20 @@ pub fn scan_request(buf: &[u8]) -> Scan {
 
 fn strip_trailer(frame: &[u8]) -> (&[u8], bool) {
     match frame.strip_suffix(&TRAILER) {
-        Some(body) if modbus::check_crc(body).is_ok() => (body, true),
+        Some(body) if body.len() >= 4 => (body, true),
         _ => (frame, false),
     }
 }
 
-/// Registers of a response from `expected_address`.
+/// Registers of a terminated response from `expected_address`.
 pub fn parse_response(frame: &[u8], expected_address: Option<u8>) -> Result<Vec<u16>, FrameError> {
-    modbus::parse_read_response(strip_trailer(frame).0, expected_address)
+    let registers = modbus::parse_read_response(strip_trailer(frame).0, expected_address);
+    match frame.last() {
+        Some(&last) if !frame.ends_with(&TRAILER) && registers.is_ok() => {
+            Err(FrameError::BadEnd { expected: TRAILER[1], found: last })
+        }
+        _ => registers,
+    }
 }
 
 /// Decodes the registers of `block` of one pack.

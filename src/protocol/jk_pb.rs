@@ -202,7 +202,14 @@ fn status(f: &[u8]) -> Decoded {
     e.insert("max_cell_v", json!(cell_at(max_i)));
     e.insert("min_cell_v", json!(cell_at(min_i)));
     e.insert("avg_cell_v", json!(milli(le16(f, 74).into())));
-    e.insert("delta_cell_v", json!(milli(le16(f, 76).into())));
+    let spread = cells.iter().fold(None, |acc: Option<(f64, f64)>, &v| {
+        Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+    });
+    e.insert(
+        "delta_cell_v",
+        json!(spread.map_or(0.0, |(lo, hi)| milli(((hi - lo) * 1000.0).round() as i64))),
+    );
+    e.insert("delta_cell_v_bms", json!(milli(le16(f, 76).into())));
     for (n, (at, _)) in SENSORS.iter().enumerate() {
         let key = ["temperature_1_c", "temperature_2_c", "temperature_3_c", "temperature_4_c"][n];
         e.insert(key, json!(i16le(f, *at)));
