@@ -37,14 +37,20 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
     for port in &config.ports {
-        let several = port.poll_addresses().len() > 1;
+        let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
-        for address in port.poll_addresses() {
+        // FoxESS: the packs in series are one battery, polled together.
+        let batteries = if port.protocol.one_battery_per_port() { vec![None] } else { port.poll_addresses() };
+        for address in batteries {
             let (tx, rx) = watch::channel(None);
             subscribers.push(Subscriber { address, tx });
             let slot = BatterySlot {
                 port: port.clone(),
-                address: if several || port.addresses.is_some() { address } else { None },
+                address: if several || (port.addresses.is_some() && address.is_some()) {
+                    address
+                } else {
+                    None
+                },
                 options: port.battery(address),
             };
             tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));

@@ -147,6 +147,10 @@ pub struct Battery {
     pub hardware_version: Option<String>,
     /// Production date, ISO `YYYY-MM-DD`.
     pub production_date: Option<String>,
+    /// Modules (packs) of this battery that answered (FoxESS stacks).
+    pub modules_online: Option<u32>,
+    /// Configured modules that did not answer.
+    pub modules_offline: Option<u32>,
     /// When the driver finished the reading this data comes from.
     pub read_at: Option<Instant>,
 }
@@ -167,7 +171,7 @@ impl Battery {
             temperatures_c, temperature_mos_c, charge_fet, discharge_fet, balancer_enabled,
             charge_voltage_limit_v, charge_current_limit_a, discharge_current_limit_a,
             discharge_voltage_limit_v, model, serial, firmware_version, hardware_version,
-            production_date, read_at);
+            production_date, modules_online, modules_offline, read_at);
         self.alarms.merge(&newer.alarms);
     }
 

@@ -69,11 +69,26 @@ pub enum Protocol {
     Jbd,
     /// JBD UP-series RS485 (addressable, CRC-16/MODBUS).
     JbdUp16s,
+    /// JK PB inverter BMS, RS485 115200: FC16 trigger, 300-byte `55 AA EB 90` reply + ACK.
+    JkPb,
+    /// Renogy smart batteries, Modbus RTU 9600, registers 5000+.
+    Renogy,
+    /// EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses.
+    Eg4Ll,
+    /// FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port.
+    Foxess,
 }
 
 impl Protocol {
     /// Every protocol, in the order `probe` tries them.
-    pub const ALL: &'static [Protocol] = &[Protocol::Jbd, Protocol::JbdUp16s];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Jbd,
+        Protocol::JbdUp16s,
+        Protocol::JkPb,
+        Protocol::Renogy,
+        Protocol::Eg4Ll,
+        Protocol::Foxess,
+    ];
 
     /// The names of every protocol, for messages.
     pub fn names() -> String {
@@ -84,7 +99,8 @@ impl Protocol {
     pub fn probe_addresses(self) -> Vec<Option<u8>> {
         match self {
             Protocol::Jbd => vec![None],
-            Protocol::JbdUp16s => vec![Some(1)],
+            Protocol::JbdUp16s | Protocol::JkPb | Protocol::Eg4Ll | Protocol::Foxess => vec![Some(1)],
+            Protocol::Renogy => vec![Some(0x30), Some(0xF7)],
         }
     }
 
@@ -93,6 +109,10 @@ impl Protocol {
         match self {
             Protocol::Jbd => "jbd",
             Protocol::JbdUp16s => "jbd_up16s",
+            Protocol::JkPb => "jk_pb",
+            Protocol::Renogy => "renogy",
+            Protocol::Eg4Ll => "eg4_ll",
+            Protocol::Foxess => "foxess",
         }
     }
 
@@ -103,19 +123,29 @@ impl Protocol {
 
     /// Line speed the BMS ships with.
     pub fn default_baud(self) -> u32 {
-        9600
+        match self {
+            Protocol::JkPb | Protocol::Foxess => 115_200,
+            _ => 9600,
+        }
     }
 
     /// Whether several BMS can share one bus (the protocol carries an address).
     pub fn addressable(self) -> bool {
-        matches!(self, Protocol::JbdUp16s)
+        !matches!(self, Protocol::Jbd)
+    }
+
+    /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of
+    /// one battery per address.
+    pub fn one_battery_per_port(self) -> bool {
+        matches!(self, Protocol::Foxess)
     }
 
     /// Address used when the config names none.
     pub fn default_address(self) -> Option<u8> {
         match self {
             Protocol::Jbd => None,
-            Protocol::JbdUp16s => Some(1),
+            Protocol::JbdUp16s | Protocol::JkPb | Protocol::Eg4Ll | Protocol::Foxess => Some(1),
+            Protocol::Renogy => Some(0x30),
         }
     }
 }
@@ -429,6 +459,20 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
                     format!("protocol {} has no bus addresses (one BMS per port)", port.protocol.name()),
                 );
             }
+            if port.protocol == Protocol::JkPb && addresses.contains(&0) {
+                fail(
+                    "port",
+                    i,
+                    "addresses",
+                    name("addresses"),
+                    "JK PB address 0 is the bus master (it polls the other packs itself); set the DIP \
+                     switches to 1..=15"
+                        .into(),
+                );
+            }
+            if port.protocol == Protocol::JkPb && addresses.iter().any(|&a| a > 15) {
+                fail("port", i, "addresses", name("addresses"), "JK PB addresses are 1..=15".into());
+            }
             let mut sorted = addresses.clone();
             sorted.sort_unstable();
             sorted.dedup();
@@ -548,6 +592,15 @@ name = "Rear"
         let errors = parse("[daemon\npoll = 1", "s.toml").expect_err("invalid");
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 1);
+    }
+
+    #[test]
+    fn jk_pb_address_zero_is_refused_with_its_line() {
+        let text = "[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jk_pb\"\naddresses = [0, 2]\n";
+        let errors = parse(text, "j.toml").expect_err("invalid");
+        assert_eq!(errors[0].field, "port[1].addresses");
+        assert_eq!(errors[0].line, 4);
+        assert!(errors[0].message.contains("bus master"), "{}", errors[0].message);
     }
 
     #[test]

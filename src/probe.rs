@@ -2,8 +2,7 @@
 //! read requests only (nothing is ever written to a BMS) and reports what answered.
 
 use crate::config::Protocol;
-use crate::driver::poll_once;
-use crate::transport::serial;
+use crate::driver::{open, poll_once};
 use std::time::Duration;
 
 /// What one attempt found.
@@ -25,7 +24,7 @@ pub async fn probe(device: &str, timeout: Duration) -> Vec<ProbeResult> {
     for &protocol in Protocol::ALL {
         let baud = protocol.default_baud();
         for address in protocol.probe_addresses() {
-            let outcome = match serial::open(device, baud) {
+            let outcome = match open(protocol, device, baud) {
                 Err(err) => Err(format!("cannot open {device}: {err}")),
                 Ok(mut link) => match poll_once(protocol, &mut link, address, true, timeout).await {
                     Ok(b) => Ok(format!(

@@ -5,12 +5,17 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
+mod eg4_ll;
+mod foxess;
 mod jbd;
 mod jbd_up16s;
+mod jk_pb;
+mod renogy;
 
 use crate::battery::Battery;
 use crate::config::{PortConfig, Protocol};
 use crate::protocol::FrameError;
+use crate::transport::modbus::ModbusLink;
 use crate::transport::serial::{self, SerialLink};
 use crate::transport::LinkError;
 use std::time::Duration;
@@ -57,7 +62,8 @@ pub async fn run_port(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let timeout = Duration::from_millis(port.timeout_ms);
-    let mut link: Option<SerialLink> = None;
+    let mut link: Option<PortLink> = None;
+    let packs: Vec<u8> = port.poll_addresses().into_iter().flatten().collect();
     let mut identity_read = vec![false; subscribers.len()];
     let mut silent_cycles = 0u32;
     let mut ticker = tokio::time::interval_at(Instant::now(), interval);
@@ -71,7 +77,7 @@ pub async fn run_port(
             return;
         }
         if link.is_none() {
-            match serial::open(&port.device, port.baud()) {
+            match open(port.protocol, &port.device, port.baud()) {
                 Ok(opened) => {
                     tracing::info!(port = %port.device, baud = port.baud(), "port open");
                     link = Some(opened);
@@ -90,7 +96,11 @@ pub async fn run_port(
         for (index, sub) in subscribers.iter().enumerate() {
             let Some(open) = link.as_mut() else { break };
             let need_identity = !identity_read[index];
-            let result = poll_once(port.protocol, open, sub.address, need_identity, timeout).await;
+            let result = if port.protocol.one_battery_per_port() {
+                foxess::poll_stack(open, &packs, need_identity, timeout).await
+            } else {
+                poll_once(port.protocol, open, sub.address, need_identity, timeout).await
+            };
             match result {
                 Ok(battery) => {
                     answered = true;
@@ -125,16 +135,76 @@ fn publish(sub: &Subscriber, result: Result<Battery, String>) {
     sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result }));
 }
 
+/// An open port: a byte link with the protocol's own framing, or a tokio-modbus RTU master.
+#[derive(Debug)]
+pub enum PortLink {
+    /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS).
+    Framed(SerialLink),
+    /// tokio-modbus RTU client (Renogy, EG4-LL).
+    Modbus(ModbusLink),
+}
+
+impl PortLink {
+    fn framed(&mut self) -> Result<&mut SerialLink, PollError> {
+        match self {
+            PortLink::Framed(link) => Ok(link),
+            PortLink::Modbus(_) => Err(LinkError::Protocol("port opened as a Modbus link".into()).into()),
+        }
+    }
+
+    fn modbus(&mut self) -> Result<&mut ModbusLink, PollError> {
+        match self {
+            PortLink::Modbus(link) => Ok(link),
+            PortLink::Framed(_) => Err(LinkError::Protocol("port opened as a framed link".into()).into()),
+        }
+    }
+}
+
+/// Opens `device` with the link kind `protocol` needs.
+pub fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
+    Ok(match protocol {
+        Protocol::Renogy | Protocol::Eg4Ll => {
+            PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud)?))
+        }
+        Protocol::JkPb => {
+            let mut link = serial::open(device, baud)?;
+            link.set_min_gap(crate::protocol::jk_pb::COMMAND_GAP);
+            PortLink::Framed(link)
+        }
+        _ => PortLink::Framed(serial::open(device, baud)?),
+    })
+}
+
+/// Registers `start..start+count` of `address`; an exception reply is a `FrameError::Exception`.
+async fn read_block(
+    link: &mut ModbusLink,
+    address: u8,
+    start: u16,
+    count: u16,
+    timeout: Duration,
+) -> Result<Vec<u16>, PollError> {
+    match link.read_holding(address, start, count, timeout).await? {
+        Ok(registers) => Ok(registers),
+        Err(code) => Err(FrameError::Exception { code }.into()),
+    }
+}
+
 /// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.
+/// FoxESS: one pack of the stack.
 pub async fn poll_once(
     protocol: Protocol,
-    link: &mut SerialLink,
+    link: &mut PortLink,
     address: Option<u8>,
     need_identity: bool,
     timeout: Duration,
 ) -> Result<Battery, PollError> {
+    let address = address.or(protocol.default_address()).unwrap_or(1);
     match protocol {
-        Protocol::Jbd => jbd::poll(link, need_identity, timeout).await,
-        Protocol::JbdUp16s => jbd_up16s::poll(link, address.unwrap_or(1), need_identity, timeout).await,
+        Protocol::Jbd => jbd::poll(link.framed()?, need_identity, timeout).await,
+        Protocol::JbdUp16s => jbd_up16s::poll(link.framed()?, address, need_identity, timeout).await,
+        Protocol::JkPb => jk_pb::poll(link.framed()?, address, need_identity, timeout).await,
+        Protocol::Renogy => renogy::poll(link.modbus()?, address, need_identity, timeout).await,
+        Protocol::Eg4Ll => eg4_ll::poll(link.modbus()?, address, need_identity, timeout).await,
+        Protocol::Foxess => foxess::poll_stack(link, &[address], need_identity, timeout).await,
     }
 }

@@ -4,10 +4,15 @@
 //! [`FrameError`] out. `tests/architecture.rs` enforces that.
 
 pub mod checksum;
+pub mod eg4_ll;
 pub mod field;
+pub mod foxess;
 pub mod jbd;
 pub mod jbd_up16s;
+pub mod jk_pb;
 pub mod json;
+pub mod modbus;
+pub mod renogy;
 
 use crate::battery::Battery;
 use std::collections::BTreeMap;
@@ -100,6 +105,17 @@ pub enum FrameError {
         /// Name of the field.
         field: &'static str,
     },
+    /// An acknowledgement for another register than the one written.
+    #[error("acknowledgement for register 0x{found:04X}, expected 0x{expected:04X}")]
+    UnexpectedRegister {
+        /// Register written.
+        expected: u16,
+        /// Register acknowledged.
+        found: u16,
+    },
+    /// A reply without the acknowledgement that names its sender.
+    #[error("no FC16 acknowledgement after the frame: the sender is unknown")]
+    MissingAck,
     /// A Modbus exception reply.
     #[error("Modbus exception code 0x{code:02X}")]
     Exception {
@@ -171,7 +187,15 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
     let result = match protocol {
         "jbd" => jbd::decode(first_frame(bytes, jbd::scan)),
         "jbd_up16s" => jbd_up16s::decode(first_frame(bytes, jbd_up16s::scan), None),
-        other => return Err(format!("unknown protocol {other:?} (known: jbd, jbd_up16s)")),
+        "jk_pb" => jk_pb::decode_any(bytes),
+        "renogy" => renogy::decode(first_frame(bytes, modbus::scan_response), None),
+        "eg4_ll" => eg4_ll::decode(first_frame(bytes, modbus::scan_response), None),
+        "foxess" => foxess::decode_any(bytes),
+        other => {
+            return Err(format!(
+                "unknown protocol {other:?} (known: jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess)"
+            ))
+        }
     };
     result.map_err(|e| e.to_string())
 }

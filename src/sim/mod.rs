@@ -6,12 +6,17 @@
 //! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
 
 pub mod closed_loop;
+pub mod eg4_ll;
+pub mod foxess;
 pub mod jbd;
 pub mod jbd_up16s;
+pub mod jk_pb;
+pub mod modbus;
 pub mod model;
 pub mod pack;
 pub mod plot;
 pub mod pty;
+pub mod renogy;
 
 use crate::config::Protocol;
 use crate::protocol::Scan;
@@ -213,11 +218,17 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         vec![None]
     };
     let control = Arc::new(SimControl::default());
+    // An HV2600 pack always has 18 cells.
+    let cells = if protocol == Protocol::Foxess { crate::protocol::foxess::CELLS_PER_PACK } else { cells };
     let packs = Packs::new(&addresses, cells);
     let (c, p) = (Arc::clone(&control), packs.clone());
     let task = match protocol {
         Protocol::Jbd => tokio::spawn(jbd::serve(master, p, c)),
         Protocol::JbdUp16s => tokio::spawn(jbd_up16s::serve(master, p, c)),
+        Protocol::JkPb => tokio::spawn(jk_pb::serve(master, p, c)),
+        Protocol::Renogy => tokio::spawn(modbus::serve(master, p, c, renogy::registers)),
+        Protocol::Eg4Ll => tokio::spawn(modbus::serve(master, p, c, eg4_ll::registers)),
+        Protocol::Foxess => tokio::spawn(foxess::serve(master, p, c)),
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }

@@ -17,12 +17,26 @@ pub struct FramedLink<S> {
     buf: Vec<u8>,
     /// Bytes dropped while resynchronising, over the link's life (for diagnostics).
     pub dropped_bytes: u64,
+    /// Least time between the starts of two requests (JK PB needs 120 ms on its bus).
+    min_gap: Duration,
+    last_request: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
-        Self { stream, buf: Vec::with_capacity(512), dropped_bytes: 0 }
+        Self {
+            stream,
+            buf: Vec::with_capacity(512),
+            dropped_bytes: 0,
+            min_gap: Duration::ZERO,
+            last_request: None,
+        }
+    }
+
+    /// Keeps at least `gap` between the starts of two requests.
+    pub fn set_min_gap(&mut self, gap: Duration) {
+        self.min_gap = gap;
     }
 
     /// The underlying stream.
@@ -39,7 +53,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
         scan: impl Fn(&[u8]) -> Scan,
         timeout: Duration,
     ) -> Result<Vec<u8>, LinkError> {
+        if let Some(last) = self.last_request {
+            tokio::time::sleep_until(last + self.min_gap).await;
+        }
         self.discard_pending_input().await?;
+        self.last_request = Some(Instant::now());
         self.stream.write_all(request).await?;
         self.stream.flush().await?;
         self.read_frame(scan, timeout).await

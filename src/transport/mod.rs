@@ -4,6 +4,7 @@
 //! waits, resynchronises and reports what went wrong.
 
 pub mod framed;
+pub mod modbus;
 pub mod serial;
 
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub enum LinkError {
     /// The stream was closed by the other side.
     #[error("stream closed")]
     Closed,
+    /// A reply arrived that does not belong to the request (another address or function,
+    /// undecodable after resynchronising).
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
 }
 
 impl LinkError {

@@ -142,6 +142,14 @@ fn history(c: &Context<'_>, f: fn(&History) -> Option<f64>) -> Value {
     Value::f64(c.snapshot.history.and_then(f))
 }
 
+/// Module count a multi-pack BMS reports while connected, else 1/0 from the connection.
+fn modules(c: &Context<'_>, count: Option<u32>, fallback: bool) -> Value {
+    match count.filter(|_| c.snapshot.connected) {
+        Some(n) => Value::I32(i32::try_from(n).unwrap_or(i32::MAX)),
+        None => Value::I32(i32::from(fallback)),
+    }
+}
+
 fn fet_blocks(fet: Option<bool>) -> Value {
     fet.map_or(Value::Invalid, |on| Value::I32(i32::from(!on)))
 }
@@ -243,8 +251,10 @@ const TABLE: &[Row] = &[
     row("/System/MOSTemperature", Celsius, |c| Value::f64(c.battery().temperature_mos_c)),
     row("/System/NrOfCellsPerBattery", Plain, |c| Value::int(c.battery().cells_in_series())),
     // One pack per service: it is the module, online while the BMS answers.
-    row("/System/NrOfModulesOnline", Plain, |c| Value::I32(i32::from(c.snapshot.connected))),
-    row("/System/NrOfModulesOffline", Plain, |c| Value::I32(i32::from(!c.snapshot.connected))),
+    row("/System/NrOfModulesOnline", Plain, |c| modules(c, c.battery().modules_online, c.snapshot.connected)),
+    row("/System/NrOfModulesOffline", Plain, |c| {
+        modules(c, c.battery().modules_offline, !c.snapshot.connected)
+    }),
     row("/System/NrOfModulesBlockingCharge", Plain, |c| fet_blocks(c.battery().charge_fet)),
     row("/System/NrOfModulesBlockingDischarge", Plain, |c| fet_blocks(c.battery().discharge_fet)),
     row("/Balancing", Plain, |c| {

@@ -1,0 +1,190 @@
+//! EG4-LL / LL-S v2: Modbus RTU FC03, 9600 8N1, DIP-switch addresses (incumbent study 2.12,
+//! EG4-LL Modbus protocol as read by wombatt; vectors `eg4_ll.json`). Notes: `docs/protocols/eg4_ll.md`.
+//!
+//! Three blocks: status (0x0000 x 39) every poll, hardware (0x0069 x 23: model, firmware, serial)
+//! and configuration (0x002D x 91: thresholds) once per connection. Alarms and MOSFET state come
+//! from the BMS's own warning/protection/error words, never from thresholds.
+
+use super::field::{self, AlarmSlot, Field, Flag, Width};
+use super::modbus;
+use super::{Decoded, FrameError};
+use crate::battery::AlarmLevel;
+use serde_json::json;
+
+pub use super::renogy::Block;
+
+/// Line speed.
+pub const BAUD: u32 = 9600;
+/// Status, cells, temperatures, counters.
+pub const STATUS: Block = Block { name: "status", start: 0x0000, count: 39 };
+/// Model, firmware, serial.
+pub const HARDWARE: Block = Block { name: "hardware", start: 0x0069, count: 23 };
+/// Protection thresholds.
+pub const CONFIG: Block = Block { name: "config", start: 0x002D, count: 91 };
+/// Every block.
+pub const BLOCKS: [Block; 3] = [STATUS, HARDWARE, CONFIG];
+/// Cells the status block holds.
+pub const CELLS: usize = 16;
+
+const STATUS_FIELDS: &[Field] = &[
+    Field::new("voltage", 0, Width::U16, 100, |b, v| b.voltage_v = Some(v)),
+    Field::new("current", 2, Width::I16, 100, |b, v| b.current_a = Some(v)),
+    Field::new("pcb_temp", 36, Width::I16, 1, |b, v| b.temperature_mos_c = Some(v)),
+    Field::new("max_charging_current", 44, Width::U16, 1, |b, v| b.charge_current_limit_a = Some(v)),
+    Field::new("soh", 46, Width::U16, 1, |b, v| b.soh_percent = Some(v)),
+    Field::new("soc", 48, Width::U16, 1, |b, v| b.soc_percent = Some(v)),
+    Field::new("cycles", 58, Width::U32, 1, |b, v| b.cycles = Some(v as u32)),
+    Field::new("full_capacity", 62, Width::U32, 3_600_000, |b, v| b.full_capacity_ah = Some(v)),
+    Field::new("designed_capacity", 74, Width::U16, 10, |b, v| b.nominal_capacity_ah = Some(v)),
+];
+
+const fn flag(bit: u8, slot: AlarmSlot, level: AlarmLevel) -> Flag {
+    Flag::new(bit, slot, level)
+}
+
+/// Warning (level 1) and protection (level 2) words share one layout (bit 13 differs: float
+/// stopped in the warning word, discharge short circuit in the protection word).
+macro_rules! condition_table {
+    ($level:expr) => {
+        &[
+            flag(0, |a| &mut a.high_voltage, $level),
+            flag(1, |a| &mut a.high_cell_voltage, $level),
+            flag(2, |a| &mut a.low_voltage, $level),
+            flag(3, |a| &mut a.low_cell_voltage, $level),
+            flag(4, |a| &mut a.high_charge_current, $level),
+            flag(5, |a| &mut a.high_discharge_current, $level),
+            flag(7, |a| &mut a.high_internal_temperature, $level),
+            flag(8, |a| &mut a.high_charge_temperature, $level),
+            flag(9, |a| &mut a.high_temperature, $level),
+            flag(10, |a| &mut a.low_charge_temperature, $level),
+            flag(11, |a| &mut a.low_temperature, $level),
+            flag(12, |a| &mut a.low_soc, $level),
+        ]
+    };
+}
+const WARNINGS: &[Flag] = condition_table!(AlarmLevel::Warning);
+const PROTECTIONS: &[Flag] = condition_table!(AlarmLevel::Alarm);
+const SHORT_CIRCUIT: &[Flag] = &[flag(13, |a| &mut a.high_discharge_current, AlarmLevel::Alarm)];
+/// Error word: voltage, temperature, current-flow errors; cell unbalance.
+const ERRORS: &[Flag] = &[
+    flag(0, |a| &mut a.internal_failure, AlarmLevel::Alarm),
+    flag(1, |a| &mut a.internal_failure, AlarmLevel::Alarm),
+    flag(2, |a| &mut a.internal_failure, AlarmLevel::Alarm),
+    flag(4, |a| &mut a.cell_imbalance, AlarmLevel::Warning),
+];
+/// Protection bits after which the BMS has opened the charge MOSFET.
+pub const CHARGE_BLOCKING: u16 = 1 << 0 | 1 << 1 | 1 << 4 | 1 << 7 | 1 << 8 | 1 << 10;
+/// Protection bits after which the BMS has opened the discharge MOSFET.
+pub const DISCHARGE_BLOCKING: u16 = 1 << 2 | 1 << 3 | 1 << 5 | 1 << 7 | 1 << 9 | 1 << 11 | 1 << 13;
+
+/// Read request for `block`.
+pub fn request(address: u8, block: Block) -> Vec<u8> {
+    modbus::read_request(address, block.start, block.count)
+}
+
+/// Decodes a reply frame (block inferred from its byte count).
+pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, FrameError> {
+    let registers = modbus::parse_read_response(frame, expected_address)?;
+    let block = BLOCKS
+        .into_iter()
+        .find(|b| usize::from(b.count) == registers.len())
+        .ok_or(FrameError::InvalidField { field: "byte_count" })?;
+    let mut decoded = decode_registers(block, &registers)?;
+    decoded.extra.insert("address", json!(frame[0]));
+    decoded.extra.insert("function", json!(frame[1]));
+    decoded.extra.insert("byte_count", json!(frame[2]));
+    Ok(decoded)
+}
+
+/// Decodes the registers of `block`.
+pub fn decode_registers(block: Block, r: &[u16]) -> Result<Decoded, FrameError> {
+    if r.len() < usize::from(block.count) {
+        return Err(FrameError::TooShort { need: usize::from(block.count) * 2, got: r.len() * 2 });
+    }
+    let mut d = Decoded::default();
+    d.extra.insert("block", json!(block.name));
+    d.extra.insert("start_register", json!(block.start));
+    let data: Vec<u8> = r.iter().flat_map(|w| w.to_be_bytes()).collect();
+    match block.name {
+        "status" => status(r, &data, &mut d)?,
+        "hardware" => {
+            let text = |range: std::ops::Range<usize>| field::text(&data[range]);
+            let (model, firmware, serial) = (text(0..24), text(24..30), text(30..46));
+            d.battery.model = Some(model.clone()).filter(|s| !s.is_empty());
+            d.battery.firmware_version = Some(firmware).filter(|s| !s.is_empty());
+            d.battery.serial = Some(serial).filter(|s| !s.is_empty());
+            d.extra.insert("model", json!(model));
+        }
+        _ => config(r, &mut d),
+    }
+    Ok(d)
+}
+
+fn status(r: &[u16], data: &[u8], d: &mut Decoded) -> Result<(), FrameError> {
+    field::apply(STATUS_FIELDS, data, &mut d.battery)?;
+    let cell_count = usize::from(r[36]);
+    if cell_count == 0 || cell_count > CELLS {
+        return Err(FrameError::InvalidField { field: "cell_count" });
+    }
+    let (warning, protection, error) = (r[26], r[27], r[28]);
+    let b = &mut d.battery;
+    b.cell_count = Some(cell_count as u16);
+    b.cell_voltages_v =
+        Some(r[2..2 + cell_count].iter().map(|&mv| field::scale(mv.into(), 0, 1000)).collect());
+    let temps: Vec<f64> = data[66..72].iter().map(|&t| f64::from(t as i8)).collect();
+    b.temperatures_c = Some(temps[..4].to_vec());
+    field::apply_flags(warning.into(), WARNINGS, &mut b.alarms);
+    field::apply_flags(protection.into(), PROTECTIONS, &mut b.alarms);
+    field::apply_flags(protection.into(), SHORT_CIRCUIT, &mut b.alarms);
+    field::apply_flags(error.into(), ERRORS, &mut b.alarms);
+    b.charge_fet = Some(protection & CHARGE_BLOCKING == 0);
+    b.discharge_fet = Some(protection & DISCHARGE_BLOCKING == 0);
+    let full_mas = u32::from(r[31]) << 16 | u32::from(r[32]);
+    let e = &mut d.extra;
+    e.insert("voltage_raw", json!(r[0]));
+    e.insert("current_raw", json!(r[1] as i16));
+    e.insert("cells_mv", json!(&r[2..2 + cell_count]));
+    e.insert("pcb_temp_c", json!(r[18] as i16));
+    e.insert("max_temp_c", json!(r[19] as i16));
+    e.insert("avg_temp_c", json!(r[20] as i16));
+    e.insert("capacity_remaining_percent_or_ah", json!(r[21]));
+    e.insert("max_charging_current_a", json!(r[22]));
+    e.insert("status", json!(r[25]));
+    e.insert("warning", json!(warning));
+    e.insert("protection", json!(protection));
+    e.insert("error_code", json!(error));
+    e.insert("full_capacity_mAs_raw", json!(full_mas));
+    e.insert("full_capacity_mah", json!(full_mas / 3600));
+    e.insert("temperatures_raw_c", json!(temps));
+    e.insert("designed_capacity_ah", json!(field::scale(r[37].into(), 0, 10)));
+    e.insert("cell_balance_status", json!(r[38]));
+    Ok(())
+}
+
+/// Thresholds by register index in the config block (study 2.12 byte offsets - 3, halved).
+fn config(r: &[u16], d: &mut Decoded) {
+    for (name, index, divisor) in [
+        ("balance_start_v", 11, 1000),
+        ("balance_delta_v", 12, 1000),
+        ("cell_uv_warning_v", 16, 1000),
+        ("cell_uv_protection_v", 17, 1000),
+        ("cell_ov_warning_v", 22, 1000),
+        ("cell_ov_protection_v", 23, 1000),
+        ("charge_overcurrent_a", 35, 100),
+        ("discharge_overcurrent_a", 36, 100),
+    ] {
+        d.extra.insert(name, json!(field::scale(r[index].into(), 0, divisor)));
+    }
+}
+
+/// Registers 0x0000..0x0080 for the simulator.
+pub const SIM_SPAN: u16 = 0x80;
+
+/// Places `text` in registers, two bytes each, high first, NUL padded.
+pub fn put_text(regs: &mut [u16], text: &str) {
+    let mut raw = text.as_bytes().to_vec();
+    raw.resize(regs.len() * 2, 0);
+    for (i, reg) in regs.iter_mut().enumerate() {
+        *reg = u16::from_be_bytes([raw[2 * i], raw[2 * i + 1]]);
+    }
+}
