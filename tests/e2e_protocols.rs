@@ -47,14 +47,10 @@ async fn check_protocol(protocol: Protocol) {
     assert_eq!(f64_of(value(&items, "/Info/MaxChargeCurrent")), Some(50.0), "{}", protocol.name());
 
     // The BMS switches its charge MOSFET off: CCL 0 in the same cycle, charging not allowed.
-    simulator.control().set_charge_fet_off(true);
-    let items = wait_for(&conn, Duration::from_secs(5), "CCL 0 on FET off", |i| {
-        i.get("/Info/MaxChargeCurrent").and_then(|v| v.get("Value")).and_then(f64_of) == Some(0.0)
-    })
-    .await;
-    assert_eq!(i32_of(value(&items, "/Io/AllowToCharge")), Some(0), "{}", protocol.name());
-    assert_eq!(f64_of(value(&items, "/Info/MaxDischargeCurrent")), Some(60.0), "{}", protocol.name());
-    simulator.control().set_charge_fet_off(false);
+    // (FoxESS packs report no MOSFET state that is understood, see docs/protocols/foxess.md.)
+    if protocol != Protocol::Foxess {
+        check_fet_off(&conn, &simulator, protocol).await;
+    }
 
     simulator.control().set_silent(true);
     let items = wait_for(&conn, Duration::from_secs(10), "lost", |i| !connected(i)).await;
@@ -64,6 +60,18 @@ async fn check_protocol(protocol: Protocol) {
     wait_for(&conn, Duration::from_secs(10), "back", connected).await;
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The BMS reports its charge MOSFET off: CCL 0 at once, charging not allowed, DCL untouched.
+async fn check_fet_off(conn: &zbus::Connection, simulator: &sim::PtySimulator, protocol: Protocol) {
+    simulator.control().set_charge_fet_off(true);
+    let items = wait_for(conn, Duration::from_secs(5), "CCL 0 on FET off", |i| {
+        i.get("/Info/MaxChargeCurrent").and_then(|v| v.get("Value")).and_then(f64_of) == Some(0.0)
+    })
+    .await;
+    assert_eq!(i32_of(value(&items, "/Io/AllowToCharge")), Some(0), "{}", protocol.name());
+    assert_eq!(f64_of(value(&items, "/Info/MaxDischargeCurrent")), Some(60.0), "{}", protocol.name());
+    simulator.control().set_charge_fet_off(false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
