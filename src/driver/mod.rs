@@ -5,8 +5,11 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
+mod daly;
+mod eg4_lifepower;
 mod jbd;
 mod jbd_up16s;
+mod jk_rs485;
 
 use crate::battery::Battery;
 use crate::config::{PortConfig, Protocol};
@@ -60,6 +63,7 @@ pub async fn run_port(
     let mut link: Option<SerialLink> = None;
     let mut identity_read = vec![false; subscribers.len()];
     let mut silent_cycles = 0u32;
+    let mut quiet = false;
     let mut ticker = tokio::time::interval_at(Instant::now(), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -73,7 +77,11 @@ pub async fn run_port(
         if link.is_none() {
             match serial::open(&port.device, port.baud()) {
                 Ok(opened) => {
-                    tracing::info!(port = %port.device, baud = port.baud(), "port open");
+                    if quiet {
+                        tracing::debug!(port = %port.device, baud = port.baud(), "port open");
+                    } else {
+                        tracing::info!(port = %port.device, baud = port.baud(), "port open");
+                    }
                     link = Some(opened);
                     identity_read.fill(false);
                 }
@@ -92,8 +100,11 @@ pub async fn run_port(
             let need_identity = !identity_read[index];
             let result = poll_once(port.protocol, open, sub.address, need_identity, timeout).await;
             match result {
-                Ok(battery) => {
+                Ok(mut battery) => {
                     answered = true;
+                    if port.battery(sub.address).invert_current {
+                        battery.current_a = battery.current_a.map(|a| -a);
+                    }
                     identity_read[index] |= need_identity;
                     publish(sub, Ok(battery));
                 }
@@ -111,9 +122,15 @@ pub async fn run_port(
         // A device path can come back as a different device (adapter re-plugged, link
         // re-pointed) while the old descriptor just stays silent: after a few cycles without
         // any answer, the port is reopened from its path.
+        // A BMS that sleeps (Daly) stays silent for hours: the reopening is logged once per
+        // silent stretch, not every few cycles.
         silent_cycles = if answered { 0 } else { silent_cycles + 1 };
+        quiet &= !answered;
         if silent_cycles >= REOPEN_AFTER_SILENT_CYCLES && link.is_some() {
-            tracing::info!(port = %port.device, "no answer for {silent_cycles} cycles; reopening the port");
+            if !quiet {
+                tracing::info!(port = %port.device, "no answer for {silent_cycles} cycles; reopening the port (logged once until it answers)");
+            }
+            quiet = true;
             link = None;
             silent_cycles = 0;
         }
@@ -136,5 +153,10 @@ pub async fn poll_once(
     match protocol {
         Protocol::Jbd => jbd::poll(link, need_identity, timeout).await,
         Protocol::JbdUp16s => jbd_up16s::poll(link, address.unwrap_or(1), need_identity, timeout).await,
+        Protocol::JkRs485 => jk_rs485::poll(link, timeout).await,
+        Protocol::Daly => daly::poll(link, address.unwrap_or(0x40), need_identity, timeout).await,
+        Protocol::Eg4Lifepower => {
+            eg4_lifepower::poll(link, address.unwrap_or(1), need_identity, timeout).await
+        }
     }
 }

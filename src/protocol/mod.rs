@@ -4,9 +4,12 @@
 //! [`FrameError`] out. `tests/architecture.rs` enforces that.
 
 pub mod checksum;
+pub mod daly;
+pub mod eg4_lifepower;
 pub mod field;
 pub mod jbd;
 pub mod jbd_up16s;
+pub mod jk_rs485;
 pub mod json;
 
 use crate::battery::Battery;
@@ -159,7 +162,15 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
     let result = match protocol {
         "jbd" => jbd::decode(first_frame(bytes, jbd::scan)),
         "jbd_up16s" => jbd_up16s::decode(first_frame(bytes, jbd_up16s::scan), None),
-        other => return Err(format!("unknown protocol {other:?} (known: jbd, jbd_up16s)")),
+        "jk_rs485" => jk_rs485::decode(first_frame(bytes, jk_rs485::scan)),
+        // Daly replies come in several sentences: every sentence given is decoded and merged.
+        "daly" => daly::decode_all(bytes),
+        "eg4_lifepower" => eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
+        other => {
+            return Err(format!(
+                "unknown protocol {other:?} (known: jbd, jbd_up16s, jk_rs485, daly, eg4_lifepower)"
+            ))
+        }
     };
     result.map_err(|e| e.to_string())
 }

@@ -6,8 +6,11 @@
 //! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
 
 pub mod closed_loop;
+pub mod daly;
+pub mod eg4_lifepower;
 pub mod jbd;
 pub mod jbd_up16s;
+pub mod jk_rs485;
 pub mod model;
 pub mod pack;
 pub mod plot;
@@ -218,6 +221,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
     let task = match protocol {
         Protocol::Jbd => tokio::spawn(jbd::serve(master, p, c)),
         Protocol::JbdUp16s => tokio::spawn(jbd_up16s::serve(master, p, c)),
+        Protocol::JkRs485 => tokio::spawn(jk_rs485::serve(master, p, c)),
+        Protocol::Daly => tokio::spawn(daly::serve(master, p, c)),
+        Protocol::Eg4Lifepower => tokio::spawn(eg4_lifepower::serve(master, p, c)),
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }
