@@ -126,7 +126,7 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
     let n = frame.len();
     let mut d = Decoded::default();
     let e = &mut d.extra;
-    e.insert("ascii", json!(text(&frame[1..n - 1])));
+    e.insert("ascii", json!(text(&frame[..n - 1])));
     e.insert("ascii_header", json!(text(header)));
     e.insert("ver", json!(ver));
     e.insert("adr", json!(adr));
