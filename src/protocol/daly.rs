@@ -58,9 +58,9 @@ pub const CMD_PRODUCTION: u8 = 0x53;
 pub const CMD_BATTERY_CODE: u8 = 0x57;
 /// Write: set SoC (`YY MM DD hh mm ss SoC*10`).
 pub const CMD_SET_SOC: u8 = 0x21;
-/// Write: discharge MOSFET, data[0] 0 = off, 1 = on.
+/// Write: discharge MOSFET (data byte disputed, see [`request_mos`]).
 pub const CMD_DISCHARGE_MOS: u8 = 0xD9;
-/// Write: charge MOSFET, data[0] 0 = off, 1 = on.
+/// Write: charge MOSFET (data byte disputed, see [`request_mos`]).
 pub const CMD_CHARGE_MOS: u8 = 0xDA;
 /// Current zero point, 0.1 A units.
 pub const CURRENT_ZERO: i64 = 30_000;
@@ -344,9 +344,11 @@ pub fn battery_code(sentences: &[&[u8]]) -> Option<String> {
     Some(field::text(&bytes)).filter(|code| !code.is_empty())
 }
 
-/// Charge (`CMD_CHARGE_MOS`) or discharge (`CMD_DISCHARGE_MOS`) MOSFET on/off.
-pub fn request_mos(address: u8, command: u8, on: bool) -> [u8; FRAME_LEN] {
+/// Charge (`CMD_CHARGE_MOS`) or discharge (`CMD_DISCHARGE_MOS`) MOSFET: data[0] `01` = off,
+/// `00` = on, per Daly's protocol explanation (dbus-serialbattery uses the opposite: see
+/// `docs/protocols/daly.md`; not sent by the driver).
+pub fn request_mos(address: u8, command: u8, off: bool) -> [u8; FRAME_LEN] {
     let mut data = [0u8; 8];
-    data[0] = u8::from(on);
+    data[0] = u8::from(off);
     sentence(address, command, data)
 }
