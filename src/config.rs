@@ -77,6 +77,12 @@ pub enum Protocol {
     Eg4Ll,
     /// FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port.
     Foxess,
+    /// JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port.
+    JkRs485,
+    /// Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1).
+    Daly,
+    /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
+    Eg4Lifepower,
 }
 
 impl Protocol {
@@ -88,6 +94,9 @@ impl Protocol {
         Protocol::Renogy,
         Protocol::Eg4Ll,
         Protocol::Foxess,
+        Protocol::JkRs485,
+        Protocol::Daly,
+        Protocol::Eg4Lifepower,
     ];
 
     /// The names of every protocol, for messages.
@@ -98,9 +107,16 @@ impl Protocol {
     /// Addresses `probe` tries (none for protocols without addressing).
     pub fn probe_addresses(self) -> Vec<Option<u8>> {
         match self {
-            Protocol::Jbd => vec![None],
-            Protocol::JbdUp16s | Protocol::JkPb | Protocol::Eg4Ll | Protocol::Foxess => vec![Some(1)],
+            Protocol::Jbd | Protocol::JkRs485 => vec![None],
+            Protocol::JbdUp16s
+            | Protocol::JkPb
+            | Protocol::Eg4Ll
+            | Protocol::Foxess
+            | Protocol::Eg4Lifepower => {
+                vec![Some(1)]
+            }
             Protocol::Renogy => vec![Some(0x30), Some(0xF7)],
+            Protocol::Daly => vec![Some(0x40), Some(0x80)],
         }
     }
 
@@ -113,6 +129,9 @@ impl Protocol {
             Protocol::Renogy => "renogy",
             Protocol::Eg4Ll => "eg4_ll",
             Protocol::Foxess => "foxess",
+            Protocol::JkRs485 => "jk_rs485",
+            Protocol::Daly => "daly",
+            Protocol::Eg4Lifepower => "eg4_lifepower",
         }
     }
 
@@ -124,14 +143,19 @@ impl Protocol {
     /// Line speed the BMS ships with.
     pub fn default_baud(self) -> u32 {
         match self {
-            Protocol::JkPb | Protocol::Foxess => 115_200,
-            _ => 9600,
+            Protocol::JkPb | Protocol::Foxess | Protocol::JkRs485 => 115_200,
+            Protocol::Jbd
+            | Protocol::JbdUp16s
+            | Protocol::Renogy
+            | Protocol::Eg4Ll
+            | Protocol::Daly
+            | Protocol::Eg4Lifepower => 9600,
         }
     }
 
     /// Whether several BMS can share one bus (the protocol carries an address).
     pub fn addressable(self) -> bool {
-        !matches!(self, Protocol::Jbd)
+        !matches!(self, Protocol::Jbd | Protocol::JkRs485)
     }
 
     /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of
@@ -140,12 +164,30 @@ impl Protocol {
         matches!(self, Protocol::Foxess)
     }
 
+    /// Why `address` cannot be a BMS address of this protocol, if it cannot.
+    pub fn address_problem(self, address: u8) -> Option<String> {
+        match self {
+            Protocol::Eg4Lifepower if !(1..=15).contains(&address) => {
+                Some(format!("{address} is outside the EG4 LifePower addresses 1..=15"))
+            }
+            Protocol::Daly if address < 0x40 => Some(format!(
+                "{address} is not a Daly host address (0x40 = board 1, 0x41 = board 2 ..., or 0x80)"
+            )),
+            _ => None,
+        }
+    }
+
     /// Address used when the config names none.
     pub fn default_address(self) -> Option<u8> {
         match self {
-            Protocol::Jbd => None,
-            Protocol::JbdUp16s | Protocol::JkPb | Protocol::Eg4Ll | Protocol::Foxess => Some(1),
+            Protocol::Jbd | Protocol::JkRs485 => None,
+            Protocol::JbdUp16s
+            | Protocol::JkPb
+            | Protocol::Eg4Ll
+            | Protocol::Foxess
+            | Protocol::Eg4Lifepower => Some(1),
             Protocol::Renogy => Some(0x30),
+            Protocol::Daly => Some(0x40),
         }
     }
 }
@@ -186,6 +228,10 @@ pub struct BatteryConfig {
     pub capacity_ah: Option<f64>,
     /// Expected series cell count; a BMS reporting another count raises an alarm.
     pub cell_count: Option<u16>,
+    /// Reverse the sign of the current the BMS reports (Daly: decoders disagree on the sign, see
+    /// `docs/protocols/daly.md`); applied by the poll loop, for any protocol.
+    #[serde(default)]
+    pub invert_current: bool,
 }
 
 impl PortConfig {
@@ -478,6 +524,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             sorted.dedup();
             if sorted.len() != addresses.len() {
                 fail("port", i, "addresses", name("addresses"), "an address is listed twice".into());
+            }
+            for problem in addresses.iter().filter_map(|a| port.protocol.address_problem(*a)) {
+                fail("port", i, "addresses", name("addresses"), problem);
             }
         }
         for battery in &port.batteries {

@@ -5,11 +5,14 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
+mod daly;
+mod eg4_lifepower;
 mod eg4_ll;
 mod foxess;
 mod jbd;
 mod jbd_up16s;
 mod jk_pb;
+mod jk_rs485;
 mod renogy;
 
 use crate::battery::Battery;
@@ -66,6 +69,7 @@ pub async fn run_port(
     let packs: Vec<u8> = port.poll_addresses().into_iter().flatten().collect();
     let mut identity_read = vec![false; subscribers.len()];
     let mut silent_cycles = 0u32;
+    let mut quiet = false;
     let mut ticker = tokio::time::interval_at(Instant::now(), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -79,7 +83,11 @@ pub async fn run_port(
         if link.is_none() {
             match open(port.protocol, &port.device, port.baud()) {
                 Ok(opened) => {
-                    tracing::info!(port = %port.device, baud = port.baud(), "port open");
+                    if quiet {
+                        tracing::debug!(port = %port.device, baud = port.baud(), "port open");
+                    } else {
+                        tracing::info!(port = %port.device, baud = port.baud(), "port open");
+                    }
                     link = Some(opened);
                     identity_read.fill(false);
                 }
@@ -102,8 +110,11 @@ pub async fn run_port(
                 poll_once(port.protocol, open, sub.address, need_identity, timeout).await
             };
             match result {
-                Ok(battery) => {
+                Ok(mut battery) => {
                     answered = true;
+                    if port.battery(sub.address).invert_current {
+                        battery.current_a = battery.current_a.map(|a| -a);
+                    }
                     identity_read[index] |= need_identity;
                     publish(sub, Ok(battery));
                 }
@@ -121,9 +132,15 @@ pub async fn run_port(
         // A device path can come back as a different device (adapter re-plugged, link
         // re-pointed) while the old descriptor just stays silent: after a few cycles without
         // any answer, the port is reopened from its path.
+        // A BMS that sleeps (Daly) stays silent for hours: the reopening is logged once per
+        // silent stretch, not every few cycles.
         silent_cycles = if answered { 0 } else { silent_cycles + 1 };
+        quiet &= !answered;
         if silent_cycles >= REOPEN_AFTER_SILENT_CYCLES && link.is_some() {
-            tracing::info!(port = %port.device, "no answer for {silent_cycles} cycles; reopening the port");
+            if !quiet {
+                tracing::info!(port = %port.device, "no answer for {silent_cycles} cycles; reopening the port (logged once until it answers)");
+            }
+            quiet = true;
             link = None;
             silent_cycles = 0;
         }
@@ -206,5 +223,8 @@ pub async fn poll_once(
         Protocol::Renogy => renogy::poll(link.modbus()?, address, need_identity, timeout).await,
         Protocol::Eg4Ll => eg4_ll::poll(link.modbus()?, address, need_identity, timeout).await,
         Protocol::Foxess => foxess::poll_stack(link, &[address], need_identity, timeout).await,
+        Protocol::JkRs485 => jk_rs485::poll(link.framed()?, timeout).await,
+        Protocol::Daly => daly::poll(link.framed()?, address, need_identity, timeout).await,
+        Protocol::Eg4Lifepower => eg4_lifepower::poll(link.framed()?, address, need_identity, timeout).await,
     }
 }

@@ -4,12 +4,15 @@
 //! [`FrameError`] out. `tests/architecture.rs` enforces that.
 
 pub mod checksum;
+pub mod daly;
+pub mod eg4_lifepower;
 pub mod eg4_ll;
 pub mod field;
 pub mod foxess;
 pub mod jbd;
 pub mod jbd_up16s;
 pub mod jk_pb;
+pub mod jk_rs485;
 pub mod json;
 pub mod modbus;
 pub mod renogy;
@@ -191,10 +194,12 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
         "renogy" => renogy::decode(first_frame(bytes, modbus::scan_response), None),
         "eg4_ll" => eg4_ll::decode(first_frame(bytes, modbus::scan_response), None),
         "foxess" => foxess::decode_any(bytes),
+        "jk_rs485" => jk_rs485::decode(first_frame(bytes, jk_rs485::scan)),
+        // Daly replies come in several sentences: every sentence given is decoded and merged.
+        "daly" => daly::decode_all(bytes),
+        "eg4_lifepower" => eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
         other => {
-            return Err(format!(
-                "unknown protocol {other:?} (known: jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess)"
-            ))
+            return Err(format!("unknown protocol {other:?} (known: {})", crate::config::Protocol::names()))
         }
     };
     result.map_err(|e| e.to_string())

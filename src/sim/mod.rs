@@ -6,11 +6,14 @@
 //! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
 
 pub mod closed_loop;
+pub mod daly;
+pub mod eg4_lifepower;
 pub mod eg4_ll;
 pub mod foxess;
 pub mod jbd;
 pub mod jbd_up16s;
 pub mod jk_pb;
+pub mod jk_rs485;
 pub mod modbus;
 pub mod model;
 pub mod pack;
@@ -229,6 +232,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         Protocol::Renogy => tokio::spawn(modbus::serve(master, p, c, renogy::registers)),
         Protocol::Eg4Ll => tokio::spawn(modbus::serve(master, p, c, eg4_ll::registers)),
         Protocol::Foxess => tokio::spawn(foxess::serve(master, p, c)),
+        Protocol::JkRs485 => tokio::spawn(jk_rs485::serve(master, p, c)),
+        Protocol::Daly => tokio::spawn(daly::serve(master, p, c)),
+        Protocol::Eg4Lifepower => tokio::spawn(eg4_lifepower::serve(master, p, c)),
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }

@@ -1,0 +1,118 @@
+//! Shared RS485 buses of the addressable serial protocols (Daly, EG4 LifePower): two packs on one
+//! pty, each reading reaching its own battery; a third, silent address fails on its own while
+//! the others keep answering.
+
+use bms_bridge::battery::Battery;
+use bms_bridge::config::{PortConfig, Protocol};
+use bms_bridge::driver::{run_port, PollUpdate, Subscriber};
+use bms_bridge::sim;
+use std::time::Duration;
+use tokio::sync::watch;
+
+async fn next(rx: &mut watch::Receiver<Option<PollUpdate>>) -> Result<Battery, String> {
+    tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.expect("an update in time").unwrap();
+    let update = rx.borrow_and_update().clone().unwrap();
+    update.result
+}
+
+async fn next_ok(rx: &mut watch::Receiver<Option<PollUpdate>>) -> Battery {
+    for _ in 0..5 {
+        if let Ok(b) = next(rx).await {
+            return b;
+        }
+    }
+    panic!("no good reading in five updates");
+}
+
+async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u8) -> (Battery, Battery) {
+    let sim = sim::spawn(protocol, &live, 16).unwrap();
+    sim.control().set_frozen(true);
+    let addresses = vec![live[0], live[1], silent];
+    let port = PortConfig {
+        device: sim.path().display().to_string(),
+        protocol,
+        baud: None,
+        addresses: Some(addresses.clone()),
+        timeout_ms: 150,
+        batteries: Vec::new(),
+    };
+    let mut receivers = Vec::new();
+    let mut subscribers = Vec::new();
+    for a in addresses {
+        let (tx, rx) = watch::channel(None);
+        subscribers.push(Subscriber { address: Some(a), tx });
+        receivers.push(rx);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = tokio::spawn(run_port(port, Duration::from_millis(300), subscribers, stop_rx));
+    let first = next_ok(&mut receivers[0]).await;
+    let second = next_ok(&mut receivers[1]).await;
+    let failure = next(&mut receivers[2]).await.expect_err("nothing answers at the silent address");
+    assert!(failure.contains(&format!("address {silent}")), "{failure}");
+    // The silent address costs a timeout per cycle, nothing more: the others keep answering.
+    for _ in 0..2 {
+        next_ok(&mut receivers[0]).await;
+        next_ok(&mut receivers[1]).await;
+    }
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the loop stops").unwrap();
+    (first, second)
+}
+
+#[tokio::test]
+async fn daly_packs_share_one_bus() {
+    let (first, second) = two_packs_and_a_silent_one(Protocol::Daly, [0x40, 0x41], 0x42).await;
+    assert_eq!(first.serial.as_deref(), Some("DALY-SIM-40"));
+    assert_eq!(second.serial.as_deref(), Some("DALY-SIM-41"));
+    assert_eq!((first.soc_percent, second.soc_percent), (Some(60.0), Some(55.0)));
+    assert_eq!(first.cell_voltages_v.as_ref().map(Vec::len), Some(16));
+    assert_eq!(first.temperatures_c.as_ref().map(Vec::len), Some(3));
+    assert_eq!(first.balancing_cells.as_ref().map(Vec::len), Some(16));
+    assert_eq!(first.nominal_capacity_ah, Some(100.0));
+    assert_eq!(first.production_date.as_deref(), Some("2024-05-17"));
+}
+
+#[tokio::test]
+async fn eg4_packs_share_one_bus() {
+    let (first, second) = two_packs_and_a_silent_one(Protocol::Eg4Lifepower, [1, 2], 3).await;
+    assert_eq!((first.soc_percent, second.soc_percent), (Some(60.0), Some(55.0)));
+    assert_eq!(first.firmware_version.as_deref(), Some(sim::eg4_lifepower::SIM_FIRMWARE));
+    assert_eq!(first.cell_voltages_v.as_ref().map(Vec::len), Some(16));
+    assert_eq!(first.soh_percent, Some(100.0));
+}
+
+/// `invert_current` flips the sign the BMS reports, in the poll loop.
+#[tokio::test]
+async fn invert_current_flips_the_sign() {
+    let sim = sim::spawn(Protocol::Daly, &[], 16).unwrap();
+    let port = PortConfig {
+        device: sim.path().display().to_string(),
+        protocol: Protocol::Daly,
+        baud: None,
+        addresses: None,
+        timeout_ms: 150,
+        batteries: vec![bms_bridge::config::BatteryConfig { invert_current: true, ..Default::default() }],
+    };
+    let (tx, mut rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = tokio::spawn(run_port(
+        port,
+        Duration::from_millis(200),
+        vec![Subscriber { address: Some(0x40), tx }],
+        stop_rx,
+    ));
+    // The simulated current swings between +-20 A: wait until it is clearly non-zero.
+    let mut seen = None;
+    for _ in 0..50 {
+        let b = next_ok(&mut rx).await;
+        let truth = sim.pack(Some(0x40)).unwrap().current_a;
+        if let Some(a) = b.current_a.filter(|a| a.abs() > 0.5 && truth.abs() > 0.5) {
+            seen = Some((a, truth));
+            break;
+        }
+    }
+    let (reported, truth) = seen.expect("a non-zero current");
+    assert!(reported.signum() == -truth.signum(), "{reported} vs {truth}");
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the loop stops").unwrap();
+}
