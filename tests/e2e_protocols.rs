@@ -47,8 +47,9 @@ async fn check_protocol(protocol: Protocol) {
     assert_eq!(f64_of(value(&items, "/Info/MaxChargeCurrent")), Some(50.0), "{}", protocol.name());
 
     // The BMS switches its charge MOSFET off: CCL 0 in the same cycle, charging not allowed.
-    // (FoxESS packs report no MOSFET state that is understood, see docs/protocols/foxess.md.)
-    if protocol != Protocol::Foxess {
+    // (FoxESS and EG4 LifePower frames carry no MOSFET state that is understood, see
+    // docs/protocols/foxess.md and eg4_lifepower.md.)
+    if !matches!(protocol, Protocol::Foxess | Protocol::Eg4Lifepower) {
         check_fet_off(&conn, &simulator, protocol).await;
     }
 
