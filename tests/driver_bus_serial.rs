@@ -116,3 +116,67 @@ async fn invert_current_flips_the_sign() {
     stop_tx.send_replace(true);
     tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the loop stops").unwrap();
 }
+
+/// The Modbus-family BMSes on a shared bus: two packs answer with their own identity, a third
+/// address stays silent without holding up the others.
+async fn distinct_packs(protocol: Protocol, live: [u8; 2], silent: u8) {
+    let (first, second) = two_packs_and_a_silent_one(protocol, live, silent).await;
+    let name = protocol.name();
+    let soc = |b: &Battery| b.soc_percent.map(|s| s.round());
+    assert_eq!((soc(&first), soc(&second)), (Some(60.0), Some(55.0)), "{name}");
+    assert!(
+        first.serial.is_some() && first.serial != second.serial,
+        "{name}: {:?} {:?}",
+        first.serial,
+        second.serial
+    );
+    assert_eq!(first.cell_voltages_v.as_ref().map(Vec::len), Some(16), "{name}");
+}
+
+#[tokio::test]
+async fn jk_pb_packs_share_one_bus() {
+    distinct_packs(Protocol::JkPb, [1, 2], 3).await;
+}
+
+#[tokio::test]
+async fn renogy_packs_share_one_bus() {
+    distinct_packs(Protocol::Renogy, [0x30, 0x31], 0x32).await;
+}
+
+#[tokio::test]
+async fn eg4_ll_packs_share_one_bus() {
+    distinct_packs(Protocol::Eg4Ll, [1, 2], 3).await;
+}
+
+/// FoxESS packs in series are one battery: voltage is the sum, cells all packs' cells in order,
+/// and a silent pack lowers the online count without making the stack's values up.
+#[tokio::test]
+async fn foxess_stack_is_one_battery() {
+    let sim = sim::spawn(Protocol::Foxess, &[1, 2], 18).unwrap();
+    sim.control().set_frozen(true);
+    let port = PortConfig {
+        device: sim.path().display().to_string(),
+        protocol: Protocol::Foxess,
+        baud: None,
+        addresses: Some(vec![1, 2]),
+        timeout_ms: 150,
+        batteries: Vec::new(),
+    };
+    let (tx, mut rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = tokio::spawn(run_port(
+        port,
+        Duration::from_millis(300),
+        vec![Subscriber { address: None, tx }],
+        stop_rx,
+    ));
+    let stack = next_ok(&mut rx).await;
+    let (p1, p2) = (sim.pack(Some(1)).unwrap(), sim.pack(Some(2)).unwrap());
+    let cells = stack.cell_voltages_v.as_ref().map(Vec::len).unwrap_or(0);
+    assert_eq!(cells, p1.cells + p2.cells, "all packs' cells");
+    let sum = p1.voltage_v() + p2.voltage_v();
+    assert!((stack.voltage_v.unwrap() - sum).abs() < 0.2, "{:?} vs {sum}", stack.voltage_v);
+    assert_eq!(stack.modules_online, Some(2));
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the loop stops").unwrap();
+}
