@@ -140,4 +140,30 @@ mod tests {
         assert_eq!(last, Some(Write::Mosfets(FetRequest { charge_on: true, discharge_on: false })));
         assert_eq!(writer.pending.len(), 2);
     }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_at_most_three_times() {
+        let simulator = crate::sim::spawn(Protocol::Jbd, &[], 4).unwrap();
+        simulator.control().set_silent(true);
+        let mut link = super::super::open(Protocol::Jbd, &simulator.path().to_string_lossy(), 9600).unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let mut writer = Writer::new(vec![(None, rx)]);
+        tx.try_send(BmsCommand::SetChargeFet(false)).unwrap();
+        let timeout = Duration::from_millis(30);
+        for attempt in 1..=MAX_RETRIES {
+            writer.run(Protocol::Jbd, &mut link, "pty", timeout).await;
+            assert_eq!(writer.pending.first().map(|p| p.attempts), Some(attempt));
+        }
+        writer.run(Protocol::Jbd, &mut link, "pty", timeout).await;
+        assert!(writer.pending.is_empty(), "given up after 1 + {MAX_RETRIES} attempts");
+        assert!(!simulator.control().charge_fet_off());
+
+        simulator.control().set_silent(false);
+        tx.try_send(BmsCommand::SetDischargeFet(false)).unwrap();
+        writer.run(Protocol::Jbd, &mut link, "pty", Duration::from_millis(300)).await;
+        assert!(writer.pending.is_empty());
+        // The requested state of both FETs goes out: charge off (still requested), discharge off.
+        assert!(simulator.control().charge_fet_off() && simulator.control().discharge_fet_off());
+        assert_eq!(simulator.control().writes(), 1);
+    }
 }
