@@ -6,10 +6,10 @@ use crate::control::ChargeController;
 use crate::control::{persist, ChargeLimits, ControlState};
 use crate::driver::{self, PollUpdate, Subscriber};
 use crate::monitor::{Monitor, Output};
-use crate::victron::{self, BatteryService, BusAddress, Identity, Snapshot};
+use crate::victron::{self, BatteryService, BmsWrites, BusAddress, Identity, Snapshot};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How often a battery whose D-Bus service could not start tries again.
@@ -30,7 +30,12 @@ struct BatterySlot {
     port: PortConfig,
     address: Option<u8>,
     options: BatteryConfig,
+    /// Writable `/Settings/*` paths and where their commands go (`allow_writes`).
+    writes: Option<BmsWrites>,
 }
+
+/// Queued writes per battery; a client writing faster than the BMS answers is refused.
+const WRITE_QUEUE: usize = 8;
 
 /// Runs until `shutdown` turns true.
 pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
@@ -39,11 +44,20 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
     for port in &config.ports {
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
+        let mut commands = Vec::new();
         // FoxESS: the packs in series are one battery, polled together.
         let batteries = if port.protocol.one_battery_per_port() { vec![None] } else { port.poll_addresses() };
         for address in batteries {
             let (tx, rx) = watch::channel(None);
             subscribers.push(Subscriber { address, tx });
+            let options = port.battery(address);
+            let support = port.protocol.writes();
+            let writes = (options.allow_writes && support.any()).then(|| {
+                let (command_tx, command_rx) = mpsc::channel(WRITE_QUEUE);
+                commands.push((address, command_rx));
+                tracing::info!(port = %port.device, ?address, ?support, "BMS writes allowed");
+                BmsWrites { support, commands: command_tx }
+            });
             let slot = BatterySlot {
                 port: port.clone(),
                 address: if several || (port.addresses.is_some() && address.is_some()) {
@@ -51,11 +65,18 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
                 } else {
                     None
                 },
-                options: port.battery(address),
+                options,
+                writes,
             };
             tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
         }
-        tasks.spawn(driver::run_port(port.clone(), interval, subscribers, shutdown.clone()));
+        tasks.spawn(driver::run_port_with_commands(
+            port.clone(),
+            interval,
+            subscribers,
+            commands,
+            shutdown.clone(),
+        ));
     }
     loop {
         tokio::select! {
@@ -233,7 +254,9 @@ async fn battery_task(
             },
             None if tokio::time::Instant::now() >= next_attempt => {
                 let ident = identity(&slot, &config, monitor.latest());
-                match BatteryService::start(&bus, ident, &snapshot(&out)).await {
+                match BatteryService::start_with_writes(&bus, ident, &snapshot(&out), slot.writes.clone())
+                    .await
+                {
                     Ok(svc) => {
                         tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
                         service = Some(svc);

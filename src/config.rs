@@ -232,6 +232,10 @@ pub struct BatteryConfig {
     /// `docs/protocols/daly.md`); applied by the poll loop, for any protocol.
     #[serde(default)]
     pub invert_current: bool,
+    /// Offer the BMS writes the protocol documents (MOSFET off, SoC set) as writable D-Bus
+    /// `/Settings/*` paths. Off by default; `docs/dbus.md` "Writable paths".
+    #[serde(default)]
+    pub allow_writes: bool,
 }
 
 impl PortConfig {
@@ -473,6 +477,7 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         fail("", 0, "port", "port".into(), "no [[port]] configured: nothing to poll".into());
     }
     let mut devices: Vec<&str> = Vec::new();
+    let mut battery_tables = 0usize;
     for (i, port) in config.ports.iter().enumerate() {
         let name = |key: &str| format!("port[{}].{key}", i + 1);
         if port.device.trim().is_empty() {
@@ -551,6 +556,19 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             if battery.cell_count.is_some_and(|n| n == 0 || n > 48) {
                 fail("port", i, "battery", name("battery.cell_count"), "must be 1..=48".into());
             }
+            if battery.allow_writes && !port.protocol.writes().any() {
+                fail(
+                    "port.battery",
+                    battery_tables,
+                    "allow_writes",
+                    name("battery.allow_writes"),
+                    format!(
+                        "protocol {} has no documented BMS writes (only jbd: MOSFETs, jbd_up16s: SoC)",
+                        port.protocol.name()
+                    ),
+                );
+            }
+            battery_tables += 1;
         }
     }
     errors
@@ -650,6 +668,22 @@ name = "Rear"
         assert_eq!(errors[0].field, "port[1].addresses");
         assert_eq!(errors[0].line, 4);
         assert!(errors[0].message.contains("bus master"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn writes_only_where_the_protocol_documents_them() {
+        let config = parse(GOOD, "good.toml").expect("valid");
+        assert!(!config.ports[0].battery(None).allow_writes, "off by default");
+        let ok = "[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\n[[port.battery]]\nallow_writes = true\n";
+        assert!(parse(ok, "w.toml").expect("valid").ports[0].battery(None).allow_writes);
+        let text = format!(
+            "{ok}\n[[port]]\ndevice = \"/dev/y\"\nprotocol = \"daly\"\n\n[[port.battery]]\nname = \"x\"\nallow_writes = true\n"
+        );
+        let errors = parse(&text, "w.toml").expect_err("invalid");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "port[2].battery.allow_writes");
+        assert_eq!(errors[0].line, 13, "{}", errors[0]);
+        assert!(errors[0].message.contains("daly"), "{}", errors[0].message);
     }
 
     #[test]

@@ -14,6 +14,9 @@ mod jbd_up16s;
 mod jk_pb;
 mod jk_rs485;
 mod renogy;
+mod writes;
+
+pub use writes::{send as send_write, CommandSource, MAX_RETRIES};
 
 use crate::battery::Battery;
 use crate::config::{PortConfig, Protocol};
@@ -62,8 +65,21 @@ pub async fn run_port(
     port: PortConfig,
     interval: Duration,
     subscribers: Vec<Subscriber>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_port_with_commands(port, interval, subscribers, Vec::new(), shutdown).await;
+}
+
+/// [`run_port`], plus the writes commanded on `commands` (one channel per battery that allows
+/// writes), sent between polls (see `writes.rs`).
+pub async fn run_port_with_commands(
+    port: PortConfig,
+    interval: Duration,
+    subscribers: Vec<Subscriber>,
+    commands: Vec<CommandSource>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut writer = writes::Writer::new(commands);
     let timeout = Duration::from_millis(port.timeout_ms);
     let mut link: Option<PortLink> = None;
     let packs: Vec<u8> = port.poll_addresses().into_iter().flatten().collect();
@@ -99,6 +115,9 @@ pub async fn run_port(
                     continue;
                 }
             }
+        }
+        if let Some(open) = link.as_mut() {
+            writer.run(port.protocol, open, &port.device, timeout).await;
         }
         let mut answered = false;
         for (index, sub) in subscribers.iter().enumerate() {

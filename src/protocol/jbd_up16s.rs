@@ -186,6 +186,12 @@ pub fn request_set_soc(address: u8, soc_centi_percent: u16) -> Vec<u8> {
     frame(address, SET_SOC, &payload)
 }
 
+/// A write acknowledgement: the request header echoed with payload length 0 (vector
+/// `fixture_set_soc_response`). What a BMS sends (used by the simulator).
+pub fn encode_write_ack(address: u8, block: Block) -> Vec<u8> {
+    frame(address, block, &[])
+}
+
 /// Finds a frame at the start of `buf`; see [`Scan`].
 pub fn scan(buf: &[u8]) -> Scan {
     if buf.len() < 2 {

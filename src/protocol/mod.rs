@@ -16,6 +16,7 @@ pub mod jk_rs485;
 pub mod json;
 pub mod modbus;
 pub mod renogy;
+pub mod writes;
 
 use crate::battery::Battery;
 use std::collections::BTreeMap;

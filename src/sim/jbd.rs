@@ -1,5 +1,6 @@
 //! A simulated JBD BMS: answers basic info (0x03), cells (0x04) and hardware name (0x05) from a
-//! moving pack; malformed requests get no answer, unknown registers an error status.
+//! moving pack and obeys MOSFET control writes (0xE1); malformed requests get no answer, unknown
+//! registers an error status.
 
 use super::model::SimPack;
 use super::{serve_requests, Packs, SimControl};
@@ -13,6 +14,9 @@ pub const SIM_MODEL: &str = "JBD-SP16S020-SIM";
 
 /// The reply to one JBD request, or `None` for a frame that gets no answer.
 pub fn respond(request: &[u8], pack: &SimPack, control: &SimControl) -> Option<Vec<u8>> {
+    if request.get(1) == Some(&jbd::OP_WRITE) {
+        return write(request, control);
+    }
     if request.get(1) != Some(&jbd::OP_READ) {
         return None;
     }
@@ -37,7 +41,7 @@ pub fn respond(request: &[u8], pack: &SimPack, control: &SimControl) -> Option<V
                 software_version: 0x80,
                 rsoc: p.soc_percent.round().clamp(0.0, 100.0) as u8,
                 charge_fet: !control.charge_fet_off(),
-                discharge_fet: true,
+                discharge_fet: !control.discharge_fet_off(),
                 cell_count: u8::try_from(p.cells).unwrap_or(u8::MAX),
                 ntc_0p1k: p.temperatures_c.iter().map(|t| to_0p1k(*t)).collect(),
                 high_current_units: false,
@@ -47,6 +51,21 @@ pub fn respond(request: &[u8], pack: &SimPack, control: &SimControl) -> Option<V
         jbd::REG_CELLS => Some(jbd::encode_cells(&p.cell_voltages_mv())),
         jbd::REG_HARDWARE => Some(jbd::encode_hardware(SIM_MODEL)),
         register => Some(jbd::encode_response(register, 0x80, &[])),
+    }
+}
+
+/// A write: MOSFET control (0xE1, data `00 bb`, bit 0 charge off, bit 1 discharge off) is applied
+/// and acknowledged like the real BMS (`DD E1 00 00 00 00 77`); other registers get an error status.
+fn write(request: &[u8], control: &SimControl) -> Option<Vec<u8>> {
+    let register = *request.get(2)?;
+    match (register, request.get(3..6)) {
+        (jbd::REG_MOS_CONTROL, Some(&[2, 0, bits])) => {
+            control.set_charge_fet_off(bits & 1 != 0);
+            control.set_discharge_fet_off(bits & 2 != 0);
+            control.count_write();
+            Some(jbd::encode_response(register, 0, &[]))
+        }
+        _ => Some(jbd::encode_response(register, 0x80, &[])),
     }
 }
 

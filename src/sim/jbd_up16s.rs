@@ -1,6 +1,6 @@
 //! Simulated JBD UP-series packs sharing one RS485 bus (one pty): each address answers
-//! PackStatus from its own moving [`SimPack`]; other addresses and commands get no answer, as on
-//! a real bus.
+//! PackStatus from its own moving [`SimPack`] and takes SetSoc writes; other addresses and commands
+//! get no answer, as on a real bus.
 
 use super::model::SimPack;
 use super::{serve_requests, Packs, SimControl};
@@ -54,10 +54,34 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, packs: Packs, c
         let is_status =
             request.get(1) == Some(&jbd_up16s::FUNC_READ) && request.get(2..4) == Some(&[0x10, 0x00]);
         let address = *request.first()?;
+        if is_set_soc(request) {
+            return set_soc(request, address, &packs, &c);
+        }
         if !is_status {
             return None;
         }
         packs.with(Some(address), &c, Instant::now(), |pack| pack_status(address, pack, &c))
     })
     .await;
+}
+
+fn is_set_soc(request: &[u8]) -> bool {
+    let set = jbd_up16s::SET_SOC;
+    request.get(1) == Some(&set.func) && request.get(2..4) == Some(&set.start.to_be_bytes()[..])
+}
+
+/// SetSoc (0x79 at 0x2006, payload `11 4A 42 44` + u16 SoC x 100): the pack at `address` takes the
+/// SoC and acknowledges with the header echoed (payload length 0); a bad payload gets no answer.
+fn set_soc(request: &[u8], address: u8, packs: &Packs, control: &SimControl) -> Option<Vec<u8>> {
+    let payload = request.get(8..request.len().checked_sub(2)?)?;
+    let (prefix, soc) = (payload.get(..4)?, payload.get(4..6)?);
+    if prefix != jbd_up16s::SET_SOC_PREFIX || payload.len() != 6 {
+        return None;
+    }
+    let percent = f64::from(u16::from_be_bytes([soc[0], soc[1]])) / 100.0;
+    if percent > 100.0 || !packs.update(Some(address), |pack| pack.soc_percent = percent) {
+        return None;
+    }
+    control.count_write();
+    Some(jbd_up16s::encode_write_ack(address, jbd_up16s::SET_SOC))
 }

@@ -1,7 +1,8 @@
 //! Simulators shared by the tests and `bms-bridge demo`.
 //!
 //! - [`spawn`] starts the simulator of any protocol on a pty: a [`PtySimulator`] with one moving
-//!   [`model::SimPack`] per bus address and [`SimControl`] knobs (silent, frozen, FET off).
+//!   [`model::SimPack`] per bus address and [`SimControl`] knobs (silent, frozen, FET off; the
+//!   JBD simulator's FETs also follow register 0xE1 writes, the UP16S's SoC follows SetSoc).
 //! - [`jbd`], [`jbd_up16s`]: the protocol answers, built with the protocol modules' encoders.
 //! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
 
@@ -38,7 +39,9 @@ pub struct SimControl {
     silent: AtomicBool,
     frozen: AtomicBool,
     charge_fet_off: AtomicBool,
+    discharge_fet_off: AtomicBool,
     requests: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl SimControl {
@@ -70,6 +73,26 @@ impl SimControl {
     /// True while the charge MOSFET is reported off.
     pub fn charge_fet_off(&self) -> bool {
         self.charge_fet_off.load(Ordering::SeqCst)
+    }
+
+    /// Report the discharge MOSFET as off.
+    pub fn set_discharge_fet_off(&self, off: bool) {
+        self.discharge_fet_off.store(off, Ordering::SeqCst);
+    }
+
+    /// True while the discharge MOSFET is reported off.
+    pub fn discharge_fet_off(&self) -> bool {
+        self.discharge_fet_off.load(Ordering::SeqCst)
+    }
+
+    /// Count one accepted write (MOSFET control, SoC set).
+    pub fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Writes accepted so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Count one valid request.
@@ -113,6 +136,14 @@ impl Packs {
     /// A copy of the pack at `address`.
     pub fn get(&self, address: Option<u8>) -> Option<SimPack> {
         self.lock().iter().find(|(a, _)| *a == address).map(|(_, p)| p.clone())
+    }
+
+    /// Changes the pack at `address` (a write from the bus); false when there is none.
+    pub fn update(&self, address: Option<u8>, f: impl FnOnce(&mut SimPack)) -> bool {
+        let mut packs = self.lock();
+        let Some((_, pack)) = packs.iter_mut().find(|(a, _)| *a == address) else { return false };
+        f(pack);
+        true
     }
 
     /// Runs `f` on the pack at `address`, stepped to `now` unless frozen.

@@ -9,8 +9,10 @@
 //! `org.freedesktop.DBus.Error.UnknownObject`, the error veutil tolerates for not-yet-present paths
 //! (§2.3; pinned by `tests/dbus_service.rs`).
 
-use super::paths::{is_writable, Item, Items, CUSTOM_NAME};
+use super::paths::{Item, Items, CUSTOM_NAME};
 use super::value::Value;
+use super::writable;
+use crate::protocol::writes::BmsCommand;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
@@ -30,7 +32,7 @@ pub mod set_value {
     pub const ACCEPTED: i32 = 0;
     /// Path not writable, or wrong type.
     pub const NOT_WRITABLE: i32 = 1;
-    /// Refused by the service (here: name too long).
+    /// Refused by the service (name too long, setting out of range, BMS writes backed up).
     pub const REJECTED: i32 = 2;
 }
 
@@ -46,11 +48,18 @@ pub(crate) struct CustomNameWrite {
 pub(crate) struct Shared {
     items: Mutex<Items>,
     writes: mpsc::UnboundedSender<CustomNameWrite>,
+    commands: Option<mpsc::Sender<BmsCommand>>,
 }
 
 impl Shared {
     pub(crate) fn new(items: Items, writes: mpsc::UnboundedSender<CustomNameWrite>) -> Self {
-        Self { items: Mutex::new(items), writes }
+        Self { items: Mutex::new(items), writes, commands: None }
+    }
+
+    /// Accepted `/Settings/*` writes go to `commands` (the port's poll loop).
+    pub(crate) fn with_commands(mut self, commands: Option<mpsc::Sender<BmsCommand>>) -> Self {
+        self.commands = commands;
+        self
     }
 
     /// The table. A panic while holding the lock cannot leave it half-written (every writer
@@ -61,7 +70,10 @@ impl Shared {
 
     /// Applies a `SetValue` on `path`: the return code, and the new item when it changed.
     pub(crate) fn write(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
-        if !is_writable(path) {
+        if writable::is_writable_setting(path) {
+            return self.write_setting(path, value);
+        }
+        if path != CUSTOM_NAME {
             return (set_value::NOT_WRITABLE, None);
         }
         let name = match value {
@@ -81,6 +93,37 @@ impl Shared {
         }
         item.value = new;
         (set_value::ACCEPTED, Some(item.clone()))
+    }
+
+    /// A `/Settings/*` write: validated, handed to the poll loop as a command, then shown. A
+    /// command that cannot be queued is refused (2) and the path keeps its value.
+    fn write_setting(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
+        let mut items = self.lock();
+        if !items.contains_key(path) {
+            return (set_value::NOT_WRITABLE, None);
+        }
+        let accepted = match writable::check(&items, path, value) {
+            Ok(accepted) => accepted,
+            Err(code) => return (code, None),
+        };
+        if let Some(command) = accepted.command {
+            let sent = self.commands.as_ref().map(|tx| tx.try_send(command));
+            if !matches!(sent, Some(Ok(()))) {
+                tracing::warn!(path, ?command, "BMS write refused: the port's write queue is full or gone");
+                return (set_value::REJECTED, None);
+            }
+            tracing::info!(path, ?command, "BMS write requested over D-Bus");
+        }
+        let Some(new) = accepted.value else {
+            return (set_value::ACCEPTED, None);
+        };
+        match items.get_mut(path) {
+            Some(item) if item.value != new => {
+                item.value = new;
+                (set_value::ACCEPTED, Some(item.clone()))
+            }
+            _ => (set_value::ACCEPTED, None),
+        }
     }
 
     fn subtree<T>(&self, prefix: &str, each: impl Fn(&Item) -> T) -> HashMap<String, T> {
@@ -169,15 +212,17 @@ impl BusItem {
     async fn set_value(&self, value: OwnedValue, #[zbus(connection)] connection: &Connection) -> i32 {
         let (code, changed) = self.shared.write(&self.path, &value);
         if let Some(item) = changed {
-            let name = match &item.value {
-                Value::Text(name) => name.clone(),
-                _ => String::new(),
-            };
-            let write = CustomNameWrite { name, connection: Some(connection.clone()) };
-            if self.shared.writes.send(write).is_err() {
-                // The service that would persist it is gone (shutting down); the value still
-                // changed on the bus, so there is nothing else to undo.
-                tracing::warn!("custom name write not persisted: service is shutting down");
+            if self.path == CUSTOM_NAME {
+                let name = match &item.value {
+                    Value::Text(name) => name.clone(),
+                    _ => String::new(),
+                };
+                let write = CustomNameWrite { name, connection: Some(connection.clone()) };
+                if self.shared.writes.send(write).is_err() {
+                    // The service that would persist it is gone (shutting down); the value still
+                    // changed on the bus, so there is nothing else to undo.
+                    tracing::warn!("custom name write not persisted: service is shutting down");
+                }
             }
             let changes = [(self.path.clone(), item)];
             if let Err(error) = emit_changes(connection, &changes, true).await {

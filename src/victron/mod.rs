@@ -8,6 +8,7 @@
 //! - [`service`]: [`BatteryService`]: start-up order, publish, reconnect after a D-Bus restart.
 //! - [`settings`]: device instance and custom name from `com.victronenergy.settings`.
 //! - [`private_bus`]: a private `dbus-daemon` for tests and the demo.
+//! - [`writable`]: the `/Settings/*` paths that command BMS writes (only with `allow_writes`).
 
 mod bus_item;
 pub mod diff;
@@ -16,12 +17,14 @@ pub mod private_bus;
 pub mod service;
 pub mod settings;
 pub mod value;
+pub mod writable;
 
 pub use bus_item::{set_value, BUS_ITEM, MAX_CUSTOM_NAME_CHARS};
 pub use paths::{Identity, Snapshot, PRODUCT_ID};
 pub use private_bus::{PrivateBus, PrivateBusError};
 pub use service::BatteryService;
 pub use value::{Unit, Value};
+pub use writable::BmsWrites;
 
 /// Prefix of every battery service name.
 pub const SERVICE_PREFIX: &str = "com.victronenergy.battery.";

@@ -107,7 +107,7 @@ impl Item {
 /// Absolute path → item, sorted.
 pub type Items = BTreeMap<String, Item>;
 
-/// The only path a client may write.
+/// The name path a client may write (see also `writable.rs`).
 pub const CUSTOM_NAME: &str = "/CustomName";
 
 struct Row {
@@ -270,9 +270,10 @@ const TABLE: &[Row] = &[
     }),
 ];
 
-/// Whether a client may write `path` with `SetValue`.
+/// Whether a client may write `path` with `SetValue` (the `/Settings/*` ones exist only when
+/// the battery allows BMS writes, see `writable.rs`).
 pub fn is_writable(path: &str) -> bool {
-    path == CUSTOM_NAME
+    path == CUSTOM_NAME || super::writable::is_writable_setting(path)
 }
 
 /// Every published path with its value for this context. Always the same set of paths for the

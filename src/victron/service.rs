@@ -15,6 +15,7 @@ use super::bus_item::{
 use super::diff::diff;
 use super::paths::{collect, Context, Identity, Snapshot};
 use super::settings::{self, error_chain};
+use super::writable::{self, BmsWrites};
 use super::{is_safe_suffix, BusAddress, DbusError, SERVICE_PREFIX};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +49,19 @@ impl BatteryService {
     /// takes the cell count of `first` (0 cells if it has none).
     pub async fn start(
         bus: &BusAddress,
+        identity: Identity,
+        first: &Snapshot<'_>,
+    ) -> Result<Self, DbusError> {
+        Self::start_with_writes(bus, identity, first, None).await
+    }
+
+    /// [`Self::start`], plus the writable `/Settings/*` paths of `writes` (none when `None`):
+    /// accepted writes go to `writes.commands`. The paths are fixed for the service's lifetime.
+    pub async fn start_with_writes(
+        bus: &BusAddress,
         mut identity: Identity,
         first: &Snapshot<'_>,
+        writes: Option<BmsWrites>,
     ) -> Result<Self, DbusError> {
         if !is_safe_suffix(&identity.service_suffix) {
             return Err(DbusError::BadSuffix(identity.service_suffix));
@@ -69,7 +81,12 @@ impl BatteryService {
             snapshot: first,
         };
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(collect(&ctx), writes_tx));
+        let mut items = collect(&ctx);
+        if let Some(w) = &writes {
+            items.extend(writable::initial_items(w.support));
+        }
+        let commands = writes.map(|w| w.commands);
+        let shared = Arc::new(Shared::new(items, writes_tx).with_commands(commands));
         let (name_tx, name_rx) = watch::channel(custom_name);
         let persister = tokio::spawn(persist_custom_names(writes_rx, uid.clone(), name_tx));
         let mut service = Self {
@@ -106,7 +123,8 @@ impl BatteryService {
                 custom_name: &custom_name,
                 snapshot,
             };
-            let next = collect(&ctx);
+            let mut next = collect(&ctx);
+            writable::carry_over(&items, &mut next);
             let changes = diff(&items, &next);
             *items = next;
             changes

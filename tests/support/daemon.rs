@@ -46,12 +46,24 @@ pub fn start_daemon_for(
     protocol: Protocol,
     addresses: &[u8],
 ) -> Daemon {
+    start_daemon_with(dir, bus, device, protocol, addresses, "")
+}
+
+/// [`start_daemon_for`] with `extra` TOML appended after the port (e.g. a `[[port.battery]]`).
+pub fn start_daemon_with(
+    dir: &Path,
+    bus: &str,
+    device: &Path,
+    protocol: Protocol,
+    addresses: &[u8],
+    extra: &str,
+) -> Daemon {
     let config = dir.join("bms-bridge.toml");
     let addresses = if addresses.is_empty() { String::new() } else { format!("addresses = {addresses:?}\n") };
     std::fs::write(
         &config,
         format!(
-            "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{}\"\n\n[dbus]\nbus = \"{bus}\"\ndevice_instance = 7\n\n[[port]]\ndevice = \"{}\"\nprotocol = \"{}\"\ntimeout_ms = 200\n{addresses}",
+            "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{}\"\n\n[dbus]\nbus = \"{bus}\"\ndevice_instance = 7\n\n[[port]]\ndevice = \"{}\"\nprotocol = \"{}\"\ntimeout_ms = 200\n{addresses}{extra}",
             dir.join("state").display(),
             device.display(),
             protocol.name(),

@@ -75,3 +75,29 @@ fn tree_nodes_are_every_prefix() {
     let paths = ["/Dc/0/Voltage".to_owned(), "/Soc".to_owned(), "/Dc/0/Current".to_owned()];
     assert_eq!(tree_nodes(paths.iter()), vec!["/Dc".to_owned(), "/Dc/0".to_owned()]);
 }
+
+#[test]
+fn settings_writes_become_commands() {
+    use crate::protocol::writes::{BmsCommand, WriteSupport};
+    use crate::victron::writable::{initial_items, FORCE_CHARGING_OFF, HAS_SETTINGS, RESET_SOC_TO};
+    let (tx, _names) = mpsc::unbounded_channel();
+    let (commands, mut rx) = mpsc::channel(1);
+    let items = initial_items(WriteSupport { mosfet: true, soc: false });
+    let shared = Shared::new(items, tx).with_commands(Some(commands));
+    let (code, changed) = shared.write(FORCE_CHARGING_OFF, &zvariant::Value::I32(1));
+    assert_eq!(code, set_value::ACCEPTED);
+    assert_eq!(changed.map(|i| i.value), Some(Value::I32(1)));
+    assert_eq!(rx.try_recv().ok(), Some(BmsCommand::SetChargeFet(false)));
+    assert_eq!(shared.write(FORCE_CHARGING_OFF, &zvariant::Value::I32(3)).0, set_value::REJECTED);
+    assert_eq!(shared.write(HAS_SETTINGS, &zvariant::Value::I32(0)).0, set_value::NOT_WRITABLE);
+    assert_eq!(
+        shared.write(RESET_SOC_TO, &zvariant::Value::F64(50.0)).0,
+        set_value::NOT_WRITABLE,
+        "no such path"
+    );
+    assert!(rx.try_recv().is_err(), "refused writes send nothing");
+    // A full queue refuses the write and the path keeps its value.
+    assert_eq!(shared.write(FORCE_CHARGING_OFF, &zvariant::Value::I32(0)).0, set_value::ACCEPTED);
+    assert_eq!(shared.write(FORCE_CHARGING_OFF, &zvariant::Value::I32(1)).0, set_value::REJECTED);
+    assert_eq!(shared.lock()[FORCE_CHARGING_OFF].value, Value::I32(0));
+}
