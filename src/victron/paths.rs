@@ -6,7 +6,7 @@
 //! on the missing cells. Anything unknown is [`Value::Invalid`], never 0.
 
 use super::value::{Unit, Value};
-use crate::battery::{AlarmLevel, Battery};
+use crate::battery::{AlarmLevel, Battery, ExtremeIds};
 use crate::control::history::History;
 use crate::control::ChargeLimits;
 use std::collections::BTreeMap;
@@ -154,6 +154,12 @@ fn fet_blocks(fet: Option<bool>) -> Value {
     fet.map_or(Value::Invalid, |on| Value::I32(i32::from(!on)))
 }
 
+/// A label the battery carries itself (a bank's `P2C5`), if any.
+fn label(c: &Context<'_>, pick: fn(&ExtremeIds) -> &Option<String>) -> Option<Value> {
+    let ids = c.battery().extreme_ids.as_ref()?;
+    pick(ids).as_ref().map(|id| Value::Text(id.clone()))
+}
+
 fn cell_id(prefix: &str, number: Option<usize>) -> Value {
     number.map_or(Value::Invalid, |n| Value::Text(format!("{prefix}{n}")))
 }
@@ -234,8 +240,14 @@ const TABLE: &[Row] = &[
     row("/Io/AllowToBalance", Plain, |c| Value::flag(c.battery().balancer_enabled)),
     row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
     row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),
-    row("/System/MinVoltageCellId", Plain, |c| cell_id("C", c.battery().min_cell().and_then(|m| m.0))),
-    row("/System/MaxVoltageCellId", Plain, |c| cell_id("C", c.battery().max_cell().and_then(|m| m.0))),
+    row("/System/MinVoltageCellId", Plain, |c| {
+        label(c, |ids| &ids.min_cell)
+            .unwrap_or_else(|| cell_id("C", c.battery().min_cell().and_then(|m| m.0)))
+    }),
+    row("/System/MaxVoltageCellId", Plain, |c| {
+        label(c, |ids| &ids.max_cell)
+            .unwrap_or_else(|| cell_id("C", c.battery().max_cell().and_then(|m| m.0)))
+    }),
     row("/System/MinCellTemperature", Celsius, |c| {
         Value::f64(c.battery().temperature_extremes().map(|(low, _)| low.1))
     }),
@@ -243,10 +255,12 @@ const TABLE: &[Row] = &[
         Value::f64(c.battery().temperature_extremes().map(|(_, high)| high.1))
     }),
     row("/System/MinTemperatureCellId", Plain, |c| {
-        cell_id("T", c.battery().temperature_extremes().map(|(low, _)| low.0))
+        label(c, |ids| &ids.min_temperature)
+            .unwrap_or_else(|| cell_id("T", c.battery().temperature_extremes().map(|(low, _)| low.0)))
     }),
     row("/System/MaxTemperatureCellId", Plain, |c| {
-        cell_id("T", c.battery().temperature_extremes().map(|(_, high)| high.0))
+        label(c, |ids| &ids.max_temperature)
+            .unwrap_or_else(|| cell_id("T", c.battery().temperature_extremes().map(|(_, high)| high.0)))
     }),
     row("/System/MOSTemperature", Celsius, |c| Value::f64(c.battery().temperature_mos_c)),
     row("/System/NrOfCellsPerBattery", Plain, |c| Value::int(c.battery().cells_in_series())),
@@ -255,8 +269,14 @@ const TABLE: &[Row] = &[
     row("/System/NrOfModulesOffline", Plain, |c| {
         modules(c, c.battery().modules_offline, !c.snapshot.connected)
     }),
-    row("/System/NrOfModulesBlockingCharge", Plain, |c| fet_blocks(c.battery().charge_fet)),
-    row("/System/NrOfModulesBlockingDischarge", Plain, |c| fet_blocks(c.battery().discharge_fet)),
+    row("/System/NrOfModulesBlockingCharge", Plain, |c| {
+        let b = c.battery();
+        b.modules_blocking_charge.map_or_else(|| fet_blocks(b.charge_fet), |n| Value::int(Some(n)))
+    }),
+    row("/System/NrOfModulesBlockingDischarge", Plain, |c| {
+        let b = c.battery();
+        b.modules_blocking_discharge.map_or_else(|| fet_blocks(b.discharge_fet), |n| Value::int(Some(n)))
+    }),
     row("/Balancing", Plain, |c| {
         Value::flag(c.battery().balancing_cells.as_ref().map(|f| f.iter().any(|on| *on)))
     }),
