@@ -142,9 +142,10 @@ fn history(c: &Context<'_>, f: fn(&History) -> Option<f64>) -> Value {
     Value::f64(c.snapshot.history.and_then(f))
 }
 
-/// Module count a multi-pack BMS reports while connected, else 1/0 from the connection.
-fn modules(c: &Context<'_>, count: Option<u32>, fallback: bool) -> Value {
-    match count.filter(|_| c.snapshot.connected) {
+/// Module count a multi-pack BMS (or a bank) reports, else 1/0 from the connection. (A lost
+/// battery's view carries no counts unless its publisher sets them.)
+fn modules(count: Option<u32>, fallback: bool) -> Value {
+    match count {
         Some(n) => Value::I32(i32::try_from(n).unwrap_or(i32::MAX)),
         None => Value::I32(i32::from(fallback)),
     }
@@ -265,10 +266,8 @@ const TABLE: &[Row] = &[
     row("/System/MOSTemperature", Celsius, |c| Value::f64(c.battery().temperature_mos_c)),
     row("/System/NrOfCellsPerBattery", Plain, |c| Value::int(c.battery().cells_in_series())),
     // One pack per service: it is the module, online while the BMS answers.
-    row("/System/NrOfModulesOnline", Plain, |c| modules(c, c.battery().modules_online, c.snapshot.connected)),
-    row("/System/NrOfModulesOffline", Plain, |c| {
-        modules(c, c.battery().modules_offline, !c.snapshot.connected)
-    }),
+    row("/System/NrOfModulesOnline", Plain, |c| modules(c.battery().modules_online, c.snapshot.connected)),
+    row("/System/NrOfModulesOffline", Plain, |c| modules(c.battery().modules_offline, !c.snapshot.connected)),
     row("/System/NrOfModulesBlockingCharge", Plain, |c| {
         let b = c.battery();
         b.modules_blocking_charge.map_or_else(|| fet_blocks(b.charge_fet), |n| Value::int(Some(n)))
