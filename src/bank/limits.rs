@@ -17,6 +17,9 @@
 //! or (for charging) not answering, makes it 0.
 
 use super::config::Topology;
+use crate::battery::Battery;
+use crate::control::current::{charge_target, discharge_target, CurrentInputs};
+use crate::control::ChargeConfig;
 
 /// Below this bank current (A) the observed split is noise: capacity shares are used.
 pub const SPLIT_MIN_CURRENT_A: f64 = 2.0;
@@ -59,6 +62,24 @@ pub struct BankLimits {
     pub charge: Limit,
     /// Discharge current limit.
     pub discharge: Limit,
+}
+
+/// A pack's own charge and discharge limits now: the charge-control rules (BMS limits, cell
+/// voltage, temperature, MOSFET, SoC tables, FET state) on its reading, without the rate limiter
+/// (the bank's limiter smooths the bank's result; a pack that comes back counts at once).
+pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -> (f64, f64) {
+    let inputs = CurrentInputs {
+        max_cell_v: b.max_cell().map(|(_, v)| v),
+        min_cell_v: b.min_cell().map(|(_, v)| v),
+        temperatures_c: b.temperature_extremes().map(|((_, lo), (_, hi))| (lo, hi)),
+        mosfet_c: b.temperature_mos_c,
+        soc_percent: soc_percent.or(b.soc_percent),
+        charge_fet: b.charge_fet,
+        discharge_fet: b.discharge_fet,
+        bms_charge_limit_a: b.charge_current_limit_a,
+        bms_discharge_limit_a: b.discharge_current_limit_a,
+    };
+    (charge_target(cfg, &inputs).0, discharge_target(cfg, &inputs).0)
 }
 
 /// Computes the bank limits.

@@ -5,7 +5,7 @@
 
 use super::aggregate::{aggregate, pack_capacity_ah, PackView, BANK_MODEL};
 use super::config::{BankConfig, Topology};
-use super::limits::{bank_limits, PackLimitInput};
+use super::limits::{bank_limits, pack_targets, PackLimitInput};
 use crate::app::{self, BatterySlot};
 use crate::battery::AlarmLevel;
 use crate::config::{BatteryConfig, Config};
@@ -122,20 +122,29 @@ pub fn pack_output(out: &Output) -> Output {
 
 /// Everything one cycle of the bank computes, from the packs' outputs at `now` (pure but for
 /// the monitors it feeds).
-pub fn bank_cycle(topology: Topology, bank: &mut Monitor, pack_outputs: &[Output], now: Instant) -> Output {
+pub fn bank_cycle(
+    topology: Topology,
+    charge: &ChargeConfig,
+    bank: &mut Monitor,
+    pack_outputs: &[Output],
+    now: Instant,
+) -> Output {
     let views: Vec<PackView<'_>> =
         pack_outputs.iter().map(|o| PackView { battery: &o.battery, online: o.connected }).collect();
     let mut battery = aggregate(topology, &views);
     let inputs: Vec<PackLimitInput> = pack_outputs
         .iter()
-        .map(|o| PackLimitInput {
-            online: o.connected,
-            current_a: o.battery.current_a,
-            capacity_ah: pack_capacity_ah(&o.battery),
-            charge_limit_a: o.limits.charge_current_a.unwrap_or(0.0),
-            discharge_limit_a: o.limits.discharge_current_a.unwrap_or(0.0),
-            charge_blocked: o.battery.charge_fet == Some(false),
-            discharge_blocked: o.battery.discharge_fet == Some(false),
+        .map(|o| {
+            let (charge_limit_a, discharge_limit_a) = pack_targets(charge, &o.battery, o.limits.soc_percent);
+            PackLimitInput {
+                online: o.connected,
+                current_a: o.battery.current_a,
+                capacity_ah: pack_capacity_ah(&o.battery),
+                charge_limit_a,
+                discharge_limit_a,
+                charge_blocked: o.battery.charge_fet == Some(false),
+                discharge_blocked: o.battery.discharge_fet == Some(false),
+            }
         })
         .collect();
     let split = bank_limits(topology, &inputs);
@@ -212,7 +221,7 @@ pub async fn run(
     app::restore_state(&mut monitor, &state_path, &label);
     let mut service = ServiceSlot::new(label.clone());
     let mut last_limits = None;
-    let mut started_with_all = false;
+    let mut announced = false;
 
     // Any pack's reading wakes the task at once (the watch receivers stay with the task).
     let wake = std::sync::Arc::new(Notify::new());
@@ -242,28 +251,34 @@ pub async fn run(
             }
             pack.was_online = out.connected;
         }
-        let out = bank_cycle(bank.topology, &mut monitor, &outputs, now);
+        let all_seen = packs.iter().all(|p| p.monitor.latest().read_at.is_some());
+        let ready = all_seen || now >= ready_at;
+        if !ready {
+            // Start-up: wait for every pack (bounded). Running the bank's control before would
+            // start its limiter from a partial bank (or the lost state), held for a while.
+            if wait(&wake, &mut ticker, &mut shutdown).await {
+                return;
+            }
+            continue;
+        }
+        let out = bank_cycle(bank.topology, &config.charge, &mut monitor, &outputs, now);
         app::log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {
             app::save_state(state_path.clone(), state, &label).await;
         }
-        let all_seen = packs.iter().all(|p| p.monitor.latest().read_at.is_some());
-        let ready = all_seen || now >= ready_at;
-        if ready && !started_with_all {
-            started_with_all = true;
+        if !announced {
+            announced = true;
             let present = packs.iter().filter(|p| p.monitor.latest().read_at.is_some()).count();
             tracing::info!(battery = %label, present, configured = packs.len(), "bank running");
         }
-        if ready && bank.publishes_aggregate() {
+        if bank.publishes_aggregate() {
             service.publish(&bus, || identity.clone(), &app::snapshot(&out)).await;
         }
         if bank.publishes_packs() {
             for (pack, out) in packs.iter_mut().zip(&outputs) {
-                if ready || pack.monitor.latest().read_at.is_some() {
-                    let shown = pack_output(out);
-                    let ident = || app::identity(&pack.slot, &config, pack.monitor.latest());
-                    pack.service.publish(&bus, ident, &app::snapshot(&shown)).await;
-                }
+                let shown = pack_output(out);
+                let ident = || app::identity(&pack.slot, &config, pack.monitor.latest());
+                pack.service.publish(&bus, ident, &app::snapshot(&shown)).await;
             }
         }
         tokio::select! {
@@ -274,6 +289,19 @@ pub async fn run(
                 return;
             },
         }
+    }
+}
+
+/// Waits for a reading or the next tick; true when shutting down.
+async fn wait(
+    wake: &Notify,
+    ticker: &mut tokio::time::Interval,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = wake.notified() => false,
+        _ = ticker.tick() => false,
+        _ = shutdown.changed() => *shutdown.borrow(),
     }
 }
 

@@ -37,7 +37,7 @@ impl Bank {
 
     fn cycle(&mut self, now: Instant) -> (Vec<Output>, Output) {
         let outputs: Vec<Output> = self.packs.iter_mut().map(|m| m.output(now)).collect();
-        let out = bank_cycle(Topology::Parallel, &mut self.bank, &outputs, now);
+        let out = bank_cycle(Topology::Parallel, &ChargeConfig::default(), &mut self.bank, &outputs, now);
         (outputs, out)
     }
 }
@@ -69,11 +69,11 @@ fn the_highest_cell_of_any_pack_governs_the_bank() {
     let mut bank = Bank::new(t0, 2);
     bank.packs[0].handle_reading(t0, reading(10.0, 100.0, 3.31));
     bank.packs[1].handle_reading(t0, reading(10.0, 100.0, 3.44));
-    let (packs, out) = bank.cycle(t0);
-    // Pack 2's own CCL drops with its high cell (table), and so does the bank's.
-    let pack2 = packs[1].limits.charge_current_a.unwrap_or(0.0);
-    assert!(pack2 < 5.0, "{pack2}");
-    assert!((out.limits.charge_current_a.unwrap_or(0.0) - pack2 * 2.0).abs() < 1e-6);
+    let (_, out) = bank.cycle(t0);
+    // Pack 2's own CCL drops with its high cell (table: 0.023 x 50 A at 3.44 V); it takes half
+    // the current, so the bank may take twice that.
+    let ccl = out.limits.charge_current_a.unwrap_or(0.0);
+    assert!((ccl - 2.3).abs() < 1e-6, "{ccl}");
     assert_eq!(out.battery.extreme_ids.and_then(|i| i.max_cell).as_deref(), Some("P2C5"));
 }
 
