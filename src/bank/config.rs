@@ -139,9 +139,10 @@ pub fn resolve(config: &Config, reference: &str) -> Result<PackRef, String> {
     let batteries = port_batteries(&config.ports[index]);
     match address {
         Some(a) if batteries.contains(&Some(a)) => Ok(PackRef { port: index, address: Some(a) }),
-        Some(a) => {
-            Err(format!("address {a} is not polled on {device} (as one battery per port: use {device})"))
+        Some(_) if config.ports[index].protocol.one_battery_per_port() => {
+            Err(format!("{device} is one battery (a series stack): name it as {device}"))
         }
+        Some(a) => Err(format!("address {a} is not polled on {device}")),
         None if batteries.len() == 1 => Ok(PackRef { port: index, address: batteries[0] }),
         None => Err(format!("{device} has several BMS addresses; name one as {device}#<address>")),
     }
