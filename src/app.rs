@@ -1,6 +1,7 @@
 //! Wiring: config -> one poll task per port -> one task per battery (monitor, charge control,
 //! D-Bus service). Owns the shutdown signal. A failure in one battery never stops the others.
 
+use crate::bank::{self, task::BankPack};
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::ChargeController;
 use crate::control::{persist, ChargeLimits, ControlState};
@@ -26,12 +27,12 @@ pub fn bus_address(config: &Config) -> BusAddress {
 
 /// Everything one battery task needs to know about its battery.
 #[derive(Debug, Clone)]
-struct BatterySlot {
-    port: PortConfig,
-    address: Option<u8>,
-    options: BatteryConfig,
+pub(crate) struct BatterySlot {
+    pub(crate) port: PortConfig,
+    pub(crate) address: Option<u8>,
+    pub(crate) options: BatteryConfig,
     /// Writable `/Settings/*` paths and where their commands go (`allow_writes`).
-    writes: Option<BmsWrites>,
+    pub(crate) writes: Option<BmsWrites>,
 }
 
 /// Queued writes per battery; a client writing faster than the BMS answers is refused.
@@ -41,7 +42,11 @@ const WRITE_QUEUE: usize = 8;
 pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
-    for port in &config.ports {
+    // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
+    let resolved = bank::config::resolve_all(&config);
+    let mut bank_packs: Vec<Vec<Option<BankPack>>> =
+        resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
+    for (port_index, port) in config.ports.iter().enumerate() {
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
         let mut commands = Vec::new();
@@ -68,6 +73,10 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
                 options,
                 writes,
             };
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, address) {
+                bank_packs[b][p] = Some(BankPack::new(slot, rx));
+                continue;
+            }
             tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
         }
         tasks.spawn(driver::run_port_with_commands(
@@ -77,6 +86,10 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
             commands,
             shutdown.clone(),
         ));
+    }
+    for (bank, packs) in config.banks.iter().zip(bank_packs) {
+        let packs = packs.into_iter().flatten().collect();
+        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone()));
     }
     loop {
         tokio::select! {
@@ -99,7 +112,7 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
     }
 }
 
-fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
+pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
     let port_name = Path::new(&slot.port.device)
         .file_name()
         .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
@@ -136,7 +149,7 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
     }
 }
 
-fn snapshot(out: &Output) -> Snapshot<'_> {
+pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {
     Snapshot {
         battery: &out.battery,
         limits: &out.limits,
@@ -148,7 +161,7 @@ fn snapshot(out: &Output) -> Snapshot<'_> {
 }
 
 /// The charge-control state file of one battery: `<state_dir>/<unique id>.json`.
-fn state_file(config: &Config, unique_id: &str) -> PathBuf {
+pub(crate) fn state_file(config: &Config, unique_id: &str) -> PathBuf {
     let safe: String = unique_id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
@@ -158,7 +171,7 @@ fn state_file(config: &Config, unique_id: &str) -> PathBuf {
 
 /// Loads a saved control state; a missing file is a fresh start, a bad one is logged and ignored
 /// (the control then starts in bulk, which is safe: CVL is still capped per cell).
-fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
+pub(crate) fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
     match persist::load_state_file(path) {
         Ok(Some(state)) => {
             let offline = std::fs::metadata(path)
@@ -179,7 +192,7 @@ fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
 }
 
 /// Writes the state off the async thread (fsync can take a while on flash).
-async fn save_state(path: PathBuf, state: ControlState, label: &str) {
+pub(crate) async fn save_state(path: PathBuf, state: ControlState, label: &str) {
     let result = tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -283,7 +296,7 @@ async fn battery_task(
     }
 }
 
-fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
+pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
     let update = updates.borrow().clone();
     let Some(update) = update else { return };
     let was_online = monitor.is_online(update.at);
@@ -305,7 +318,7 @@ fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdat
     }
 }
 
-fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
+pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
     if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
         tracing::info!(

@@ -24,6 +24,9 @@ pub struct Config {
     /// Serial ports, one `[[port]]` table each.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
+    /// Packs grouped into one battery, one `[[bank]]` table each (`docs/multi-battery.md`).
+    #[serde(default, rename = "bank")]
+    pub banks: Vec<crate::bank::BankConfig>,
 }
 
 /// `[daemon]`.
@@ -570,6 +573,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             }
             battery_tables += 1;
         }
+    }
+    for (i, key, message) in crate::bank::config::problems(config) {
+        fail("bank", i, key, format!("bank[{}].{key}", i + 1), message);
     }
     errors
 }

@@ -1,6 +1,8 @@
 //! `bms-bridge demo`: a private D-Bus, a simulated JBD pack on a pty and the daemon, with a live
 //! once-a-second view of what is published. Ctrl-C stops everything and removes what it made.
 
+pub mod packs;
+
 use crate::config::{Config, PortConfig, Protocol};
 use crate::sim;
 use crate::victron::private_bus::PrivateBus;

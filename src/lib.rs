@@ -14,6 +14,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod app;
+pub mod bank;
 pub mod battery;
 pub mod config;
 pub mod control;

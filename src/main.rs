@@ -93,6 +93,10 @@ enum Command {
         /// Protocol of the simulated BMS.
         #[arg(long, default_value = "jbd")]
         protocol: String,
+        /// Simulate this many packs in one parallel bank instead (two UP16S on a shared bus,
+        /// the others JBD on ports of their own).
+        #[arg(long)]
+        packs: Option<usize>,
     },
 }
 
@@ -149,7 +153,10 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Demo { seconds, cells, protocol } => match Protocol::from_name(&protocol) {
+        Command::Demo { seconds, cells, packs: Some(packs), .. } => {
+            runtime_block_on(demo::packs::run(seconds, cells, packs))
+        }
+        Command::Demo { seconds, cells, protocol, packs: None } => match Protocol::from_name(&protocol) {
             Some(protocol) => runtime_block_on(demo::run(seconds, cells, protocol)),
             None => {
                 eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());

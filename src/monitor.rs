@@ -183,7 +183,8 @@ impl Monitor {
                 Alarms::raise(&mut reading.alarms.internal_failure, AlarmLevel::Alarm);
             }
         }
-        reading.alarms.bms_cable = Some(AlarmLevel::Ok);
+        // Ok unless the reading carries a cable state of its own (a bank with a pack missing).
+        Alarms::raise(&mut reading.alarms.bms_cable, AlarmLevel::Ok);
     }
 
     /// Charge-control state worth saving now (phase change, full charge, periodic), once each.

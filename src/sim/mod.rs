@@ -230,6 +230,18 @@ impl PtySimulator {
     pub fn pack(&self, address: Option<u8>) -> Option<SimPack> {
         self.packs.get(address)
     }
+
+    /// Changes the pack at `address` (capacity, resistance, current ...); false if there is none.
+    pub fn configure(&self, address: Option<u8>, f: impl FnOnce(&mut SimPack)) -> bool {
+        let mut packs = self.packs.lock();
+        match packs.iter_mut().find(|(a, _)| *a == address) {
+            Some((_, pack)) => {
+                f(pack);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Drop for PtySimulator {
