@@ -58,6 +58,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         addresses: None,
         timeout_ms: 500,
         batteries: Vec::new(),
+        can: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
     println!(

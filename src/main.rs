@@ -215,6 +215,7 @@ fn run(
                 addresses: None,
                 timeout_ms: 500,
                 batteries: Vec::new(),
+                can: Default::default(),
             });
         }
     }
