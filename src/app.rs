@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+mod can;
+pub use can::MemoryCanBuses;
+
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
 
@@ -33,10 +36,26 @@ struct BatterySlot {
 }
 
 /// Runs until `shutdown` turns true.
-pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(config: Config, bus: BusAddress, shutdown: watch::Receiver<bool>) {
+    run_with_can(config, bus, shutdown, can::MemoryCanBuses::new()).await;
+}
+
+/// [`run`], with CAN ports whose interface is in `can_buses` on those in-memory buses instead of
+/// SocketCAN (demo, `replay`, tests).
+pub async fn run_with_can(
+    config: Config,
+    bus: BusAddress,
+    mut shutdown: watch::Receiver<bool>,
+    can_buses: can::MemoryCanBuses,
+) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
     for port in &config.ports {
+        if port.protocol.is_can() {
+            let memory = can_buses.get(&port.device).cloned();
+            tasks.spawn(can::run_port(port.clone(), config.clone(), bus.clone(), memory, shutdown.clone()));
+            continue;
+        }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
         // FoxESS: the packs in series are one battery, polled together.
@@ -96,11 +115,12 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
     };
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
+    let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
     Identity {
         service_suffix: suffix,
         unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
-        connection: format!("Serial {}{at}", slot.port.device),
+        connection: format!("{kind} {}{at}", slot.port.device),
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
         hardware_version: battery
