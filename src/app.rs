@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 mod can;
-pub use can::MemoryCanBuses;
+pub use can::{settings as can_settings, MemoryCanBuses};
 
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
