@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+mod can;
+pub use can::{settings as can_settings, MemoryCanBuses};
+
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
 
@@ -39,7 +42,18 @@ pub(crate) struct BatterySlot {
 const WRITE_QUEUE: usize = 8;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(config: Config, bus: BusAddress, shutdown: watch::Receiver<bool>) {
+    run_with_can(config, bus, shutdown, can::MemoryCanBuses::new()).await;
+}
+
+/// [`run`], with CAN ports whose interface is in `can_buses` on those in-memory buses instead of
+/// SocketCAN (demo, `replay`, tests).
+pub async fn run_with_can(
+    config: Config,
+    bus: BusAddress,
+    mut shutdown: watch::Receiver<bool>,
+    can_buses: can::MemoryCanBuses,
+) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
@@ -47,6 +61,13 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
+        if port.protocol.is_can() {
+            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs). They stand
+            // alone; banks take serial packs (docs/multi-battery.md).
+            let memory = can_buses.get(&port.device).cloned();
+            tasks.spawn(can::run_port(port.clone(), config.clone(), bus.clone(), memory, shutdown.clone()));
+            continue;
+        }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
         let mut commands = Vec::new();
@@ -130,11 +151,12 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
     };
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
+    let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
     Identity {
         service_suffix: suffix,
         unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
-        connection: format!("Serial {}{at}", slot.port.device),
+        connection: format!("{kind} {}{at}", slot.port.device),
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
         hardware_version: battery

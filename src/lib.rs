@@ -23,6 +23,7 @@ pub mod driver;
 pub mod monitor;
 pub mod probe;
 pub mod protocol;
+pub mod replay;
 pub mod sim;
 pub mod transport;
 pub mod victron;

@@ -11,6 +11,7 @@
 //! charge). [`ChargeController::restore`] rebases them on the new `now`; the caller may pass the
 //! time the daemon was down, which counts towards "time since full charge" but not absorption.
 
+pub mod bms_limits;
 pub mod config;
 pub mod current;
 pub mod history;

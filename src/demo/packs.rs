@@ -26,6 +26,7 @@ fn port(device: &Path, protocol: Protocol, addresses: Option<Vec<u8>>, name: Str
         addresses,
         timeout_ms: 500,
         batteries: vec![BatteryConfig { name: Some(name), ..BatteryConfig::default() }],
+        can: Default::default(),
     }
 }
 

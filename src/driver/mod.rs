@@ -5,6 +5,7 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
+pub mod can;
 mod daly;
 mod eg4_lifepower;
 mod eg4_ll;
@@ -245,5 +246,9 @@ pub async fn poll_once(
         Protocol::JkRs485 => jk_rs485::poll(link.framed()?, timeout).await,
         Protocol::Daly => daly::poll(link.framed()?, address, need_identity, timeout).await,
         Protocol::Eg4Lifepower => eg4_lifepower::poll(link.framed()?, address, need_identity, timeout).await,
+        Protocol::VictronCan => {
+            Err(LinkError::Protocol("victron_can is a CAN protocol, not polled on serial ports".into())
+                .into())
+        }
     }
 }

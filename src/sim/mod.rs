@@ -21,6 +21,7 @@ pub mod pack;
 pub mod plot;
 pub mod pty;
 pub mod renogy;
+pub mod victron_can;
 
 use crate::config::Protocol;
 use crate::protocol::Scan;
@@ -278,6 +279,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         Protocol::JkRs485 => tokio::spawn(jk_rs485::serve(master, p, c)),
         Protocol::Daly => tokio::spawn(daly::serve(master, p, c)),
         Protocol::Eg4Lifepower => tokio::spawn(eg4_lifepower::serve(master, p, c)),
+        Protocol::VictronCan => {
+            return Err(std::io::Error::other("victron_can runs on a CAN bus: use sim::victron_can::spawn"))
+        }
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }
