@@ -140,6 +140,13 @@ impl Monitor {
         if let (true, Some(mode)) = (online, self.options.use_bms_limits) {
             crate::control::bms_limits::apply(&mut limits, &battery, mode);
         }
+        // Lost with BMS limits in use: the fail-safe float voltage must not exceed the charge
+        // voltage the BMS last allowed (CCL is 0 anyway; this keeps CVL consistent with the BMS).
+        if let (false, Some(_), Some(bms_cvl)) =
+            (online, self.options.use_bms_limits, self.latest.charge_voltage_limit_v)
+        {
+            limits.charge_voltage_v = limits.charge_voltage_v.map(|v| v.min(bms_cvl));
+        }
         let (state, error_code) = if online {
             let standby = limits.charge_current_a == Some(0.0) && limits.discharge_current_a == Some(0.0);
             (if standby { state::STANDBY } else { state::RUNNING }, 0)
@@ -161,7 +168,7 @@ impl Monitor {
             alarms.bms_cable = Some(AlarmLevel::Alarm);
         }
         Battery {
-            cell_count: l.cell_count,
+            cell_count: l.cells_in_series(),
             nominal_capacity_ah: l.nominal_capacity_ah,
             model: l.model.clone(),
             serial: l.serial.clone(),
@@ -309,5 +316,25 @@ mod tests {
         assert_eq!(out.battery.remaining_capacity_ah, Some(168.0));
         assert_eq!(out.battery.alarms.internal_failure, Some(AlarmLevel::Alarm));
         assert_eq!(m.cell_count_mismatch(), Some((15, 16)));
+    }
+
+    #[test]
+    fn a_lost_bms_with_bms_limits_never_gets_a_cvl_above_its_own() {
+        let t0 = Instant::now();
+        let options = BatteryConfig {
+            use_bms_limits: Some(crate::control::bms_limits::BmsLimits::Cap),
+            ..Default::default()
+        };
+        let mut m = Monitor::new(
+            t0,
+            options,
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        );
+        m.handle_reading(t0, Battery { charge_voltage_limit_v: Some(52.8), ..reading() });
+        let lost = m.output(t0 + Duration::from_secs(11));
+        assert!(!lost.connected);
+        assert_eq!(lost.limits.charge_voltage_v, Some(52.8), "float 54.0 V capped by the BMS's 52.8 V");
+        assert_eq!(lost.limits.charge_current_a, Some(0.0));
     }
 }
