@@ -192,3 +192,34 @@ fn import_refuses_what_it_cannot_read() {
     assert!(err.contains("config.ini:2: expected KEY = value"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Support logs: connect, loss and every limit change are one line each, naming the battery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_name_the_battery_for_connect_loss_and_limits() {
+    let dir = scratch_dir("logs");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
+    let link = dir.join("ttyBMS0");
+    link_pty(&link, sim.path());
+    let daemon = start_daemon(&dir, bus.address(), &link);
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    wait_for(&conn, Duration::from_secs(15), "the service to connect", connected).await;
+    sim.control().set_silent(true);
+    wait_for(&conn, Duration::from_secs(15), "the BMS to be lost", |items| !connected(items)).await;
+    sim.control().set_silent(false);
+    wait_for(&conn, Duration::from_secs(15), "the BMS to come back", connected).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(daemon);
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    let battery = format!("battery={}", link.display());
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle) && l.contains(&battery)).count();
+    assert_eq!(lines("BMS answering"), 2, "first reading and recovery:\n{log}");
+    assert_eq!(lines("BMS lost: no good reading for 2 s"), 1, "{log}");
+    assert!(lines("limits: ") >= 3, "start, fail-safe and recovery limits:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("limits: ") && l.contains("BMS lost") && l.contains(&battery)),
+        "{log}"
+    );
+    assert!(!log.contains('\x1b'), "no colour codes in a log file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
