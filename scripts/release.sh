@@ -78,8 +78,10 @@ for target in "${TARGETS[@]}"; do
     grep -qF "${ELF_MACHINE[$target]}" <<<"$description" || die "$bin is not ${ELF_MACHINE[$target]}"
     if ! grep -q ", stripped" <<<"$description"; then die "$bin is not stripped"; fi
     if [ "$target" = armv7-unknown-linux-gnueabihf ]; then
-        readelf -A "$bin" | grep -E "Tag_CPU_arch:|Tag_FP_arch:|Tag_ABI_VFP_args:" | sed 's/^ */readelf: /'
-        readelf -A "$bin" | grep -q "Tag_ABI_VFP_args: VFP registers" || die "$bin is not hard-float"
+        readelf -A "$bin" | grep -E "Tag_CPU_arch:|Tag_FP_arch:|Tag_Advanced_SIMD_arch:" | sed 's/^ */readelf: /'
+        flags=$(readelf -h "$bin" | sed -n 's/^ *Flags: *//p')
+        echo "readelf: ELF flags $flags"
+        grep -q "hard-float ABI" <<<"$flags" || die "$bin is not hard-float"
     fi
     glibc=$(readelf --dyn-syms -W "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sort -uV | tail -n 1)
     echo "highest glibc symbol version: $glibc"
