@@ -263,11 +263,13 @@ async fn battery_task(
     let mut next_attempt = tokio::time::Instant::now();
     let mut last_limits: Option<ChargeLimits> = None;
     let mut publish_failed = false;
+    let mut was_connected = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = Instant::now();
         let out = monitor.output(now);
+        log_connection_change(&label, &mut was_connected, &out, stale_after);
         log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {
             save_state(state_path.clone(), state, &label).await;
@@ -338,6 +340,19 @@ pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Optio
             }
         }
     }
+}
+
+/// One line when a battery goes from connected to lost (the matching "BMS answering" line is
+/// logged when a reading arrives); the fail-safe limits that follow get their own limits line.
+fn log_connection_change(label: &str, was_connected: &mut bool, out: &Output, stale_after: Duration) {
+    if *was_connected && !out.connected {
+        tracing::warn!(
+            battery = %label,
+            "BMS lost: no good reading for {} s; measurements invalid, /Connected 0, fail-safe limits (CCL 0, CVL float)",
+            stale_after.as_secs_f64()
+        );
+    }
+    *was_connected = out.connected;
 }
 
 pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {

@@ -10,6 +10,7 @@
 //! - [`config`]: the TOML file, validated with file:line:column errors.
 //! - [`sim`]: BMS simulators shared by tests and the demo.
 //! - [`app`]: wiring of the above; owns shutdown.
+//! - [`doctor`], [`import`]: `bms-bridge doctor` and `import-serialbattery`.
 
 #![warn(missing_debug_implementations)]
 
@@ -19,7 +20,9 @@ pub mod battery;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod doctor;
 pub mod driver;
+pub mod import;
 pub mod monitor;
 pub mod probe;
 pub mod protocol;

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod tools;
+
 #[derive(Debug, Parser)]
 #[command(name = "bms-bridge", version, about = "Lithium BMS to Victron Venus OS D-Bus battery service")]
 struct Cli {
@@ -114,6 +116,10 @@ enum Command {
         #[arg(long)]
         packs: Option<usize>,
     },
+    /// Check config, ports, D-Bus and the published limits; explain what is wrong (for support).
+    Doctor(tools::DoctorArgs),
+    /// Convert a dbus-serialbattery config.ini into a bms-bridge.toml; lists what cannot be mapped.
+    ImportSerialbattery(tools::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -180,6 +186,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor(args) => tools::doctor(args),
+        Command::ImportSerialbattery(args) => tools::import(args),
         Command::Sim { protocol, link, cells, addresses } => match Protocol::from_name(&protocol) {
             Some(protocol) => runtime_block_on(demo::run_simulator(protocol, link, cells, addresses)),
             None => {

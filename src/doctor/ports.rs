@@ -1,0 +1,184 @@
+//! Port checks: the device exists, its stable /dev/serial/by-id name, who else holds it open, and
+//! which BMS answers (read requests only, never while another process uses the port).
+
+use super::{Options, Report, Status};
+use crate::config::PortConfig;
+use crate::driver::{open, poll_once};
+use std::path::{Path, PathBuf};
+
+pub(super) async fn check_port(report: &mut Report, index: usize, port: &PortConfig, options: &Options) {
+    report.section(&format!("port[{}] {} ({})", index + 1, port.device, port.protocol.name()));
+    let device = Path::new(&port.device);
+    let Ok(real) = std::fs::canonicalize(device) else {
+        report.add(
+            Status::Fail,
+            format!(
+                "{} does not exist: adapter unplugged, or another name after a reboot? Serial devices now: {}",
+                port.device,
+                list_serial_devices()
+            ),
+        );
+        return;
+    };
+    if real.as_path() == device {
+        report.add(Status::Ok, format!("{} exists", port.device));
+    } else {
+        report.add(Status::Ok, format!("{} exists (-> {})", port.device, real.display()));
+    }
+    let by_id = by_id_names(&real);
+    if port.device.starts_with("/dev/serial/by-id/") {
+        report.add(Status::Ok, "named by /dev/serial/by-id: stable across reboots and re-plugging");
+    } else if let Some(name) = by_id.first() {
+        report.add(
+            Status::Warn,
+            format!(
+                "{} can change between boots; use its stable name in the config:\n  device = \"{}\"",
+                port.device,
+                name.display()
+            ),
+        );
+    } else {
+        report.add(Status::Info, "no /dev/serial/by-id name for this device (built-in port or pty)");
+    }
+
+    let holders = holders(&real);
+    if !holders.is_empty() {
+        let list: Vec<String> = holders.iter().map(|(pid, name)| format!("{name} (pid {pid})")).collect();
+        let ours = holders.iter().all(|(_, name)| name == "bms-bridge");
+        let status = if ours { Status::Info } else { Status::Fail };
+        let why = if ours {
+            "the running daemon uses it, so the probe is skipped (stop the daemon to probe: svc -d /service/bms-bridge or systemctl stop bms-bridge)"
+        } else {
+            "another program uses this port: two programs on one serial port garble each other's replies (on Venus OS: serial-starter services such as vedirect or gps; install.sh --boot releases the port)"
+        };
+        report.add(status, format!("held open by {}: {why}", list.join(", ")));
+        if !options.probe_busy {
+            return;
+        }
+    } else {
+        report.add(Status::Ok, "not held by another process");
+    }
+    if options.no_probe {
+        return;
+    }
+    probe(report, port, options).await;
+}
+
+async fn probe(report: &mut Report, port: &PortConfig, options: &Options) {
+    let timeout = options.probe_timeout;
+    let mut answered = 0;
+    for address in port.poll_addresses() {
+        let at = address.map_or(String::new(), |a| format!(" address {a}"));
+        let result = match open(port.protocol, &port.device, port.baud()) {
+            Err(err) => Err(format!("cannot open: {err}")),
+            Ok(mut link) => {
+                poll_once(port.protocol, &mut link, address, true, timeout).await.map_err(|e| e.to_string())
+            }
+        };
+        match result {
+            Ok(b) => {
+                answered += 1;
+                report.add(
+                    Status::Ok,
+                    format!(
+                        "{} answers at {} baud{at}: {} cells, {} V, SoC {} %, model {}, serial {}",
+                        port.protocol.name(),
+                        port.baud(),
+                        b.cells_in_series().map_or("?".into(), |n| n.to_string()),
+                        b.voltage_v.map_or("?".into(), |v| format!("{v:.2}")),
+                        b.soc_percent.map_or("?".into(), |v| format!("{v:.0}")),
+                        b.model.as_deref().unwrap_or("?"),
+                        b.serial.as_deref().unwrap_or("?"),
+                    ),
+                );
+            }
+            Err(why) => report.add(
+                Status::Fail,
+                format!("no {} answer at {} baud{at}: {why}", port.protocol.name(), port.baud()),
+            ),
+        }
+    }
+    if answered > 0 {
+        return;
+    }
+    // The configured protocol is silent: which one (if any) answers?
+    let results = crate::probe::probe(&port.device, timeout).await;
+    let found: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            let at = r.address.map_or(String::new(), |a| format!(" address {a}"));
+            r.outcome
+                .as_ref()
+                .ok()
+                .map(|summary| format!("{} at {} baud{at}: {summary}", r.protocol.name(), r.baud))
+        })
+        .collect();
+    if found.is_empty() {
+        report.add(
+            Status::Fail,
+            "no known BMS answers on this port (tried every protocol, read requests only): check wiring (TX/RX, A/B), the adapter, and that the BMS is awake",
+        );
+    } else {
+        report.add(
+            Status::Fail,
+            format!("but another protocol answers; set protocol accordingly:\n{}", found.join("\n")),
+        );
+    }
+}
+
+/// `/dev/serial/by-id/*` links that resolve to `real`.
+fn by_id_names(real: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/dev/serial/by-id") else { return Vec::new() };
+    let mut names: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::canonicalize(p).is_ok_and(|target| target == real))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Processes (other than this one) with `real` open: (pid, command name).
+fn holders(real: &Path) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        if fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == real)) {
+            let name =
+                std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
+            found.push((pid, name));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The serial devices present now, for "does not exist" messages.
+fn list_serial_devices() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/serial/by-id")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .collect();
+    if let Ok(dev) = std::fs::read_dir("/dev") {
+        names.extend(
+            dev.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ttyUSB") || n.starts_with("ttyACM"))
+                .map(|n| format!("/dev/{n}")),
+        );
+    }
+    names.sort();
+    if names.is_empty() {
+        "none (no USB serial adapter found)".into()
+    } else {
+        names.join(", ")
+    }
+}
