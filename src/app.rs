@@ -234,7 +234,8 @@ async fn battery_task(
             None if tokio::time::Instant::now() >= next_attempt => {
                 let ident = identity(&slot, &config, monitor.latest());
                 match BatteryService::start(&bus, ident, &snapshot(&out)).await {
-                    Ok(svc) => {
+                    Ok(mut svc) => {
+                        svc.set_properties_changed(config.dbus.properties_changed);
                         tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
                         service = Some(svc);
                     }
@@ -250,6 +251,10 @@ async fn battery_task(
             changed = updates.changed() => {
                 if changed.is_err() { return; }
                 take_update(&mut monitor, &updates, &label);
+                // A reading publishes now; the tick only has to notice a BMS that falls silent,
+                // so it waits 1.5 intervals from here: the next reading (one interval, give or
+                // take the poll's jitter) comes first, and a cycle gives one publish, one signal.
+                ticker.reset_after(interval + interval / 2);
             }
             _ = ticker.tick() => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
