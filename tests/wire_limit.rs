@@ -94,13 +94,13 @@ async fn sixteen_up16s_packs_on_one_9600_baud_bus_are_polled_back_to_back() {
     let sim = sim::spawn(Protocol::JbdUp16s, &addresses, 16).unwrap();
     let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(5) };
     sim.control().set_wire_timing(Some(wire));
-    // First cycle: status + identity for every pack (32), then two cycles of status only.
-    let log = poll(&sim, Protocol::JbdUp16s, &addresses, 10, 64).await;
+    // First cycle: status + identity for every pack (32), then a cycle of status only.
+    let log = poll(&sim, Protocol::JbdUp16s, &addresses, 100, 50).await;
     let status = |e: &Exchange| {
         e.request.get(1) == Some(&jbd_up16s::FUNC_READ) && e.request.get(2..4) == Some(&[0x10, 0x00])
     };
     let steady: Vec<&Exchange> = log.iter().skip(32).filter(|e| status(e)).collect();
-    assert!(steady.len() >= 30, "{} status polls after the first cycle", steady.len());
+    assert!(steady.len() >= 16, "{} status polls after the first cycle", steady.len());
     // Modbus RTU: frames are separated by at least 3.5 character times of silence.
     let inter_frame = wire.bytes(1).mul_f64(3.5).as_secs_f64();
     let (mut ratios, mut gaps) = (Vec::new(), Vec::new());
