@@ -256,11 +256,24 @@ async fn battery_task(
                 // take the poll's jitter) comes first, and a cycle gives one publish, one signal.
                 ticker.reset_after(interval + interval / 2);
             }
-            _ = ticker.tick() => {}
+            _ = due_tick(&mut ticker, &monitor, service.is_some()) => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
                 save_state(state_path.clone(), monitor.control_state(), &label).await;
                 return;
             },
+        }
+    }
+}
+
+/// Waits for the next tick with something to do. Readings publish by themselves, so while the BMS
+/// answers and the service is up a tick only watches for the BMS falling silent: publishing on
+/// it too would send a second `ItemsChanged` per cycle (time-driven values move), and one every
+/// poll interval on a shared bus whose cycle takes longer than the interval.
+async fn due_tick(ticker: &mut tokio::time::Interval, monitor: &Monitor, registered: bool) {
+    loop {
+        ticker.tick().await;
+        if !registered || !monitor.is_online(Instant::now()) {
+            return;
         }
     }
 }
