@@ -181,7 +181,11 @@ async fn battery_task(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
-    let interval = Duration::from_millis(config.daemon.poll_interval_ms);
+    // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
+    // grace period, at most a second, is fine grain, and a 100 ms poll interval would otherwise
+    // wake each battery task ten times a second for nothing.
+    let interval = Duration::from_millis(config.daemon.poll_interval_ms)
+        .max(Duration::from_secs(1).min(stale_after / 4));
     let controller = ChargeController::new(config.charge.clone());
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
