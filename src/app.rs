@@ -237,7 +237,11 @@ async fn battery_task(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
-    let interval = Duration::from_millis(config.daemon.poll_interval_ms);
+    // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
+    // grace period, at most a second, is fine grain, and a 100 ms poll interval would otherwise
+    // wake each battery task ten times a second for nothing.
+    let interval = Duration::from_millis(config.daemon.poll_interval_ms)
+        .max(Duration::from_secs(1).min(stale_after / 4));
     let controller = ChargeController::new(config.charge.clone());
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
@@ -294,7 +298,8 @@ async fn battery_task(
                 match BatteryService::start_with_writes(&bus, ident, &snapshot(&out), slot.writes.clone())
                     .await
                 {
-                    Ok(svc) => {
+                    Ok(mut svc) => {
+                        svc.set_properties_changed(config.dbus.properties_changed);
                         tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
                         service = Some(svc);
                     }
@@ -310,12 +315,29 @@ async fn battery_task(
             changed = updates.changed() => {
                 if changed.is_err() { return; }
                 take_update(&mut monitor, &updates, &label);
+                // A reading publishes now; the tick only has to notice a BMS that falls silent,
+                // so it waits 1.5 intervals from here: the next reading (one interval, give or
+                // take the poll's jitter) comes first, and a cycle gives one publish, one signal.
+                ticker.reset_after(interval + interval / 2);
             }
-            _ = ticker.tick() => {}
+            _ = due_tick(&mut ticker, &monitor, service.is_some()) => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
                 save_state(state_path.clone(), monitor.control_state(), &label).await;
                 return;
             },
+        }
+    }
+}
+
+/// Waits for the next tick with something to do. Readings publish by themselves, so while the BMS
+/// answers and the service is up a tick only watches for the BMS falling silent: publishing on
+/// it too would send a second `ItemsChanged` per cycle (time-driven values move), and one every
+/// poll interval on a shared bus whose cycle takes longer than the interval.
+async fn due_tick(ticker: &mut tokio::time::Interval, monitor: &Monitor, registered: bool) {
+    loop {
+        ticker.tick().await;
+        if !registered || !monitor.is_online(Instant::now()) {
+            return;
         }
     }
 }

@@ -60,11 +60,14 @@ pub struct DbusConfig {
     pub bus: String,
     /// Device instance used when `com.victronenergy.settings` is not on the bus.
     pub device_instance: i32,
+    /// Also send one `PropertiesChanged` per changed path, besides the cycle's `ItemsChanged`
+    /// (only Venus OS before 2021 needs it; off: one signal per battery and cycle).
+    pub properties_changed: bool,
 }
 
 impl Default for DbusConfig {
     fn default() -> Self {
-        Self { bus: "system".to_owned(), device_instance: 1 }
+        Self { bus: "system".to_owned(), device_instance: 1, properties_changed: false }
     }
 }
 

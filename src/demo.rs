@@ -188,7 +188,19 @@ pub async fn run_simulator(
     cells: usize,
     addresses: Vec<u8>,
 ) -> Result<(), String> {
+    run_simulator_timed(protocol, link, cells, addresses, None).await
+}
+
+/// [`run_simulator`] with optional real serial timing (`bms-bridge sim --wire-timing`).
+pub async fn run_simulator_timed(
+    protocol: Protocol,
+    link: PathBuf,
+    cells: usize,
+    addresses: Vec<u8>,
+    wire: Option<sim::WireTiming>,
+) -> Result<(), String> {
     let simulator = sim::spawn(protocol, &addresses, cells).map_err(|e| e.to_string())?;
+    simulator.control().set_wire_timing(wire);
     // A leftover link from an earlier run is replaced; anything else at that path is not.
     if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
         std::fs::remove_file(&link).map_err(|e| format!("cannot replace {}: {e}", link.display()))?;

@@ -99,6 +99,16 @@ enum Command {
         /// Bus addresses (jbd_up16s only).
         #[arg(long, value_delimiter = ',')]
         addresses: Vec<u8>,
+        /// Honour real serial timing: wait as long as request and reply take on the wire
+        /// (bytes x 10 / baud) plus --reply-delay-ms before each reply.
+        #[arg(long)]
+        wire_timing: bool,
+        /// Line speed for --wire-timing (default: the protocol's usual speed).
+        #[arg(long)]
+        baud: Option<u32>,
+        /// The BMS's own delay before it starts replying, for --wire-timing (ms).
+        #[arg(long, default_value_t = 10)]
+        reply_delay_ms: u64,
     },
     /// Run a private D-Bus, a simulated 16-cell pack on a pty and the daemon; show live values.
     Demo {
@@ -188,13 +198,21 @@ fn main() -> ExitCode {
         },
         Command::Doctor(args) => tools::doctor(args),
         Command::ImportSerialbattery(args) => tools::import(args),
-        Command::Sim { protocol, link, cells, addresses } => match Protocol::from_name(&protocol) {
-            Some(protocol) => runtime_block_on(demo::run_simulator(protocol, link, cells, addresses)),
-            None => {
-                eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());
-                ExitCode::FAILURE
+        Command::Sim { protocol, link, cells, addresses, wire_timing, baud, reply_delay_ms } => {
+            match Protocol::from_name(&protocol) {
+                Some(protocol) => {
+                    let wire = wire_timing.then(|| bms_bridge::sim::WireTiming {
+                        baud: baud.unwrap_or(protocol.default_baud()),
+                        reply_delay: std::time::Duration::from_millis(reply_delay_ms),
+                    });
+                    runtime_block_on(demo::run_simulator_timed(protocol, link, cells, addresses, wire))
+                }
+                None => {
+                    eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use pty::{Pty, PtyGuard};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -43,6 +43,48 @@ pub struct SimControl {
     discharge_fet_off: AtomicBool,
     requests: AtomicU64,
     writes: AtomicU64,
+    wire: Mutex<Option<WireTiming>>,
+    log: Mutex<Option<Vec<Exchange>>>,
+}
+
+/// Real serial timing for a simulator: before each reply it waits as long as the request and the
+/// reply take on the wire (10 bits per byte: start, 8 data, stop) plus the BMS's own reply delay.
+/// Off by default, so the tests run at pty speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireTiming {
+    /// Line speed (bit/s).
+    pub baud: u32,
+    /// Time the BMS takes after the last request byte before its first reply byte.
+    pub reply_delay: Duration,
+}
+
+impl WireTiming {
+    /// Time `bytes` take on the wire.
+    pub fn bytes(&self, bytes: usize) -> Duration {
+        Duration::from_nanos((bytes as u64 * 10 * 1_000_000_000) / u64::from(self.baud.max(1)))
+    }
+
+    /// One exchange: request on the wire, reply delay, reply on the wire.
+    pub fn exchange(&self, request: usize, reply: usize) -> Duration {
+        self.bytes(request + reply) + self.reply_delay
+    }
+}
+
+/// Longest exchange log kept (oldest entries are not dropped: logging just stops).
+const MAX_LOGGED_EXCHANGES: usize = 1_000_000;
+
+/// One request seen by a simulator, for timing measurements ([`SimControl::start_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The request frame.
+    pub request: Vec<u8>,
+    /// When the complete request had been read from the pty.
+    pub received: Instant,
+    /// When the reply was written (after the wire time when [`WireTiming`] is on); `None`: no
+    /// reply (another address, unknown command, silent).
+    pub replied: Option<Instant>,
+    /// Reply length in bytes (0 without a reply).
+    pub reply_len: usize,
 }
 
 impl SimControl {
@@ -104,6 +146,42 @@ impl SimControl {
     /// Valid requests received so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Honour real serial timing before each reply (`None`: answer at once).
+    pub fn set_wire_timing(&self, timing: Option<WireTiming>) {
+        *self.wire.lock().unwrap_or_else(PoisonError::into_inner) = timing;
+    }
+
+    /// The serial timing in force.
+    pub fn wire_timing(&self) -> Option<WireTiming> {
+        *self.wire.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Start recording every request with its timing (see [`Self::take_log`]).
+    pub fn start_log(&self) {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.is_none() {
+            *log = Some(Vec::new());
+        }
+    }
+
+    /// The requests recorded since the last call (empty unless [`Self::start_log`] was called).
+    pub fn take_log(&self) -> Vec<Exchange> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn record(&self, exchange: Exchange) {
+        if let Some(log) = self.log.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            if log.len() < MAX_LOGGED_EXCHANGES {
+                log.push(exchange);
+            }
+        }
     }
 }
 
@@ -184,15 +262,26 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
             match crate::protocol::scan_resync(&buf, scan) {
                 Scan::Frame { len } => {
                     let request: Vec<u8> = buf.drain(..len.min(buf.len())).collect();
-                    if control.is_silent() {
+                    let received = Instant::now();
+                    let reply = if control.is_silent() { None } else { respond(&request) };
+                    let Some(reply) = reply else {
+                        control.record(Exchange { request, received, replied: None, reply_len: 0 });
                         continue;
+                    };
+                    control.count_request();
+                    if let Some(wire) = control.wire_timing() {
+                        // The request had to cross the wire, the BMS thinks, then its reply
+                        // crosses: the daemon sees the reply's last byte only then.
+                        tokio::time::sleep_until(
+                            (received + wire.exchange(request.len(), reply.len())).into(),
+                        )
+                        .await;
                     }
-                    if let Some(reply) = respond(&request) {
-                        control.count_request();
-                        if stream.write_all(&reply).await.is_err() {
-                            return;
-                        }
+                    if stream.write_all(&reply).await.is_err() {
+                        return;
                     }
+                    let replied = Some(Instant::now());
+                    control.record(Exchange { request, received, replied, reply_len: reply.len() });
                 }
                 Scan::Garbage { skip } => {
                     buf.drain(..skip.clamp(1, buf.len()));

@@ -1,0 +1,155 @@
+//! Micro-benchmarks of the per-cycle work (`cargo bench --bench perf`; figures in
+//! `docs/performance.md`):
+//! - `decode`: every good response frame of each protocol's vector file (`../shared/vectors`),
+//! - `control_update`: one `ChargeController::update` of a 16-cell pack,
+//! - `dbus`: the path table of a full 16-cell battery (`collect`), the diff against the previous
+//!   cycle, and both together (what `BatteryService::publish` does before it sends anything).
+
+use bms_bridge::battery::Battery;
+use bms_bridge::control::{ChargeConfig, ChargeController, Link};
+use bms_bridge::protocol::{self, jbd};
+use bms_bridge::sim::{self, model::SimPack, SimControl};
+use bms_bridge::victron::diff::diff;
+use bms_bridge::victron::paths::{collect, Context, Items};
+use bms_bridge::victron::{Identity, Snapshot};
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{black_box, Bencher};
+use std::time::{Duration, Instant};
+
+fn main() {
+    divan::main();
+}
+
+const PROTOCOLS: &[&str] =
+    &["jbd", "jbd_up16s", "jk_rs485", "jk_pb", "daly", "renogy", "eg4_lifepower", "eg4_ll", "foxess"];
+
+/// The good response frames of `protocol` that `decode_named` accepts.
+fn frames(protocol: &str) -> Vec<Vec<u8>> {
+    let path = format!("{}/../shared/vectors/{protocol}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    cases
+        .iter()
+        .filter(|c| c["direction"] == "response" && c["corrupt"] != true)
+        .filter_map(|c| protocol::parse_hex(c["hex"].as_str()?).ok())
+        .filter(|bytes| protocol::decode_named(protocol, bytes).is_ok())
+        .collect()
+}
+
+#[divan::bench(args = PROTOCOLS)]
+fn decode(bencher: Bencher, protocol: &str) {
+    let frames = frames(protocol);
+    assert!(!frames.is_empty(), "{protocol}: no decodable response frame in the vectors");
+    let bytes: usize = frames.iter().map(Vec::len).sum();
+    bencher.counter(ItemsCount::new(frames.len())).counter(BytesCount::new(bytes)).bench(|| {
+        for frame in &frames {
+            black_box(protocol::decode_named(protocol, black_box(frame)).ok());
+        }
+    });
+}
+
+/// A 16-cell battery as the JBD driver reads it (basic info + cells + name), from the simulator.
+fn battery() -> Battery {
+    let pack = SimPack::new(16);
+    let control = SimControl::default();
+    let mut battery = Battery::default();
+    for register in [jbd::REG_BASIC_INFO, jbd::REG_CELLS, jbd::REG_HARDWARE] {
+        let reply = sim::jbd::respond(&jbd::request_read(register), &pack, &control).unwrap();
+        battery.merge(&jbd::decode(&reply).unwrap().battery);
+    }
+    battery.read_at = Some(Instant::now());
+    battery
+}
+
+#[divan::bench]
+fn control_update(bencher: Bencher) {
+    let battery = battery();
+    let mut controller = ChargeController::new(ChargeConfig::default());
+    let mut now = Instant::now();
+    bencher.bench_local(|| {
+        now += Duration::from_secs(1);
+        black_box(controller.update(now, black_box(&battery), Link::Online))
+    });
+}
+
+fn identity() -> Identity {
+    Identity {
+        service_suffix: "ttyUSB0".into(),
+        unique_id: "JBD48100000".into(),
+        product_name: "JBD-SP16S020 (bms-bridge)".into(),
+        connection: "Serial /dev/ttyUSB0".into(),
+        custom_name: String::new(),
+        firmware_version: "8.0".into(),
+        hardware_version: "JBD-SP16S020".into(),
+        serial: "JBD48100000".into(),
+        fallback_device_instance: 1,
+        max_cells: 16,
+    }
+}
+
+/// The published items of two consecutive cycles: current, voltage, two cells and the limits moved.
+fn two_cycles() -> (Identity, Battery, Battery) {
+    let first = battery();
+    let mut next = first.clone();
+    next.current_a = next.current_a.map(|a| a + 0.37);
+    next.voltage_v = next.voltage_v.map(|v| v + 0.01);
+    if let Some(cells) = next.cell_voltages_v.as_mut() {
+        cells[3] += 0.001;
+        cells[7] -= 0.001;
+    }
+    (identity(), first, next)
+}
+
+fn items(identity: &Identity, battery: &Battery, controller: &mut ChargeController, now: Instant) -> Items {
+    let limits = controller.update(now, battery, Link::Online);
+    let snapshot =
+        Snapshot { battery, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
+    let ctx = Context { identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
+    collect(&ctx)
+}
+
+#[divan::bench]
+fn dbus_collect(bencher: Bencher) {
+    let (identity, battery, _) = two_cycles();
+    let limits =
+        ChargeController::new(ChargeConfig::default()).update(Instant::now(), &battery, Link::Online);
+    let snapshot = Snapshot {
+        battery: &battery,
+        limits: &limits,
+        connected: true,
+        state: 9,
+        error_code: 0,
+        history: None,
+    };
+    let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
+    bencher.counter(ItemsCount::new(collect(&ctx).len())).bench_local(|| black_box(collect(black_box(&ctx))));
+}
+
+#[divan::bench]
+fn dbus_diff(bencher: Bencher) {
+    let (identity, first, next) = two_cycles();
+    let mut controller = ChargeController::new(ChargeConfig::default());
+    let now = Instant::now();
+    let prev = items(&identity, &first, &mut controller, now);
+    let next = items(&identity, &next, &mut controller, now + Duration::from_secs(1));
+    bencher
+        .counter(ItemsCount::new(next.len()))
+        .bench_local(|| black_box(diff(black_box(&prev), black_box(&next))));
+}
+
+/// What one publish computes: the table of the new snapshot and its diff against the last one.
+#[divan::bench]
+fn dbus_collect_and_diff(bencher: Bencher) {
+    let (identity, first, next) = two_cycles();
+    let mut controller = ChargeController::new(ChargeConfig::default());
+    let now = Instant::now();
+    let prev = items(&identity, &first, &mut controller, now);
+    let limits = controller.update(now + Duration::from_secs(1), &next, Link::Online);
+    let snapshot =
+        Snapshot { battery: &next, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
+    let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
+    bencher.bench_local(|| {
+        let next = collect(black_box(&ctx));
+        black_box(diff(&prev, &next))
+    });
+}

@@ -1,0 +1,130 @@
+//! Issue 9, wire limit: with the simulators honouring real serial timing (request and reply bytes
+//! x 10 / baud, plus the BMS's reply delay), one pack's poll takes at most 1.15 x the time its
+//! bytes need on the wire plus the reply delays, and packs sharing a 9600-baud RS485 bus are polled
+//! back to back, with no idle line beyond the protocol's inter-frame gap (3.5 characters for the
+//! Modbus-style UP16S framing).
+
+use bms_bridge::config::{self, Protocol};
+use bms_bridge::driver::{self, Subscriber};
+use bms_bridge::protocol::{jbd, jbd_up16s};
+use bms_bridge::sim::{self, Exchange, WireTiming};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const LIMIT: f64 = 1.15;
+
+/// Runs the port's poll loop (poll interval `interval_ms`) until `enough` exchanges were logged.
+async fn poll(
+    sim: &sim::PtySimulator,
+    protocol: Protocol,
+    addresses: &[u8],
+    interval_ms: u64,
+    enough: usize,
+) -> Vec<Exchange> {
+    let addresses_line =
+        if addresses.is_empty() { String::new() } else { format!("addresses = {addresses:?}\n") };
+    let text = format!(
+        "[daemon]\npoll_interval_ms = {interval_ms}\n[[port]]\ndevice = \"{}\"\nprotocol = \"{}\"\n{addresses_line}",
+        sim.path().display(),
+        protocol.name()
+    );
+    let cfg = config::parse(&text, "test").unwrap();
+    let port = cfg.ports[0].clone();
+    let mut receivers = Vec::new();
+    let subscribers = port
+        .poll_addresses()
+        .into_iter()
+        .map(|address| {
+            let (tx, rx) = watch::channel(None);
+            receivers.push(rx);
+            Subscriber { address, tx }
+        })
+        .collect();
+    sim.control().start_log();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(driver::run_port(port, Duration::from_millis(interval_ms), subscribers, stop_rx));
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log.len() < enough {
+        assert!(Instant::now() < deadline, "only {} exchanges in 60 s", log.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.extend(sim.control().take_log());
+    }
+    stop_tx.send_replace(true);
+    task.await.unwrap();
+    for rx in &receivers {
+        let update = rx.borrow().clone().expect("every pack was polled");
+        assert!(update.result.is_ok(), "{:?}", update.result);
+    }
+    log
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_jbd_poll_takes_at_most_1_15_times_its_wire_time() {
+    let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
+    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(10) };
+    sim.control().set_wire_timing(Some(wire));
+    let log = poll(&sim, Protocol::Jbd, &[], 250, 12).await;
+    let mut ratios = Vec::new();
+    for pair in log.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.request.get(2) != Some(&jbd::REG_BASIC_INFO) || b.request.get(2) != Some(&jbd::REG_CELLS) {
+            continue;
+        }
+        let took = b.replied.unwrap().duration_since(a.received);
+        let expected =
+            wire.exchange(a.request.len(), a.reply_len) + wire.exchange(b.request.len(), b.reply_len);
+        ratios.push(took.as_secs_f64() / expected.as_secs_f64());
+    }
+    assert!(ratios.len() >= 4, "{} polls", ratios.len());
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    let median = median(&mut ratios);
+    println!("JBD 9600 baud, 16 cells: poll / (wire + 2 reply delays): median {median:.3}, max {max:.3}");
+    assert!(median <= LIMIT, "median ratio {median:.3} > {LIMIT}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_up16s_packs_on_one_9600_baud_bus_are_polled_back_to_back() {
+    let addresses: Vec<u8> = (1..=16).collect();
+    let sim = sim::spawn(Protocol::JbdUp16s, &addresses, 16).unwrap();
+    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(5) };
+    sim.control().set_wire_timing(Some(wire));
+    // First cycle: status + identity for every pack (32), then a cycle of status only.
+    let log = poll(&sim, Protocol::JbdUp16s, &addresses, 100, 50).await;
+    let status = |e: &Exchange| {
+        e.request.get(1) == Some(&jbd_up16s::FUNC_READ) && e.request.get(2..4) == Some(&[0x10, 0x00])
+    };
+    let steady: Vec<&Exchange> = log.iter().skip(32).filter(|e| status(e)).collect();
+    assert!(steady.len() >= 16, "{} status polls after the first cycle", steady.len());
+    // Modbus RTU: frames are separated by at least 3.5 character times of silence.
+    let inter_frame = wire.bytes(1).mul_f64(3.5).as_secs_f64();
+    let (mut ratios, mut gaps) = (Vec::new(), Vec::new());
+    for pair in steady.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let slot = b.received.duration_since(a.received);
+        ratios.push(slot.as_secs_f64() / wire.exchange(a.request.len(), a.reply_len).as_secs_f64());
+        gaps.push(b.received.duration_since(a.replied.unwrap()).as_secs_f64());
+    }
+    let max_ratio = ratios.iter().copied().fold(0.0, f64::max);
+    let max_gap = gaps.iter().copied().fold(0.0, f64::max);
+    let (median_ratio, median_gap) = (median(&mut ratios), median(&mut gaps));
+    println!(
+        "UP16S x16 on 9600 baud: per-pack slot / (wire + reply delay): median {median_ratio:.3}, max {max_ratio:.3}; \
+         idle line after a reply: median {:.2} ms, max {:.2} ms (inter-frame gap {:.2} ms)",
+        median_gap * 1e3,
+        max_gap * 1e3,
+        inter_frame * 1e3
+    );
+    assert!(median_ratio <= LIMIT, "median ratio {median_ratio:.3} > {LIMIT}");
+    assert!(
+        median_gap <= inter_frame,
+        "median idle line {:.2} ms > {:.2} ms",
+        median_gap * 1e3,
+        inter_frame * 1e3
+    );
+}
