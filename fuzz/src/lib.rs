@@ -1,10 +1,14 @@
 //! What the fuzz targets run. Each function must never panic, whatever the bytes; the asserts are
 //! the invariants the daemon relies on (a scanner's lengths fit the buffer, chunked feeding equals
 //! whole feeding, accepted D-Bus writes are in range).
+//!
+//! `tests/fuzz_regressions.rs` includes this file too, so the normal (stable) test suite runs the
+//! same checks on the seeds, on saved crash inputs and on a fixed set of mutations.
 
 use bms_bridge::config::Protocol;
 use bms_bridge::protocol::{self, find_frame, writes, Scan};
 use bms_bridge::victron::{set_value, writable, Value};
+use zbus::zvariant;
 
 /// What a transport does with one chunk: append, then take every complete frame, drop garbage.
 fn feed(buf: &mut Vec<u8>, chunk: &[u8], scan: fn(&[u8]) -> Scan) -> Vec<Vec<u8>> {
@@ -107,12 +111,12 @@ pub fn config(data: &[u8]) {
 }
 
 /// The `SetValue` conversion: the bytes as a D-Bus variant (what zbus hands the handler), then
-/// every writable path and some that are not.
-pub fn set_value(data: &[u8]) {
+/// every writable path and some that are not. True when the bytes were a variant.
+pub fn set_value(data: &[u8]) -> bool {
     use zvariant::serialized::{Context, Data};
     let ctxt = Context::new_dbus(zvariant::LE, 0);
     let bytes = Data::new(data, ctxt);
-    let Ok((value, _)) = bytes.deserialize::<zvariant::Value<'_>>() else { return };
+    let Ok((value, _)) = bytes.deserialize::<zvariant::Value<'_>>() else { return false };
     let support = writes::WriteSupport { mosfet: true, soc: true };
     let items = writable::initial_items(support);
     for path in [
@@ -137,4 +141,5 @@ pub fn set_value(data: &[u8]) {
             Err(code) => assert!(code == set_value::NOT_WRITABLE || code == set_value::REJECTED),
         }
     }
+    true
 }
