@@ -16,6 +16,14 @@ for case in cases:
     (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
 done
+mkdir -p corpus/decode_victron_can
+python3 - "$vectors/victron_can.json" corpus/decode_victron_can <<'PY'
+import json, sys, hashlib, pathlib
+out = pathlib.Path(sys.argv[2])
+for case in json.load(open(sys.argv[1])):
+    data = int(case["can_id"], 16).to_bytes(2, "big") + bytes.fromhex(case["hex"].replace(" ", ""))
+    (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
+PY
 mkdir -p corpus/config_parse corpus/set_value
 cp ../config/*.toml corpus/config_parse/ 2>/dev/null || true
 # D-Bus variants (little endian): signature, padding, value.

@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+use crate::bank::{self, task::BankPack};
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::ChargeController;
 use crate::control::{persist, ChargeLimits, ControlState};
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+
+mod can;
+pub use can::{settings as can_settings, MemoryCanBuses};
 
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
@@ -28,22 +32,44 @@ pub fn bus_address(config: &Config) -> BusAddress {
 
 /// Everything one battery task needs to know about its battery.
 #[derive(Debug, Clone)]
-struct BatterySlot {
-    port: PortConfig,
-    address: Option<u8>,
-    options: BatteryConfig,
+pub(crate) struct BatterySlot {
+    pub(crate) port: PortConfig,
+    pub(crate) address: Option<u8>,
+    pub(crate) options: BatteryConfig,
     /// Writable `/Settings/*` paths and where their commands go (`allow_writes`).
-    writes: Option<BmsWrites>,
+    pub(crate) writes: Option<BmsWrites>,
 }
 
 /// Queued writes per battery; a client writing faster than the BMS answers is refused.
 const WRITE_QUEUE: usize = 8;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(config: Config, bus: BusAddress, shutdown: watch::Receiver<bool>) {
+    run_with_can(config, bus, shutdown, can::MemoryCanBuses::new()).await;
+}
+
+/// [`run`], with CAN ports whose interface is in `can_buses` on those in-memory buses instead of
+/// SocketCAN (demo, `replay`, tests).
+pub async fn run_with_can(
+    config: Config,
+    bus: BusAddress,
+    mut shutdown: watch::Receiver<bool>,
+    can_buses: can::MemoryCanBuses,
+) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
-    for port in &config.ports {
+    // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
+    let resolved = bank::config::resolve_all(&config);
+    let mut bank_packs: Vec<Vec<Option<BankPack>>> =
+        resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
+    for (port_index, port) in config.ports.iter().enumerate() {
+        if port.protocol.is_can() {
+            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs). They stand
+            // alone; banks take serial packs (docs/multi-battery.md).
+            let memory = can_buses.get(&port.device).cloned();
+            tasks.spawn(can::run_port(port.clone(), config.clone(), bus.clone(), memory, shutdown.clone()));
+            continue;
+        }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
         let mut subscribers = Vec::new();
         let mut commands = Vec::new();
@@ -70,6 +96,12 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
                 options,
                 writes,
             };
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, address) {
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
+                continue;
+            }
             tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
         }
         tasks.spawn(driver::run_port_with_commands(
@@ -79,6 +111,10 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
             commands,
             shutdown.clone(),
         ));
+    }
+    for (bank, packs) in config.banks.iter().zip(bank_packs) {
+        let packs = packs.into_iter().flatten().collect();
+        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone()));
     }
     loop {
         tokio::select! {
@@ -101,7 +137,7 @@ pub async fn run(config: Config, bus: BusAddress, mut shutdown: watch::Receiver<
     }
 }
 
-fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
+pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
     let port_name = Path::new(&slot.port.device)
         .file_name()
         .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
@@ -119,11 +155,12 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
     };
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
+    let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
     Identity {
         service_suffix: suffix,
         unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
-        connection: format!("Serial {}{at}", slot.port.device),
+        connection: format!("{kind} {}{at}", slot.port.device),
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
         hardware_version: battery
@@ -138,7 +175,7 @@ fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Batte
     }
 }
 
-fn snapshot(out: &Output) -> Snapshot<'_> {
+pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {
     Snapshot {
         battery: &out.battery,
         limits: &out.limits,
@@ -150,7 +187,7 @@ fn snapshot(out: &Output) -> Snapshot<'_> {
 }
 
 /// The charge-control state file of one battery: `<state_dir>/<unique id>.json`.
-fn state_file(config: &Config, unique_id: &str) -> PathBuf {
+pub(crate) fn state_file(config: &Config, unique_id: &str) -> PathBuf {
     let safe: String = unique_id
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
@@ -160,7 +197,7 @@ fn state_file(config: &Config, unique_id: &str) -> PathBuf {
 
 /// Loads a saved control state; a missing file is a fresh start, a bad one is logged and ignored
 /// (the control then starts in bulk, which is safe: CVL is still capped per cell).
-fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
+pub(crate) fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
     match persist::load_state_file(path) {
         Ok(Some(state)) => {
             let offline = std::fs::metadata(path)
@@ -181,7 +218,7 @@ fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
 }
 
 /// Writes the state off the async thread (fsync can take a while on flash).
-async fn save_state(path: PathBuf, state: ControlState, label: &str) {
+pub(crate) async fn save_state(path: PathBuf, state: ControlState, label: &str) {
     let result = tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -285,7 +322,7 @@ async fn battery_task(
     }
 }
 
-fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
+pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
     let update = updates.borrow().clone();
     let Some(update) = update else { return };
     let was_online = monitor.is_online(update.at);
@@ -307,7 +344,7 @@ fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdat
     }
 }
 
-fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
+pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
     if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
         tracing::info!(

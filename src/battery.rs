@@ -43,6 +43,11 @@ macro_rules! alarms {
                 $( if newer.$field.is_some() { self.$field = newer.$field; } )*
             }
 
+            /// Raises every alarm to at least the level `other` reports (the worst of both).
+            pub fn raise_all(&mut self, other: &Alarms) {
+                $( if let Some(level) = other.$field { Self::raise(&mut self.$field, level); } )*
+            }
+
             /// Raises `field` to at least `level` (alarms from several sources keep the worst).
             pub fn raise(slot: &mut Option<AlarmLevel>, level: AlarmLevel) {
                 *slot = Some(slot.map_or(level, |old| old.max(level)));
@@ -86,6 +91,19 @@ alarms! {
     fuse_blown => "FuseBlown",
     /// Communication with the BMS lost (set by the daemon, not by a BMS).
     bms_cable => "BmsCable",
+}
+
+/// Labels of the lowest/highest cell and temperature sensor, e.g. `P2C5` (`/System/*Id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtremeIds {
+    /// Lowest cell.
+    pub min_cell: Option<String>,
+    /// Highest cell.
+    pub max_cell: Option<String>,
+    /// Coldest sensor.
+    pub min_temperature: Option<String>,
+    /// Hottest sensor.
+    pub max_temperature: Option<String>,
 }
 
 /// One battery as the daemon knows it. Built up from one or more decoded frames.
@@ -151,6 +169,13 @@ pub struct Battery {
     pub modules_online: Option<u32>,
     /// Configured modules that did not answer.
     pub modules_offline: Option<u32>,
+    /// Modules whose BMS blocks charging (a bank of packs); else the charge FET decides.
+    pub modules_blocking_charge: Option<u32>,
+    /// Modules whose BMS blocks discharging (a bank of packs); else the discharge FET decides.
+    pub modules_blocking_discharge: Option<u32>,
+    /// Labels of the extreme cells and sensors where "C<n>" / "T<n>" is not enough (a bank of
+    /// packs: "P2C5" is cell 5 of pack 2).
+    pub extreme_ids: Option<ExtremeIds>,
     /// When the driver finished the reading this data comes from.
     pub read_at: Option<Instant>,
 }
@@ -171,7 +196,8 @@ impl Battery {
             temperatures_c, temperature_mos_c, charge_fet, discharge_fet, balancer_enabled,
             charge_voltage_limit_v, charge_current_limit_a, discharge_current_limit_a,
             discharge_voltage_limit_v, model, serial, firmware_version, hardware_version,
-            production_date, modules_online, modules_offline, read_at);
+            production_date, modules_online, modules_offline, modules_blocking_charge,
+            modules_blocking_discharge, extreme_ids, read_at);
         self.alarms.merge(&newer.alarms);
     }
 

@@ -5,7 +5,11 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod can;
+
+use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeConfig;
+pub use can::CanOptions;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,9 @@ pub struct Config {
     /// Serial ports, one `[[port]]` table each.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
+    /// Packs grouped into one battery, one `[[bank]]` table each (`docs/multi-battery.md`).
+    #[serde(default, rename = "bank")]
+    pub banks: Vec<crate::bank::BankConfig>,
 }
 
 /// `[daemon]`.
@@ -85,6 +92,8 @@ pub enum Protocol {
     Daly,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
     Eg4Lifepower,
+    /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
+    VictronCan,
 }
 
 impl Protocol {
@@ -101,15 +110,18 @@ impl Protocol {
         Protocol::Eg4Lifepower,
     ];
 
+    /// The CAN protocols (not probed on serial ports).
+    pub const CAN: &'static [Protocol] = &[Protocol::VictronCan];
+
     /// The names of every protocol, for messages.
     pub fn names() -> String {
-        Self::ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+        Self::ALL.iter().chain(Self::CAN).map(|p| p.name()).collect::<Vec<_>>().join(", ")
     }
 
     /// Addresses `probe` tries (none for protocols without addressing).
     pub fn probe_addresses(self) -> Vec<Option<u8>> {
         match self {
-            Protocol::Jbd | Protocol::JkRs485 => vec![None],
+            Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan => vec![None],
             Protocol::JbdUp16s
             | Protocol::JkPb
             | Protocol::Eg4Ll
@@ -134,12 +146,13 @@ impl Protocol {
             Protocol::JkRs485 => "jk_rs485",
             Protocol::Daly => "daly",
             Protocol::Eg4Lifepower => "eg4_lifepower",
+            Protocol::VictronCan => "victron_can",
         }
     }
 
     /// Parses a config/CLI name.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|p| p.name() == name)
+        Self::ALL.iter().chain(Self::CAN).copied().find(|p| p.name() == name)
     }
 
     /// Line speed the BMS ships with.
@@ -152,12 +165,14 @@ impl Protocol {
             | Protocol::Eg4Ll
             | Protocol::Daly
             | Protocol::Eg4Lifepower => 9600,
+            // Unused: a CAN interface has its bit rate set on the interface.
+            Protocol::VictronCan => 0,
         }
     }
 
     /// Whether several BMS can share one bus (the protocol carries an address).
     pub fn addressable(self) -> bool {
-        !matches!(self, Protocol::Jbd | Protocol::JkRs485)
+        !matches!(self, Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan)
     }
 
     /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of
@@ -182,7 +197,7 @@ impl Protocol {
     /// Address used when the config names none.
     pub fn default_address(self) -> Option<u8> {
         match self {
-            Protocol::Jbd | Protocol::JkRs485 => None,
+            Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan => None,
             Protocol::JbdUp16s
             | Protocol::JkPb
             | Protocol::Eg4Ll
@@ -212,6 +227,9 @@ pub struct PortConfig {
     /// Per-battery options.
     #[serde(default, rename = "battery")]
     pub batteries: Vec<BatteryConfig>,
+    /// CAN ports only: keep-alive and coexistence with Venus OS (`[port.can]`).
+    #[serde(default)]
+    pub can: CanOptions,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -238,6 +256,10 @@ pub struct BatteryConfig {
     /// `/Settings/*` paths. Off by default; `docs/dbus.md` "Writable paths".
     #[serde(default)]
     pub allow_writes: bool,
+    /// The BMS's own CVL/CCL/DCL: `"cap"` ours (default on CAN), `"only"` publish them unchanged.
+    pub use_bms_limits: Option<BmsLimits>,
+    /// CAN 0x356 volts per count: 0.01 (the dialect) or 0.1 (Discover, a known deviation).
+    pub can_voltage_scale: Option<f64>,
 }
 
 impl PortConfig {
@@ -488,7 +510,10 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             fail("port", i, "device", name("device"), format!("{} is configured twice", port.device));
         }
         devices.push(&port.device);
-        if let Some(baud) = port.baud {
+        for (key, message) in can::problems(port) {
+            fail("port", i, key, name(key), message);
+        }
+        if let Some(baud) = port.baud.filter(|_| !port.protocol.is_can()) {
             if ![1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200].contains(&baud) {
                 fail("port", i, "baud", name("baud"), format!("{baud} is not a standard RS485 speed"));
             }
@@ -572,6 +597,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             }
             battery_tables += 1;
         }
+    }
+    for (i, key, message) in crate::bank::config::problems(config) {
+        fail("bank", i, key, format!("bank[{}].{key}", i + 1), message);
     }
     errors
 }

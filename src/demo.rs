@@ -1,6 +1,8 @@
 //! `bms-bridge demo`: a private D-Bus, a simulated JBD pack on a pty and the daemon, with a live
 //! once-a-second view of what is published. Ctrl-C stops everything and removes what it made.
 
+pub mod packs;
+
 use crate::config::{Config, PortConfig, Protocol};
 use crate::sim;
 use crate::victron::private_bus::PrivateBus;
@@ -9,6 +11,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use zbus::zvariant::OwnedValue;
+
+mod can;
 
 /// Waits for Ctrl-C or SIGTERM (how systemd and daemontools stop a service).
 pub async fn wait_for_signal() {
@@ -39,6 +43,9 @@ impl Drop for ScratchDir {
 
 /// Runs the demo for `seconds` (or until Ctrl-C).
 pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Result<(), String> {
+    if protocol.is_can() {
+        return can::run(seconds, cells).await;
+    }
     let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
@@ -58,6 +65,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         addresses: None,
         timeout_ms: 500,
         batteries: Vec::new(),
+        can: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
     println!(

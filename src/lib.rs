@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod bank;
 pub mod battery;
 pub mod config;
 pub mod control;
@@ -26,6 +27,7 @@ pub mod driver;
 pub mod monitor;
 pub mod probe;
 pub mod protocol;
+pub mod replay;
 pub mod sim;
 pub mod transport;
 pub mod victron;

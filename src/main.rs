@@ -53,9 +53,25 @@ enum Command {
         /// Protocol name (jbd, jbd_up16s).
         #[arg(long)]
         protocol: String,
+        /// CAN protocols (victron_can): the frame's CAN id, e.g. 0x351.
+        #[arg(long, value_parser = parse_can_id)]
+        can_id: Option<u32>,
         /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`.
         #[arg(required = true)]
         hex: Vec<String>,
+    },
+    /// Feed a `candump -L` log through decode and charge control; print JSON lines (or publish
+    /// on D-Bus with --bus, in real time).
+    Replay {
+        /// The `candump -L` log.
+        #[arg(long)]
+        can: PathBuf,
+        /// Configuration file (its first victron_can port gives the battery options).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Publish on this D-Bus (system, session, or an address) instead of printing.
+        #[arg(long)]
+        bus: Option<String>,
     },
     /// Run a charge-control scenario on the simulated 16S pack; write the time series as CSV.
     SimulateCharge {
@@ -95,6 +111,10 @@ enum Command {
         /// Protocol of the simulated BMS.
         #[arg(long, default_value = "jbd")]
         protocol: String,
+        /// Simulate this many packs in one parallel bank instead (two UP16S on a shared bus,
+        /// the others JBD on ports of their own).
+        #[arg(long)]
+        packs: Option<usize>,
     },
 }
 
@@ -125,7 +145,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Decode { protocol: name, hex } => decode(&name, &hex),
+        Command::Decode { protocol: name, can_id, hex } => decode(&name, can_id, &hex),
+        Command::Replay { can, config, bus } => replay(&can, config.as_deref(), bus),
         Command::SimulateCharge { scenario, out, plot } => {
             simulate_charge(scenario.as_deref(), &out, plot.as_deref())
         }
@@ -151,7 +172,10 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Demo { seconds, cells, protocol } => match Protocol::from_name(&protocol) {
+        Command::Demo { seconds, cells, packs: Some(packs), .. } => {
+            runtime_block_on(demo::packs::run(seconds, cells, packs))
+        }
+        Command::Demo { seconds, cells, protocol, packs: None } => match Protocol::from_name(&protocol) {
             Some(protocol) => runtime_block_on(demo::run(seconds, cells, protocol)),
             None => {
                 eprintln!("unknown protocol {protocol:?} (known: {})", Protocol::names());
@@ -217,6 +241,7 @@ fn run(
                 addresses: None,
                 timeout_ms: 500,
                 batteries: Vec::new(),
+                can: Default::default(),
             });
         }
     }
@@ -241,7 +266,48 @@ fn run(
     })
 }
 
-fn decode(name: &str, hex: &[String]) -> ExitCode {
+fn parse_can_id(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0x").trim_start_matches("0X");
+    u32::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a hex CAN id (0x351)"))
+}
+
+fn replay(log: &std::path::Path, config_path: Option<&std::path::Path>, bus: Option<String>) -> ExitCode {
+    let cfg = match config_path.map(config::load) {
+        Some(Ok(cfg)) => cfg,
+        Some(Err(errors)) => {
+            errors.iter().for_each(|e| eprintln!("{e}"));
+            return ExitCode::FAILURE;
+        }
+        None => Config::default(),
+    };
+    let frames = match std::fs::read_to_string(log)
+        .map_err(|e| e.to_string())
+        .and_then(|t| bms_bridge::replay::parse_log(&t))
+    {
+        Ok(frames) => frames,
+        Err(why) => {
+            eprintln!("{}: {why}", log.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match bus {
+        None => match bms_bridge::replay::to_stdout(&frames, &cfg, std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("cannot write: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(bus) => {
+            let mut cfg = cfg;
+            cfg.dbus.bus = bus;
+            let address = app::bus_address(&cfg);
+            runtime_block_on(bms_bridge::replay::to_dbus(frames, cfg, address))
+        }
+    }
+}
+
+fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
     let bytes = match protocol::parse_hex(&hex.join(" ")) {
         Ok(bytes) => bytes,
         Err(message) => {
@@ -249,7 +315,11 @@ fn decode(name: &str, hex: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match protocol::decode_named(name, &bytes) {
+    let decoded = match can_id {
+        Some(id) => protocol::decode_can_named(name, id, &bytes),
+        None => protocol::decode_named(name, &bytes),
+    };
+    match decoded {
         Ok(decoded) => {
             println!("{}", protocol::json::to_json(&decoded));
             ExitCode::SUCCESS

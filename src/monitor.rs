@@ -138,7 +138,10 @@ impl Monitor {
             let since = self.last_good.unwrap_or(self.started);
             (self.lost_view(), Link::Lost { since })
         };
-        let limits = self.controller.update(now, &battery, link);
+        let mut limits = self.controller.update(now, &battery, link);
+        if let (true, Some(mode)) = (online, self.options.use_bms_limits) {
+            crate::control::bms_limits::apply(&mut limits, &battery, mode);
+        }
         let (state, error_code) = if online {
             let standby = limits.charge_current_a == Some(0.0) && limits.discharge_current_a == Some(0.0);
             (if standby { state::STANDBY } else { state::RUNNING }, 0)
@@ -185,7 +188,8 @@ impl Monitor {
                 Alarms::raise(&mut reading.alarms.internal_failure, AlarmLevel::Alarm);
             }
         }
-        reading.alarms.bms_cable = Some(AlarmLevel::Ok);
+        // Ok unless the reading carries a cable state of its own (a bank with a pack missing).
+        Alarms::raise(&mut reading.alarms.bms_cable, AlarmLevel::Ok);
     }
 
     /// Charge-control state worth saving now (phase change, full charge, periodic), once each.

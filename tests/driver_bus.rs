@@ -25,6 +25,7 @@ async fn two_packs_share_one_bus() {
         addresses: Some(vec![1, 2]),
         timeout_ms: 300,
         batteries: Vec::new(),
+        can: Default::default(),
     };
     let (tx1, mut rx1) = watch::channel(None);
     let (tx2, mut rx2) = watch::channel(None);

@@ -35,6 +35,7 @@ async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u
         addresses: Some(addresses.clone()),
         timeout_ms: 150,
         batteries: Vec::new(),
+        can: Default::default(),
     };
     let mut receivers = Vec::new();
     let mut subscribers = Vec::new();
@@ -92,6 +93,7 @@ async fn invert_current_flips_the_sign() {
         addresses: None,
         timeout_ms: 150,
         batteries: vec![bms_bridge::config::BatteryConfig { invert_current: true, ..Default::default() }],
+        can: Default::default(),
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,6 +163,7 @@ async fn foxess_stack_is_one_battery() {
         addresses: Some(vec![1, 2]),
         timeout_ms: 150,
         batteries: Vec::new(),
+        can: Default::default(),
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -75,22 +75,49 @@ fn regressions(target: &str) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// CAN cases as the fuzz target sees them: the id (2 bytes, big endian), then the data.
+fn can_seeds(name: &str) -> Vec<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/vectors/{name}.json"));
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cases
+        .iter()
+        .map(|c| {
+            let id = u16::from_str_radix(c["can_id"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            let mut seed = id.to_be_bytes().to_vec();
+            seed.extend(support::vectors::hex(c["hex"].as_str().unwrap()));
+            seed
+        })
+        .collect()
+}
+
 const MUTATIONS: usize = 3000;
 
 #[test]
 fn decoders_on_seeds_regressions_and_mutations() {
     for p in Protocol::ALL {
         let name = p.name();
-        let seeds: Vec<Vec<u8>> =
-            support::vectors::load(&format!("{name}.json")).into_iter().map(|c| c.bytes).collect();
+        let can = Protocol::CAN.contains(p);
+        let seeds: Vec<Vec<u8>> = if can {
+            can_seeds(name)
+        } else {
+            support::vectors::load(&format!("{name}.json")).into_iter().map(|c| c.bytes).collect()
+        };
+        let run = |input: &[u8]| {
+            if can {
+                fuzz_common::can(name, input)
+            } else {
+                fuzz_common::protocol(name, input)
+            }
+        };
         for input in seeds.iter().chain(&regressions(&format!("decode_{name}"))) {
-            fuzz_common::protocol(name, input);
+            run(input);
         }
         let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ name.len() as u64);
         for _ in 0..MUTATIONS {
             let input = &seeds[rng.below(seeds.len())];
             let other = &seeds[rng.below(seeds.len())];
-            fuzz_common::protocol(name, &mutate(&mut rng, input, other));
+            run(&mutate(&mut rng, input, other));
         }
     }
 }

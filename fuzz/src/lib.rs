@@ -102,6 +102,17 @@ pub fn protocol(name: &str, data: &[u8]) {
     }
 }
 
+/// A CAN protocol: the first two bytes are the 11-bit id (big endian), the rest the data.
+pub fn can(name: &str, data: &[u8]) {
+    let id = match data {
+        [hi, lo, ..] => u32::from(u16::from_be_bytes([*hi, *lo]) & 0x7FF),
+        _ => return,
+    };
+    let payload = data.get(2..).unwrap_or_default();
+    let _ = protocol::decode_can_named(name, id, payload);
+    let _ = protocol::decode_can_named(name, id, payload.get(..8.min(payload.len())).unwrap_or_default());
+}
+
 /// The config parser (and its validation) on any text.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -13,6 +13,7 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod bms_limits;
 pub mod config;
 pub mod current;
 pub mod history;

@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod can;
 mod daly;
 mod eg4_lifepower;
 mod eg4_ll;
@@ -249,5 +250,9 @@ pub async fn poll_once(
         Protocol::JkRs485 => jk_rs485::poll(link.framed()?, timeout).await,
         Protocol::Daly => daly::poll(link.framed()?, address, need_identity, timeout).await,
         Protocol::Eg4Lifepower => eg4_lifepower::poll(link.framed()?, address, need_identity, timeout).await,
+        Protocol::VictronCan => {
+            Err(LinkError::Protocol("victron_can is a CAN protocol, not polled on serial ports".into())
+                .into())
+        }
     }
 }

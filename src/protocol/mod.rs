@@ -16,6 +16,7 @@ pub mod jk_rs485;
 pub mod json;
 pub mod modbus;
 pub mod renogy;
+pub mod victron_can;
 pub mod writes;
 
 use crate::battery::Battery;
@@ -199,6 +200,7 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
         // Daly replies come in several sentences: every sentence given is decoded and merged.
         "daly" => daly::decode_all(bytes),
         "eg4_lifepower" => eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
+        "victron_can" => return Err("victron_can frames need their CAN id (--can-id 0x351)".to_owned()),
         other => {
             return Err(format!("unknown protocol {other:?} (known: {})", crate::config::Protocol::names()))
         }
@@ -221,6 +223,16 @@ pub fn scan_named(protocol: &str) -> Option<fn(&[u8]) -> Scan> {
         "eg4_lifepower" => eg4_lifepower::scan,
         _ => return None,
     })
+}
+
+/// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
+pub fn decode_can_named(protocol: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
+    match protocol {
+        "victron_can" => {
+            victron_can::decode(id, data, &victron_can::Options::default()).map_err(|e| e.to_string())
+        }
+        other => Err(format!("{other:?} is not a CAN protocol (CAN: victron_can)")),
+    }
 }
 
 #[cfg(test)]

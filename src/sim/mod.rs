@@ -21,6 +21,7 @@ pub mod pack;
 pub mod plot;
 pub mod pty;
 pub mod renogy;
+pub mod victron_can;
 
 use crate::config::Protocol;
 use crate::protocol::Scan;
@@ -307,6 +308,18 @@ impl PtySimulator {
     pub fn pack(&self, address: Option<u8>) -> Option<SimPack> {
         self.packs.get(address)
     }
+
+    /// Changes the pack at `address` (capacity, resistance, current ...); false if there is none.
+    pub fn configure(&self, address: Option<u8>, f: impl FnOnce(&mut SimPack)) -> bool {
+        let mut packs = self.packs.lock();
+        match packs.iter_mut().find(|(a, _)| *a == address) {
+            Some((_, pack)) => {
+                f(pack);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Drop for PtySimulator {
@@ -343,6 +356,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         Protocol::JkRs485 => tokio::spawn(jk_rs485::serve(master, p, c)),
         Protocol::Daly => tokio::spawn(daly::serve(master, p, c)),
         Protocol::Eg4Lifepower => tokio::spawn(eg4_lifepower::serve(master, p, c)),
+        Protocol::VictronCan => {
+            return Err(std::io::Error::other("victron_can runs on a CAN bus: use sim::victron_can::spawn"))
+        }
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }

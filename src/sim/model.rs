@@ -45,6 +45,9 @@ pub struct SimPack {
     pub cell_offsets_v: Vec<f64>,
     /// Internal resistance per cell (ohm).
     pub cell_resistance_ohm: f64,
+    /// Amplitude of the simulated charge/discharge swing (A); parallel packs of a bank take
+    /// unequal parts of the bank current.
+    pub swing_a: f64,
     /// Temperatures (°C).
     pub temperatures_c: Vec<f64>,
     /// MOSFET temperature (°C).
@@ -68,6 +71,7 @@ impl SimPack {
             current_a: 0.0,
             cell_offsets_v,
             cell_resistance_ohm: 0.0008,
+            swing_a: 20.0,
             temperatures_c: vec![24.0, 24.5, 25.0],
             temperature_mos_c: 27.0,
             cycles: 42,
@@ -76,13 +80,13 @@ impl SimPack {
         }
     }
 
-    /// Advances the model to `now`: a slow charge/discharge swing of ±20 A over two minutes.
+    /// Advances the model to `now`: a slow charge/discharge swing of ±`swing_a` over two minutes.
     pub fn step(&mut self, now: Instant) {
         let dt = self.last_step.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last_step = Some(now);
         self.elapsed_s += dt;
         self.current_a =
-            (20.0 * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
+            (self.swing_a * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
         self.soc_percent =
             (self.soc_percent + self.current_a * dt / 3600.0 / self.capacity_ah * 100.0).clamp(0.0, 100.0);
         let warm = 25.0 + self.current_a.abs() * 0.05;

@@ -5,6 +5,7 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod can;
 pub mod framed;
 pub mod modbus;
 pub mod serial;

@@ -6,7 +6,7 @@
 //! on the missing cells. Anything unknown is [`Value::Invalid`], never 0.
 
 use super::value::{Unit, Value};
-use crate::battery::{AlarmLevel, Battery};
+use crate::battery::{AlarmLevel, Battery, ExtremeIds};
 use crate::control::history::History;
 use crate::control::ChargeLimits;
 use std::collections::BTreeMap;
@@ -142,9 +142,10 @@ fn history(c: &Context<'_>, f: fn(&History) -> Option<f64>) -> Value {
     Value::f64(c.snapshot.history.and_then(f))
 }
 
-/// Module count a multi-pack BMS reports while connected, else 1/0 from the connection.
-fn modules(c: &Context<'_>, count: Option<u32>, fallback: bool) -> Value {
-    match count.filter(|_| c.snapshot.connected) {
+/// Module count a multi-pack BMS (or a bank) reports, else 1/0 from the connection. (A lost
+/// battery's view carries no counts unless its publisher sets them.)
+fn modules(count: Option<u32>, fallback: bool) -> Value {
+    match count {
         Some(n) => Value::I32(i32::try_from(n).unwrap_or(i32::MAX)),
         None => Value::I32(i32::from(fallback)),
     }
@@ -152,6 +153,12 @@ fn modules(c: &Context<'_>, count: Option<u32>, fallback: bool) -> Value {
 
 fn fet_blocks(fet: Option<bool>) -> Value {
     fet.map_or(Value::Invalid, |on| Value::I32(i32::from(!on)))
+}
+
+/// A label the battery carries itself (a bank's `P2C5`), if any.
+fn label(c: &Context<'_>, pick: fn(&ExtremeIds) -> &Option<String>) -> Option<Value> {
+    let ids = c.battery().extreme_ids.as_ref()?;
+    pick(ids).as_ref().map(|id| Value::Text(id.clone()))
 }
 
 fn cell_id(prefix: &str, number: Option<usize>) -> Value {
@@ -234,8 +241,14 @@ const TABLE: &[Row] = &[
     row("/Io/AllowToBalance", Plain, |c| Value::flag(c.battery().balancer_enabled)),
     row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
     row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),
-    row("/System/MinVoltageCellId", Plain, |c| cell_id("C", c.battery().min_cell().and_then(|m| m.0))),
-    row("/System/MaxVoltageCellId", Plain, |c| cell_id("C", c.battery().max_cell().and_then(|m| m.0))),
+    row("/System/MinVoltageCellId", Plain, |c| {
+        label(c, |ids| &ids.min_cell)
+            .unwrap_or_else(|| cell_id("C", c.battery().min_cell().and_then(|m| m.0)))
+    }),
+    row("/System/MaxVoltageCellId", Plain, |c| {
+        label(c, |ids| &ids.max_cell)
+            .unwrap_or_else(|| cell_id("C", c.battery().max_cell().and_then(|m| m.0)))
+    }),
     row("/System/MinCellTemperature", Celsius, |c| {
         Value::f64(c.battery().temperature_extremes().map(|(low, _)| low.1))
     }),
@@ -243,20 +256,26 @@ const TABLE: &[Row] = &[
         Value::f64(c.battery().temperature_extremes().map(|(_, high)| high.1))
     }),
     row("/System/MinTemperatureCellId", Plain, |c| {
-        cell_id("T", c.battery().temperature_extremes().map(|(low, _)| low.0))
+        label(c, |ids| &ids.min_temperature)
+            .unwrap_or_else(|| cell_id("T", c.battery().temperature_extremes().map(|(low, _)| low.0)))
     }),
     row("/System/MaxTemperatureCellId", Plain, |c| {
-        cell_id("T", c.battery().temperature_extremes().map(|(_, high)| high.0))
+        label(c, |ids| &ids.max_temperature)
+            .unwrap_or_else(|| cell_id("T", c.battery().temperature_extremes().map(|(_, high)| high.0)))
     }),
     row("/System/MOSTemperature", Celsius, |c| Value::f64(c.battery().temperature_mos_c)),
     row("/System/NrOfCellsPerBattery", Plain, |c| Value::int(c.battery().cells_in_series())),
     // One pack per service: it is the module, online while the BMS answers.
-    row("/System/NrOfModulesOnline", Plain, |c| modules(c, c.battery().modules_online, c.snapshot.connected)),
-    row("/System/NrOfModulesOffline", Plain, |c| {
-        modules(c, c.battery().modules_offline, !c.snapshot.connected)
+    row("/System/NrOfModulesOnline", Plain, |c| modules(c.battery().modules_online, c.snapshot.connected)),
+    row("/System/NrOfModulesOffline", Plain, |c| modules(c.battery().modules_offline, !c.snapshot.connected)),
+    row("/System/NrOfModulesBlockingCharge", Plain, |c| {
+        let b = c.battery();
+        b.modules_blocking_charge.map_or_else(|| fet_blocks(b.charge_fet), |n| Value::int(Some(n)))
     }),
-    row("/System/NrOfModulesBlockingCharge", Plain, |c| fet_blocks(c.battery().charge_fet)),
-    row("/System/NrOfModulesBlockingDischarge", Plain, |c| fet_blocks(c.battery().discharge_fet)),
+    row("/System/NrOfModulesBlockingDischarge", Plain, |c| {
+        let b = c.battery();
+        b.modules_blocking_discharge.map_or_else(|| fet_blocks(b.discharge_fet), |n| Value::int(Some(n)))
+    }),
     row("/Balancing", Plain, |c| {
         Value::flag(c.battery().balancing_cells.as_ref().map(|f| f.iter().any(|on| *on)))
     }),

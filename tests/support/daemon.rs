@@ -139,3 +139,68 @@ pub async fn wait_for(
 pub fn connected(items: &Items) -> bool {
     items.get("/Connected").and_then(|i| i.get("Value")).and_then(i32_of) == Some(1)
 }
+
+/// Starts the daemon with a config file of `text` (written to `dir`).
+pub fn start_daemon_with_config(dir: &Path, text: &str) -> Daemon {
+    let config = dir.join("bms-bridge.toml");
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
+        .args(["--log-level", "debug", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
+/// GetItems of the service `name`.
+pub async fn get_items_of(conn: &zbus::Connection, name: &str) -> zbus::Result<Items> {
+    let reply = conn.call_method(Some(name), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await?;
+    reply.body().deserialize::<Items>()
+}
+
+/// Polls GetItems of `name` until `check` holds, or fails after `limit` naming `what`.
+pub async fn wait_for_service(
+    conn: &zbus::Connection,
+    name: &str,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&Items) -> bool,
+) -> Items {
+    let start = Instant::now();
+    loop {
+        let items = get_items_of(conn, name).await;
+        if let Ok(items) = &items {
+            if check(items) {
+                return items.clone();
+            }
+        }
+        if start.elapsed() > limit {
+            match items {
+                Ok(items) => {
+                    let mut shown: Vec<String> = items
+                        .iter()
+                        .filter(|(p, _)| {
+                            p.starts_with("/Info/Max")
+                                || p.starts_with("/System/NrOf")
+                                || p.starts_with("/Dc/0/Cu")
+                                || p.as_str() == "/Connected"
+                        })
+                        .map(|(p, v)| format!("{p}={:?}", v.get("Value")))
+                        .collect();
+                    shown.sort();
+                    panic!("{name}: timed out waiting for {what}; {shown:?}")
+                }
+                Err(err) => panic!("{name}: timed out waiting for {what}; {err}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The number at `path`, if valid.
+pub fn number(items: &Items, path: &str) -> Option<f64> {
+    let v = items.get(path)?.get("Value")?;
+    f64_of(v).or_else(|| i32_of(v).map(f64::from))
+}

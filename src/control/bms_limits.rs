@@ -1,0 +1,110 @@
+//! The BMS's own limits (CAN 0x351, UP16S CVL/CCL/DCL) applied on top of ours, per battery
+//! (`use_bms_limits`). Only while the BMS is online: when it is lost, the fail-safe limits stand.
+
+use super::current::{LimitReason, Limitation};
+use super::ChargeLimits;
+use crate::battery::Battery;
+use serde::{Deserialize, Serialize};
+
+/// What the BMS's own limits do to the published ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BmsLimits {
+    /// Ours, capped by the BMS's: CVL, CCL and DCL never exceed what the BMS asks for.
+    Cap,
+    /// The BMS's CVL/CCL/DCL (and DVL as the low voltage) published unchanged; ours only where
+    /// the BMS sends none.
+    Only,
+}
+
+fn lower(ours: Option<f64>, bms: Option<f64>) -> Option<f64> {
+    match (ours, bms.filter(|v| v.is_finite())) {
+        (Some(a), Some(b)) => Some(a.min(b.max(0.0))),
+        (a, b) => a.or(b.map(|v| v.max(0.0))),
+    }
+}
+
+/// Applies `mode` to `limits` computed for `battery` (call only while the BMS is online).
+pub fn apply(limits: &mut ChargeLimits, battery: &Battery, mode: BmsLimits) {
+    let bms_cvl = battery.charge_voltage_limit_v;
+    match mode {
+        BmsLimits::Cap => {
+            let capped = lower(limits.charge_voltage_v, bms_cvl);
+            if capped != limits.charge_voltage_v && limits.charge_voltage_v.is_some() {
+                limits.charge_mode.push_str(" (BMS CVL)");
+            }
+            limits.charge_voltage_v = capped;
+            limits.charge_current_a = lower(limits.charge_current_a, battery.charge_current_limit_a);
+            limits.discharge_current_a = lower(limits.discharge_current_a, battery.discharge_current_limit_a);
+        }
+        BmsLimits::Only => {
+            let bms = Limitation { reasons: vec![LimitReason::BmsLimit], recovering: false };
+            if bms_cvl.is_some() {
+                limits.charge_voltage_v = bms_cvl;
+                limits.charge_mode = "BMS limits".to_owned();
+            }
+            if let Some(ccl) = battery.charge_current_limit_a {
+                limits.charge_current_a = Some(ccl.max(0.0));
+                limits.charge_limitation = bms.to_string();
+                limits.charge_reason = bms.clone();
+            }
+            if let Some(dcl) = battery.discharge_current_limit_a {
+                limits.discharge_current_a = Some(dcl.max(0.0));
+                limits.discharge_limitation = bms.to_string();
+                limits.discharge_reason = bms;
+            }
+            if battery.discharge_voltage_limit_v.is_some() {
+                limits.low_voltage_v = battery.discharge_voltage_limit_v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bms() -> Battery {
+        Battery {
+            charge_voltage_limit_v: Some(53.2),
+            charge_current_limit_a: Some(40.0),
+            discharge_current_limit_a: Some(480.0),
+            discharge_voltage_limit_v: Some(45.0),
+            ..Battery::default()
+        }
+    }
+
+    fn ours() -> ChargeLimits {
+        ChargeLimits {
+            charge_voltage_v: Some(55.2),
+            charge_current_a: Some(100.0),
+            discharge_current_a: Some(200.0),
+            low_voltage_v: Some(48.0),
+            ..ChargeLimits::default()
+        }
+    }
+
+    #[test]
+    fn cap_takes_the_lower_of_each() {
+        let mut l = ours();
+        apply(&mut l, &bms(), BmsLimits::Cap);
+        assert_eq!(l.charge_voltage_v, Some(53.2));
+        assert_eq!(l.charge_current_a, Some(40.0));
+        assert_eq!(l.discharge_current_a, Some(200.0));
+        assert_eq!(l.low_voltage_v, Some(48.0));
+        assert!(l.charge_mode.ends_with("(BMS CVL)"), "{}", l.charge_mode);
+    }
+
+    #[test]
+    fn only_publishes_the_bms_values_unchanged() {
+        let mut l = ours();
+        apply(&mut l, &bms(), BmsLimits::Only);
+        assert_eq!(l.charge_voltage_v, Some(53.2));
+        assert_eq!(l.charge_current_a, Some(40.0));
+        assert_eq!(l.discharge_current_a, Some(480.0));
+        assert_eq!(l.low_voltage_v, Some(45.0));
+        let mut l = ours();
+        apply(&mut l, &Battery::default(), BmsLimits::Only);
+        assert_eq!(l, ours(), "nothing from the BMS: ours stand");
+    }
+}

@@ -1,0 +1,204 @@
+//! The CAN listener for the Victron/Pylontech dialect: collects the frames a BMS broadcasts, sends
+//! the host keep-alive, and hands a complete, fresh battery to the same per-battery `watch`
+//! channel as the serial poll loops, so monitor, control and D-Bus are the same for every BMS.
+//!
+//! Complete: 0x351, 0x355 and 0x356 (and 0x373 once the BMS has sent it) are present. Fresh: a
+//! frame older than the grace period is dropped; the reading's time is that of its OLDEST
+//! essential frame, so the monitor's fail-safe sees exactly how old the data is.
+
+use super::{publish, Subscriber};
+use crate::battery::Battery;
+use crate::protocol::victron_can::{self as vc, Options};
+use crate::protocol::FrameError;
+use crate::transport::can::{CanFrame, CanLink};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Frames that describe the battery, not its state: kept while the link is up.
+const IDENTITY: [u32; 9] = [0x35E, 0x35F, 0x370, 0x371, 0x374, 0x375, 0x376, 0x377, 0x379];
+/// Frames without which a reading is incomplete.
+const ESSENTIAL: [u32; 3] = [vc::LIMITS, vc::SOC, vc::MEASUREMENTS];
+
+/// What one CAN battery needs besides its link.
+#[derive(Debug, Clone)]
+pub struct CanSettings {
+    /// Interface name, for messages.
+    pub interface: String,
+    /// Decoding deviations of this BMS.
+    pub decode: Options,
+    /// Series cells from the config (else derived from voltage / average cell voltage).
+    pub cell_count: Option<u16>,
+    /// Grace period: older frames are stale.
+    pub stale_after: Duration,
+    /// How often a reading is handed on.
+    pub publish_every: Duration,
+    /// Keep-alive frame and period; `None` = off.
+    pub keepalive: Option<(CanFrame, Duration)>,
+    /// Reverse the current sign.
+    pub invert_current: bool,
+}
+
+/// The latest frame of each id and when it came; builds readings from them.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    frames: BTreeMap<u32, (Vec<u8>, Instant)>,
+    cells_sent: bool,
+    cell_count: Option<u16>,
+    scale_hint_given: bool,
+}
+
+impl Assembler {
+    /// Takes one frame; frames the dialect cannot decode are refused (and not kept).
+    pub fn feed(&mut self, now: Instant, frame: &CanFrame, options: &Options) -> Result<(), FrameError> {
+        let decoded = vc::decode(frame.id, &frame.data, options)?;
+        if frame.id == vc::CELLS {
+            if decoded.battery.min_cell_voltage_v.is_none() {
+                return Ok(());
+            }
+            self.cells_sent = true;
+        }
+        self.frames.insert(frame.id, (frame.data.clone(), now));
+        Ok(())
+    }
+
+    /// The battery now, or why there is none (missing or stale essential frames).
+    pub fn reading(&mut self, now: Instant, settings: &CanSettings) -> Result<Battery, String> {
+        let stale = settings.stale_after;
+        self.frames.retain(|id, (_, at)| IDENTITY.contains(id) || now.saturating_duration_since(*at) < stale);
+        let mut needed: Vec<u32> = ESSENTIAL.to_vec();
+        if self.cells_sent {
+            needed.push(vc::CELLS);
+        }
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|id| !self.frames.contains_key(id))
+            .map(|id| format!("0x{id:03X}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "CAN {}: no fresh {} within {:?}",
+                settings.interface,
+                missing.join(", "),
+                settings.stale_after
+            ));
+        }
+        let oldest =
+            needed.iter().filter_map(|id| self.frames.get(id).map(|(_, at)| *at)).min().unwrap_or(now);
+        let refs: Vec<(u32, &[u8])> =
+            self.frames.iter().map(|(id, (data, _))| (*id, data.as_slice())).collect();
+        let mut battery = vc::assemble(&refs, &settings.decode);
+        battery.read_at = Some(oldest);
+        if settings.invert_current {
+            battery.current_a = battery.current_a.map(|a| -a);
+        }
+        if self.cell_count.is_none() {
+            self.cell_count = settings.cell_count.or_else(|| {
+                let (v, lo, hi) =
+                    (battery.voltage_v?, battery.min_cell_voltage_v?, battery.max_cell_voltage_v?);
+                vc::derive_cell_count(v, lo, hi)
+            });
+        }
+        battery.cell_count = self.cell_count;
+        self.scale_hint(&battery, settings);
+        Ok(battery)
+    }
+
+    /// A pack voltage far below the BMS's own limits means a BMS sending another scale
+    /// (Discover: 0.1 V). Said once; the config fixes it, nothing is guessed.
+    fn scale_hint(&mut self, b: &Battery, settings: &CanSettings) {
+        let Some((v, limit)) = b.voltage_v.zip(b.discharge_voltage_limit_v.or(b.charge_voltage_limit_v))
+        else {
+            return;
+        };
+        if !self.scale_hint_given && v > 0.0 && v < limit / 3.0 {
+            self.scale_hint_given = true;
+            tracing::warn!(
+                interface = %settings.interface, voltage_v = v, bms_limit_v = limit,
+                "pack voltage is far below the BMS's own voltage limits: this BMS may send 0x356 in \
+                 0.1 V (Discover does); set can_voltage_scale = 0.1 in its [[port.battery]]"
+            );
+        }
+    }
+
+    /// Forgets everything (link reopened).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Listens on the link `open` gives until `shutdown` turns true; reopens it when it fails.
+pub async fn run_can<L, F>(
+    settings: CanSettings,
+    mut open: F,
+    sub: Subscriber,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L: CanLink,
+    F: FnMut() -> std::io::Result<L> + Send,
+{
+    let mut assembler = Assembler::default();
+    let mut bad_frames_logged = false;
+    loop {
+        let mut link = match open() {
+            Ok(link) => {
+                tracing::info!(interface = %settings.interface, "CAN interface open");
+                link
+            }
+            Err(err) => {
+                publish(&sub, Err(format!("CAN {}: cannot open: {err}", settings.interface)));
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.publish_every) => continue,
+                    _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
+                }
+            }
+        };
+        assembler.reset();
+        let mut ticker = tokio::time::interval(settings.publish_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let keepalive_period = settings.keepalive.as_ref().map_or(Duration::from_secs(3600), |(_, p)| *p);
+        let mut keepalive = tokio::time::interval(keepalive_period);
+        let mut send_failed = false;
+        loop {
+            tokio::select! {
+                frame = link.recv() => match frame {
+                    Ok(frame) => {
+                        if let Err(err) = assembler.feed(Instant::now(), &frame, &settings.decode) {
+                            if !bad_frames_logged {
+                                tracing::warn!(interface = %settings.interface, id = frame.id, error = %err, "CAN frame ignored (logged once)");
+                                bad_frames_logged = true;
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(interface = %settings.interface, error = %err, "CAN interface failed; reopening");
+                        publish(&sub, Err(format!("CAN {}: {err}", settings.interface)));
+                        break;
+                    }
+                },
+                _ = ticker.tick() => publish(&sub, assembler.reading(Instant::now(), &settings)),
+                _ = keepalive.tick(), if settings.keepalive.is_some() => {
+                    if let Some((frame, _)) = &settings.keepalive {
+                        match link.send(frame).await {
+                            Ok(()) => send_failed = false,
+                            Err(err) if !send_failed => {
+                                send_failed = true;
+                                tracing::warn!(interface = %settings.interface, error = %err, "cannot send the CAN keep-alive (said once until it works)");
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.publish_every) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "can_tests.rs"]
+mod tests;

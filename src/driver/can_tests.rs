@@ -1,0 +1,130 @@
+use super::*;
+use crate::protocol::victron_can::encode;
+use crate::transport::can::MemoryCanBus;
+
+fn settings() -> CanSettings {
+    CanSettings {
+        interface: "mem0".into(),
+        decode: Options::default(),
+        cell_count: None,
+        stale_after: Duration::from_millis(600),
+        publish_every: Duration::from_millis(50),
+        keepalive: Some((CanFrame { id: 0x35E, data: b"BMSBRIDG".to_vec() }, Duration::from_millis(100))),
+        invert_current: false,
+    }
+}
+
+fn pack() -> Battery {
+    Battery {
+        voltage_v: Some(52.96),
+        current_a: Some(-5.0),
+        soc_percent: Some(70.0),
+        soh_percent: Some(98.0),
+        min_cell_voltage_v: Some(3.305),
+        max_cell_voltage_v: Some(3.315),
+        temperatures_c: Some(vec![20.0, 22.0]),
+        charge_voltage_limit_v: Some(56.0),
+        charge_current_limit_a: Some(50.0),
+        discharge_current_limit_a: Some(100.0),
+        discharge_voltage_limit_v: Some(46.4),
+        ..Battery::default()
+    }
+}
+
+fn frame(id: u32, b: &Battery) -> CanFrame {
+    CanFrame { id, data: encode::frame(id, b).unwrap() }
+}
+
+#[test]
+fn complete_only_with_the_essential_frames_and_then_cell_count_derived() {
+    let s = settings();
+    let t0 = Instant::now();
+    let mut a = Assembler::default();
+    a.feed(t0, &frame(vc::LIMITS, &pack()), &s.decode).unwrap();
+    a.feed(t0, &frame(vc::SOC, &pack()), &s.decode).unwrap();
+    let err = a.reading(t0, &s).unwrap_err();
+    assert!(err.contains("0x356"), "{err}");
+    a.feed(t0 + Duration::from_millis(10), &frame(vc::MEASUREMENTS, &pack()), &s.decode).unwrap();
+    let b = a.reading(t0 + Duration::from_millis(20), &s).unwrap();
+    assert_eq!(b.voltage_v, Some(52.96));
+    assert_eq!(b.cell_count, None, "no cell min/max yet: no cell count");
+    a.feed(t0 + Duration::from_millis(30), &frame(vc::CELLS, &pack()), &s.decode).unwrap();
+    let b = a.reading(t0 + Duration::from_millis(40), &s).unwrap();
+    assert_eq!(b.cell_count, Some(16));
+    assert_eq!(b.min_cell_voltage_v, Some(3.305));
+    assert_eq!(b.cell_voltages_v, None, "never per-cell values");
+    assert_eq!(b.read_at, Some(t0), "the time of the oldest essential frame");
+}
+
+#[test]
+fn stale_frames_make_the_reading_fail_and_cells_stay_essential() {
+    let s = settings();
+    let t0 = Instant::now();
+    let mut a = Assembler::default();
+    for id in [vc::LIMITS, vc::SOC, vc::MEASUREMENTS, vc::CELLS, vc::MANUFACTURER] {
+        a.feed(t0, &frame(id, &pack()), &s.decode).unwrap();
+    }
+    assert!(a.reading(t0, &s).is_ok());
+    let later = t0 + Duration::from_millis(700);
+    for id in [vc::LIMITS, vc::SOC, vc::MEASUREMENTS] {
+        a.feed(later, &frame(id, &pack()), &s.decode).unwrap();
+    }
+    let err = a.reading(later, &s).unwrap_err();
+    assert!(err.contains("0x373"), "the BMS sent cells before: they are required: {err}");
+    let err = a.reading(later + Duration::from_secs(1), &s).unwrap_err();
+    assert!(err.contains("0x351"), "{err}");
+}
+
+#[test]
+fn configured_cell_count_and_voltage_scale_win() {
+    let mut s = settings();
+    s.cell_count = Some(15);
+    s.decode.voltage_scale_v = 0.1;
+    let t0 = Instant::now();
+    let mut a = Assembler::default();
+    let discover = CanFrame { id: vc::MEASUREMENTS, data: vec![0x0A, 0x02, 0x11, 0xFF, 0xBE, 0, 0, 0] };
+    for f in [frame(vc::LIMITS, &pack()), frame(vc::SOC, &pack()), discover] {
+        a.feed(t0, &f, &s.decode).unwrap();
+    }
+    let b = a.reading(t0, &s).unwrap();
+    assert_eq!(b.voltage_v, Some(52.2));
+    assert_eq!(b.cell_count, Some(15));
+}
+
+#[tokio::test]
+async fn the_loop_publishes_sends_keepalives_and_goes_stale() {
+    let bus = MemoryCanBus::new();
+    let mut bms = bus.connect();
+    let (tx, mut rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let opener = bus.clone();
+    let task = tokio::spawn(run_can(
+        settings(),
+        move || Ok(opener.connect()),
+        Subscriber { address: None, tx },
+        stop_rx,
+    ));
+    let mut keepalives = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+    while tokio::time::Instant::now() < deadline {
+        for id in [vc::LIMITS, vc::SOC, vc::MEASUREMENTS, vc::CELLS] {
+            bms.send(&frame(id, &pack())).await.unwrap();
+        }
+        if let Ok(Ok(f)) = tokio::time::timeout(Duration::from_millis(40), bms.recv()).await {
+            assert_eq!((f.id, f.data.as_slice()), (0x35E, &b"BMSBRIDG"[..]));
+            keepalives += 1;
+        }
+    }
+    assert!(keepalives >= 2, "{keepalives} keep-alive frames in 400 ms at 100 ms");
+    rx.changed().await.unwrap();
+    let update = rx.borrow_and_update().clone().unwrap();
+    let battery = update.result.unwrap();
+    assert_eq!(battery.cell_count, Some(16));
+    assert_eq!(battery.soc_percent, Some(70.0));
+    // The BMS falls silent: within the grace period the reading turns into an error.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let update = rx.borrow_and_update().clone().unwrap();
+    assert!(update.result.unwrap_err().contains("no fresh"));
+    stop_tx.send_replace(true);
+    task.await.unwrap();
+}

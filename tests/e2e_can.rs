@@ -1,0 +1,101 @@
+//! victron_can through the full daemon: the simulated BMS on an in-memory CAN bus, the real CAN
+//! listener, monitor, charge control and D-Bus service on a private bus. (The pty-based
+//! `e2e_protocols` covers the serial protocols; the SocketCAN path itself runs in `tests/vm`.)
+
+use bms_bridge::app;
+use bms_bridge::config::{Config, PortConfig, Protocol};
+use bms_bridge::victron::{BusAddress, PrivateBus};
+use std::time::{Duration, Instant};
+
+type Items = std::collections::HashMap<String, std::collections::HashMap<String, zbus::zvariant::OwnedValue>>;
+
+async fn items(conn: &zbus::Connection, name: &str) -> Option<Items> {
+    let reply =
+        conn.call_method(Some(name), "/", Some("com.victronenergy.BusItem"), "GetItems", &()).await.ok()?;
+    reply.body().deserialize::<Items>().ok()
+}
+
+fn f64_at(items: &Items, path: &str) -> Option<f64> {
+    let v = items.get(path)?.get("Value")?.clone();
+    f64::try_from(v.clone()).ok().or_else(|| i32::try_from(v).ok().map(f64::from))
+}
+
+async fn wait(conn: &zbus::Connection, name: &str, what: &str, check: impl Fn(&Items) -> bool) -> Items {
+    let start = Instant::now();
+    loop {
+        if let Some(items) = items(conn, name).await.filter(|i| check(i)) {
+            return items;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn config(bus: &PrivateBus, dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.daemon.state_dir = dir.to_path_buf();
+    config.daemon.stale_after_s = 3.0;
+    config.dbus.bus = bus.address().to_owned();
+    config.ports.push(PortConfig {
+        device: "simcan0".into(),
+        protocol: Protocol::VictronCan,
+        baud: None,
+        addresses: None,
+        timeout_ms: 500,
+        batteries: Vec::new(),
+        can: Default::default(),
+    });
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn can_battery_end_to_end_and_fail_safe() {
+    let bus = PrivateBus::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-{}", std::process::id()));
+    let simulator = bms_bridge::sim::victron_can::spawn(16);
+    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let address = BusAddress::Address(bus.address().to_owned());
+    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let name = "com.victronenergy.battery.simcan0";
+    let it = wait(&conn, name, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
+    let volts = f64_at(&it, "/Dc/0/Voltage").unwrap();
+    assert!((50.0..56.0).contains(&volts), "{volts}");
+    assert!(f64_at(&it, "/System/MinCellVoltage").is_some_and(|v| (3.0..3.5).contains(&v)));
+    // CVL: ours (16 x 3.45 = 55.2 V) capped by the BMS's 0x351 (16 x 3.5 = 56 V): ours.
+    assert_eq!(f64_at(&it, "/Info/MaxChargeVoltage"), Some(55.2));
+    assert!(simulator.control.requests() >= 1, "the BMS got the keep-alive frame");
+    // The BMS falls silent: the fail-safe applies after the grace period.
+    simulator.control.set_silent(true);
+    let it = wait(&conn, name, "the fail-safe", |i| f64_at(i, "/Connected") == Some(0.0)).await;
+    assert_eq!(f64_at(&it, "/Info/MaxChargeCurrent"), Some(0.0));
+    stop_tx.send_replace(true);
+    daemon.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_battery_when_venus_decodes_the_interface() {
+    let bus = PrivateBus::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-venus-{}", std::process::id()));
+    // Venus's own CAN-bus BMS service for the interface.
+    let _venus = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .name("com.victronenergy.battery.socketcan_simcan0")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let simulator = bms_bridge::sim::victron_can::spawn(16);
+    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let address = BusAddress::Address(bus.address().to_owned());
+    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    assert!(items(&conn, "com.victronenergy.battery.simcan0").await.is_none(), "no second battery");
+    stop_tx.send_replace(true);
+    daemon.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,179 @@
+//! Issue 7 end to end: four simulated packs (two JBD UP16S on one shared pty bus, two JBD on ports
+//! of their own) in one parallel bank, the real daemon, a private D-Bus. Checks the aggregate
+//! service (sums, split-capped limits, P<n>C<m> ids) and the per-pack services (no /Info limits),
+//! then unplugs one pack's port (the pty disappears) and plugs it back: the daemon keeps running,
+//! the pack's values go invalid, the bank's limits shrink and recover, and a pack whose BMS blocks
+//! charging takes its share out.
+
+mod support;
+
+use bms_bridge::config::Protocol;
+use bms_bridge::sim::{self, PtySimulator};
+use bms_bridge::victron::private_bus::PrivateBus;
+use std::path::Path;
+use std::time::Duration;
+use support::daemon::*;
+
+const BANK: &str = "com.victronenergy.battery.bank_House";
+const PACKS: [&str; 4] = [
+    "com.victronenergy.battery.ttyBUS0_1",
+    "com.victronenergy.battery.ttyBUS0_2",
+    "com.victronenergy.battery.ttyJBD1",
+    "com.victronenergy.battery.ttyJBD2",
+];
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A frozen simulator whose pack(s) carry `(address, capacity Ah, current A)`.
+fn simulator(protocol: Protocol, packs: &[(Option<u8>, f64, f64)]) -> PtySimulator {
+    let addresses: Vec<u8> = packs.iter().filter_map(|p| p.0).collect();
+    let sim = sim::spawn(protocol, &addresses, 16).unwrap();
+    sim.control().set_frozen(true);
+    for &(address, capacity, current) in packs {
+        assert!(sim.configure(address, |p| {
+            p.capacity_ah = capacity;
+            p.current_a = current;
+        }));
+    }
+    sim
+}
+
+fn config(dir: &Path, bus: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"[daemon]
+poll_interval_ms = 250
+stale_after_s = 2.0
+state_dir = "{d}/state"
+
+[dbus]
+bus = "{bus}"
+device_instance = 7
+
+[charge]
+current_recovery_hold_s = 0
+current_recovery_a_per_s = 0
+
+[[port]]
+device = "{d}/ttyBUS0"
+protocol = "jbd_up16s"
+addresses = [1, 2]
+timeout_ms = 200
+
+[[port]]
+device = "{d}/ttyJBD1"
+protocol = "jbd"
+timeout_ms = 200
+
+[[port.battery]]
+name = "Garage"
+
+[[port]]
+device = "{d}/ttyJBD2"
+protocol = "jbd"
+timeout_ms = 200
+
+[[bank]]
+name = "House"
+packs = ["{d}/ttyBUS0#1", "{d}/ttyBUS0#2", "Garage", "{d}/ttyJBD2"]
+startup_wait_s = 10
+"#
+    )
+}
+
+fn near(items: &Items, path: &str, expected: f64, tolerance: f64) -> bool {
+    number(items, path).is_some_and(|v| (v - expected).abs() <= tolerance)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_packs_one_bank_unplug_and_replug() {
+    let dir = scratch_dir("multi");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    // Unequal packs: the 200 Ah pack takes 20 of the 45 A, the small one 5 A.
+    let shared = simulator(Protocol::JbdUp16s, &[(Some(1), 100.0, 10.0), (Some(2), 100.0, 10.0)]);
+    let garage = simulator(Protocol::Jbd, &[(None, 200.0, 20.0)]);
+    let mut small = Some(simulator(Protocol::Jbd, &[(None, 100.0, 5.0)]));
+    link_pty(&dir.join("ttyBUS0"), shared.path());
+    link_pty(&dir.join("ttyJBD1"), garage.path());
+    if let Some(sim) = &small {
+        link_pty(&dir.join("ttyJBD2"), sim.path());
+    }
+    let mut daemon = start_daemon_with_config(&dir, &config(&dir, bus.address()));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+
+    // 1. All four packs: the bank sums them and is limited by the pack that takes most current:
+    // 20/45 of the bank current on a pack with its own 50 A limit -> 112.5 A. Discharge (no
+    // discharge current now): capacity shares, 200/500 on the big pack -> 60 / 0.4 = 150 A.
+    let items = wait_for_service(&conn, BANK, WAIT, "four packs and the split limit", |i| {
+        connected(i)
+            && near(i, "/System/NrOfModulesOnline", 4.0, 0.0)
+            && near(i, "/Info/MaxChargeCurrent", 112.5, 0.01)
+    })
+    .await;
+    assert!(near(&items, "/Dc/0/Current", 45.0, 0.01));
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 150.0, 0.01));
+    assert!(near(&items, "/Info/MaxChargeVoltage", 55.2, 1e-6), "16 x 3.45 V");
+    assert!(near(&items, "/System/NrOfModulesOffline", 0.0, 0.0));
+    assert!(near(&items, "/InstalledCapacity", 500.0, 0.01));
+    assert!(near(&items, "/Soc", (60.0 * 100.0 + 55.0 * 100.0 + 60.0 * 200.0 + 60.0 * 100.0) / 500.0, 0.5));
+    assert_eq!(items["/System/MaxVoltageCellId"]["Value"].to_string().trim_matches('"'), "P3C5");
+    assert!(near(&items, "/Alarms/BmsCable", 0.0, 0.0));
+    let voltages: Vec<f64> = [shared.pack(Some(1)), shared.pack(Some(2)), garage.pack(None)]
+        .into_iter()
+        .flatten()
+        .chain(small.as_ref().and_then(|s| s.pack(None)))
+        .map(|p| p.voltage_v())
+        .collect();
+    let mean = voltages.iter().sum::<f64>() / 4.0;
+    assert!(near(&items, "/Dc/0/Voltage", mean, 0.02), "{mean}");
+
+    // Pack services: measurements, no limits (systemcalc sees one BMS).
+    for (name, current) in PACKS.iter().zip([10.0, 10.0, 20.0, 5.0]) {
+        let items = wait_for_service(&conn, name, WAIT, "pack connected", connected).await;
+        assert!(near(&items, "/Dc/0/Current", current, 0.01), "{name}");
+        for path in ["/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"] {
+            assert!(is_invalid(value(&items, path)), "{name} {path} must be invalid");
+        }
+    }
+
+    // 2. Unplug the small pack: the pty disappears. Its service stays, values invalid; the bank
+    // carries on with three packs, a cable warning and smaller limits (20/40 on the big pack).
+    drop(small.take());
+    let _ = std::fs::remove_file(dir.join("ttyJBD2"));
+    let items = wait_for_service(&conn, BANK, WAIT, "three packs", |i| {
+        near(i, "/System/NrOfModulesOffline", 1.0, 0.0) && near(i, "/Info/MaxChargeCurrent", 100.0, 0.01)
+    })
+    .await;
+    assert!(connected(&items));
+    assert!(near(&items, "/System/NrOfModulesOnline", 3.0, 0.0));
+    assert!(near(&items, "/Alarms/BmsCable", 1.0, 0.0), "warning, not alarm");
+    assert!(near(&items, "/Dc/0/Current", 40.0, 0.01), "no stale pack current");
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 120.0, 0.01));
+    let lost = wait_for_service(&conn, PACKS[3], WAIT, "pack lost", |i| !connected(i)).await;
+    assert!(is_invalid(value(&lost, "/Dc/0/Voltage")), "never frozen");
+    assert!(is_invalid(value(&lost, "/Info/MaxChargeCurrent")));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running");
+
+    // 3. Plug it back: four packs again, limits recover.
+    let back = simulator(Protocol::Jbd, &[(None, 100.0, 5.0)]);
+    link_pty(&dir.join("ttyJBD2"), back.path());
+    let items = wait_for_service(&conn, BANK, WAIT, "four packs again", |i| {
+        near(i, "/System/NrOfModulesOnline", 4.0, 0.0) && near(i, "/Info/MaxChargeCurrent", 112.5, 0.01)
+    })
+    .await;
+    assert!(near(&items, "/Alarms/BmsCable", 0.0, 0.0));
+    assert!(near(&items, "/Dc/0/Current", 45.0, 0.01));
+    wait_for_service(&conn, PACKS[3], WAIT, "pack back", connected).await;
+
+    // 4. The big pack's BMS blocks charging: its share goes to the others (10:10:5 -> 0.4 on a
+    // 50 A pack), counted as blocking; discharge is unaffected.
+    garage.control().set_charge_fet_off(true);
+    let items = wait_for_service(&conn, BANK, WAIT, "a pack blocking charge", |i| {
+        near(i, "/System/NrOfModulesBlockingCharge", 1.0, 0.0)
+            && near(i, "/Info/MaxChargeCurrent", 125.0, 0.01)
+    })
+    .await;
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 150.0, 0.01));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
