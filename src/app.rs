@@ -1,6 +1,8 @@
 //! Wiring: config -> one poll task per port -> one task per battery (monitor, charge control,
 //! D-Bus service). Owns the shutdown signal. A failure in one battery never stops the others.
 
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use crate::bank::{self, task::BankPack};
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::ChargeController;
@@ -95,7 +97,9 @@ pub async fn run_with_can(
                 writes,
             };
             if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, address) {
-                bank_packs[b][p] = Some(BankPack::new(slot, rx));
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
                 continue;
             }
             tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));

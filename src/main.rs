@@ -1,5 +1,7 @@
 //! The `bms-bridge` command line: parses arguments, sets up logging, hands over to the library.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
 use bms_bridge::config::{self, Config, PortConfig, Protocol};
 use bms_bridge::{app, demo, protocol};
 use clap::{Parser, Subcommand};

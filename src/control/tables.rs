@@ -22,8 +22,8 @@ pub fn fraction(points: &[[f64; 2]], x: f64, mode: TableMode) -> Option<f64> {
         return Some(last[1].clamp(0.0, 1.0));
     }
     let right = sorted.iter().position(|p| p[0] >= x)?;
-    let [x1, y1] = sorted[right.checked_sub(1)?];
-    let [x2, y2] = sorted[right];
+    let [x1, y1] = *sorted.get(right.checked_sub(1)?)?;
+    let [x2, y2] = *sorted.get(right)?;
     let y = if x == x2 {
         y2
     } else {

@@ -26,8 +26,8 @@ pub(super) async fn poll<S: AsyncRead + AsyncWrite + Unpin>(
     b.merge(&decode(&one(link, address, daly::CMD_MOS, timeout).await?)?);
     let status = one(link, address, daly::CMD_STATUS, timeout).await?;
     b.merge(&decode(&status)?);
-    let cells = usize::from(status[4]);
-    let sensors = usize::from(status[5]);
+    let cells = usize::from(status.get(4).copied().unwrap_or(0));
+    let sensors = usize::from(status.get(5).copied().unwrap_or(0));
     if cells == 0 || cells > 48 {
         return Err(FrameError::InvalidField { field: "cell_count" }.into());
     }

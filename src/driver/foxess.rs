@@ -9,6 +9,7 @@
 use super::{PollError, PortLink};
 use crate::battery::Battery;
 use crate::protocol::foxess::{self, Block};
+use crate::protocol::FrameError;
 use crate::transport::serial::SerialLink;
 use std::time::Duration;
 
@@ -30,8 +31,11 @@ async fn pack(link: &mut SerialLink, address: u8, timeout: Duration) -> Result<B
         read.push(block(link, address, b, timeout).await?);
     }
     // BLOCKS order: status, stats, cells high, cells low, temperatures.
-    let battery = foxess::pack(&read[1], &read[3], &read[2])?;
-    tracing::trace!(address, status = ?read[0], temperatures = ?read[4], "FoxESS raw registers");
+    let [status, stats, cells_high, cells_low, temperatures] = read.as_slice() else {
+        return Err(FrameError::InvalidField { field: "blocks" }.into());
+    };
+    let battery = foxess::pack(stats, cells_low, cells_high)?;
+    tracing::trace!(address, ?status, ?temperatures, "FoxESS raw registers");
     Ok(battery)
 }
 

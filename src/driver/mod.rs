@@ -5,6 +5,8 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 pub mod can;
 mod daly;
 mod eg4_lifepower;
@@ -123,7 +125,7 @@ pub async fn run_port_with_commands(
         let mut answered = false;
         for (index, sub) in subscribers.iter().enumerate() {
             let Some(open) = link.as_mut() else { break };
-            let need_identity = !identity_read[index];
+            let need_identity = !identity_read.get(index).copied().unwrap_or(false);
             let result = if port.protocol.one_battery_per_port() {
                 foxess::poll_stack(open, &packs, need_identity, timeout).await
             } else {
@@ -135,7 +137,9 @@ pub async fn run_port_with_commands(
                     if port.battery(sub.address).invert_current {
                         battery.current_a = battery.current_a.map(|a| -a);
                     }
-                    identity_read[index] |= need_identity;
+                    if let Some(read) = identity_read.get_mut(index) {
+                        *read |= need_identity;
+                    }
                     publish(sub, Ok(battery));
                 }
                 Err(err) => {

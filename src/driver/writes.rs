@@ -53,14 +53,11 @@ impl Writer {
     }
 
     fn push(&mut self, address: Option<u8>, command: BmsCommand) {
-        let index = match self.fets.iter().position(|(a, _)| *a == address) {
-            Some(index) => index,
-            None => {
-                self.fets.push((address, FetRequest::default()));
-                self.fets.len() - 1
-            }
-        };
-        let write = self.fets[index].1.apply(command);
+        if !self.fets.iter().any(|(a, _)| *a == address) {
+            self.fets.push((address, FetRequest::default()));
+        }
+        let Some((_, fets)) = self.fets.iter_mut().find(|(a, _)| *a == address) else { return };
+        let write = fets.apply(command);
         self.pending.retain(|p| !(p.address == address && p.write.same_kind(&write)));
         self.pending.push(Pending { address, write, attempts: 0 });
     }

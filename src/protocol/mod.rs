@@ -208,6 +208,23 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
     result.map_err(|e| e.to_string())
 }
 
+/// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a
+/// protocol that is not a byte stream). Used by the property tests and the fuzz targets to feed
+/// the same bytes whole and in chunks.
+pub fn scan_named(protocol: &str) -> Option<fn(&[u8]) -> Scan> {
+    Some(match protocol {
+        "jbd" => jbd::scan,
+        "jbd_up16s" => jbd_up16s::scan,
+        "jk_pb" => jk_pb::scan_reply,
+        "renogy" | "eg4_ll" => modbus::scan_response,
+        "foxess" => foxess::scan_response,
+        "jk_rs485" => jk_rs485::scan,
+        "daly" => daly::scan,
+        "eg4_lifepower" => eg4_lifepower::scan,
+        _ => return None,
+    })
+}
+
 /// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
 pub fn decode_can_named(protocol: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
     match protocol {

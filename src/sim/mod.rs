@@ -43,6 +43,10 @@ pub struct SimControl {
     discharge_fet_off: AtomicBool,
     requests: AtomicU64,
     writes: AtomicU64,
+    garbage: AtomicBool,
+    partial: AtomicBool,
+    delay_ms: AtomicU64,
+    cross_talk: AtomicBool,
     wire: Mutex<Option<WireTiming>>,
     log: Mutex<Option<Vec<Exchange>>>,
 }
@@ -183,6 +187,59 @@ impl SimControl {
             }
         }
     }
+
+    /// Answer with noise of the reply's length instead of the reply (a bad cable, wrong baud).
+    pub fn set_garbage(&self, on: bool) {
+        self.garbage.store(on, Ordering::SeqCst);
+    }
+
+    /// Send only the first half of every reply (a BMS that stops mid-frame).
+    pub fn set_partial(&self, on: bool) {
+        self.partial.store(on, Ordering::SeqCst);
+    }
+
+    /// Wait `ms` before every reply (0: answer at once).
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The reply delay in ms.
+    pub fn delay_ms(&self) -> u64 {
+        self.delay_ms.load(Ordering::SeqCst)
+    }
+
+    /// Modbus simulators: a request for one address is answered by another pack on the bus (the
+    /// next address in the simulator's list), as cross-talk on a shared RS485 line would.
+    pub fn set_cross_talk(&self, on: bool) {
+        self.cross_talk.store(on, Ordering::SeqCst);
+    }
+
+    /// True while requests are answered by another address.
+    pub fn cross_talk(&self) -> bool {
+        self.cross_talk.load(Ordering::SeqCst)
+    }
+
+    /// Applies the garbage / partial / delay knobs to a reply about to be sent.
+    pub async fn shape_reply(&self, mut reply: Vec<u8>) -> Vec<u8> {
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if self.garbage.load(Ordering::SeqCst) {
+            // xorshift noise, different on every reply; never all-zero.
+            let mut x = self.requests().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for b in &mut reply {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = (x >> 24) as u8;
+            }
+        }
+        if self.partial.load(Ordering::SeqCst) {
+            reply.truncate(reply.len() / 2);
+        }
+        reply
+    }
 }
 
 /// One simulated pack and its bus address (`None`: a protocol without addresses).
@@ -277,8 +334,16 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                         )
                         .await;
                     }
+                    let reply = control.shape_reply(reply).await;
                     if stream.write_all(&reply).await.is_err() {
                         return;
+                    }
+                    if control.delay_ms() > 0 {
+                        // A busy half-duplex device ignores what it received while answering.
+                        buf.clear();
+                        if drop_pending(&mut stream).await.is_err() {
+                            return;
+                        }
                     }
                     let replied = Some(Instant::now());
                     control.record(Exchange { request, received, replied, reply_len: reply.len() });
@@ -291,6 +356,18 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if buf.len() > 4096 {
             buf.clear();
+        }
+    }
+}
+
+/// Reads and drops whatever input is already waiting (no waiting); `Err` when the stream closed.
+pub async fn drop_pending<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), ()> {
+    let mut chunk = [0u8; 256];
+    loop {
+        match tokio::time::timeout(std::time::Duration::ZERO, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(()),
+            Ok(Ok(_)) => {}
+            Err(_) => return Ok(()),
         }
     }
 }

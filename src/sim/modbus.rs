@@ -54,15 +54,34 @@ impl tokio_modbus::server::Service for Registers {
 /// Serves `outer` until it closes: a tokio-modbus server behind a request-filtering relay.
 pub async fn serve(outer: SerialStream, packs: Packs, control: Arc<SimControl>, map: RegisterMap) {
     let Ok((server_side, relay_side)) = SerialStream::pair() else { return };
+    let others: Vec<u8> = packs.lock().iter().filter_map(|(a, _)| *a).collect();
     let service = Registers { packs, control: Arc::clone(&control), map };
     let server = tokio_modbus::server::rtu::Server::new(server_side);
     tokio::select! {
         _ = server.serve_forever(service) => {}
-        _ = relay(outer, relay_side, control) => {}
+        _ = relay(outer, relay_side, control, others) => {}
     }
 }
 
-async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl>) {
+/// Cross-talk: the request re-addressed to the next address of `others` (with a new CRC), so that
+/// another pack answers it.
+fn readdress(request: &[u8], others: &[u8]) -> Vec<u8> {
+    let (Some(&from), Some(body)) =
+        (request.first(), request.len().checked_sub(2).and_then(|n| request.get(..n)))
+    else {
+        return request.to_vec();
+    };
+    let to = others.iter().copied().cycle().skip_while(|&a| a != from).nth(1).unwrap_or(from);
+    let mut out = body.to_vec();
+    if let Some(first) = out.first_mut() {
+        *first = to;
+    }
+    let crc = crate::protocol::checksum::crc16_modbus(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl>, others: Vec<u8>) {
     let (mut outer_rx, mut outer_tx) = tokio::io::split(outer);
     let (mut inner_rx, mut inner_tx) = tokio::io::split(inner);
     let mut buf = Vec::with_capacity(256);
@@ -78,6 +97,7 @@ async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl
                         continue;
                     }
                     control.count_request();
+                    let request = if control.cross_talk() { readdress(&request, &others) } else { request };
                     if inner_tx.write_all(&request).await.is_err() {
                         return;
                     }
@@ -85,8 +105,16 @@ async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl
             }
             read = inner_rx.read(&mut b) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
-                if outer_tx.write_all(&b[..n]).await.is_err() {
+                let reply = control.shape_reply(b[..n].to_vec()).await;
+                if outer_tx.write_all(&reply).await.is_err() {
                     return;
+                }
+                if control.delay_ms() > 0 {
+                    // A busy half-duplex device ignores what it received while answering.
+                    buf.clear();
+                    if super::drop_pending(&mut outer_rx).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

@@ -105,7 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
             if read == 0 {
                 return Err(LinkError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..read]);
+            self.buf.extend_from_slice(chunk.get(..read).unwrap_or_default());
         }
     }
 

@@ -20,9 +20,88 @@ pub fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial
         .stop_bits(tokio_serial::StopBits::One)
         .flow_control(tokio_serial::FlowControl::None)
         .timeout(Duration::from_millis(100))
-        .open_native_async()?;
-    // Not exclusive: an exclusive flag left on a tty that another process keeps open would make
-    // our own reopen after a fault fail with EBUSY.
+        .open_native_async()
+        .map_err(|err| busy_error(err, device))?;
+    // Not TIOCEXCL: an exclusive flag left on a tty that another process keeps open would make
+    // our own reopen after a fault fail with EBUSY. An advisory lock instead (below).
     port.set_exclusive(false)?;
+    lock_exclusive(&port, device)?;
     Ok(port)
+}
+
+/// serialport's own open takes an exclusive flock first and fails without saying who holds it.
+fn busy_error(err: tokio_serial::Error, device: &str) -> tokio_serial::Error {
+    if err.description.contains("lock") {
+        in_use(device)
+    } else {
+        err
+    }
+}
+
+fn in_use(device: &str) -> tokio_serial::Error {
+    let holder = lock_holder(device)
+        .map_or_else(|| "another process".to_owned(), |(pid, cmdline)| format!("process {pid} ({cmdline})"));
+    tokio_serial::Error::new(
+        tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy),
+        format!("{device} is in use by {holder}: two masters on one bus would garble each other's frames"),
+    )
+}
+
+/// Upgrades serialport's shared flock to `flock(LOCK_EX | LOCK_NB)` on the open device, so that two bms-bridge instances (or
+/// any other flock-aware tool) never interleave frames on one RS485 bus. The lock belongs to this
+/// open file: it goes away when the port is closed or the process dies, so no stale lock can
+/// remain. A port held by someone else is an error naming the holder (from `/proc/locks`).
+fn lock_exclusive(port: &SerialStream, device: &str) -> Result<(), tokio_serial::Error> {
+    use std::os::fd::AsRawFd;
+    #[allow(deprecated)] // nix's `Flock` wrapper wants to own the fd, which the stream owns.
+    let locked = nix::fcntl::flock(port.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock);
+    match locked {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EWOULDBLOCK) => Err(in_use(device)),
+        // A device without flock support (some USB serial drivers): work unlocked.
+        Err(err) => {
+            tracing::debug!(device, error = %err, "cannot lock the serial device; continuing unlocked");
+            Ok(())
+        }
+    }
+}
+
+/// The pid and command line of a process holding a flock on `device` (symlinks followed).
+fn lock_holder(device: &str) -> Option<(u32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(device).ok()?;
+    let (inode, dev) = (meta.ino(), meta.dev());
+    let (major, minor) =
+        (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff), (dev & 0xff) | ((dev >> 12) & !0xff));
+    let wanted = format!("{major:02x}:{minor:02x}:{inode}");
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 1234 00:05:3 0 EOF`
+    let pid: u32 = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_it = fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str());
+        is_it.then(|| fields.get(4).and_then(|p| p.parse().ok())).flatten()
+    })?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_owned();
+    Some((pid, if cmdline.is_empty() { "?".to_owned() } else { cmdline }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_open_of_a_locked_port_names_the_holder() {
+        let sim = crate::sim::spawn(crate::config::Protocol::Jbd, &[], 4).unwrap();
+        let device = sim.path().to_string_lossy().into_owned();
+        let first = open_stream(&device, 9600).unwrap();
+        let err = open_stream(&device, 9600).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("in use by process") && text.contains(&std::process::id().to_string()),
+            "{text}"
+        );
+        drop(first);
+        assert!(open_stream(&device, 9600).is_ok(), "closing the port releases the lock");
+    }
 }

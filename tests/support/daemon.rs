@@ -70,14 +70,24 @@ pub fn start_daemon_with(
         ),
     )
     .unwrap();
+    spawn_daemon(dir, &config)
+}
+
+/// Starts the daemon on the config file `config`; its log goes to `dir/daemon.log`.
+pub fn spawn_daemon(dir: &Path, config: &Path) -> Daemon {
     let child = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
         .args(["--log-level", "debug", "run", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
         .spawn()
         .unwrap();
     Daemon(child)
+}
+
+/// The daemon's log so far.
+pub fn daemon_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
 }
 
 pub async fn get_items(conn: &zbus::Connection) -> zbus::Result<Items> {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every fuzz target one after another for SECONDS each (default 300) and prints the
+# executions reached; crashes land in fuzz/artifacts/<target>/. Stable toolchain: RUSTC_BOOTSTRAP.
+#   fuzz/run.sh [SECONDS] [TARGET...]
+set -uo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-300}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(decode_jbd decode_jbd_up16s decode_jk_pb decode_renogy decode_eg4_ll decode_foxess
+           decode_jk_rs485 decode_daly decode_eg4_lifepower decode_victron_can config_parse set_value)
+fi
+./seed.sh >/dev/null
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build -s none >/dev/null 2>&1 || { echo "cargo fuzz build failed"; exit 1; }
+mkdir -p logs
+for t in "${targets[@]}"; do
+  cargo fuzz run -s none "$t" corpus/"$t" -- -max_total_time="$seconds" -print_final_stats=1 \
+    -timeout=5 -rss_limit_mb=1024 >"logs/$t.log" 2>&1
+  rc=$?
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+  crashes=$(ls artifacts/"$t" 2>/dev/null | wc -l)
+  echo "$t rc=$rc executions=${execs:-?} seconds=$seconds artifacts=$crashes"
+done

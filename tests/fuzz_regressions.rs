@@ -1,0 +1,174 @@
+//! The fuzz targets' checks (`fuzz/src/lib.rs`, included as is) in the normal suite, on stable:
+//! every seed from `../shared/vectors`, every saved crash input in `fuzz/regressions/<target>/`,
+//! and a fixed pseudo-random set of mutations of each seed (a small, deterministic fuzz run).
+
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz_common;
+
+mod support {
+    pub mod vectors;
+}
+
+use bms_bridge::config::Protocol;
+use std::path::PathBuf;
+
+/// Deterministic xorshift.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// libFuzzer-like mutations: flip, set, insert, delete, duplicate a range, splice two inputs.
+fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        match rng.below(6) {
+            0 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                out[i] ^= 1 << rng.below(8);
+            }
+            1 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                out[i] = [0x00, 0xFF, 0x7F, 0x80, 0x01][rng.below(5)];
+            }
+            2 => {
+                let i = rng.below(out.len() + 1);
+                out.insert(i, rng.next() as u8);
+            }
+            3 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                let n = rng.below(out.len() - i + 1);
+                out.drain(i..i + n);
+            }
+            4 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                let n = rng.below((out.len() - i).min(16) + 1);
+                let piece = out[i..i + n].to_vec();
+                let at = rng.below(out.len() + 1);
+                out.splice(at..at, piece);
+            }
+            _ => {
+                let cut = rng.below(out.len() + 1);
+                out.truncate(cut);
+                out.extend_from_slice(&other[rng.below(other.len() + 1)..]);
+            }
+        }
+    }
+    out
+}
+
+fn regressions(target: &str) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions").join(target);
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// CAN cases as the fuzz target sees them: the id (2 bytes, big endian), then the data.
+fn can_seeds(name: &str) -> Vec<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/vectors/{name}.json"));
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cases
+        .iter()
+        .map(|c| {
+            let id = u16::from_str_radix(c["can_id"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            let mut seed = id.to_be_bytes().to_vec();
+            seed.extend(support::vectors::hex(c["hex"].as_str().unwrap()));
+            seed
+        })
+        .collect()
+}
+
+const MUTATIONS: usize = 3000;
+
+#[test]
+fn decoders_on_seeds_regressions_and_mutations() {
+    for p in Protocol::ALL {
+        let name = p.name();
+        let can = Protocol::CAN.contains(p);
+        let seeds: Vec<Vec<u8>> = if can {
+            can_seeds(name)
+        } else {
+            support::vectors::load(&format!("{name}.json")).into_iter().map(|c| c.bytes).collect()
+        };
+        let run = |input: &[u8]| {
+            if can {
+                fuzz_common::can(name, input)
+            } else {
+                fuzz_common::protocol(name, input)
+            }
+        };
+        for input in seeds.iter().chain(&regressions(&format!("decode_{name}"))) {
+            run(input);
+        }
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ name.len() as u64);
+        for _ in 0..MUTATIONS {
+            let input = &seeds[rng.below(seeds.len())];
+            let other = &seeds[rng.below(seeds.len())];
+            run(&mutate(&mut rng, input, other));
+        }
+    }
+}
+
+#[test]
+fn config_parser_on_the_example_regressions_and_mutations() {
+    let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/config/bms-bridge.toml")).unwrap();
+    fuzz_common::config(&example);
+    for input in regressions("config_parse") {
+        fuzz_common::config(&input);
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..MUTATIONS {
+        fuzz_common::config(&mutate(&mut rng, &example, &example));
+    }
+}
+
+#[test]
+fn set_value_conversion_on_regressions_and_mutations() {
+    // D-Bus variants, little endian: signature length, signature, NUL, padding to 8, value.
+    let variant = |sig: &str, body: &[u8]| {
+        let mut v = vec![sig.len() as u8];
+        v.extend_from_slice(sig.as_bytes());
+        v.push(0);
+        while v.len() % 8 != 0 {
+            v.push(0);
+        }
+        v.extend_from_slice(body);
+        v
+    };
+    let seeds = [
+        variant("i", &1i32.to_le_bytes()),
+        variant("i", &7i32.to_le_bytes()),
+        variant("d", &50.0f64.to_le_bytes()),
+        variant("d", &f64::NAN.to_le_bytes()),
+        variant("d", &f64::INFINITY.to_le_bytes()),
+        variant("d", &(-0.0f64).to_le_bytes()),
+        variant("b", &1u32.to_le_bytes()),
+        variant("t", &u64::MAX.to_le_bytes()),
+        variant("s", b"\x03\x00\x00\x00abc\x00"),
+        variant("ai", &0u32.to_le_bytes()),
+    ];
+    for seed in &seeds {
+        assert!(fuzz_common::set_value(seed), "seed {seed:02X?} is not a D-Bus variant");
+    }
+    for input in regressions("set_value") {
+        fuzz_common::set_value(&input);
+    }
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for _ in 0..MUTATIONS {
+        let (a, b) = (&seeds[rng.below(seeds.len())], &seeds[rng.below(seeds.len())]);
+        fuzz_common::set_value(&mutate(&mut rng, a, b));
+    }
+}
