@@ -75,29 +75,41 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         simulator.path().display()
     );
 
+    let address = BusAddress::Address(bus.address().to_owned());
+    run_with_viewer(seconds, |stop| crate::app::run(config, address, stop), view(bus.address().to_owned()))
+        .await?;
+    drop(simulator);
+    drop(bus);
+    Ok(())
+}
+
+/// Runs the daemon (started by `daemon` with its stop signal) beside a live `viewer` until Ctrl-C
+/// or SIGTERM, `seconds` passing, or the viewer failing; then stops the daemon and waits for it.
+pub(crate) async fn run_with_viewer<D>(
+    seconds: Option<u64>,
+    daemon: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> D,
+    viewer: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String>
+where
+    D: std::future::Future<Output = ()> + Send + 'static,
+{
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let daemon =
-        tokio::spawn(crate::app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
-    let viewer = view(bus.address().to_owned());
+    let daemon = tokio::spawn(daemon(stop_rx));
     let limit = async {
         match seconds {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = wait_for_signal() => println!("\nstopping"),
-        _ = limit => println!("\ndemo time over, stopping"),
-        result = viewer => result?,
-    }
+    let outcome = tokio::select! {
+        _ = wait_for_signal() => { println!("\nstopping"); Ok(()) }
+        _ = limit => { println!("\ndemo time over, stopping"); Ok(()) }
+        result = viewer => result,
+    };
     stop_tx.send_replace(true);
     // The daemon task only ends by the stop signal; a join error would mean it panicked.
-    if let Err(err) = daemon.await {
-        return Err(format!("daemon task failed: {err}"));
-    }
-    drop(simulator);
-    drop(bus);
-    Ok(())
+    daemon.await.map_err(|err| format!("daemon task failed: {err}"))?;
+    outcome
 }
 
 type Items = HashMap<String, HashMap<String, OwnedValue>>;

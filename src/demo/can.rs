@@ -1,12 +1,11 @@
 //! `bms-bridge demo --protocol victron_can`: the simulated BMS broadcasts on an in-memory CAN
 //! bus (`simcan0`) that the daemon listens on instead of SocketCAN; the rest is the real path.
 
-use super::{view, wait_for_signal, ScratchDir};
+use super::{view, ScratchDir};
 use crate::config::{Config, PortConfig, Protocol};
 use crate::sim;
 use crate::victron::private_bus::PrivateBus;
 use crate::victron::BusAddress;
-use std::time::Duration;
 
 /// Runs the CAN demo for `seconds` (or until Ctrl-C).
 pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
@@ -30,26 +29,14 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     println!("private D-Bus: {}", bus.address());
     println!("simulated {cells}-cell victron_can BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)\n");
     let buses = crate::app::MemoryCanBuses::from([(interface, simulator.bus.clone())]);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let address = BusAddress::Address(bus.address().to_owned());
-    let daemon = tokio::spawn(crate::app::run_with_can(config, address, stop_rx, buses));
-    let viewer = view(bus.address().to_owned());
-    let limit = async {
-        match seconds {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = wait_for_signal() => println!("\nstopping"),
-        _ = limit => println!("\ndemo time over, stopping"),
-        result = viewer => result?,
-    }
+    super::run_with_viewer(
+        seconds,
+        |stop| crate::app::run_with_can(config, address, stop, buses),
+        view(bus.address().to_owned()),
+    )
+    .await?;
     println!("keep-alive frames the simulated BMS received: {}", simulator.control.requests());
-    stop_tx.send_replace(true);
-    if let Err(err) = daemon.await {
-        return Err(format!("daemon task failed: {err}"));
-    }
     drop(simulator);
     drop(bus);
     Ok(())

@@ -3,7 +3,7 @@
 //! and current swings differ, so the current splits unevenly. After 30 s the last pack falls
 //! silent for 20 s: the bank carries on with a cable warning and smaller limits, then recovers.
 
-use super::{format_line, wait_for_signal, Items, ScratchDir};
+use super::{format_line, Items, ScratchDir};
 use crate::bank::BankConfig;
 use crate::config::{BatteryConfig, Config, PortConfig, Protocol};
 use crate::sim::{self, PtySimulator};
@@ -110,25 +110,9 @@ pub async fn run(seconds: Option<u64>, cells: usize, count: usize) -> Result<(),
     println!("private D-Bus: {}", bus.address());
     println!("{count} simulated packs in bank \"Demo\": {}   (Ctrl-C to stop)\n", names.join(", "));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let daemon =
-        tokio::spawn(crate::app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
+    let address = BusAddress::Address(bus.address().to_owned());
     let viewer = view(bus.address().to_owned(), names, &sims);
-    let limit = async {
-        match seconds {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = wait_for_signal() => println!("\nstopping"),
-        _ = limit => println!("\ndemo time over, stopping"),
-        result = viewer => result?,
-    }
-    stop_tx.send_replace(true);
-    if let Err(err) = daemon.await {
-        return Err(format!("daemon task failed: {err}"));
-    }
+    super::run_with_viewer(seconds, |stop| crate::app::run(config, address, stop), viewer).await?;
     drop(sims);
     drop(bus);
     Ok(())
