@@ -26,6 +26,32 @@ for case in json.load(open(sys.argv[1])):
 PY
 mkdir -p corpus/config_parse corpus/set_value
 cp ../config/*.toml corpus/config_parse/ 2>/dev/null || true
+# The example config is mostly comments, which the fuzzer would spend its time mutating: also
+# seed it uncommented (every key with its default) and cut into one small file per section.
+python3 - ../config/bms-bridge.toml corpus/config_parse <<'PY'
+import re, sys, pathlib
+out = pathlib.Path(sys.argv[2])
+live = []
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    m = re.match(r"^#\s?(\[\[?[a-z_.]+\]\]?\s*|[a-z_0-9]+\s*=\s*.*)$", line)
+    if m:
+        live.append(m.group(1))
+    elif line.strip() and not line.lstrip().startswith("#"):
+        live.append(line)
+# prose that happens to look like a key ("0x41 = board 2 ...") is not config
+live = [line for line in live if not line.startswith("0x")]
+blocks, current = [], []
+for line in live:
+    if line.startswith("[") and not line.startswith("[[port.battery"):
+        blocks.append(current)
+        current = []
+    current.append(line)
+blocks.append(current)
+(out / "uncommented.toml").write_text("\n".join(live) + "\n")
+for i, block in enumerate(b for b in blocks if b):
+    (out / f"section{i}.toml").write_text("\n".join(block) + "\n")
+PY
 # D-Bus variants (little endian): signature, padding, value.
 python3 - corpus/set_value <<'PY'
 import struct, sys, pathlib

@@ -363,7 +363,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    // toml's spans are byte offsets on token boundaries; a bad one must not panic on a multibyte char
+    let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
     (line, column)

@@ -119,7 +119,7 @@ pub fn resolve(config: &Config, reference: &str) -> Result<PackRef, String> {
                 let batteries = port_batteries(port);
                 let address = match battery.address {
                     Some(a) if batteries.contains(&Some(a)) => Some(a),
-                    _ if batteries.len() == 1 => batteries[0],
+                    _ if batteries.len() == 1 => batteries.first().copied().flatten(),
                     _ => return Err(format!("battery {reference:?} has no address on a shared bus")),
                 };
                 return Ok(PackRef { port: index, address });
@@ -133,17 +133,19 @@ pub fn resolve(config: &Config, reference: &str) -> Result<PackRef, String> {
         },
         None => (reference, None),
     };
-    let Some(index) = config.ports.iter().position(|p| p.device == device) else {
+    let Some((index, port)) = config.ports.iter().enumerate().find(|(_, p)| p.device == device) else {
         return Err(format!("{reference:?} is neither a [[port]] device nor a [[port.battery]] name"));
     };
-    let batteries = port_batteries(&config.ports[index]);
+    let batteries = port_batteries(port);
     match address {
         Some(a) if batteries.contains(&Some(a)) => Ok(PackRef { port: index, address: Some(a) }),
-        Some(_) if config.ports[index].protocol.one_battery_per_port() => {
+        Some(_) if port.protocol.one_battery_per_port() => {
             Err(format!("{device} is one battery (a series stack): name it as {device}"))
         }
         Some(a) => Err(format!("address {a} is not polled on {device}")),
-        None if batteries.len() == 1 => Ok(PackRef { port: index, address: batteries[0] }),
+        None if batteries.len() == 1 => {
+            Ok(PackRef { port: index, address: batteries.first().copied().flatten() })
+        }
         None => Err(format!("{device} has several BMS addresses; name one as {device}#<address>")),
     }
 }

@@ -97,10 +97,10 @@ pub fn bank_limits(topology: Topology, packs: &[PackLimitInput]) -> BankLimits {
 }
 
 /// The share of each pack in `able` (same order), see the module doc.
-pub fn shares(packs: &[PackLimitInput], able: &[usize], direction: f64) -> Vec<f64> {
+pub fn shares(able: &[&PackLimitInput], direction: f64) -> Vec<f64> {
     let n = able.len() as f64;
     let caps: Option<Vec<f64>> =
-        able.iter().map(|&i| packs[i].capacity_ah.filter(|c| c.is_finite() && *c > 0.0)).collect();
+        able.iter().map(|p| p.capacity_ah.filter(|c| c.is_finite() && *c > 0.0)).collect();
     let cap_shares: Vec<f64> = match caps {
         Some(caps) => {
             let total: f64 = caps.iter().sum();
@@ -110,7 +110,7 @@ pub fn shares(packs: &[PackLimitInput], able: &[usize], direction: f64) -> Vec<f
     };
     let flowing: Option<Vec<f64>> = able
         .iter()
-        .map(|&i| packs[i].current_a.filter(|a| a.is_finite()).map(|a| (a * direction).max(0.0)))
+        .map(|p| p.current_a.filter(|a| a.is_finite()).map(|a| (a * direction).max(0.0)))
         .collect();
     let observed = flowing.and_then(|f| {
         let total: f64 = f.iter().sum();
@@ -126,10 +126,11 @@ fn parallel(
     limit: fn(&PackLimitInput) -> f64,
     blocked: fn(&PackLimitInput) -> bool,
 ) -> Limit {
-    let able: Vec<usize> = (0..packs.len()).filter(|&i| packs[i].online && !blocked(&packs[i])).collect();
+    let (indexes, able): (Vec<usize>, Vec<&PackLimitInput>) =
+        packs.iter().enumerate().filter(|(_, p)| p.online && !blocked(p)).unzip();
     let mut best = Limit { amps: 0.0, by: None };
-    for (&i, share) in able.iter().zip(shares(packs, &able, direction)) {
-        let amps = limit(&packs[i]).max(0.0) / share;
+    for ((&i, pack), share) in indexes.iter().zip(&able).zip(shares(&able, direction)) {
+        let amps = limit(pack).max(0.0) / share;
         if best.by.is_none() || amps < best.amps {
             best = Limit { amps, by: Some(i) };
         }

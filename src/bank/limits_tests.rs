@@ -104,7 +104,7 @@ fn a_pack_that_reverses_counts_as_resting_not_negative() {
     // Pack 2 discharges into pack 1 while the bank charges 10 A: pack 1 takes 14 A.
     let packs = [pack(14.0, 100.0), pack(-4.0, 100.0)];
     let l = bank_limits(Topology::Parallel, &packs);
-    let s = shares(&packs, &[0, 1], 1.0);
+    let s = shares(&[&packs[0], &packs[1]], 1.0);
     assert!(close(s[0], 1.0) && close(s[1], 0.25), "{s:?}");
     assert!(close(l.charge.amps, 50.0), "{l:?}");
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// Capacity (Ah) and relative current swing of simulated pack `i`.
 fn pack_shape(i: usize) -> (f64, f64) {
     const CAPACITIES: [f64; 4] = [100.0, 150.0, 200.0, 280.0];
-    (CAPACITIES[i % 4], 1.0 + 0.15 * (i % 3) as f64)
+    let capacity = CAPACITIES.get(i % CAPACITIES.len()).copied().unwrap_or(100.0);
+    (capacity, 1.0 + 0.15 * (i % 3) as f64)
 }
 
 fn port(device: &Path, protocol: Protocol, addresses: Option<Vec<u8>>, name: String) -> PortConfig {

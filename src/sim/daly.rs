@@ -62,9 +62,10 @@ pub fn respond(address: u8, command: u8, pack: &SimPack, control: &SimControl) -
             one([1, t(0), t(1), t(2), 0, 0, 0, 0])
         }
         daly::CMD_BALANCE => {
+            let balancing = pack.balancing();
             let mut data = [0u8; 8];
-            for (i, on) in pack.balancing().iter().enumerate().take(64) {
-                data[i / 8] |= u8::from(*on) << (i % 8);
+            for (byte, cells) in data.iter_mut().zip(balancing.chunks(8)) {
+                *byte = cells.iter().enumerate().fold(0, |bits, (bit, on)| bits | u8::from(*on) << bit);
             }
             one(data)
         }
@@ -85,7 +86,9 @@ pub fn respond(address: u8, command: u8, pack: &SimPack, control: &SimControl) -
                     .flat_map(|(f, part)| {
                         let mut data = [0u8; 8];
                         data[0] = f as u8 + 1;
-                        data[1..1 + part.len()].copy_from_slice(part);
+                        for (byte, value) in data.iter_mut().skip(1).zip(part) {
+                            *byte = *value;
+                        }
                         sentence(id, command, data)
                     })
                     .collect(),

@@ -10,10 +10,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Registers 0x0000..0x0026 of the pack at `address`.
 pub fn registers(address: u8, pack: &SimPack) -> Vec<u16> {
-    let mut r = vec![0u16; 0x27];
+    let mut r = [0u16; 0x27];
     let cells = pack.cell_voltages_mv();
     let n = cells.len().min(foxess::CELLS_PER_PACK);
-    r[0x08..0x08 + n].copy_from_slice(&cells[..n]);
+    for (register, cell) in r.iter_mut().skip(0x08).zip(cells.iter().take(n)) {
+        *register = *cell;
+    }
     r[4] = cells.iter().copied().max().unwrap_or(0);
     r[5] = cells.iter().copied().min().unwrap_or(0);
     let soc = pack.soc_percent.round().clamp(0.0, 100.0) as u16;
@@ -21,7 +23,7 @@ pub fn registers(address: u8, pack: &SimPack) -> Vec<u16> {
     r[0x24] = soc << 8 | 0x33;
     r[0x25] = u16::try_from(pack.cycles).unwrap_or(u16::MAX);
     r[0x26] = 0x2082;
-    r
+    r.to_vec()
 }
 
 /// Serves FC03 requests on `stream`; other addresses and the BMS broadcast get no answer.

@@ -74,11 +74,11 @@ fn is_set_soc(request: &[u8]) -> bool {
 /// SoC and acknowledges with the header echoed (payload length 0); a bad payload gets no answer.
 fn set_soc(request: &[u8], address: u8, packs: &Packs, control: &SimControl) -> Option<Vec<u8>> {
     let payload = request.get(8..request.len().checked_sub(2)?)?;
-    let (prefix, soc) = (payload.get(..4)?, payload.get(4..6)?);
-    if prefix != jbd_up16s::SET_SOC_PREFIX || payload.len() != 6 {
+    let [p0, p1, p2, p3, soc_hi, soc_lo] = *payload else { return None };
+    if [p0, p1, p2, p3] != jbd_up16s::SET_SOC_PREFIX {
         return None;
     }
-    let percent = f64::from(u16::from_be_bytes([soc[0], soc[1]])) / 100.0;
+    let percent = f64::from(u16::from_be_bytes([soc_hi, soc_lo])) / 100.0;
     if percent > 100.0 || !packs.update(Some(address), |pack| pack.soc_percent = percent) {
         return None;
     }

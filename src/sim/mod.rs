@@ -314,7 +314,7 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         while !buf.is_empty() {
             match crate::protocol::scan_resync(&buf, scan) {
                 Scan::Frame { len } => {

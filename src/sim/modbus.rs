@@ -90,7 +90,7 @@ async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl
         tokio::select! {
             read = outer_rx.read(&mut a) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
-                buf.extend_from_slice(&a[..n]);
+                buf.extend_from_slice(a.get(..n).unwrap_or_default());
                 while let Some(len) = next_request(&mut buf) {
                     let request: Vec<u8> = buf.drain(..len).collect();
                     if control.is_silent() {
@@ -105,7 +105,7 @@ async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl
             }
             read = inner_rx.read(&mut b) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
-                let reply = control.shape_reply(b[..n].to_vec()).await;
+                let reply = control.shape_reply(b.get(..n).unwrap_or_default().to_vec()).await;
                 if outer_tx.write_all(&reply).await.is_err() {
                     return;
                 }

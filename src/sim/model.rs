@@ -21,13 +21,13 @@ const OCV_CURVE: [(f64, f64); 11] = [
 /// Cell open-circuit voltage at `soc_percent`.
 pub fn ocv(soc_percent: f64) -> f64 {
     let soc = soc_percent.clamp(0.0, 100.0);
-    for pair in OCV_CURVE.windows(2) {
-        let ((s0, v0), (s1, v1)) = (pair[0], pair[1]);
+    for (&(s0, v0), &(s1, v1)) in OCV_CURVE.iter().zip(OCV_CURVE.iter().skip(1)) {
         if soc <= s1 {
             return v0 + (v1 - v0) * (soc - s0) / (s1 - s0);
         }
     }
-    OCV_CURVE[OCV_CURVE.len() - 1].1
+    let [.., (_, full)] = OCV_CURVE;
+    full
 }
 
 /// State of the simulated pack.

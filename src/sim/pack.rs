@@ -10,7 +10,7 @@ use crate::battery::Battery;
 use std::time::Instant;
 
 /// Open-circuit voltage curve of a LiFePO4 cell: (state of charge 0..1, volts).
-const OCV: &[(f64, f64)] = &[
+const OCV: [(f64, f64); 17] = [
     (0.000, 2.50),
     (0.010, 2.80),
     (0.030, 3.00),
@@ -32,15 +32,14 @@ const OCV: &[(f64, f64)] = &[
 
 /// Open-circuit voltage at `soc` (0..1); beyond the ends the curve continues steeply.
 pub fn ocv(soc: f64) -> f64 {
-    let (first, last) = (OCV[0], OCV[OCV.len() - 1]);
+    let ([first, ..], [.., last]) = (OCV, OCV);
     if soc <= first.0 {
         return first.1 + (soc - first.0) * 30.0;
     }
     if soc >= last.0 {
         return last.1 + (soc - last.0) * 50.0;
     }
-    for pair in OCV.windows(2) {
-        let ((x1, y1), (x2, y2)) = (pair[0], pair[1]);
+    for (&(x1, y1), &(x2, y2)) in OCV.iter().zip(OCV.iter().skip(1)) {
         if soc <= x2 {
             return y1 + (y2 - y1) * (soc - x1) / (x2 - x1);
         }
@@ -140,9 +139,9 @@ impl Pack {
         self.current_a = current_a;
         let volts = self.cell_voltages();
         let lowest = volts.iter().copied().fold(f64::INFINITY, f64::min);
-        for (i, cell) in self.cells.iter_mut().enumerate() {
-            let balance = volts[i] > self.balance_start_v && volts[i] - lowest > self.balance_diff_v;
-            self.balancing[i] = balance;
+        for ((cell, volts), balancing) in self.cells.iter_mut().zip(&volts).zip(&mut self.balancing) {
+            let balance = *volts > self.balance_start_v && *volts - lowest > self.balance_diff_v;
+            *balancing = balance;
             let bleed = if balance { self.balance_a } else { 0.0 };
             cell.charge_ah += (current_a - bleed) * dt_s / 3600.0;
         }
