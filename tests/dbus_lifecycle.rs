@@ -6,37 +6,11 @@ mod support;
 
 use bms_bridge::control::ChargeLimits;
 use bms_bridge::victron::{BatteryService, DbusError, PrivateBus};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use support::*;
 use tokio::sync::Notify;
 use zbus::interface;
-use zbus::zvariant::{OwnedValue, Str, Value};
-
-/// Fake localsettings: `AddSettings` gives `battery:3` and an empty custom name; the custom name
-/// setting records what it is set to.
-struct FakeSettings;
-
-#[interface(name = "com.victronenergy.Settings")]
-impl FakeSettings {
-    async fn add_settings(
-        &self,
-        definitions: Vec<HashMap<String, OwnedValue>>,
-    ) -> Vec<HashMap<String, OwnedValue>> {
-        definitions
-            .iter()
-            .map(|definition| {
-                let path: String = definition["path"].try_clone().unwrap().try_into().unwrap();
-                let value = if path.ends_with("/ClassAndVrmInstance") { "battery:3" } else { "Stored" };
-                HashMap::from([
-                    ("path".to_owned(), OwnedValue::from(Str::from(path))),
-                    ("error".to_owned(), OwnedValue::from(0i32)),
-                    ("value".to_owned(), OwnedValue::from(Str::from(value))),
-                ])
-            })
-            .collect()
-    }
-}
+use zbus::zvariant::{OwnedValue, Value};
 
 struct FakeSetting {
     written: Arc<Mutex<Vec<String>>>,
@@ -63,7 +37,7 @@ async fn settings_service_gives_instance_and_stores_custom_name() {
         "settings",
         zbus::connection::Builder::address(bus.address())
             .unwrap()
-            .serve_at("/", FakeSettings)
+            .serve_at("/", settings::FakeSettings { stored: "Stored" })
             .unwrap()
             .serve_at("/Settings/Devices/bmsbridge_test_ttyUSB3/CustomName", setting)
             .unwrap()

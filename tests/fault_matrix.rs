@@ -8,11 +8,9 @@ mod support;
 use bms_bridge::config::Protocol;
 use bms_bridge::sim::{self, PtySimulator, SimControl};
 use bms_bridge::victron::private_bus::PrivateBus;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::daemon::*;
-use zbus::zvariant::{OwnedValue, Str};
 
 const LOST: Duration = Duration::from_secs(15);
 const BACK: Duration = Duration::from_secs(20);
@@ -263,30 +261,6 @@ async fn dbus_daemon_restarted_under_the_daemon() {
     rig.assert_running();
 }
 
-/// Fake localsettings: every `ClassAndVrmInstance` is `battery:3`.
-struct FakeSettings;
-
-#[zbus::interface(name = "com.victronenergy.Settings")]
-impl FakeSettings {
-    async fn add_settings(
-        &self,
-        definitions: Vec<HashMap<String, OwnedValue>>,
-    ) -> Vec<HashMap<String, OwnedValue>> {
-        definitions
-            .iter()
-            .map(|d| {
-                let path: String = d["path"].try_clone().unwrap().try_into().unwrap();
-                let value = if path.ends_with("/ClassAndVrmInstance") { "battery:3" } else { "" };
-                HashMap::from([
-                    ("path".to_owned(), OwnedValue::from(Str::from(path))),
-                    ("error".to_owned(), OwnedValue::from(0i32)),
-                    ("value".to_owned(), OwnedValue::from(Str::from(value))),
-                ])
-            })
-            .collect()
-    }
-}
-
 /// localsettings absent at start: the configured fallback instance. It appears later: the service
 /// keeps its instance until bms-bridge restarts (Venus applies instance changes at restart too);
 /// after a restart the instance comes from localsettings.
@@ -297,7 +271,7 @@ async fn localsettings_absent_then_appearing() {
     assert_eq!(i32_of(value(&items, "/DeviceInstance")), Some(7), "fallback instance");
     let _settings = zbus::connection::Builder::address(rig.bus.address())
         .unwrap()
-        .serve_at("/", FakeSettings)
+        .serve_at("/", support::settings::FakeSettings { stored: "" })
         .unwrap()
         .name("com.victronenergy.settings")
         .unwrap()

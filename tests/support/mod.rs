@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod settings;
 
 use bms_bridge::battery::Battery;
 use bms_bridge::control::ChargeLimits;
