@@ -14,8 +14,8 @@
 
 #![warn(missing_debug_implementations)]
 // Data from the wire, files and the bus must never panic the daemon (docs/reliability.md).
-// Indexing is denied per module (transport, driver, control, victron, app, monitor, config);
-// the protocol decoders and simulators are covered by the fuzz targets and property tests.
+// Indexing is denied per module (protocol, transport, driver, control, victron, app, monitor,
+// config).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;

@@ -3,6 +3,8 @@
 //! Nothing here does I/O, reads a clock or logs: bytes in, typed values or a precise
 //! [`FrameError`] out. `tests/architecture.rs` enforces that.
 
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 pub mod checksum;
 pub mod daly;
 pub mod eg4_lifepower;
