@@ -1,8 +1,6 @@
 //! Wiring: config -> one poll task per port -> one task per battery (monitor, charge control,
 //! D-Bus service). Owns the shutdown signal. A failure in one battery never stops the others.
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 use crate::bank::{self, task::BankPack};
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::ChargeController;

@@ -3,8 +3,6 @@
 //! Every problem is reported with file, line, column and field, and all of them at once:
 //! `bms-bridge check-config` prints the whole list. Unknown keys are errors.
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 pub mod can;
 
 use crate::control::bms_limits::BmsLimits;

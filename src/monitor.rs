@@ -5,8 +5,6 @@
 //! unknown, `/Connected` 0, `/Alarms/BmsCable` alarm, and the charge control switches to its
 //! lost-BMS limits (CCL 0).
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 use crate::battery::{AlarmLevel, Alarms, Battery};
 use crate::config::BatteryConfig;
 use crate::control::history::History;

@@ -11,8 +11,6 @@
 //! charge). [`ChargeController::restore`] rebases them on the new `now`; the caller may pass the
 //! time the daemon was down, which counts towards "time since full charge" but not absorption.
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 pub mod bms_limits;
 pub mod config;
 pub mod current;

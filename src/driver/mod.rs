@@ -5,8 +5,6 @@
 //! A port that cannot be opened, or that breaks (USB adapter unplugged), is reopened on the next
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 pub mod can;
 mod daly;
 mod eg4_lifepower;

@@ -112,26 +112,29 @@ pub fn scan(buf: &[u8]) -> Scan {
     }
 }
 
+/// The eight data bytes of a sentence.
+pub type Data = [u8; DATA_LEN as usize];
+
 /// Checks one sentence; returns (address/id, command, data).
-pub fn check(frame: &[u8]) -> Result<(u8, u8, &[u8]), FrameError> {
+pub fn check(frame: &[u8]) -> Result<(u8, u8, &Data), FrameError> {
     let got = frame.len();
-    if got < FRAME_LEN {
-        return Err(FrameError::TooShort { need: FRAME_LEN, got });
-    }
     if got > FRAME_LEN {
         return Err(FrameError::LengthMismatch { declared: DATA_LEN.into(), actual: got - 5 });
     }
-    if frame[0] != START {
-        return Err(FrameError::BadStart { expected: START, found: frame[0] });
+    let sentence: &[u8; FRAME_LEN] =
+        frame.try_into().map_err(|_| FrameError::TooShort { need: FRAME_LEN, got })?;
+    let [start, address, command, len, ref data @ .., sum] = *sentence;
+    if start != START {
+        return Err(FrameError::BadStart { expected: START, found: start });
     }
-    if frame[3] != DATA_LEN {
-        return Err(FrameError::LengthMismatch { declared: frame[3].into(), actual: DATA_LEN.into() });
+    if len != DATA_LEN {
+        return Err(FrameError::LengthMismatch { declared: len.into(), actual: DATA_LEN.into() });
     }
-    let computed = checksum::sum8(&frame[..12]);
-    if frame[12] != computed {
-        return Err(FrameError::BadChecksum { expected: frame[12].into(), computed: computed.into() });
+    let computed = checksum::sum8(&sentence[..12]);
+    if sum != computed {
+        return Err(FrameError::BadChecksum { expected: sum.into(), computed: computed.into() });
     }
-    Ok((frame[1], frame[2], &frame[4..12]))
+    Ok((address, command, data))
 }
 
 /// Checks a reply to a request sent to `address` for `command`.
@@ -156,7 +159,7 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
         let mut d = Decoded::default();
         d.extra.insert("host_address", json!(id));
         d.extra.insert("command", json!(command));
-        d.extra.insert("length", json!(frame[3]));
+        d.extra.insert("length", json!(DATA_LEN));
         return Ok(d);
     }
     let mut d = decode_data(command, data);
@@ -172,13 +175,13 @@ pub fn decode_all(bytes: &[u8]) -> Result<Decoded, FrameError> {
     let mut rest = bytes;
     while let Some((frame, next)) = find_frame(rest, scan) {
         sentences.push(frame);
-        rest = &rest[next..];
+        rest = rest.get(next..).unwrap_or_default();
     }
-    let Some(first) = sentences.first() else {
+    let Some((first, others)) = sentences.split_first() else {
         return decode(bytes);
     };
     let mut merged = decode(first)?;
-    for s in &sentences[1..] {
+    for s in others {
         let d = decode(s)?;
         merged.battery.merge(&d.battery);
     }
@@ -242,7 +245,7 @@ fn by_frame_number(
     out.into_iter().map(|v| v.ok_or(FrameError::InvalidField { field: "missing_sentence" })).collect()
 }
 
-fn decode_data(command: u8, p: &[u8]) -> Decoded {
+fn decode_data(command: u8, p: &Data) -> Decoded {
     let mut d = Decoded::default();
     let word = |offset| i64::from(field::u16_at(p, offset).unwrap_or(0));
     let b = &mut d.battery;

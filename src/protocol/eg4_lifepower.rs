@@ -58,7 +58,7 @@ pub fn request(address: u8, command: u8) -> [u8; OVERHEAD] {
 
 /// A binary frame with `data` and check byte `check` (the simulator sends 0: nobody verifies it).
 pub fn encode_frame(address: u8, command: u8, data: &[u8], check: u8) -> Vec<u8> {
-    let data = &data[..data.len().min(usize::from(u8::MAX))];
+    let data = field::at_most(data, usize::from(u8::MAX));
     let mut out = vec![START, address, command, data.len() as u8];
     out.extend_from_slice(data);
     out.extend_from_slice(&[check, END]);
@@ -100,25 +100,17 @@ pub fn scan(buf: &[u8]) -> Scan {
             let total = usize::from(len) + OVERHEAD;
             match buf.get(..total) {
                 None => Scan::Incomplete,
-                Some(frame) if frame[total - 1] == END => Scan::Frame { len: total },
+                Some(frame) if frame.last() == Some(&END) => Scan::Frame { len: total },
                 Some(_) => Scan::Garbage { skip: 1 },
             }
         }
     }
 }
 
-/// Checks a binary frame; returns (address, command, data).
-fn check(frame: &[u8]) -> Result<(u8, u8, &[u8]), FrameError> {
+/// Checks a binary frame; returns (address, command, data, check byte).
+fn check(frame: &[u8]) -> Result<(u8, u8, &[u8], u8), FrameError> {
     let got = frame.len();
-    match frame.first() {
-        None => return Err(FrameError::TooShort { need: OVERHEAD, got }),
-        Some(&START) => {}
-        Some(&found) => return Err(FrameError::BadStart { expected: START, found }),
-    }
-    let Some(&len) = frame.get(3) else {
-        return Err(FrameError::TooShort { need: OVERHEAD, got });
-    };
-    let declared = usize::from(len);
+    let declared = field::declared_len(frame, START, 3, OVERHEAD)?;
     let need = declared + OVERHEAD;
     if got < need {
         return Err(FrameError::TooShort { need, got });
@@ -126,13 +118,15 @@ fn check(frame: &[u8]) -> Result<(u8, u8, &[u8]), FrameError> {
     if got > need {
         return Err(FrameError::LengthMismatch { declared, actual: got - OVERHEAD });
     }
-    if frame[got - 1] != END {
-        return Err(FrameError::BadEnd { expected: END, found: frame[got - 1] });
+    let (&[_, address, command, _], data, &[check, end]) =
+        field::frame_parts::<4, 2>(frame).ok_or(FrameError::TooShort { need, got })?;
+    if end != END {
+        return Err(FrameError::BadEnd { expected: END, found: end });
     }
-    if frame[1] > MAX_ADDRESS {
+    if address > MAX_ADDRESS {
         return Err(FrameError::InvalidField { field: "address" });
     }
-    Ok((frame[1], frame[2], &frame[4..4 + declared]))
+    Ok((address, command, data, check))
 }
 
 /// Decodes a binary or ASCII frame; `address`: the address a reply must come from.
@@ -140,7 +134,7 @@ pub fn decode(frame: &[u8], address: Option<u8>) -> Result<Decoded, FrameError> 
     if frame.get(1).copied().is_some_and(is_ascii_hex) {
         return ascii::decode(frame);
     }
-    let (from, command, data) = check(frame)?;
+    let (from, command, data, check_byte) = check(frame)?;
     if let Some(expected) = address.filter(|a| *a != from) {
         return Err(FrameError::UnexpectedAddress { expected, found: from });
     }
@@ -157,7 +151,7 @@ pub fn decode(frame: &[u8], address: Option<u8>) -> Result<Decoded, FrameError> 
     d.extra.insert("address", json!(from));
     d.extra.insert("command", json!(command));
     d.extra.insert("data_length", json!(data.len()));
-    d.extra.insert("checksum_byte", json!(frame[frame.len() - 2]));
+    d.extra.insert("checksum_byte", json!(check_byte));
     Ok(d)
 }
 

@@ -7,6 +7,7 @@
 
 use super::field::{self, AlarmSlot, Field, Flag, Width};
 use super::modbus;
+use super::renogy::fixed;
 use super::{Decoded, FrameError};
 use crate::battery::AlarmLevel;
 use serde_json::json;
@@ -90,9 +91,7 @@ pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, Fra
         .find(|b| usize::from(b.count) == registers.len())
         .ok_or(FrameError::InvalidField { field: "byte_count" })?;
     let mut decoded = decode_registers(block, &registers)?;
-    decoded.extra.insert("address", json!(frame[0]));
-    decoded.extra.insert("function", json!(frame[1]));
-    decoded.extra.insert("byte_count", json!(frame[2]));
+    decoded.extra.extend(modbus::header_extra(frame));
     Ok(decoded)
 }
 
@@ -104,35 +103,39 @@ pub fn decode_registers(block: Block, r: &[u16]) -> Result<Decoded, FrameError> 
     let mut d = Decoded::default();
     d.extra.insert("block", json!(block.name));
     d.extra.insert("start_register", json!(block.start));
-    let data: Vec<u8> = r.iter().flat_map(|w| w.to_be_bytes()).collect();
     match block.name {
-        "status" => status(r, &data, &mut d)?,
+        "status" => status(r, &mut d)?,
         "hardware" => {
-            let text = |range: std::ops::Range<usize>| field::text(&data[range]);
-            let (model, firmware, serial) = (text(0..24), text(24..30), text(30..46));
+            let r: &[u16; HARDWARE.count as usize] = fixed(r)?;
+            let text = modbus::registers_text;
+            let (model, firmware, serial) = (text(&r[..12]), text(&r[12..15]), text(&r[15..23]));
             d.battery.model = Some(model.clone()).filter(|s| !s.is_empty());
             d.battery.firmware_version = Some(firmware).filter(|s| !s.is_empty());
             d.battery.serial = Some(serial).filter(|s| !s.is_empty());
             d.extra.insert("model", json!(model));
         }
-        _ => config(r, &mut d),
+        _ => config(fixed(r)?, &mut d),
     }
     Ok(d)
 }
 
-fn status(r: &[u16], data: &[u8], d: &mut Decoded) -> Result<(), FrameError> {
-    field::apply(STATUS_FIELDS, data, &mut d.battery)?;
+fn status(r: &[u16], d: &mut Decoded) -> Result<(), FrameError> {
+    let data: Vec<u8> = r.iter().flat_map(|w| w.to_be_bytes()).collect();
+    field::apply(STATUS_FIELDS, &data, &mut d.battery)?;
+    let r: &[u16; STATUS.count as usize] = fixed(r)?;
     let cell_count = usize::from(r[36]);
-    if cell_count == 0 || cell_count > CELLS {
-        return Err(FrameError::InvalidField { field: "cell_count" });
-    }
+    let cells_mv = r[2..2 + CELLS]
+        .get(..cell_count)
+        .filter(|cells| !cells.is_empty())
+        .ok_or(FrameError::InvalidField { field: "cell_count" })?;
     let (warning, protection, error) = (r[26], r[27], r[28]);
     let b = &mut d.battery;
     b.cell_count = Some(cell_count as u16);
-    b.cell_voltages_v =
-        Some(r[2..2 + cell_count].iter().map(|&mv| field::scale(mv.into(), 0, 1000)).collect());
-    let temps: Vec<f64> = data[66..72].iter().map(|&t| f64::from(t as i8)).collect();
-    b.temperatures_c = Some(temps[..4].to_vec());
+    b.cell_voltages_v = Some(cells_mv.iter().map(|&mv| field::scale(mv.into(), 0, 1000)).collect());
+    // Registers 33-35: six i8 sensor bytes; the 5th and 6th are always 0, so not published.
+    let temps: Vec<f64> =
+        r[33..36].iter().flat_map(|w| w.to_be_bytes()).map(|t| f64::from(t as i8)).collect();
+    b.temperatures_c = Some(temps.iter().take(4).copied().collect());
     field::apply_flags(warning.into(), WARNINGS, &mut b.alarms);
     field::apply_flags(protection.into(), PROTECTIONS, &mut b.alarms);
     field::apply_flags(protection.into(), SHORT_CIRCUIT, &mut b.alarms);
@@ -143,7 +146,7 @@ fn status(r: &[u16], data: &[u8], d: &mut Decoded) -> Result<(), FrameError> {
     let e = &mut d.extra;
     e.insert("voltage_raw", json!(r[0]));
     e.insert("current_raw", json!(r[1] as i16));
-    e.insert("cells_mv", json!(&r[2..2 + cell_count]));
+    e.insert("cells_mv", json!(cells_mv));
     e.insert("pcb_temp_c", json!(r[18] as i16));
     e.insert("max_temp_c", json!(r[19] as i16));
     e.insert("avg_temp_c", json!(r[20] as i16));
@@ -162,29 +165,20 @@ fn status(r: &[u16], data: &[u8], d: &mut Decoded) -> Result<(), FrameError> {
 }
 
 /// Thresholds by register index in the config block (study 2.12 byte offsets - 3, halved).
-fn config(r: &[u16], d: &mut Decoded) {
-    for (name, index, divisor) in [
-        ("balance_start_v", 11, 1000),
-        ("balance_delta_v", 12, 1000),
-        ("cell_uv_warning_v", 16, 1000),
-        ("cell_uv_protection_v", 17, 1000),
-        ("cell_ov_warning_v", 22, 1000),
-        ("cell_ov_protection_v", 23, 1000),
-        ("charge_overcurrent_a", 35, 100),
-        ("discharge_overcurrent_a", 36, 100),
+fn config(r: &[u16; CONFIG.count as usize], d: &mut Decoded) {
+    for (name, raw, divisor) in [
+        ("balance_start_v", r[11], 1000),
+        ("balance_delta_v", r[12], 1000),
+        ("cell_uv_warning_v", r[16], 1000),
+        ("cell_uv_protection_v", r[17], 1000),
+        ("cell_ov_warning_v", r[22], 1000),
+        ("cell_ov_protection_v", r[23], 1000),
+        ("charge_overcurrent_a", r[35], 100),
+        ("discharge_overcurrent_a", r[36], 100),
     ] {
-        d.extra.insert(name, json!(field::scale(r[index].into(), 0, divisor)));
+        d.extra.insert(name, json!(field::scale(raw.into(), 0, divisor)));
     }
 }
 
 /// Registers 0x0000..0x0080 for the simulator.
 pub const SIM_SPAN: u16 = 0x80;
-
-/// Places `text` in registers, two bytes each, high first, NUL padded.
-pub fn put_text(regs: &mut [u16], text: &str) {
-    let mut raw = text.as_bytes().to_vec();
-    raw.resize(regs.len() * 2, 0);
-    for (i, reg) in regs.iter_mut().enumerate() {
-        *reg = u16::from_be_bytes([raw[2 * i], raw[2 * i + 1]]);
-    }
-}

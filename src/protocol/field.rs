@@ -4,8 +4,9 @@
 //! zero point, integer divisor, destination in [`Battery`]) and its flag words as [`Flag`] tables
 //! (bit, alarm slot, level). Values are `(raw - zero) / divisor` with an integer divisor: 3425 / 1000
 //! gives 3.425, where 3425 * 0.001 gives 3.4250000000000003. Arrays (cells, temperatures) go through
-//! [`u16_array`] / [`scaled_u16_array`]. All readers are big-endian and return `None` instead of
-//! panicking when the data is too short.
+//! [`u16_array`] / [`scaled_u16_array`]. Readers are big-endian unless named `le_` and return
+//! `None` instead of panicking when the data is too short; [`frame_parts`] and [`declared_len`]
+//! take frames apart the same way, so no decoder indexes bytes from the wire.
 
 use super::FrameError;
 use crate::battery::{AlarmLevel, Alarms, Battery};
@@ -102,14 +103,18 @@ pub fn scale(raw: i64, zero: i64, divisor: u32) -> f64 {
 
 /// Reads a big-endian integer of `width` at `offset`.
 pub fn read(data: &[u8], offset: usize, width: Width) -> Option<i64> {
-    let bytes = data.get(offset..offset.checked_add(width.bytes())?)?;
     Some(match width {
-        Width::U8 => i64::from(bytes[0]),
-        Width::U16 => i64::from(u16::from_be_bytes([bytes[0], bytes[1]])),
-        Width::I16 => i64::from(i16::from_be_bytes([bytes[0], bytes[1]])),
-        Width::U32 => i64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
-        Width::I32 => i64::from(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+        Width::U8 => i64::from(u8_at(data, offset)?),
+        Width::U16 => i64::from(u16_at(data, offset)?),
+        Width::I16 => i64::from(u16_at(data, offset)? as i16),
+        Width::U32 => i64::from(u32_at(data, offset)?),
+        Width::I32 => i64::from(u32_at(data, offset)? as i32),
     })
+}
+
+/// The `N` bytes at `offset`.
+pub fn array_at<const N: usize>(data: &[u8], offset: usize) -> Option<[u8; N]> {
+    data.get(offset..)?.first_chunk().copied()
 }
 
 /// Byte at `offset`.
@@ -119,21 +124,34 @@ pub fn u8_at(data: &[u8], offset: usize) -> Option<u8> {
 
 /// Big-endian u16 at `offset`.
 pub fn u16_at(data: &[u8], offset: usize) -> Option<u16> {
-    let bytes = data.get(offset..offset.checked_add(2)?)?;
-    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
+    array_at(data, offset).map(u16::from_be_bytes)
 }
 
 /// Big-endian u32 at `offset`.
 pub fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
-    let bytes = data.get(offset..offset.checked_add(4)?)?;
-    Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    array_at(data, offset).map(u32::from_be_bytes)
+}
+
+/// Little-endian u16 at `offset` (JK PB, CAN).
+pub fn le_u16_at(data: &[u8], offset: usize) -> Option<u16> {
+    array_at(data, offset).map(u16::from_le_bytes)
+}
+
+/// Little-endian u32 at `offset`.
+pub fn le_u32_at(data: &[u8], offset: usize) -> Option<u32> {
+    array_at(data, offset).map(u32::from_le_bytes)
+}
+
+/// Consecutive `N`-byte groups of `data` (words, cell records); a shorter tail is left out.
+pub fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    data.chunks_exact(N).filter_map(|chunk| chunk.try_into().ok())
 }
 
 /// `count` big-endian u16s starting at `start` (cells, temperatures).
 pub fn u16_array(data: &[u8], start: usize, count: usize) -> Option<Vec<u16>> {
     let end = start.checked_add(count.checked_mul(2)?)?;
     let bytes = data.get(start..end)?;
-    Some(bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect())
+    Some(chunks(bytes).map(u16::from_be_bytes).collect())
 }
 
 /// `count` big-endian u16s starting at `start`, each scaled as `(raw - zero) / divisor`.
@@ -148,10 +166,42 @@ pub fn scaled_u16_array(
     Some(raw.into_iter().map(|r| scale(i64::from(r), zero, divisor)).collect())
 }
 
+/// The first `max` items, or all of them when there are fewer (what a length field can carry).
+pub fn at_most<T>(items: &[T], max: usize) -> &[T] {
+    items.get(..max).unwrap_or(items)
+}
+
 /// Text field: bytes up to the first NUL, lossy UTF-8, surrounding whitespace trimmed.
 pub fn text(data: &[u8]) -> String {
-    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-    String::from_utf8_lossy(&data[..end]).trim().to_owned()
+    let before_nul = data.split(|&b| b == 0).next().unwrap_or(data);
+    String::from_utf8_lossy(before_nul).trim().to_owned()
+}
+
+/// `text` as exactly `len` bytes: cut, or padded with NULs.
+pub fn padded(text: &str, len: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = text.bytes().take(len).collect();
+    bytes.resize(len, 0);
+    bytes
+}
+
+/// A frame of `H` header bytes, data, and `T` trailer bytes, taken apart; `None` when it is
+/// shorter than `H + T`. Callers check the length first, so the parts are where the protocol
+/// puts them.
+pub fn frame_parts<const H: usize, const T: usize>(frame: &[u8]) -> Option<(&[u8; H], &[u8], &[u8; T])> {
+    let (header, rest) = frame.split_first_chunk()?;
+    let (data, trailer) = rest.split_last_chunk()?;
+    Some((header, data, trailer))
+}
+
+/// The data length declared by a frame that opens with `start` and carries a one-byte length at
+/// `len_at` (JBD, EG4 LifePower). Too few bytes to tell is `TooShort { need: overhead }`.
+pub fn declared_len(frame: &[u8], start: u8, len_at: usize, overhead: usize) -> Result<usize, FrameError> {
+    let too_short = FrameError::TooShort { need: overhead, got: frame.len() };
+    match frame.first() {
+        None => Err(too_short),
+        Some(&found) if found != start => Err(FrameError::BadStart { expected: start, found }),
+        Some(_) => frame.get(len_at).map(|&len| usize::from(len)).ok_or(too_short),
+    }
 }
 
 /// The low `count` bits of `mask` as flags, bit 0 first.
@@ -236,6 +286,35 @@ mod tests {
         assert_eq!(u16_at(&data, 2), Some(4));
         assert_eq!(u32_at(&data, 2), Some(300_000));
         assert_eq!(u32_at(&data, 3), None);
+    }
+
+    #[test]
+    fn little_endian_readers_and_groups() {
+        let data = [0x34, 0x12, 0x78, 0x56, 0x9A];
+        assert_eq!(le_u16_at(&data, 0), Some(0x1234));
+        assert_eq!(le_u32_at(&data, 0), Some(0x5678_1234));
+        assert_eq!(le_u32_at(&data, 2), None);
+        assert_eq!(array_at::<2>(&data, usize::MAX), None);
+        assert_eq!(chunks::<2>(&data).collect::<Vec<_>>(), vec![[0x34, 0x12], [0x78, 0x56]]);
+        assert_eq!(at_most(&data, 2), &data[..2]);
+        assert_eq!(at_most(&data, 9), &data);
+        assert_eq!(padded("ab", 4), b"ab\0\0");
+        assert_eq!(padded("abcdef", 4), b"abcd");
+    }
+
+    #[test]
+    fn frames_come_apart_at_fixed_places() {
+        let frame = [0xDD, 3, 0, 1, 0x42, 0xFF, 0xBA, 0x77];
+        let (header, data, trailer) = frame_parts::<4, 3>(&frame).unwrap();
+        assert_eq!((header, data, trailer), (&[0xDD, 3, 0, 1], &[0x42][..], &[0xFF, 0xBA, 0x77]));
+        assert_eq!(frame_parts::<4, 3>(&frame[..6]), None);
+        assert_eq!(declared_len(&frame, 0xDD, 3, 7), Ok(1));
+        assert_eq!(declared_len(&frame[..3], 0xDD, 3, 7), Err(FrameError::TooShort { need: 7, got: 3 }));
+        assert_eq!(declared_len(&[], 0xDD, 3, 7), Err(FrameError::TooShort { need: 7, got: 0 }));
+        assert_eq!(
+            declared_len(&[0x7E], 0xDD, 3, 7),
+            Err(FrameError::BadStart { expected: 0xDD, found: 0x7E })
+        );
     }
 
     #[test]

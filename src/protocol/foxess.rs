@@ -101,19 +101,23 @@ pub fn decode_registers(block: Block, r: &[u16]) -> Result<Decoded, FrameError> 
     let mut d = Decoded::default();
     d.extra.insert("block", json!(block.name));
     d.extra.insert("registers_u16_be", json!(r));
-    if block == STATS {
-        let [soc, flags] = r[2].to_be_bytes();
-        let [fw, kind] = r[4].to_be_bytes();
-        d.battery.soc_percent = Some(soc.into());
-        d.battery.cycles = Some(r[3].into());
-        d.battery.firmware_version = Some(format!("{}.{}", fw >> 4, fw & 0x0F));
-        let e = &mut d.extra;
-        e.insert("pack_id", json!(r[1] >> 8));
-        e.insert("flags", json!(format!("0b{flags:08b}")));
-        e.insert("fw_version", json!(format!("{}.{}", fw >> 4, fw & 0x0F)));
-        e.insert("battery_type", json!(format!("0x{kind:02X}")));
-    } else if block == CELLS_LOW || block == CELLS_HIGH {
-        d.extra.insert("cells_mv", json!(r));
+    match (block, r) {
+        (STATS, &[_, pack_id, soc_flags, cycles, fw_kind]) => {
+            let [soc, flags] = soc_flags.to_be_bytes();
+            let [fw, kind] = fw_kind.to_be_bytes();
+            d.battery.soc_percent = Some(soc.into());
+            d.battery.cycles = Some(cycles.into());
+            d.battery.firmware_version = Some(format!("{}.{}", fw >> 4, fw & 0x0F));
+            let e = &mut d.extra;
+            e.insert("pack_id", json!(pack_id >> 8));
+            e.insert("flags", json!(format!("0b{flags:08b}")));
+            e.insert("fw_version", json!(format!("{}.{}", fw >> 4, fw & 0x0F)));
+            e.insert("battery_type", json!(format!("0x{kind:02X}")));
+        }
+        (CELLS_LOW | CELLS_HIGH, _) => {
+            d.extra.insert("cells_mv", json!(r));
+        }
+        _ => {}
     }
     Ok(d)
 }
@@ -124,15 +128,17 @@ pub fn decode_registers(block: Block, r: &[u16]) -> Result<Decoded, FrameError> 
 pub fn decode_any(bytes: &[u8]) -> Result<Decoded, FrameError> {
     let (body, terminated) = strip_trailer(bytes);
     modbus::check_crc(body)?;
-    let mut d = match (body.get(1), body.len()) {
-        (Some(&modbus::FC_READ_HOLDING), 8) => {
+    let (&[address, function], rest) =
+        body.split_first_chunk().ok_or(FrameError::TooShort { need: 4, got: body.len() })?;
+    let mut d = match (function, body.len()) {
+        (modbus::FC_READ_HOLDING, 8) => {
             let req = modbus::parse_request(body)?;
             let mut d = Decoded::default();
             d.extra.insert("start_register", json!(req.start));
             d.extra.insert("register_count", json!(req.count));
             d
         }
-        (Some(&modbus::FC_READ_HOLDING), _) => {
+        (modbus::FC_READ_HOLDING, _) => {
             let r = modbus::parse_read_response(body, None)?;
             let block = match r.len() {
                 5 => STATS,
@@ -140,18 +146,19 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, FrameError> {
                 _ => Block { name: "status_or_temperatures", start: 0, count: r.len() as u16 },
             };
             let mut d = decode_registers(block, &r)?;
-            d.extra.insert("byte_count", json!(body[2]));
+            d.extra.extend(modbus::header_extra(body));
             d
         }
         _ => {
             let mut d = Decoded::default();
-            let data: Vec<String> = body[2..body.len() - 2].iter().map(|b| format!("{b:02X}")).collect();
-            d.extra.insert("data_hex", json!(data.join(" ")));
+            let data = rest.split_last_chunk::<2>().map_or(rest, |(data, _crc)| data);
+            let hex: Vec<String> = data.iter().map(|b| format!("{b:02X}")).collect();
+            d.extra.insert("data_hex", json!(hex.join(" ")));
             d
         }
     };
-    d.extra.insert("address", json!(body[0]));
-    d.extra.insert("function", json!(body[1]));
+    d.extra.insert("address", json!(address));
+    d.extra.insert("function", json!(function));
     d.extra.insert("trailer_0d0a", json!(terminated));
     Ok(d)
 }

@@ -98,13 +98,9 @@ const ERROR_COUNTERS: [&str; 11] = [
 ];
 
 fn frame(op_or_reg: u8, reg_or_status: u8, data: &[u8]) -> Vec<u8> {
-    let data = &data[..data.len().min(usize::from(u8::MAX))];
-    let mut out = Vec::with_capacity(data.len() + OVERHEAD);
-    out.extend_from_slice(&[START, op_or_reg, reg_or_status, data.len() as u8]);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&checksum::jbd(&out[2..]).to_be_bytes());
-    out.push(END);
-    out
+    let data = field::at_most(data, usize::from(u8::MAX));
+    let checked = [&[reg_or_status, data.len() as u8][..], data].concat();
+    [&[START, op_or_reg][..], &checked, &checksum::jbd(&checked).to_be_bytes(), &[END]].concat()
 }
 
 /// Read request for `register`, e.g. `DD A5 03 00 FF FD 77`.
@@ -152,12 +148,13 @@ pub fn scan(buf: &[u8]) -> Scan {
 
 /// End byte and checksum of a frame whose length is already right.
 fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
-    let n = frame.len();
-    if frame[n - 1] != END {
-        return Err(FrameError::BadEnd { expected: END, found: frame[n - 1] });
+    let (_, checked, &[chk_hi, chk_lo, end]) =
+        field::frame_parts::<2, 3>(frame).ok_or(FrameError::TooShort { need: OVERHEAD, got: frame.len() })?;
+    if end != END {
+        return Err(FrameError::BadEnd { expected: END, found: end });
     }
-    let carried = u16::from_be_bytes([frame[n - 3], frame[n - 2]]);
-    let computed = checksum::jbd(&frame[2..n - 3]);
+    let carried = u16::from_be_bytes([chk_hi, chk_lo]);
+    let computed = checksum::jbd(checked);
     if carried != computed {
         return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
@@ -167,15 +164,7 @@ fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
 /// Checks a whole frame and returns (register, payload). Order: see the module docs.
 fn check(frame: &[u8]) -> Result<(u8, &[u8]), FrameError> {
     let got = frame.len();
-    match frame.first() {
-        None => return Err(FrameError::TooShort { need: OVERHEAD, got }),
-        Some(&START) => {}
-        Some(&found) => return Err(FrameError::BadStart { expected: START, found }),
-    }
-    let Some(&len) = frame.get(3) else {
-        return Err(FrameError::TooShort { need: OVERHEAD, got });
-    };
-    let declared = usize::from(len);
+    let declared = field::declared_len(frame, START, 3, OVERHEAD)?;
     let need = declared + OVERHEAD;
     // A short frame that still ends in 0x77 has a wrong length byte; one that doesn't was cut off.
     if got > need || (got < need && frame.last() == Some(&END) && got >= OVERHEAD) {
@@ -185,10 +174,12 @@ fn check(frame: &[u8]) -> Result<(u8, &[u8]), FrameError> {
         return Err(FrameError::TooShort { need, got });
     }
     check_trailer(frame)?;
-    if frame[2] != 0 {
-        return Err(FrameError::Status { status: frame[2] });
+    let (&[_, register, status, _], payload, _) =
+        field::frame_parts::<4, 3>(frame).ok_or(FrameError::TooShort { need, got })?;
+    if status != 0 {
+        return Err(FrameError::Status { status });
     }
-    Ok((frame[1], &frame[4..4 + declared]))
+    Ok((register, payload))
 }
 
 fn expect_register(frame: &[u8], expected: u8) -> Result<&[u8], FrameError> {
@@ -239,13 +230,12 @@ pub fn decode_hardware(frame: &[u8]) -> Result<Decoded, FrameError> {
 }
 
 fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
-    if p.len() < BASIC_MIN {
-        return Err(FrameError::InvalidField { field: "basic_info_length" });
-    }
-    let ntc_count = usize::from(p[22]);
+    let fixed: &[u8; BASIC_MIN] =
+        p.first_chunk().ok_or(FrameError::InvalidField { field: "basic_info_length" })?;
+    let ntc_count = usize::from(fixed[22]);
     let ntc_raw =
         field::u16_array(p, BASIC_MIN, ntc_count).ok_or(FrameError::InvalidField { field: "ntc_count" })?;
-    let cell_count = p[21];
+    let cell_count = fixed[21];
     if cell_count > 32 {
         return Err(FrameError::InvalidField { field: "cell_count" });
     }
@@ -266,9 +256,9 @@ fn basic_info(p: &[u8]) -> Result<Decoded, FrameError> {
     b.balancing_cells = Some(field::bit_flags(balance.into(), usize::from(cell_count)));
     let protection = word(16);
     field::apply_flags(protection.into(), PROTECTION, &mut b.alarms);
-    let version = p[18];
+    let version = fixed[18];
     b.firmware_version = Some(format!("{}.{}", version >> 4, version & 0x0F));
-    let fets = p[20];
+    let fets = fixed[20];
     b.charge_fet = Some(fets & 0x01 != 0);
     b.discharge_fet = Some(fets & 0x02 != 0);
     b.cell_count = Some(cell_count.into());

@@ -9,6 +9,7 @@
 
 use super::checksum;
 use super::field::{self, AlarmSlot, Field, Flag, Width};
+use super::modbus::check_crc;
 use super::{Decoded, FrameError, Scan};
 use crate::battery::AlarmLevel;
 use serde_json::json;
@@ -143,7 +144,7 @@ const ALARMS: &[Flag] = &[
 
 /// Any frame: header, payload, CRC (low byte first).
 pub fn frame(address: u8, block: Block, payload: &[u8]) -> Vec<u8> {
-    let payload = &payload[..payload.len().min(usize::from(u16::MAX))];
+    let payload = field::at_most(payload, usize::from(u16::MAX));
     let mut out = Vec::with_capacity(payload.len() + OVERHEAD);
     out.extend_from_slice(&[address, block.func]);
     out.extend_from_slice(&block.start.to_be_bytes());
@@ -194,11 +195,12 @@ pub fn encode_write_ack(address: u8, block: Block) -> Vec<u8> {
 
 /// Finds a frame at the start of `buf`; see [`Scan`].
 pub fn scan(buf: &[u8]) -> Scan {
-    if buf.len() < 2 {
-        return Scan::Incomplete;
-    }
-    if ![FUNC_READ, FUNC_WRITE, FUNC_INDIVIDUAL].contains(&buf[1]) {
-        return Scan::Garbage { skip: 1 };
+    match buf.get(1) {
+        None => return Scan::Incomplete,
+        Some(func) if ![FUNC_READ, FUNC_WRITE, FUNC_INDIVIDUAL].contains(func) => {
+            return Scan::Garbage { skip: 1 }
+        }
+        Some(_) => {}
     }
     let Some(payload_len) = field::u16_at(buf, 6) else {
         return Scan::Incomplete;
@@ -212,16 +214,6 @@ pub fn scan(buf: &[u8]) -> Scan {
         Some(frame) if check_crc(frame).is_ok() => Scan::Frame { len: frame.len() },
         Some(_) => Scan::Garbage { skip: 1 },
     }
-}
-
-fn check_crc(frame: &[u8]) -> Result<(), FrameError> {
-    let n = frame.len();
-    let carried = u16::from_le_bytes([frame[n - 2], frame[n - 1]]);
-    let computed = checksum::crc16_modbus(&frame[..n - 2]);
-    if carried != computed {
-        return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
-    }
-    Ok(())
 }
 
 /// Decodes a response. `expected_address`: the pack polled; a reply from another is rejected.
@@ -238,13 +230,12 @@ pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, Fra
         return Err(FrameError::LengthMismatch { declared, actual: got - OVERHEAD });
     }
     check_crc(frame)?;
-    let (address, func) = (frame[0], frame[1]);
+    let (&[address, func, start_hi, start_lo, end_hi, end_lo, _, _], payload, _) =
+        field::frame_parts::<HEADER_LEN, 2>(frame).ok_or(FrameError::TooShort { need, got })?;
     if let Some(expected) = expected_address.filter(|&a| a != address) {
         return Err(FrameError::UnexpectedAddress { expected, found: address });
     }
-    let start = field::u16_at(frame, 2).unwrap_or(0);
-    let end = field::u16_at(frame, 4).unwrap_or(0);
-    let payload = &frame[HEADER_LEN..HEADER_LEN + declared];
+    let (start, end) = (u16::from_be_bytes([start_hi, start_lo]), u16::from_be_bytes([end_hi, end_lo]));
     let mut decoded = match (func, start) {
         (FUNC_READ, 0x1000) => pack_status(payload)?,
         (FUNC_READ, 0x1C00) => pack_params1(payload)?,

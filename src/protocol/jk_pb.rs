@@ -40,29 +40,41 @@ pub fn request(address: u8, register: u16) -> Vec<u8> {
     modbus::write_request(address, register, &[0])
 }
 
-fn le16(d: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([d[at], d[at + 1]])
+/// A whole frame; every field offset below lies inside it.
+type Frame = [u8; FRAME_LEN];
+
+fn le16(f: &Frame, at: usize) -> u16 {
+    field::le_u16_at(f, at).unwrap_or_default()
 }
-fn le32(d: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+fn le32(f: &Frame, at: usize) -> u32 {
+    field::le_u32_at(f, at).unwrap_or_default()
 }
-fn i16le(d: &[u8], at: usize) -> f64 {
-    field::scale(i64::from(le16(d, at) as i16), 0, 10)
+fn i16le(f: &Frame, at: usize) -> f64 {
+    field::scale(i64::from(le16(f, at) as i16), 0, 10)
+}
+
+/// (carried, computed) checksum of a frame.
+fn sums(f: &Frame) -> (u8, u8) {
+    (f[FRAME_LEN - 1], checksum::sum8(&f[..FRAME_LEN - 1]))
+}
+
+/// `00` bytes between a frame and its acknowledgement.
+fn padding(after_frame: &[u8]) -> usize {
+    after_frame.iter().take(MAX_PAD).take_while(|&&b| b == 0).count()
 }
 
 /// Finds a 300-byte frame with a good checksum at the start of `buf`.
 pub fn scan(buf: &[u8]) -> Scan {
-    let n = buf.len().min(HEADER.len());
-    if buf[..n] != HEADER[..n] {
+    if !buf.iter().zip(HEADER).all(|(&b, h)| b == h) {
         let next = buf.iter().skip(1).position(|&b| b == HEADER[0]).map_or(buf.len(), |p| p + 1);
         return Scan::Garbage { skip: next.max(1) };
     }
-    match buf.get(..FRAME_LEN) {
+    match buf.first_chunk() {
         None => Scan::Incomplete,
-        Some(frame) if checksum::sum8(&frame[..FRAME_LEN - 1]) == frame[FRAME_LEN - 1] => {
-            Scan::Frame { len: FRAME_LEN }
-        }
-        Some(_) => Scan::Garbage { skip: 1 },
+        Some(frame) => match sums(frame) {
+            (carried, computed) if carried == computed => Scan::Frame { len: FRAME_LEN },
+            _ => Scan::Garbage { skip: 1 },
+        },
     }
 }
 
@@ -71,12 +83,12 @@ pub fn scan(buf: &[u8]) -> Scan {
 pub fn scan_reply(buf: &[u8]) -> Scan {
     match scan(buf) {
         Scan::Frame { len } => {
-            let pad = buf[len..].iter().take(MAX_PAD).take_while(|&&b| b == 0).count();
-            let end = len + pad + ACK_LEN;
-            if buf.len() - len == pad && pad < MAX_PAD {
+            let rest = buf.get(len..).unwrap_or_default();
+            let pad = padding(rest);
+            if rest.len() == pad && pad < MAX_PAD {
                 Scan::Incomplete
-            } else if buf.len() >= end {
-                Scan::Frame { len: end }
+            } else if rest.len() >= pad + ACK_LEN {
+                Scan::Frame { len: len + pad + ACK_LEN }
             } else {
                 Scan::Incomplete
             }
@@ -87,10 +99,11 @@ pub fn scan_reply(buf: &[u8]) -> Scan {
 
 /// Decodes a reply (frame + acknowledgement) to the trigger of `register` sent to `address`.
 pub fn decode_reply(reply: &[u8], address: u8, register: u16) -> Result<Decoded, FrameError> {
-    let frame = reply.get(..FRAME_LEN).ok_or(FrameError::TooShort { need: FRAME_LEN, got: reply.len() })?;
+    let (frame, rest) = reply
+        .split_at_checked(FRAME_LEN)
+        .ok_or(FrameError::TooShort { need: FRAME_LEN, got: reply.len() })?;
     let mut decoded = decode(frame)?;
-    let rest = &reply[FRAME_LEN..];
-    let pad = rest.iter().take(MAX_PAD).take_while(|&&b| b == 0).count();
+    let pad = padding(rest);
     let ack = rest.get(pad..pad + ACK_LEN).ok_or(FrameError::MissingAck)?;
     let (from, acked, _) = modbus::parse_write_ack(ack)?;
     if from != address {
@@ -105,21 +118,17 @@ pub fn decode_reply(reply: &[u8], address: u8, register: u16) -> Result<Decoded,
 
 /// Decodes one 300-byte frame (type 1 settings, 2 status, 3 about).
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
-    if frame.len() < FRAME_LEN {
-        return Err(FrameError::TooShort { need: FRAME_LEN, got: frame.len() });
+    let got = frame.len();
+    if got > FRAME_LEN {
+        return Err(FrameError::LengthMismatch { declared: FRAME_LEN, actual: got });
     }
-    if frame.len() > FRAME_LEN {
-        return Err(FrameError::LengthMismatch { declared: FRAME_LEN, actual: frame.len() });
-    }
+    let frame: &Frame = frame.try_into().map_err(|_| FrameError::TooShort { need: FRAME_LEN, got })?;
     if frame[..4] != HEADER {
         return Err(FrameError::BadStart { expected: HEADER[0], found: frame[0] });
     }
-    let computed = checksum::sum8(&frame[..FRAME_LEN - 1]);
-    if computed != frame[FRAME_LEN - 1] {
-        return Err(FrameError::BadChecksum {
-            expected: frame[FRAME_LEN - 1].into(),
-            computed: computed.into(),
-        });
+    let (carried, computed) = sums(frame);
+    if computed != carried {
+        return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
     let mut d = match frame[4] {
         1 => settings(frame),
@@ -163,7 +172,7 @@ const ALARMS: &[Flag] = &[
 /// Temperature sensors: (offset, presence bit) for T1..T4.
 const SENSORS: [(usize, u8); 4] = [(162, 0x02), (164, 0x04), (256, 0x10), (258, 0x20)];
 
-fn status(f: &[u8]) -> Decoded {
+fn status(f: &Frame) -> Decoded {
     let mut d = Decoded::default();
     let mask = le32(f, 70);
     let present: Vec<usize> = (0..32).filter(|i| mask & (1 << i) != 0).collect();
@@ -210,9 +219,9 @@ fn status(f: &[u8]) -> Decoded {
         json!(spread.map_or(0.0, |(lo, hi)| milli(((hi - lo) * 1000.0).round() as i64))),
     );
     e.insert("delta_cell_v_bms", json!(milli(le16(f, 76).into())));
-    for (n, (at, _)) in SENSORS.iter().enumerate() {
-        let key = ["temperature_1_c", "temperature_2_c", "temperature_3_c", "temperature_4_c"][n];
-        e.insert(key, json!(i16le(f, *at)));
+    let keys = ["temperature_1_c", "temperature_2_c", "temperature_3_c", "temperature_4_c"];
+    for (key, (at, _)) in keys.into_iter().zip(SENSORS) {
+        e.insert(key, json!(i16le(f, at)));
     }
     e.insert("temp_sensor_presence_mask", json!(sensors));
     e.insert("alarm_u32_raw_at_offset_166", json!(alarms));
@@ -225,7 +234,7 @@ fn status(f: &[u8]) -> Decoded {
     d
 }
 
-fn settings(f: &[u8]) -> Decoded {
+fn settings(f: &Frame) -> Decoded {
     let mut d = Decoded::default();
     let mv = |at| field::scale(le32(f, at).into(), 0, 1000);
     let b = &mut d.battery;
@@ -249,10 +258,10 @@ fn settings(f: &[u8]) -> Decoded {
     d
 }
 
-fn about(f: &[u8]) -> Decoded {
+fn about(f: &Frame) -> Decoded {
     let mut d = Decoded::default();
-    let text = |a: usize, b: usize| field::text(&f[a..b]);
-    let (vendor, hw, sw, serial) = (text(6, 22), text(22, 30), text(30, 38), text(46, 62));
+    let text = field::text;
+    let (vendor, hw, sw, serial) = (text(&f[6..22]), text(&f[22..30]), text(&f[30..38]), text(&f[46..62]));
     let b = &mut d.battery;
     b.model = Some(vendor.clone()).filter(|s| !s.is_empty());
     b.hardware_version = Some(hw.clone()).filter(|s| !s.is_empty());
@@ -272,8 +281,8 @@ fn about(f: &[u8]) -> Decoded {
 pub fn decode_any(bytes: &[u8]) -> Result<Decoded, FrameError> {
     if let Some((frame, next)) = super::find_frame(bytes, scan) {
         let mut d = decode(frame)?;
-        let rest = &bytes[next..];
-        let pad = rest.iter().take(MAX_PAD).take_while(|&&b| b == 0).count();
+        let rest = bytes.get(next..).unwrap_or_default();
+        let pad = padding(rest);
         if let Some(ack) = rest.get(pad..pad + ACK_LEN) {
             let (address, register, _) = modbus::parse_write_ack(ack)?;
             d.extra.insert("address", json!(address));

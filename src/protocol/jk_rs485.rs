@@ -76,7 +76,7 @@ const BATTERY_TYPES: [&str; 3] = ["Lithium Iron Phosphate", "Ternary Lithium", "
 
 /// A frame with `data` between header and trailer; the checksum is filled in.
 pub fn frame(command: u8, source: u8, transport: u8, data: &[u8]) -> Vec<u8> {
-    let data = &data[..data.len().min(MAX_FRAME - HEADER - TRAILER)];
+    let data = field::at_most(data, MAX_FRAME - HEADER - TRAILER);
     let total = HEADER + data.len() + TRAILER;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&START);
@@ -131,32 +131,37 @@ pub fn scan(buf: &[u8]) -> Scan {
 
 /// End marker and checksum of a frame whose length is already right.
 fn check_trailer(frame: &[u8]) -> Result<(), FrameError> {
-    let n = frame.len();
-    if frame[n - 5] != END {
-        return Err(FrameError::BadEnd { expected: END, found: frame[n - 5] });
+    let too_short = FrameError::TooShort { need: HEADER + TRAILER, got: frame.len() };
+    // The sum covers the end marker: everything before the 4-byte checksum field.
+    let (summed, &[_, _, chk_hi, chk_lo]) = frame.split_last_chunk().ok_or(too_short)?;
+    let (_, &[_, _, _, _, end]) = summed.split_last_chunk().ok_or(too_short)?;
+    if end != END {
+        return Err(FrameError::BadEnd { expected: END, found: end });
     }
-    let carried = u16::from_be_bytes([frame[n - 2], frame[n - 1]]);
-    let computed = checksum::sum16(&frame[..n - 4]);
+    let carried = u16::from_be_bytes([chk_hi, chk_lo]);
+    let computed = checksum::sum16(summed);
     if carried != computed {
         return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
     Ok(())
 }
 
-/// Checks a whole frame; returns its data (between header and trailer).
-fn check(frame: &[u8]) -> Result<&[u8], FrameError> {
+/// A checked frame taken apart: header, data, trailer.
+type Parts<'a> = (&'a [u8; HEADER], &'a [u8], &'a [u8; TRAILER]);
+
+/// Checks a whole frame.
+fn check(frame: &[u8]) -> Result<Parts<'_>, FrameError> {
     let got = frame.len();
     let min = HEADER + TRAILER;
-    if got < 4 {
+    let Some(&[start_0, start_1, len_hi, len_lo]) = frame.first_chunk() else {
         return Err(FrameError::TooShort { need: min, got });
+    };
+    for (expected, found) in START.into_iter().zip([start_0, start_1]) {
+        if found != expected {
+            return Err(FrameError::BadStart { expected, found });
+        }
     }
-    if frame[0] != START[0] {
-        return Err(FrameError::BadStart { expected: START[0], found: frame[0] });
-    }
-    if frame[1] != START[1] {
-        return Err(FrameError::BadStart { expected: START[1], found: frame[1] });
-    }
-    let declared = usize::from(u16::from_be_bytes([frame[2], frame[3]]));
+    let declared = usize::from(u16::from_be_bytes([len_hi, len_lo]));
     let need = declared + 2;
     if need < min {
         return Err(FrameError::LengthMismatch { declared, actual: got.saturating_sub(2) });
@@ -168,7 +173,7 @@ fn check(frame: &[u8]) -> Result<&[u8], FrameError> {
         return Err(FrameError::LengthMismatch { declared, actual: got - 2 });
     }
     check_trailer(frame)?;
-    Ok(&frame[HEADER..got - TRAILER])
+    field::frame_parts(frame).ok_or(FrameError::TooShort { need, got })
 }
 
 /// Length of the value after field id `id`; `rest` starts at the value. `None`: unknown id.
@@ -193,15 +198,15 @@ pub type TaggedField<'a> = (u8, &'a [u8]);
 /// The id-tagged fields of a read-all reply, in order, and the first unknown id (if any).
 pub fn fields(data: &[u8]) -> Result<(Vec<TaggedField<'_>>, Option<u8>), FrameError> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(&id) = data.get(at) {
-        let rest = &data[at + 1..];
-        let Some(len) = field_len(id, rest) else {
+    let mut rest = data;
+    while let Some((&id, after_id)) = rest.split_first() {
+        let Some(len) = field_len(id, after_id) else {
             return Ok((out, Some(id)));
         };
-        let value = rest.get(..len).ok_or(FrameError::InvalidField { field: "field_length" })?;
+        let (value, next) =
+            after_id.split_at_checked(len).ok_or(FrameError::InvalidField { field: "field_length" })?;
         out.push((id, value));
-        at += 1 + len;
+        rest = next;
     }
     Ok((out, None))
 }
@@ -233,25 +238,25 @@ pub fn temperature_c(raw: u16) -> f64 {
 
 /// Decodes any frame: header fields always, the id-tagged fields of a reply.
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
-    let data = check(frame)?;
-    let n = frame.len();
+    let (header, data, trailer) = check(frame)?;
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ");
     let mut d = Decoded::default();
-    let transport = frame[10];
+    let [.., command, source, transport] = *header;
     if transport != TRANSPORT_REQUEST && !data.is_empty() {
         d = read_all(data)?;
     } else if let Some(&id) = data.first() {
         d.extra.insert("data_id", json!(id));
     }
     let e = &mut d.extra;
-    e.insert("length_field", json!(n - 2));
-    e.insert("terminal_number_hex", json!(hex(&frame[4..8])));
-    e.insert("command", json!(frame[8]));
-    e.insert("frame_source", json!(frame[9]));
+    let [record @ .., end, _, _, chk_hi, chk_lo] = *trailer;
+    e.insert("length_field", json!(frame.len() - 2));
+    e.insert("terminal_number_hex", json!(hex(&header[4..8])));
+    e.insert("command", json!(command));
+    e.insert("frame_source", json!(source));
     e.insert("transport_type", json!(transport));
-    e.insert("record_number_hex", json!(hex(&frame[n - 9..n - 5])));
-    e.insert("end_marker", json!(frame[n - 5]));
-    e.insert("checksum", json!(u16::from_be_bytes([frame[n - 2], frame[n - 1]])));
+    e.insert("record_number_hex", json!(hex(&record)));
+    e.insert("end_marker", json!(end));
+    e.insert("checksum", json!(u16::from_be_bytes([chk_hi, chk_lo])));
     Ok(d)
 }
 
@@ -266,13 +271,12 @@ fn read_all(data: &[u8]) -> Result<Decoded, FrameError> {
     let byte = |id: u8| get(id).and_then(|v| v.first().copied());
     let mut d = Decoded::default();
     let b = &mut d.battery;
-    if let Some(v) = get(0x79) {
-        let cells = &v[1..];
+    if let Some((_, cells)) = get(0x79).and_then(<[u8]>::split_first) {
         if cells.len() % 3 != 0 {
             return Err(FrameError::InvalidField { field: "cells" });
         }
         let mut list: Vec<(u8, u16)> =
-            cells.chunks_exact(3).map(|c| (c[0], u16::from_be_bytes([c[1], c[2]]))).collect();
+            field::chunks(cells).map(|[number, hi, lo]| (number, u16::from_be_bytes([hi, lo]))).collect();
         list.sort_by_key(|(number, _)| *number);
         b.cell_voltages_v = Some(list.iter().map(|(_, mv)| f64::from(*mv) / 1000.0).collect());
     }

@@ -145,7 +145,7 @@ pub struct Decoded {
 pub fn scan_resync(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Scan {
     match scan(buf) {
         Scan::Incomplete => (1..buf.len())
-            .find(|&i| matches!(scan(&buf[i..]), Scan::Frame { .. }))
+            .find(|&i| buf.get(i..).is_some_and(|rest| matches!(scan(rest), Scan::Frame { .. })))
             .map_or(Scan::Incomplete, |skip| Scan::Garbage { skip }),
         other => other,
     }
@@ -155,9 +155,9 @@ pub fn scan_resync(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Scan {
 /// offset after it, or `None` when no complete frame is present.
 pub fn find_frame(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<(&[u8], usize)> {
     let mut start = 0;
-    while start < buf.len() {
-        match scan_resync(&buf[start..], &scan) {
-            Scan::Frame { len } => return Some((&buf[start..start + len], start + len)),
+    while let Some(rest) = buf.get(start..).filter(|rest| !rest.is_empty()) {
+        match scan_resync(rest, &scan) {
+            Scan::Frame { len } => return rest.get(..len).map(|frame| (frame, start + len)),
             Scan::Incomplete => return None,
             Scan::Garbage { skip } => start += skip.max(1),
         }
@@ -174,11 +174,13 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     if digits.len() % 2 != 0 {
         return Err(format!("odd number of hex digits ({})", digits.len()));
     }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&digits[i..i + 2], 16)
-                .map_err(|_| format!("not a hex byte: {:?}", &digits[i..i + 2]))
+    // By bytes, not `&str` ranges: a two-byte cut through a non-ASCII character must be an error.
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let pair = String::from_utf8_lossy(pair);
+            u8::from_str_radix(&pair, 16).map_err(|_| format!("not a hex byte: {pair:?}"))
         })
         .collect()
 }
@@ -246,5 +248,6 @@ mod tests {
         assert_eq!(parse_hex("0xDD,0x03"), Ok(vec![0xDD, 3]));
         assert!(parse_hex("DD 0").is_err());
         assert!(parse_hex("ZZ").is_err());
+        assert!(parse_hex("aé1").is_err());
     }
 }

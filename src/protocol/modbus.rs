@@ -7,6 +7,7 @@
 //! function (an exception reply is reported as [`FrameError::Exception`]).
 
 use super::checksum::crc16_modbus;
+use super::field;
 use super::{FrameError, Scan};
 
 /// Read holding registers.
@@ -34,7 +35,7 @@ pub fn read_request(address: u8, start: u16, count: u16) -> Vec<u8> {
 
 /// FC16 request writing `values` from `start`.
 pub fn write_request(address: u8, start: u16, values: &[u16]) -> Vec<u8> {
-    let values = &values[..values.len().min(123)];
+    let values = field::at_most(values, 123);
     let mut out = vec![address, FC_WRITE_MULTIPLE];
     out.extend_from_slice(&start.to_be_bytes());
     out.extend_from_slice(&(values.len() as u16).to_be_bytes());
@@ -45,7 +46,7 @@ pub fn write_request(address: u8, start: u16, values: &[u16]) -> Vec<u8> {
 
 /// FC03 response carrying `registers` (at most 125).
 pub fn read_response(address: u8, registers: &[u16]) -> Vec<u8> {
-    let registers = &registers[..registers.len().min(125)];
+    let registers = field::at_most(registers, 125);
     let mut out = vec![address, FC_READ_HOLDING, (registers.len() * 2) as u8];
     registers.iter().for_each(|r| out.extend_from_slice(&r.to_be_bytes()));
     with_crc(out)
@@ -61,12 +62,13 @@ pub fn write_ack(address: u8, start: u16, count: u16) -> Vec<u8> {
 
 /// Checks the trailing CRC of a whole frame.
 pub fn check_crc(frame: &[u8]) -> Result<(), FrameError> {
-    let n = frame.len();
-    if n < 4 {
-        return Err(FrameError::TooShort { need: 4, got: n });
+    let too_short = FrameError::TooShort { need: 4, got: frame.len() };
+    if frame.len() < 4 {
+        return Err(too_short);
     }
-    let carried = u16::from_le_bytes([frame[n - 2], frame[n - 1]]);
-    let computed = crc16_modbus(&frame[..n - 2]);
+    let (covered, crc) = frame.split_last_chunk().ok_or(too_short)?;
+    let carried = u16::from_le_bytes(*crc);
+    let computed = crc16_modbus(covered);
     if carried != computed {
         return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
@@ -103,11 +105,11 @@ pub fn scan_request(buf: &[u8]) -> Scan {
     let len = match buf.get(1) {
         None => return Scan::Incomplete,
         Some(&FC_READ_HOLDING) => Some(8),
-        Some(&FC_WRITE_MULTIPLE) => match (buf.get(4..6), buf.get(6)) {
+        Some(&FC_WRITE_MULTIPLE) => match (field::u16_at(buf, 4), buf.get(6)) {
             // Quantity and byte count must agree before waiting for that many bytes, or a stray
             // 0x10 in garbage could hold the scanner for up to 255 bytes.
-            (Some(q), Some(&n)) => {
-                let quantity = usize::from(u16::from_be_bytes([q[0], q[1]]));
+            (Some(quantity), Some(&n)) => {
+                let quantity = usize::from(quantity);
                 if quantity == 0 || quantity > 123 || usize::from(n) != 2 * quantity {
                     return Scan::Garbage { skip: 1 };
                 }
@@ -146,36 +148,38 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, FrameError> {
         Some(&FC_WRITE_MULTIPLE) => 9 + usize::from(frame.get(6).copied().unwrap_or(0)),
         _ => 8,
     };
-    if got < need {
-        return Err(FrameError::TooShort { need, got });
-    }
-    check_crc(&frame[..need])?;
-    let word = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
-    let function = frame[1];
-    let values = match function {
-        FC_READ_HOLDING => Vec::new(),
-        FC_WRITE_MULTIPLE => (0..usize::from(frame[6]) / 2).map(|i| word(7 + 2 * i)).collect(),
-        found => return Err(FrameError::UnexpectedCommand { expected: FC_READ_HOLDING, found }),
+    let too_short = FrameError::TooShort { need, got };
+    let frame = frame.get(..need).ok_or(too_short)?;
+    check_crc(frame)?;
+    let (&[address, function, start_hi, start_lo, count_hi, count_lo], rest) =
+        frame.split_first_chunk().ok_or(too_short)?;
+    let values = match (function, rest) {
+        (FC_READ_HOLDING, _) => Vec::new(),
+        (FC_WRITE_MULTIPLE, [byte_count, data @ ..]) => {
+            field::chunks(data).take(usize::from(*byte_count) / 2).map(u16::from_be_bytes).collect()
+        }
+        (found, _) => return Err(FrameError::UnexpectedCommand { expected: FC_READ_HOLDING, found }),
     };
-    Ok(Request { address: frame[0], function, start: word(2), count: word(4), values })
+    let (start, count) = (u16::from_be_bytes([start_hi, start_lo]), u16::from_be_bytes([count_hi, count_lo]));
+    Ok(Request { address, function, start, count, values })
 }
 
 /// Parses an FC03 response: the registers. `expected_address`: the device polled.
 pub fn parse_read_response(frame: &[u8], expected_address: Option<u8>) -> Result<Vec<u16>, FrameError> {
     let got = frame.len();
-    if got < 5 {
+    let Some((exception, _)) = frame.split_first_chunk::<5>() else {
         return Err(FrameError::TooShort { need: 5, got });
-    }
-    let (address, func) = (frame[0], frame[1]);
+    };
+    let [address, func, byte_count, ..] = *exception;
     if func & EXCEPTION_BIT != 0 {
-        check_crc(&frame[..5])?;
+        check_crc(exception)?;
         check_address(address, expected_address)?;
-        return Err(FrameError::Exception { code: frame[2] });
+        return Err(FrameError::Exception { code: byte_count });
     }
     if func != FC_READ_HOLDING {
         return Err(FrameError::UnexpectedCommand { expected: FC_READ_HOLDING, found: func });
     }
-    let declared = usize::from(frame[2]);
+    let declared = usize::from(byte_count);
     let need = declared + 5;
     if got < need {
         return Err(FrameError::TooShort { need, got });
@@ -188,23 +192,25 @@ pub fn parse_read_response(frame: &[u8], expected_address: Option<u8>) -> Result
     }
     check_crc(frame)?;
     check_address(address, expected_address)?;
-    Ok(frame[3..3 + declared].chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect())
+    let (_, data, _) = field::frame_parts::<3, 2>(frame).ok_or(FrameError::TooShort { need, got })?;
+    Ok(field::chunks(data).map(u16::from_be_bytes).collect())
 }
 
 /// Parses an FC16 acknowledgement: (address, start register, count).
 pub fn parse_write_ack(frame: &[u8]) -> Result<(u8, u16, u16), FrameError> {
-    if frame.len() < 8 {
-        return Err(FrameError::TooShort { need: 8, got: frame.len() });
+    let got = frame.len();
+    if got > 8 {
+        return Err(FrameError::LengthMismatch { declared: 6, actual: got - 2 });
     }
-    if frame.len() > 8 {
-        return Err(FrameError::LengthMismatch { declared: 6, actual: frame.len() - 2 });
-    }
+    let Ok(&[address, function, start_hi, start_lo, count_hi, count_lo, _, _]) = <&[u8; 8]>::try_from(frame)
+    else {
+        return Err(FrameError::TooShort { need: 8, got });
+    };
     check_crc(frame)?;
-    if frame[1] != FC_WRITE_MULTIPLE {
-        return Err(FrameError::UnexpectedCommand { expected: FC_WRITE_MULTIPLE, found: frame[1] });
+    if function != FC_WRITE_MULTIPLE {
+        return Err(FrameError::UnexpectedCommand { expected: FC_WRITE_MULTIPLE, found: function });
     }
-    let word = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
-    Ok((frame[0], word(2), word(4)))
+    Ok((address, u16::from_be_bytes([start_hi, start_lo]), u16::from_be_bytes([count_hi, count_lo])))
 }
 
 fn check_address(found: u8, expected: Option<u8>) -> Result<(), FrameError> {
@@ -218,7 +224,20 @@ fn check_address(found: u8, expected: Option<u8>) -> Result<(), FrameError> {
 /// stopping at NUL, trimmed.
 pub fn registers_text(registers: &[u16]) -> String {
     let bytes: Vec<u8> = registers.iter().flat_map(|r| r.to_be_bytes()).collect();
-    super::field::text(&bytes)
+    field::text(&bytes)
+}
+
+/// Places `text` in registers the way [`registers_text`] reads it, NUL padded.
+pub fn put_text(registers: &mut [u16], text: &str) {
+    let bytes = field::padded(text, registers.len() * 2);
+    for (register, pair) in registers.iter_mut().zip(field::chunks(&bytes)) {
+        *register = u16::from_be_bytes(pair);
+    }
+}
+
+/// The header of a response under the names `decode` shows in `extra`.
+pub fn header_extra(frame: &[u8]) -> impl Iterator<Item = (&'static str, serde_json::Value)> + '_ {
+    ["address", "function", "byte_count"].into_iter().zip(frame).map(|(name, &byte)| (name, byte.into()))
 }
 
 #[cfg(test)]

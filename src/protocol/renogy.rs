@@ -71,14 +71,17 @@ pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, Fra
     let block =
         block_for_byte_count(registers.len() * 2).ok_or(FrameError::InvalidField { field: "byte_count" })?;
     let mut decoded = decode_registers(block, &registers)?;
-    decoded.extra.insert("address", json!(frame[0]));
-    decoded.extra.insert("function", json!(frame[1]));
-    decoded.extra.insert("byte_count", json!(frame[2]));
+    decoded.extra.extend(modbus::header_extra(frame));
     Ok(decoded)
 }
 
 fn bytes(registers: &[u16]) -> Vec<u8> {
     registers.iter().flat_map(|r| r.to_be_bytes()).collect()
+}
+
+/// The first `N` registers of a block, the layout its decoder reads.
+pub(super) fn fixed<const N: usize>(registers: &[u16]) -> Result<&[u16; N], FrameError> {
+    registers.first_chunk().ok_or(FrameError::TooShort { need: N * 2, got: registers.len() * 2 })
 }
 
 /// Decodes the registers of `block`.
@@ -90,18 +93,20 @@ pub fn decode_registers(block: Block, registers: &[u16]) -> Result<Decoded, Fram
     d.extra.insert("block", json!(block.name));
     d.extra.insert("start_register", json!(block.start));
     match block.name {
-        "cells" => cells(registers, &mut d)?,
+        "cells" => cells(fixed(registers)?, &mut d)?,
         "summary" => {
             field::apply(SUMMARY_FIELDS, &bytes(registers), &mut d.battery)?;
-            d.extra.insert("current_raw", json!(registers[0] as i16));
+            if let Some(&current) = registers.first() {
+                d.extra.insert("current_raw", json!(current as i16));
+            }
         }
-        "status" => status(registers, &mut d),
-        _ => info(registers, &mut d),
+        "status" => status(registers, &mut d)?,
+        _ => info(fixed(registers)?, &mut d),
     }
     Ok(d)
 }
 
-fn cells(r: &[u16], d: &mut Decoded) -> Result<(), FrameError> {
+fn cells(r: &[u16; CELLS.count as usize], d: &mut Decoded) -> Result<(), FrameError> {
     let count = usize::from(r[0]);
     if count > MAX_CELLS {
         return Err(FrameError::InvalidField { field: "cell_count" });
@@ -112,9 +117,10 @@ fn cells(r: &[u16], d: &mut Decoded) -> Result<(), FrameError> {
     }
     let b = &mut d.battery;
     b.cell_count = Some(count as u16);
-    b.cell_voltages_v = Some(r[1..1 + count].iter().map(|&v| field::scale(v.into(), 0, 10)).collect());
+    // Both counts are at most MAX_CELLS, which the block has room for.
+    b.cell_voltages_v = Some(r[1..].iter().take(count).map(|&v| field::scale(v.into(), 0, 10)).collect());
     b.temperatures_c =
-        Some(r[18..18 + temps].iter().map(|&t| field::scale((t as i16).into(), 0, 10)).collect());
+        Some(r[18..].iter().take(temps).map(|&t| field::scale((t as i16).into(), 0, 10)).collect());
     d.extra.insert("temperature_count", json!(temps));
     Ok(())
 }
@@ -127,7 +133,8 @@ fn per_cell(word: u32, count: usize) -> (bool, bool) {
     })
 }
 
-fn status(r: &[u16], d: &mut Decoded) {
+fn status(registers: &[u16], d: &mut Decoded) -> Result<(), FrameError> {
+    let r: &[u16; STATUS.count as usize] = fixed(registers)?;
     let cell_volts = u32::from(r[0]) << 16 | u32::from(r[1]);
     let cell_temps = u32::from(r[2]) << 16 | u32::from(r[3]);
     let a = &mut d.battery.alarms;
@@ -142,7 +149,8 @@ fn status(r: &[u16], d: &mut Decoded) {
     d.battery.charge_fet = Some(status2 & 0x0002 != 0);
     d.battery.discharge_fet = Some(status2 & 0x0004 != 0);
     let e = &mut d.extra;
-    let hex: Vec<String> = bytes(r).iter().map(|b| format!("{b:02X}")).collect();
+    // All registers given, not only the block's eight: the hex shows exactly what was read.
+    let hex: Vec<String> = bytes(registers).iter().map(|b| format!("{b:02X}")).collect();
     e.insert("status_words_hex", json!(hex.join(" ")));
     e.insert("cell_voltage_alarm_bits", json!(cell_volts));
     e.insert("cell_temperature_alarm_bits", json!(cell_temps));
@@ -153,9 +161,10 @@ fn status(r: &[u16], d: &mut Decoded) {
     e.insert("charge_mosfet_bit", json!(status2 & 0x0002 != 0));
     e.insert("discharge_mosfet_bit", json!(status2 & 0x0004 != 0));
     e.insert("heater_bit", json!(r[7] & 0x0020 != 0));
+    Ok(())
 }
 
-fn info(r: &[u16], d: &mut Decoded) {
+fn info(r: &[u16; INFO.count as usize], d: &mut Decoded) {
     let serial = modbus::registers_text(&r[6..14]);
     let model = modbus::registers_text(&r[18..26]);
     let firmware = modbus::registers_text(&r[26..28]);
@@ -195,28 +204,20 @@ pub struct Snapshot {
     pub model: String,
 }
 
-fn put_text(regs: &mut [u16], text: &str) {
-    let mut raw = text.as_bytes().to_vec();
-    raw.resize(regs.len() * 2, 0);
-    for (i, reg) in regs.iter_mut().enumerate() {
-        *reg = u16::from_be_bytes([raw[2 * i], raw[2 * i + 1]]);
-    }
-}
-
 impl Snapshot {
     /// Registers 5000..5000 + [`SIM_SPAN`].
     pub fn registers(&self) -> Vec<u16> {
-        let mut r = vec![0u16; usize::from(SIM_SPAN)];
+        let mut r = [0u16; SIM_SPAN as usize];
         let to = |v: f64, scale: f64| (v * scale).round().clamp(-32768.0, 65535.0) as i32;
         let cells = self.cells_v.len().min(MAX_CELLS);
         r[0] = cells as u16;
-        for (i, v) in self.cells_v.iter().take(cells).enumerate() {
-            r[1 + i] = to(*v, 10.0) as u16;
+        for (reg, v) in r[1..].iter_mut().zip(self.cells_v.iter().take(cells)) {
+            *reg = to(*v, 10.0) as u16;
         }
         let temps = self.temperatures_c.len().min(MAX_CELLS);
         r[17] = temps as u16;
-        for (i, t) in self.temperatures_c.iter().take(temps).enumerate() {
-            r[18 + i] = to(*t, 10.0) as i16 as u16;
+        for (reg, t) in r[18..].iter_mut().zip(self.temperatures_c.iter().take(temps)) {
+            *reg = to(*t, 10.0) as i16 as u16;
         }
         r[42] = to(self.current_a, 100.0).clamp(-32768, 32767) as i16 as u16;
         r[43] = to(self.voltage_v, 10.0) as u16;
@@ -225,10 +226,10 @@ impl Snapshot {
         [r[44], r[45], r[46], r[47]] = [(rem >> 16) as u16, rem as u16, (full >> 16) as u16, full as u16];
         r[48] = self.cycles;
         r[106] = if self.charge_fet { 0x0006 } else { 0x0004 };
-        put_text(&mut r[110..118], &self.serial);
-        put_text(&mut r[122..130], &self.model);
-        put_text(&mut r[130..132], "0100");
-        r
+        modbus::put_text(&mut r[110..118], &self.serial);
+        modbus::put_text(&mut r[122..130], &self.model);
+        modbus::put_text(&mut r[130..132], "0100");
+        r.to_vec()
     }
 }
 

@@ -7,7 +7,7 @@
 
 pub mod encode;
 
-use super::{Decoded, FrameError};
+use super::{field, Decoded, FrameError};
 use crate::battery::{AlarmLevel, Alarms, Battery};
 use serde_json::json;
 
@@ -88,8 +88,7 @@ struct Words<'a>(&'a [u8]);
 
 impl Words<'_> {
     fn u16(&self, index: usize) -> Option<u16> {
-        let b = self.0.get(index * 2..index * 2 + 2)?;
-        Some(u16::from_le_bytes([b[0], b[1]]))
+        field::le_u16_at(self.0, index.checked_mul(2)?)
     }
 
     fn i16(&self, index: usize) -> Option<i16> {
@@ -97,7 +96,7 @@ impl Words<'_> {
     }
 
     fn all(&self) -> Vec<u16> {
-        (0..self.0.len() / 2).filter_map(|i| self.u16(i)).collect()
+        field::chunks(self.0).map(u16::from_le_bytes).collect()
     }
 }
 
@@ -121,8 +120,9 @@ pub fn decode(id: u32, data: &[u8], options: &Options) -> Result<Decoded, FrameE
         ALARMS | PYLON_ALARMS | REQUESTS => 1,
         _ => 0,
     };
+    let too_short = FrameError::TooShort { need, got: data.len() };
     if data.len() < need {
-        return Err(FrameError::TooShort { need, got: data.len() });
+        return Err(too_short);
     }
     let w = Words(data);
     let mut d = Decoded::default();
@@ -166,7 +166,7 @@ pub fn decode(id: u32, data: &[u8], options: &Options) -> Result<Decoded, FrameE
         PYLON_ALARMS => decode_pylon_alarms(data, &mut d),
         ALARMS => decode_alarms(data, &mut d),
         REQUESTS => {
-            let flags = data[0];
+            let &[flags, ..] = data else { return Err(too_short) };
             b.charge_fet = Some(flags & 0x80 != 0);
             b.discharge_fet = Some(flags & 0x40 != 0);
             for (key, bit) in [
@@ -184,7 +184,8 @@ pub fn decode(id: u32, data: &[u8], options: &Options) -> Result<Decoded, FrameE
             d.extra.insert("ascii", json!(ascii(data)));
         }
         INFO => {
-            d.extra.insert("chemistry", json!(ascii(&data[..2])));
+            let chemistry = data.first_chunk::<2>().ok_or(too_short)?;
+            d.extra.insert("chemistry", json!(ascii(chemistry)));
             if let Some(fw) = w.u16(1) {
                 let [minor_or_major, second] = fw.to_le_bytes();
                 b.firmware_version = Some(format!("{minor_or_major}.{second}"));
@@ -255,14 +256,15 @@ fn level(alarm: u8, warning: u8) -> Option<AlarmLevel> {
 fn decode_alarms(data: &[u8], d: &mut Decoded) {
     let slot = |byte: usize, item: usize| data.get(byte + item / 4).map(|b| (b >> ((item % 4) * 2)) & 0b11);
     let mut levels = [None; 13];
-    for (item, out) in levels.iter_mut().enumerate() {
+    let names = ALARM_NAMES.into_iter().zip(WARNING_NAMES);
+    for (item, (out, (alarm_name, warning_name))) in levels.iter_mut().zip(names).enumerate() {
         let alarm = slot(0, item);
         let warning = slot(4, item);
         if let Some(a) = alarm {
-            d.extra.insert(ALARM_NAMES[item], json!(format!("{a:02b}")));
+            d.extra.insert(alarm_name, json!(format!("{a:02b}")));
         }
         if let Some(w) = warning {
-            d.extra.insert(WARNING_NAMES[item], json!(format!("{w:02b}")));
+            d.extra.insert(warning_name, json!(format!("{w:02b}")));
         }
         *out = level(alarm.unwrap_or(0), warning.unwrap_or(0));
     }

@@ -9,7 +9,7 @@
 //! - JBD UP16S: SetSoc, function 0x79 at 0x2006 (`jbd_up16s::request_set_soc`).
 //! - Daly: not offered. The sources disagree on the MOS data byte (`docs/protocols/daly.md`).
 
-use super::{jbd, jbd_up16s, FrameError};
+use super::{field, jbd, jbd_up16s, FrameError};
 use crate::config::Protocol;
 use std::fmt;
 
@@ -145,7 +145,7 @@ pub fn check_ack(protocol: Protocol, address: u8, frame: &[u8]) -> Result<(), Fr
         Protocol::JbdUp16s => {
             jbd_up16s::decode(frame, Some(address))?;
             let func = frame.get(1).copied().unwrap_or_default();
-            let start = frame.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            let start = field::u16_at(frame, 2);
             if func != jbd_up16s::FUNC_WRITE || start != Some(jbd_up16s::SET_SOC.start) {
                 return Err(FrameError::UnexpectedCommand { expected: jbd_up16s::FUNC_WRITE, found: func });
             }

@@ -3,7 +3,8 @@
 
 use super::model::SimPack;
 use super::SimControl;
-use crate::protocol::eg4_ll::{put_text, CHARGE_BLOCKING};
+use crate::protocol::eg4_ll::CHARGE_BLOCKING;
+use crate::protocol::modbus::put_text;
 
 /// Register map of the pack at `address`: (0, registers 0..).
 pub fn registers(address: u8, pack: &SimPack, control: &SimControl) -> (u16, Vec<u16>) {

@@ -10,8 +10,6 @@
 //! - [`private_bus`]: a private `dbus-daemon` for tests and the demo.
 //! - [`writable`]: the `/Settings/*` paths that command BMS writes (only with `allow_writes`).
 
-#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
-
 mod bus_item;
 pub mod diff;
 pub mod paths;

@@ -5,6 +5,7 @@
 //! is the return code (0 = ok). The analog reply (0x42) is decoded as far as a third-party decoder
 //! confirmed it: flag, address, cell count and cell voltages (vector `lp4_resp_analog_0x42_addr1_16s`).
 
+use super::super::field;
 use super::super::{Decoded, FrameError, Scan};
 use serde_json::json;
 
@@ -43,7 +44,7 @@ pub fn encode(ver: u8, adr: u8, cid1: u8, cid2: u8, info: &str) -> Vec<u8> {
     let body = format!(
         "{ver:02X}{adr:02X}{cid1:02X}{cid2:02X}{:04X}{}",
         length_field(info_len),
-        &info[..usize::from(info_len).min(info.len())]
+        info.get(..usize::from(info_len)).unwrap_or(info)
     );
     let mut out = vec![START];
     out.extend_from_slice(body.as_bytes());
@@ -65,8 +66,10 @@ fn is_hex(b: u8) -> bool {
 pub fn scan(buf: &[u8]) -> Scan {
     for (i, &b) in buf.iter().enumerate().skip(1).take(MAX_FRAME) {
         if b == END {
-            let frame = &buf[..=i];
-            return if check(frame).is_ok() { Scan::Frame { len: i + 1 } } else { Scan::Garbage { skip: 1 } };
+            return match buf.get(..=i) {
+                Some(frame) if check(frame).is_ok() => Scan::Frame { len: i + 1 },
+                _ => Scan::Garbage { skip: 1 },
+            };
         }
         if !is_hex(b) {
             return Scan::Garbage { skip: 1 };
@@ -84,49 +87,60 @@ fn hex_value(chars: &[u8]) -> Result<u16, FrameError> {
     u16::from_str_radix(text, 16).map_err(|_| FrameError::InvalidField { field: "hex" })
 }
 
-/// The checked parts: (header chars, info chars).
-fn check(frame: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+/// The character fields of a checked frame.
+struct Parts<'a> {
+    /// VER, ADR, CID1, CID2, LENGTH.
+    header: &'a [u8; 12],
+    /// INFO.
+    info: &'a [u8],
+    /// CHKSUM.
+    checksum_chars: &'a [u8; 4],
+}
+
+fn check(frame: &[u8]) -> Result<Parts<'_>, FrameError> {
     let got = frame.len();
+    let too_short = FrameError::TooShort { need: MIN_FRAME, got };
     if got < MIN_FRAME {
-        return Err(FrameError::TooShort { need: MIN_FRAME, got });
+        return Err(too_short);
     }
-    if frame[0] != START {
-        return Err(FrameError::BadStart { expected: START, found: frame[0] });
+    let (&[start], chars, &[end]) = field::frame_parts::<1, 1>(frame).ok_or(too_short)?;
+    if start != START {
+        return Err(FrameError::BadStart { expected: START, found: start });
     }
-    if frame[got - 1] != END {
-        return Err(FrameError::BadEnd { expected: END, found: frame[got - 1] });
+    if end != END {
+        return Err(FrameError::BadEnd { expected: END, found: end });
     }
-    let body = &frame[1..got - 5];
-    if !frame[1..got - 1].iter().all(|b| is_hex(*b)) {
+    let (body, checksum_chars) = chars.split_last_chunk().ok_or(too_short)?;
+    if !chars.iter().all(|b| is_hex(*b)) {
         return Err(FrameError::InvalidField { field: "hex" });
     }
-    let carried = hex_value(&frame[got - 5..got - 1])?;
+    let carried = hex_value(checksum_chars)?;
     let computed = checksum(body);
     if carried != computed {
         return Err(FrameError::BadChecksum { expected: carried.into(), computed: computed.into() });
     }
-    let length = hex_value(&body[8..12])?;
+    let (header, info) = body.split_first_chunk::<12>().ok_or(too_short)?;
+    let length = hex_value(&header[8..12])?;
     let declared = usize::from(length & 0x0FFF);
-    let info = &body[12..];
     if info.len() != declared {
         return Err(FrameError::LengthMismatch { declared, actual: info.len() });
     }
     if length_field(length & 0x0FFF) != length {
         return Err(FrameError::InvalidField { field: "lchksum" });
     }
-    Ok((&body[..12], info))
+    Ok(Parts { header, info, checksum_chars })
 }
 
 /// Decodes an ASCII frame: header fields, and the cells of an analog reply.
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
-    let (header, info) = check(frame)?;
-    let byte = |i: usize| hex_value(&header[2 * i..2 * i + 2]).map(|v| v as u8);
-    let (ver, adr, cid1, cid2) = (byte(0)?, byte(1)?, byte(2)?, byte(3)?);
+    let Parts { header, info, checksum_chars } = check(frame)?;
+    let byte = |chars: &[u8]| hex_value(chars).map(|v| v as u8);
+    let (ver, adr, cid1, cid2) =
+        (byte(&header[0..2])?, byte(&header[2..4])?, byte(&header[4..6])?, byte(&header[6..8])?);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let n = frame.len();
     let mut d = Decoded::default();
     let e = &mut d.extra;
-    e.insert("ascii", json!(text(&frame[..n - 1])));
+    e.insert("ascii", json!(text(frame.strip_suffix(&[END]).unwrap_or(frame))));
     e.insert("ascii_header", json!(text(header)));
     e.insert("ver", json!(ver));
     e.insert("adr", json!(adr));
@@ -135,15 +149,15 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
     e.insert("lchksum_nibble", json!(text(&header[8..9])));
     e.insert("info_len_chars", json!(info.len()));
     e.insert("info_len_matches", json!(true));
-    e.insert("checksum_hex", json!(text(&frame[n - 5..n - 1])));
+    e.insert("checksum_hex", json!(text(checksum_chars)));
     e.insert("checksum_valid_pylontech_style", json!(true));
     if info.is_empty() {
         e.insert("cid2", json!(cid2));
         return Ok(d);
     }
     e.insert("rtn", json!(cid2));
-    if info.len() >= 6 {
-        e.insert("info_first_bytes", json!({ "flag": text(&info[0..2]), "adr": text(&info[2..4]) }));
+    if let Some(first) = info.first_chunk::<6>() {
+        e.insert("info_first_bytes", json!({ "flag": text(&first[0..2]), "adr": text(&first[2..4]) }));
     }
     if cid2 == 0 {
         if let Some(cells) = analog_cells(info) {

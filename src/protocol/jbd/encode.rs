@@ -1,6 +1,6 @@
 //! JBD encoders for the simulator: wire-unit structs to complete, checked frames.
 
-use super::{encode_response, BASIC_MIN, REG_BASIC_INFO, REG_CELLS, REG_HARDWARE};
+use super::{encode_response, field, BASIC_MIN, REG_BASIC_INFO, REG_CELLS, REG_HARDWARE};
 
 /// Register 0x03 fields in wire units, for the simulator. [`BasicInfo::encode`] gives a frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl BasicInfo {
         p.extend_from_slice(&((self.balance_bits >> 16) as u16).to_be_bytes());
         p.extend_from_slice(&self.protection_bits.to_be_bytes());
         let fets = u8::from(self.charge_fet) | u8::from(self.discharge_fet) << 1;
-        let ntcs = &self.ntc_0p1k[..self.ntc_0p1k.len().min(100)];
+        let ntcs = field::at_most(&self.ntc_0p1k, 100);
         p.extend_from_slice(&[self.software_version, self.rsoc, fets, self.cell_count]);
         p.push(ntcs.len() as u8);
         ntcs.iter().for_each(|t| p.extend_from_slice(&t.to_be_bytes()));

@@ -1,6 +1,6 @@
 //! UP16S encoder for the simulator: [`PackStatus`] to a complete PackStatus frame.
 
-use super::{frame, CURRENT_ZERO, PACK_STATUS, TEMP_ZERO};
+use super::{field, frame, CURRENT_ZERO, PACK_STATUS, TEMP_ZERO};
 
 /// PackStatus in wire-near units, for the simulator. [`PackStatus::encode`] gives a full frame;
 /// cell min/max/avg and temperature statistics are computed from the lists.
@@ -93,11 +93,7 @@ impl PackStatus {
         put(&[temps.len() as u16]);
         put(&temps);
         put(&[0, self.balancing_bits, self.firmware]);
-        let mut serial = [0u8; 30];
-        let bytes = self.serial.as_bytes();
-        let n = bytes.len().min(30);
-        serial[..n].copy_from_slice(&bytes[..n]);
-        p.extend_from_slice(&serial);
+        p.extend_from_slice(&field::padded(&self.serial, 30));
         frame(self.address, PACK_STATUS, &p)
     }
 }

@@ -1,26 +1,30 @@
 //! JK PB frame encoders for the simulator: plain values to complete 300-byte frames.
 
-use super::{checksum, FRAME_LEN, HEADER};
+use super::{checksum, field, Frame, FRAME_LEN, HEADER};
 
-fn frame(kind: u8, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
-    let mut f = vec![0u8; FRAME_LEN];
+fn frame(kind: u8, fill: impl FnOnce(&mut Frame)) -> Vec<u8> {
+    let mut f = [0u8; FRAME_LEN];
     f[..4].copy_from_slice(&HEADER);
     f[4] = kind;
     fill(&mut f);
     f[FRAME_LEN - 1] = checksum::sum8(&f[..FRAME_LEN - 1]);
-    f
+    f.to_vec()
 }
 
-fn put16(f: &mut [u8], at: usize, v: u16) {
-    f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+/// Writes `bytes` at `at`; the offsets are the decoder's, all inside the frame.
+fn put(f: &mut Frame, at: usize, bytes: &[u8]) {
+    if let Some(place) = f.get_mut(at..at + bytes.len()) {
+        place.copy_from_slice(bytes);
+    }
 }
-fn put32(f: &mut [u8], at: usize, v: u32) {
-    f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+fn put16(f: &mut Frame, at: usize, v: u16) {
+    put(f, at, &v.to_le_bytes());
 }
-fn put_text(f: &mut [u8], at: usize, len: usize, text: &str) {
-    let bytes = text.as_bytes();
-    let n = bytes.len().min(len);
-    f[at..at + n].copy_from_slice(&bytes[..n]);
+fn put32(f: &mut Frame, at: usize, v: u32) {
+    put(f, at, &v.to_le_bytes());
+}
+fn put_text(f: &mut Frame, at: usize, len: usize, text: &str) {
+    put(f, at, field::at_most(text.as_bytes(), len));
 }
 
 /// Status (type 2) in wire units.
@@ -56,7 +60,7 @@ impl Status {
     /// The 300-byte frame.
     pub fn encode(&self) -> Vec<u8> {
         frame(2, |f| {
-            let cells = &self.cells_mv[..self.cells_mv.len().min(32)];
+            let cells = field::at_most(&self.cells_mv, 32);
             for (i, mv) in cells.iter().enumerate() {
                 put16(f, 6 + 2 * i, *mv);
             }

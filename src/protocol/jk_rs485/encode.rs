@@ -1,6 +1,6 @@
 //! JK read-all reply encoder for the simulator: wire-unit fields to a complete, checked frame.
 
-use super::{frame, CMD_READ_ALL, CURRENT_SIGN_BIT_VERSION};
+use super::{field, frame, CMD_READ_ALL, CURRENT_SIGN_BIT_VERSION};
 
 /// The read-all fields a simulator sends, in wire units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,16 +49,10 @@ pub fn encode_current(amps: f64) -> u16 {
     }
 }
 
-fn padded(text: &str, len: usize) -> Vec<u8> {
-    let mut bytes: Vec<u8> = text.bytes().take(len).collect();
-    bytes.resize(len, 0);
-    bytes
-}
-
 impl Status {
     /// The complete reply frame (frame source 0 = BMS, transport 1 = reply).
     pub fn encode(&self) -> Vec<u8> {
-        let cells = &self.cells_mv[..self.cells_mv.len().min(85)];
+        let cells = field::at_most(&self.cells_mv, 85);
         let mut d = vec![0x79, (cells.len() * 3) as u8];
         for (i, mv) in cells.iter().enumerate() {
             d.push(i as u8 + 1);
@@ -84,9 +78,9 @@ impl Status {
         d.extend_from_slice(&[0x9D, 1, 0xAA]);
         d.extend_from_slice(&self.capacity_ah.to_be_bytes());
         d.push(0xB7);
-        d.extend_from_slice(&padded(&self.software_version, 15));
+        d.extend_from_slice(&field::padded(&self.software_version, 15));
         d.push(0xBA);
-        d.extend_from_slice(&padded(&self.factory_id, 24));
+        d.extend_from_slice(&field::padded(&self.factory_id, 24));
         d.extend_from_slice(&[0xC0, CURRENT_SIGN_BIT_VERSION]);
         frame(CMD_READ_ALL, 0x00, 0x01, &d)
     }

@@ -64,13 +64,19 @@ pub fn frame(id: u32, b: &Battery) -> Option<Vec<u8>> {
                 a.internal_failure,
                 a.cell_imbalance,
             ];
-            let mut out = vec![0u8; 8];
+            // Four 2-bit items a byte: the alarm slots in bytes 0-3, the warnings in bytes 4-7.
+            let mut out = [0u8; 8];
             for (item, level) in items.iter().enumerate() {
                 let (alarm, warning) = pair(*level);
-                out[item / 4] |= alarm << ((item % 4) * 2);
-                out[4 + item / 4] |= warning << ((item % 4) * 2);
+                let shift = (item % 4) * 2;
+                if let Some(byte) = out.get_mut(item / 4) {
+                    *byte |= alarm << shift;
+                }
+                if let Some(byte) = out.get_mut(4 + item / 4) {
+                    *byte |= warning << shift;
+                }
             }
-            out
+            out.to_vec()
         }
         REQUESTS => {
             let mut flags = 0u8;
