@@ -83,6 +83,20 @@ pub struct ChargeLimits {
 }
 
 impl ChargeLimits {
+    /// Limits explained by `mode` and the reasons, with their `/Info/*` texts; every number is
+    /// still `None`, for the caller to fill in.
+    fn explained(mode: ChargeMode, charge_reason: Limitation, discharge_reason: Limitation) -> ChargeLimits {
+        ChargeLimits {
+            charge_mode: mode.to_string(),
+            charge_limitation: charge_reason.to_string(),
+            discharge_limitation: discharge_reason.to_string(),
+            mode,
+            charge_reason,
+            discharge_reason,
+            ..ChargeLimits::default()
+        }
+    }
+
     /// True when the reasons changed or a limit moved to or from 0 / unknown: worth a log line.
     /// (Ramps change values every poll; logging each step would flood the log.)
     pub fn notable_change_from(&self, before: &ChargeLimits) -> bool {
@@ -289,17 +303,12 @@ impl ChargeController {
             charge_current_a: Some(ccl),
             discharge_current_a: Some(dcl),
             low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
-            charge_mode: mode.to_string(),
-            charge_limitation: charge_reason.to_string(),
-            discharge_limitation: discharge_reason.to_string(),
-            mode,
-            charge_reason,
-            discharge_reason,
             soc_percent: soc,
             soc_bms_percent: battery.soc_percent,
             time_to_go_s: self.soc.time_to_go_s(cfg, soc),
             current_average_a: self.soc.average_a(),
             since_full_charge_s: self.voltage.since_full_charge(now).map(|d| d.as_secs_f64()),
+            ..ChargeLimits::explained(mode, charge_reason, discharge_reason)
         }
     }
 
@@ -319,22 +328,14 @@ impl ChargeController {
         let mode = ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::BmsLost };
         let charge_reason = Limitation { reasons: vec![LimitReason::BmsLost], recovering: false };
         let discharge_reason = Limitation { reasons: vec![dcl_reason], recovering: false };
+        // SoC, time to go and the average current are unknown while the BMS is lost.
         ChargeLimits {
             charge_voltage_v: cells.map(|n| n * cfg.float_cell_voltage),
             charge_current_a: Some(0.0),
             discharge_current_a: Some(dcl),
             low_voltage_v: cells.map(|n| n * cfg.min_cell_voltage),
-            charge_mode: mode.to_string(),
-            charge_limitation: charge_reason.to_string(),
-            discharge_limitation: discharge_reason.to_string(),
-            mode,
-            charge_reason,
-            discharge_reason,
-            soc_percent: None,
-            soc_bms_percent: None,
-            time_to_go_s: None,
-            current_average_a: None,
             since_full_charge_s: self.voltage.since_full_charge(now).map(|d| d.as_secs_f64()),
+            ..ChargeLimits::explained(mode, charge_reason, discharge_reason)
         }
     }
 }
