@@ -19,16 +19,9 @@ fn cases() -> Vec<vectors::Case> {
 /// Keys of `expected` that the decoded JSON does not carry directly.
 fn derived(decoded: &Decoded, key: &str) -> Option<Value> {
     let b = &decoded.battery;
-    let cells = b.cell_voltages_v.as_ref();
     match key {
         "software_version" => b.firmware_version.as_ref()?.parse::<f64>().ok().map(|v| json!(v)),
-        "min_cell_v" => b.min_cell().map(|(_, v)| json!(v)),
-        "max_cell_v" => b.max_cell().map(|(_, v)| json!(v)),
-        "min_cell_index_1based" => b.min_cell()?.0.map(|i| json!(i)),
-        "max_cell_index_1based" => b.max_cell()?.0.map(|i| json!(i)),
-        "delta_v" => Some(json!(b.max_cell()?.1 - b.min_cell()?.1)),
-        "average_cell_v" => Some(json!(cells?.iter().sum::<f64>() / cells?.len() as f64)),
-        _ => None,
+        _ => vectors::cell_stat(b, key),
     }
 }
 

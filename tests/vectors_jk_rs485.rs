@@ -26,12 +26,7 @@ fn derived(decoded: &Decoded, key: &str) -> Option<Value> {
         "temperature_2_c" => temps?.get(1).map(|t| json!(t)),
         "software_version" => b.firmware_version.as_ref().map(|v| json!(v)),
         "unique_id" => b.serial.as_ref().map(|v| json!(v)),
-        "min_cell_v" => b.min_cell().map(|(_, v)| json!(v)),
-        "max_cell_v" => b.max_cell().map(|(_, v)| json!(v)),
-        "min_cell_index_1based" => b.min_cell()?.0.map(|i| json!(i)),
-        "max_cell_index_1based" => b.max_cell()?.0.map(|i| json!(i)),
-        "delta_v" => Some(json!(b.max_cell()?.1 - b.min_cell()?.1)),
-        _ => None,
+        _ => vectors::cell_stat(b, key),
     }
 }
 

@@ -97,3 +97,22 @@ pub fn check_expected(
         assert!(same(want, &got), "{}: {key}: expected {want}, decoded {got}", case.name);
     }
 }
+
+/// Cell statistics the vector files list under their own names (the model computes them from
+/// the cell voltages): min/max cell voltage and 1-based index, spread, average.
+pub fn cell_stat(battery: &bms_bridge::battery::Battery, key: &str) -> Option<Value> {
+    use serde_json::json;
+    let (min, max) = (battery.min_cell(), battery.max_cell());
+    match key {
+        "min_cell_v" => min.map(|(_, v)| json!(v)),
+        "max_cell_v" => max.map(|(_, v)| json!(v)),
+        "min_cell_index_1based" => min?.0.map(|i| json!(i)),
+        "max_cell_index_1based" => max?.0.map(|i| json!(i)),
+        "delta_v" => Some(json!(max?.1 - min?.1)),
+        "average_cell_v" => {
+            let cells = battery.cell_voltages_v.as_ref()?;
+            Some(json!(cells.iter().sum::<f64>() / cells.len() as f64))
+        }
+        _ => None,
+    }
+}
