@@ -16,7 +16,16 @@ use zbus::zvariant::{OwnedValue, Value};
 const BUS_ITEM: &str = "com.victronenergy.BusItem";
 
 async fn set_value(conn: &zbus::Connection, path: &str, value: Value<'_>) -> zbus::Result<i32> {
-    let reply = conn.call_method(Some(SERVICE), path, Some(BUS_ITEM), "SetValue", &(value,)).await?;
+    set_value_on(conn, SERVICE, path, value).await
+}
+
+async fn set_value_on(
+    conn: &zbus::Connection,
+    service: &str,
+    path: &str,
+    value: Value<'_>,
+) -> zbus::Result<i32> {
+    let reply = conn.call_method(Some(service), path, Some(BUS_ITEM), "SetValue", &(value,)).await?;
     reply.body().deserialize::<i32>()
 }
 
@@ -112,6 +121,48 @@ async fn without_allow_writes_the_paths_do_not_exist() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(simulator.control().writes(), 0, "nothing written");
     assert!(!simulator.control().charge_fet_off());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The UP16S SoC write from D-Bus: two packs share one bus, only pack 2 allows writes.
+/// `ResetSocTo` alone sends nothing; `ResetSocToApply` = 1 sets pack 2's SoC on the wire (pack 1
+/// untouched) and the published `/Soc` follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_soc_reaches_one_up16s_pack_on_a_shared_bus() {
+    const PACK_1: &str = "com.victronenergy.battery.ttyBMS0_1";
+    const PACK_2: &str = "com.victronenergy.battery.ttyBMS0_2";
+    let dir = scratch_dir("e2e-writes-soc");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let simulator = sim::spawn(Protocol::JbdUp16s, &[1, 2], 16).unwrap();
+    simulator.control().set_frozen(true);
+    let link = dir.join("ttyBMS0");
+    link_pty(&link, simulator.path());
+    let extra = "\n[[port.battery]]\naddress = 2\nallow_writes = true\n";
+    let _daemon = start_daemon_with(&dir, bus.address(), &link, Protocol::JbdUp16s, &[1, 2], extra);
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let pack_1 = wait_for_service(&conn, PACK_1, Duration::from_secs(15), "pack 1", connected).await;
+    assert!(!pack_1.keys().any(|p| p.starts_with("/Settings/")), "pack 1 does not allow writes");
+    let items = wait_for_service(&conn, PACK_2, Duration::from_secs(15), "pack 2", connected).await;
+    assert_eq!(i32_at(&items, "/Settings/HasSettings"), Some(1));
+    assert_eq!(i32_at(&items, "/Settings/ResetSocToApply"), Some(0));
+    assert!(items.contains_key("/Settings/ResetSocTo"));
+    let soc_before = simulator.pack(Some(1)).map(|p| p.soc_percent);
+
+    assert_eq!(set_value_on(&conn, PACK_2, "/Settings/ResetSocTo", Value::F64(120.0)).await.unwrap(), 2);
+    assert_eq!(set_value_on(&conn, PACK_2, "/Settings/ResetSocTo", Value::F64(42.5)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(simulator.control().writes(), 0, "ResetSocTo alone sends nothing");
+
+    assert_eq!(set_value_on(&conn, PACK_2, "/Settings/ResetSocToApply", Value::I32(1)).await.unwrap(), 0);
+    wait_until("pack 2's SoC on the wire", || simulator.pack(Some(2)).map(|p| p.soc_percent) == Some(42.5))
+        .await;
+    let items = wait_for_service(&conn, PACK_2, Duration::from_secs(5), "/Soc 42.5", |i| {
+        number(i, "/Soc").is_some_and(|soc| (soc - 42.5).abs() < 0.51)
+    })
+    .await;
+    assert_eq!(i32_at(&items, "/Settings/ResetSocToApply"), Some(0), "reads 0 again");
+    assert_eq!(simulator.pack(Some(1)).map(|p| p.soc_percent), soc_before, "pack 1 untouched");
+    assert_eq!(simulator.control().writes(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
