@@ -177,3 +177,103 @@ async fn four_packs_one_bank_unplug_and_replug() {
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two more bank shapes on one daemon: a series bank published only as the aggregate (two 16-cell
+/// JBD packs make one 32-cell battery), and a parallel bank published only as its packs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_bank_aggregate_only_and_a_packs_only_bank() {
+    const SERIES: &str = "com.victronenergy.battery.bank_Stack";
+    const PACKS_ONLY: &str = "com.victronenergy.battery.bank_Loose";
+    let dir = scratch_dir("multi-series");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let top = simulator(Protocol::Jbd, &[(None, 100.0, 8.0)]);
+    let mut bottom = Some(simulator(Protocol::Jbd, &[(None, 100.0, 8.0)]));
+    let loose =
+        [simulator(Protocol::Jbd, &[(None, 100.0, 3.0)]), simulator(Protocol::Jbd, &[(None, 100.0, 4.0)])];
+    let d = dir.display();
+    let mut text = format!(
+        "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{d}/state\"\n\n\
+         [dbus]\nbus = \"{}\"\ndevice_instance = 7\n\n\
+         [charge]\ncurrent_recovery_hold_s = 0\ncurrent_recovery_a_per_s = 0\n",
+        bus.address()
+    );
+    for (name, sim) in [
+        ("ttyTOP", Some(&top)),
+        ("ttyBOTTOM", bottom.as_ref()),
+        ("ttyL1", Some(&loose[0])),
+        ("ttyL2", Some(&loose[1])),
+    ] {
+        if let Some(sim) = sim {
+            link_pty(&dir.join(name), sim.path());
+        }
+        text += &format!("\n[[port]]\ndevice = \"{d}/{name}\"\nprotocol = \"jbd\"\ntimeout_ms = 200\n");
+    }
+    text += &format!(
+        "\n[[bank]]\nname = \"Stack\"\ntopology = \"series\"\npublish = \"aggregate\"\n\
+         packs = [\"{d}/ttyTOP\", \"{d}/ttyBOTTOM\"]\nstartup_wait_s = 10\n\n\
+         [[bank]]\nname = \"Loose\"\npublish = \"packs\"\npacks = [\"{d}/ttyL1\", \"{d}/ttyL2\"]\n\
+         startup_wait_s = 10\n"
+    );
+    let mut daemon = start_daemon_with_config(&dir, &text);
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+
+    // Series: one 32-cell battery, voltage the sum, the common current, CVL 32 x 3.45 V.
+    let items = wait_for_service(&conn, SERIES, WAIT, "the series bank", |i| {
+        connected(i) && near(i, "/System/NrOfModulesOnline", 2.0, 0.0)
+    })
+    .await;
+    let sum: f64 = [top.pack(None), bottom.as_ref().and_then(|b| b.pack(None))]
+        .into_iter()
+        .flatten()
+        .map(|p| p.voltage_v())
+        .sum();
+    assert!(near(&items, "/Dc/0/Voltage", sum, 0.02), "{sum}");
+    assert!(near(&items, "/Dc/0/Current", 8.0, 0.01));
+    assert!(near(&items, "/Info/MaxChargeVoltage", 32.0 * 3.45, 1e-6));
+    assert!(near(&items, "/Info/MaxChargeCurrent", 50.0, 0.01), "the smallest pack limit");
+    assert!(number(&items, "/Voltages/Cell32").is_some(), "the cells of both packs");
+    // Aggregate only: the packs have no services of their own.
+    let names = zbus::fdo::DBusProxy::new(&conn).await.unwrap().list_names().await.unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    assert!(!names.iter().any(|n| n.ends_with("ttyTOP") || n.ends_with("ttyBOTTOM")), "{names:?}");
+
+    // Packs only: each pack a service without limits, no bank service.
+    for name in ["com.victronenergy.battery.ttyL1", "com.victronenergy.battery.ttyL2"] {
+        let items = wait_for_service(&conn, name, WAIT, "a pack of the packs-only bank", connected).await;
+        for path in ["/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"] {
+            assert!(is_invalid(value(&items, path)), "{name} {path} must be invalid");
+        }
+    }
+    let names = zbus::fdo::DBusProxy::new(&conn).await.unwrap().list_names().await.unwrap();
+    assert!(!names.iter().any(|n| n.as_str() == PACKS_ONLY), "no service for a packs-only bank");
+
+    // One series pack blocks charging: the stack cannot charge at all.
+    top.control().set_charge_fet_off(true);
+    wait_for_service(&conn, SERIES, WAIT, "CCL 0 with a pack blocking", |i| {
+        near(i, "/Info/MaxChargeCurrent", 0.0, 0.0)
+    })
+    .await;
+    top.control().set_charge_fet_off(false);
+    wait_for_service(&conn, SERIES, WAIT, "CCL back", |i| near(i, "/Info/MaxChargeCurrent", 50.0, 0.01))
+        .await;
+
+    // A series pack unplugged: no partial voltage, no charging, a cable warning; then back.
+    drop(bottom.take());
+    let _ = std::fs::remove_file(dir.join("ttyBOTTOM"));
+    let items = wait_for_service(&conn, SERIES, WAIT, "a series pack missing", |i| {
+        near(i, "/System/NrOfModulesOffline", 1.0, 0.0)
+    })
+    .await;
+    assert!(is_invalid(value(&items, "/Dc/0/Voltage")), "no partial sum");
+    assert!(near(&items, "/Info/MaxChargeCurrent", 0.0, 0.0));
+    assert!(near(&items, "/Alarms/BmsCable", 1.0, 0.0));
+    let back = simulator(Protocol::Jbd, &[(None, 100.0, 8.0)]);
+    link_pty(&dir.join("ttyBOTTOM"), back.path());
+    wait_for_service(&conn, SERIES, WAIT, "the stack whole again", |i| {
+        near(i, "/System/NrOfModulesOnline", 2.0, 0.0) && near(i, "/Info/MaxChargeCurrent", 50.0, 0.01)
+    })
+    .await;
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
