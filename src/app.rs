@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 mod can;
-pub use can::{settings as can_settings, MemoryCanBuses};
+pub use can::{settings as can_settings, MemoryCanBuses, VENUS_CHECK_EVERY};
 
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
@@ -117,7 +117,13 @@ pub async fn run_with_can(
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
-                None => return,
+                // Only a CAN port that leaves its battery to Venus ends on its own. Exiting would
+                // make the service manager restart us into the same state every few seconds.
+                None => {
+                    tracing::warn!("no battery left to serve (see the warnings above); idle until stopped");
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                    return;
+                }
                 Some(Err(err)) => tracing::error!(error = %err, "a task ended unexpectedly"),
                 Some(Ok(())) => {}
             },

@@ -95,6 +95,42 @@ async fn no_second_battery_when_venus_decodes_the_interface() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
     assert!(items(&conn, "com.victronenergy.battery.simcan0").await.is_none(), "no second battery");
+    assert!(!daemon.is_finished(), "idle until stopped: exiting would make systemd restart it in a loop");
+    stop_tx.send_replace(true);
+    daemon.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Venus starts its own service for the interface after bms-bridge (at boot its CAN service may
+/// come up later): ours is withdrawn within a few checks, and the daemon keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdraws_when_venus_starts_decoding_the_interface_later() {
+    let bus = PrivateBus::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-venus-later-{}", std::process::id()));
+    let simulator = bms_bridge::sim::victron_can::spawn(16);
+    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let address = BusAddress::Address(bus.address().to_owned());
+    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let name = "com.victronenergy.battery.simcan0";
+    wait(&conn, name, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
+    let _venus = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .name("com.victronenergy.battery.socketcan_simcan0")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while items(&conn, name).await.is_some() {
+        assert!(
+            start.elapsed() < app::VENUS_CHECK_EVERY * 3,
+            "our service must go once Venus publishes the battery"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!daemon.is_finished(), "the daemon keeps running");
     stop_tx.send_replace(true);
     daemon.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -21,11 +21,17 @@ pub fn venus_service(interface: &str) -> String {
     format!("{}socketcan_{interface}", crate::victron::SERVICE_PREFIX)
 }
 
-/// Whether `name` is on the bus (`false` when the bus cannot be asked: we publish then).
-async fn service_exists(bus: &BusAddress, name: &str) -> bool {
-    let Ok(builder) = bus.builder() else { return false };
-    let Ok(conn) = builder.build().await else { return false };
-    let Ok(reply) = conn
+/// How often a running CAN port checks that Venus has not started its own service for the
+/// interface since (at boot Venus's CAN service may come up after bms-bridge).
+pub const VENUS_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+async fn connect(bus: &BusAddress) -> Option<zbus::Connection> {
+    bus.builder().ok()?.build().await.ok()
+}
+
+/// Whether `name` is on the bus; `None` when the bus cannot be asked.
+async fn has_name(conn: &zbus::Connection, name: &str) -> Option<bool> {
+    let reply = conn
         .call_method(
             Some("org.freedesktop.DBus"),
             "/org/freedesktop/DBus",
@@ -34,11 +40,61 @@ async fn service_exists(bus: &BusAddress, name: &str) -> bool {
             &(),
         )
         .await
-    else {
-        return false;
-    };
-    let names: Vec<String> = reply.body().deserialize().unwrap_or_default();
-    names.iter().any(|n| n == name)
+        .ok()?;
+    let names: Vec<String> = reply.body().deserialize().ok()?;
+    Some(names.iter().any(|n| n == name))
+}
+
+/// Whether `name` is on the bus (`false` when the bus cannot be asked: we publish then).
+async fn service_exists(bus: &BusAddress, name: &str) -> bool {
+    match connect(bus).await {
+        Some(conn) => has_name(&conn, name).await.unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Returns once `name` appears on the bus. One connection, reopened after a D-Bus restart.
+async fn service_appears(bus: &BusAddress, name: &str) {
+    let mut conn: Option<zbus::Connection> = None;
+    loop {
+        tokio::time::sleep(VENUS_CHECK_EVERY).await;
+        if conn.is_none() {
+            conn = connect(bus).await;
+        }
+        if let Some(c) = &conn {
+            match has_name(c, name).await {
+                Some(true) => return,
+                Some(false) => {}
+                None => conn = None,
+            }
+        }
+    }
+}
+
+/// A stop signal for one port: the daemon's shutdown, or Venus starting its own service for
+/// the interface (then this port withdraws its service, see `run_port`).
+fn port_shutdown(
+    bus: BusAddress,
+    venus: String,
+    interface: String,
+    mut shutdown: watch::Receiver<bool>,
+) -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(*shutdown.borrow());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {}
+            () = service_appears(&bus, &venus) => {
+                tracing::warn!(
+                    interface = %interface, service = %venus,
+                    "Venus OS started its own service for this CAN battery (its 'CAN-bus BMS' \
+                     profile now runs on the interface): withdrawing ours so that the system \
+                     sees one battery. Set alongside_venus = true in [port.can] to keep both."
+                );
+            }
+        }
+        stop_tx.send_replace(true);
+    });
+    stop_rx
 }
 
 /// The listener settings of `port`.
@@ -79,6 +135,11 @@ pub async fn run_port(
         );
         return;
     }
+    let shutdown = if port.can.alongside_venus {
+        shutdown
+    } else {
+        port_shutdown(bus.clone(), venus, port.device.clone(), shutdown)
+    };
     let mut options = port.battery(None);
     options.use_bms_limits.get_or_insert(BmsLimits::Cap);
     let slot = BatterySlot { port: port.clone(), address: None, options, writes: None };
