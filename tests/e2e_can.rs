@@ -48,90 +48,96 @@ fn config(bus: &PrivateBus, dir: &std::path::Path) -> Config {
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn can_battery_end_to_end_and_fail_safe() {
-    let bus = PrivateBus::start().unwrap();
-    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-{}", std::process::id()));
-    let simulator = bms_bridge::sim::victron_can::spawn(16);
-    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let address = BusAddress::Address(bus.address().to_owned());
-    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
-    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
-    let name = "com.victronenergy.battery.simcan0";
-    let it = wait(&conn, name, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
-    let volts = f64_at(&it, "/Dc/0/Voltage").unwrap();
-    assert!((50.0..56.0).contains(&volts), "{volts}");
-    assert!(f64_at(&it, "/System/MinCellVoltage").is_some_and(|v| (3.0..3.5).contains(&v)));
-    // CVL: ours (16 x 3.45 = 55.2 V) capped by the BMS's 0x351 (16 x 3.5 = 56 V): ours.
-    assert_eq!(f64_at(&it, "/Info/MaxChargeVoltage"), Some(55.2));
-    assert!(simulator.control.requests() >= 1, "the BMS got the keep-alive frame");
-    // The BMS falls silent: the fail-safe applies after the grace period.
-    simulator.control.set_silent(true);
-    let it = wait(&conn, name, "the fail-safe", |i| f64_at(i, "/Connected") == Some(0.0)).await;
-    assert_eq!(f64_at(&it, "/Info/MaxChargeCurrent"), Some(0.0));
-    stop_tx.send_replace(true);
-    daemon.await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+const OURS: &str = "com.victronenergy.battery.simcan0";
+
+/// The daemon's app on a private bus with one simulated CAN BMS on `simcan0`.
+struct Rig {
+    bus: PrivateBus,
+    dir: std::path::PathBuf,
+    simulator: bms_bridge::sim::victron_can::CanSimulator,
+    stop: tokio::sync::watch::Sender<bool>,
+    daemon: tokio::task::JoinHandle<()>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_second_battery_when_venus_decodes_the_interface() {
-    let bus = PrivateBus::start().unwrap();
-    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-venus-{}", std::process::id()));
-    // Venus's own CAN-bus BMS service for the interface.
-    let _venus = zbus::connection::Builder::address(bus.address())
+impl Rig {
+    /// With `venus_first`, Venus's own CAN-bus BMS service for the interface is there before.
+    async fn start(tag: &str, venus_first: bool) -> (Rig, Option<zbus::Connection>) {
+        let bus = PrivateBus::start().unwrap();
+        let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-{tag}-{}", std::process::id()));
+        let venus = if venus_first { Some(venus_service(&bus).await) } else { None };
+        let simulator = bms_bridge::sim::victron_can::spawn(16);
+        let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let address = BusAddress::Address(bus.address().to_owned());
+        let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
+        (Rig { bus, dir, simulator, stop, daemon }, venus)
+    }
+
+    async fn client(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.bus.address()).unwrap().build().await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.daemon.await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Venus's own service for the interface (its "CAN-bus BMS" profile), held while the connection lives.
+async fn venus_service(bus: &PrivateBus) -> zbus::Connection {
+    zbus::connection::Builder::address(bus.address())
         .unwrap()
         .name("com.victronenergy.battery.socketcan_simcan0")
         .unwrap()
         .build()
         .await
-        .unwrap();
-    let simulator = bms_bridge::sim::victron_can::spawn(16);
-    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let address = BusAddress::Address(bus.address().to_owned());
-    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn can_battery_end_to_end_and_fail_safe() {
+    let (rig, _) = Rig::start("e2e", false).await;
+    let conn = rig.client().await;
+    let it = wait(&conn, OURS, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
+    let volts = f64_at(&it, "/Dc/0/Voltage").unwrap();
+    assert!((50.0..56.0).contains(&volts), "{volts}");
+    assert!(f64_at(&it, "/System/MinCellVoltage").is_some_and(|v| (3.0..3.5).contains(&v)));
+    // CVL: ours (16 x 3.45 = 55.2 V) capped by the BMS's 0x351 (16 x 3.5 = 56 V): ours.
+    assert_eq!(f64_at(&it, "/Info/MaxChargeVoltage"), Some(55.2));
+    assert!(rig.simulator.control.requests() >= 1, "the BMS got the keep-alive frame");
+    // The BMS falls silent: the fail-safe applies after the grace period.
+    rig.simulator.control.set_silent(true);
+    let it = wait(&conn, OURS, "the fail-safe", |i| f64_at(i, "/Connected") == Some(0.0)).await;
+    assert_eq!(f64_at(&it, "/Info/MaxChargeCurrent"), Some(0.0));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_battery_when_venus_decodes_the_interface() {
+    let (rig, _venus) = Rig::start("venus", true).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
-    assert!(items(&conn, "com.victronenergy.battery.simcan0").await.is_none(), "no second battery");
-    assert!(!daemon.is_finished(), "idle until stopped: exiting would make systemd restart it in a loop");
-    stop_tx.send_replace(true);
-    daemon.await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(items(&rig.client().await, OURS).await.is_none(), "no second battery");
+    assert!(!rig.daemon.is_finished(), "idle until stopped: exiting would make systemd restart it in a loop");
+    rig.stop().await;
 }
 
 /// Venus starts its own service for the interface after bms-bridge (at boot its CAN service may
 /// come up later): ours is withdrawn within a few checks, and the daemon keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdraws_when_venus_starts_decoding_the_interface_later() {
-    let bus = PrivateBus::start().unwrap();
-    let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-venus-later-{}", std::process::id()));
-    let simulator = bms_bridge::sim::victron_can::spawn(16);
-    let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let address = BusAddress::Address(bus.address().to_owned());
-    let daemon = tokio::spawn(app::run_with_can(config(&bus, &dir), address, stop_rx, buses));
-    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
-    let name = "com.victronenergy.battery.simcan0";
-    wait(&conn, name, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
-    let _venus = zbus::connection::Builder::address(bus.address())
-        .unwrap()
-        .name("com.victronenergy.battery.socketcan_simcan0")
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let (rig, _) = Rig::start("venus-later", false).await;
+    let conn = rig.client().await;
+    wait(&conn, OURS, "a connected CAN battery", |i| f64_at(i, "/Connected") == Some(1.0)).await;
+    let _venus = venus_service(&rig.bus).await;
     let start = Instant::now();
-    while items(&conn, name).await.is_some() {
+    while items(&conn, OURS).await.is_some() {
         assert!(
             start.elapsed() < app::VENUS_CHECK_EVERY * 3,
             "our service must go once Venus publishes the battery"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!daemon.is_finished(), "the daemon keeps running");
-    stop_tx.send_replace(true);
-    daemon.await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!rig.daemon.is_finished(), "the daemon keeps running");
+    rig.stop().await;
 }
