@@ -116,18 +116,7 @@ type Items = HashMap<String, HashMap<String, OwnedValue>>;
 
 /// The first battery service on the bus, if any.
 async fn find_battery(conn: &zbus::Connection) -> Option<String> {
-    let reply = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "ListNames",
-            &(),
-        )
-        .await
-        .ok()?;
-    let names: Vec<String> = reply.body().deserialize().ok()?;
-    names.into_iter().find(|n| n.starts_with(crate::victron::SERVICE_PREFIX))
+    crate::victron::bus_names(conn).await?.into_iter().find(|n| n.starts_with(crate::victron::SERVICE_PREFIX))
 }
 
 async fn view(address: String) -> Result<(), String> {

@@ -31,18 +31,7 @@ async fn connect(bus: &BusAddress) -> Option<zbus::Connection> {
 
 /// Whether `name` is on the bus; `None` when the bus cannot be asked.
 async fn has_name(conn: &zbus::Connection, name: &str) -> Option<bool> {
-    let reply = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "ListNames",
-            &(),
-        )
-        .await
-        .ok()?;
-    let names: Vec<String> = reply.body().deserialize().ok()?;
-    Some(names.iter().any(|n| n == name))
+    Some(crate::victron::bus_names(conn).await?.iter().any(|n| n == name))
 }
 
 /// Whether `name` is on the bus (`false` when the bus cannot be asked: we publish then).

@@ -109,6 +109,12 @@ pub enum DbusError {
     },
 }
 
+/// The names on the bus; `None` when the bus cannot be asked.
+pub async fn bus_names(conn: &zbus::Connection) -> Option<Vec<String>> {
+    let names = zbus::fdo::DBusProxy::new(conn).await.ok()?.list_names().await.ok()?;
+    Some(names.into_iter().map(|name| name.to_string()).collect())
+}
+
 /// A D-Bus-safe service suffix: the port's base name, plus `_<address>` when several BMSes share
 /// the port. Characters outside `[A-Za-z0-9_]` become `_`; a leading digit (or an empty name) gets
 /// a `_` in front. `("ttyUSB0", None)` → `ttyUSB0`, `("ttyUSB0", Some(2))` → `ttyUSB0_2`.
