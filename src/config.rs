@@ -264,6 +264,19 @@ pub struct BatteryConfig {
 }
 
 impl PortConfig {
+    /// A CAN port on `interface` with every other setting at its default (demo, replay, tests).
+    pub fn can(interface: &str) -> PortConfig {
+        PortConfig {
+            device: interface.to_owned(),
+            protocol: Protocol::VictronCan,
+            baud: None,
+            addresses: None,
+            timeout_ms: 500,
+            batteries: Vec::new(),
+            can: Default::default(),
+        }
+    }
+
     /// The line speed in force.
     pub fn baud(&self) -> u32 {
         self.baud.unwrap_or_else(|| self.protocol.default_baud())

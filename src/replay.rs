@@ -6,7 +6,7 @@
 //! daemon listens on, exactly as it would on `can0`.
 
 use crate::app;
-use crate::config::{Config, PortConfig, Protocol};
+use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeController;
 use crate::driver::can::{Assembler, CanSettings};
@@ -60,15 +60,7 @@ pub fn parse_log(text: &str) -> Result<Vec<Logged>, String> {
 
 /// The config a replay runs with: the given one, else defaults with one CAN port.
 fn can_port(config: &Config) -> PortConfig {
-    config.ports.iter().find(|p| p.protocol.is_can()).cloned().unwrap_or(PortConfig {
-        device: "replay0".to_owned(),
-        protocol: Protocol::VictronCan,
-        baud: None,
-        addresses: None,
-        timeout_ms: 500,
-        batteries: Vec::new(),
-        can: Default::default(),
-    })
+    config.ports.iter().find(|p| p.protocol.is_can()).cloned().unwrap_or_else(|| PortConfig::can("replay0"))
 }
 
 /// Decode and control with the log's clock; one JSON line per poll interval to `out`.

@@ -3,7 +3,7 @@
 //! `e2e_protocols` covers the serial protocols; the SocketCAN path itself runs in `tests/vm`.)
 
 use bms_bridge::app;
-use bms_bridge::config::{Config, PortConfig, Protocol};
+use bms_bridge::config::{Config, PortConfig};
 use bms_bridge::victron::{BusAddress, PrivateBus};
 use std::time::{Duration, Instant};
 
@@ -36,15 +36,7 @@ fn config(bus: &PrivateBus, dir: &std::path::Path) -> Config {
     config.daemon.state_dir = dir.to_path_buf();
     config.daemon.stale_after_s = 3.0;
     config.dbus.bus = bus.address().to_owned();
-    config.ports.push(PortConfig {
-        device: "simcan0".into(),
-        protocol: Protocol::VictronCan,
-        baud: None,
-        addresses: None,
-        timeout_ms: 500,
-        batteries: Vec::new(),
-        can: Default::default(),
-    });
+    config.ports.push(PortConfig::can("simcan0"));
     config
 }
 

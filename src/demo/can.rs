@@ -2,7 +2,7 @@
 //! bus (`simcan0`) that the daemon listens on instead of SocketCAN; the rest is the real path.
 
 use super::{view, ScratchDir};
-use crate::config::{Config, PortConfig, Protocol};
+use crate::config::{Config, PortConfig};
 use crate::sim;
 use crate::victron::private_bus::PrivateBus;
 use crate::victron::BusAddress;
@@ -17,15 +17,7 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     let mut config = Config::default();
     config.daemon.state_dir = scratch.0.join("state");
     config.dbus.bus = bus.address().to_owned();
-    config.ports.push(PortConfig {
-        device: interface.clone(),
-        protocol: Protocol::VictronCan,
-        baud: None,
-        addresses: None,
-        timeout_ms: 500,
-        batteries: Vec::new(),
-        can: Default::default(),
-    });
+    config.ports.push(PortConfig::can(&interface));
     println!("private D-Bus: {}", bus.address());
     println!("simulated {cells}-cell victron_can BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)\n");
     let buses = crate::app::MemoryCanBuses::from([(interface, simulator.bus.clone())]);

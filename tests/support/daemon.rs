@@ -120,20 +120,7 @@ pub async fn wait_for(
     what: &str,
     check: impl Fn(&Items) -> bool,
 ) -> Items {
-    let start = Instant::now();
-    loop {
-        if let Ok(items) = get_items(conn).await {
-            if check(&items) {
-                return items;
-            }
-            if start.elapsed() > limit {
-                panic!("timed out waiting for {what}; /Connected = {:?}", items.get("/Connected"));
-            }
-        } else if start.elapsed() > limit {
-            panic!("timed out waiting for {what}; service not on the bus");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_service(conn, SERVICE, limit, what, check).await
 }
 
 pub fn connected(items: &Items) -> bool {
