@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-cycle work (`cargo bench --bench perf`; figures in
 //! `docs/performance.md`):
-//! - `decode`: every good response frame of each protocol's vector file (`../shared/vectors`),
+//! - `decode`: every good response frame of each protocol's vector file (`tests/vectors`),
 //! - `control_update`: one `ChargeController::update` of a 16-cell pack,
 //! - `dbus`: the path table of a full 16-cell battery (`collect`), the diff against the previous
 //!   cycle, and both together (what `BatteryService::publish` does before it sends anything).
@@ -25,7 +25,7 @@ const PROTOCOLS: &[&str] =
 
 /// The good response frames of `protocol` that `decode_named` accepts.
 fn frames(protocol: &str) -> Vec<Vec<u8>> {
-    let path = format!("{}/../shared/vectors/{protocol}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/vectors/{protocol}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     cases

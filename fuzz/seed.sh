@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Seeds fuzz/corpus/<target>/ from ../shared/vectors (read in place; the vectors are not copied
-# into the repository) plus the example configs. Run from the repository root or from fuzz/.
+# Seeds fuzz/corpus/<target>/ from tests/vectors (the repository's copy of the shared vectors)
+# plus the example configs. Run from the repository root or from fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")"
-vectors=${VECTORS:-../../shared/vectors}
+vectors=${VECTORS:-../tests/vectors}
 for target in jbd jbd_up16s jk_pb renogy eg4_ll foxess jk_rs485 daly eg4_lifepower; do
   dir=corpus/decode_$target
   mkdir -p "$dir"

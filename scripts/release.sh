@@ -2,7 +2,7 @@
 # Release build for Venus OS: stripped binaries for armv7 hard-float (Cerbo GX, Venus GX, Ekrano GX:
 # Cortex-A7) and aarch64 (newer Cerbo GX revisions, Raspberry Pi 5), each needing at most
 # GLIBC_2.28 (Venus OS v2.90 and later), and the installable bundle in dist/.
-# Route (../shared/reference/cross-compile.md): Debian's rustc-web + rust-web-src, -Zbuild-std,
+# Route (docs/reference/cross-compile.md): Debian's rustc-web + rust-web-src, -Zbuild-std,
 # cargo-zigbuild with zig from PyPI pinning glibc 2.28.
 # Every binary is checked: ELF architecture, highest GLIBC_ symbol version, and under qemu-user
 # `bms-bridge --version` plus the decode of a JBD vector.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The vectors, built in: the VM has no source tree.
-const VECTORS: &str = include_str!("../../shared/vectors/victron_can.json");
+const VECTORS: &str = include_str!("vectors/victron_can.json");
 
 fn vector_frames() -> Vec<CanFrame> {
     let cases: Vec<serde_json::Value> = serde_json::from_str(VECTORS).expect("vector file is JSON");

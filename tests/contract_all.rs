@@ -33,7 +33,7 @@ fn streams() -> impl Iterator<Item = &'static Protocol> {
 /// `(id, data)` of every case of a CAN protocol's vectors.
 fn can_cases(name: &str) -> Vec<(String, u32, Vec<u8>)> {
     let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/vectors/{name}.json"));
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{name}.json"));
     let cases: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     cases
@@ -128,4 +128,27 @@ fn chunked_feeding_equals_whole_on_any_protocol() {
         stream.extend_from_slice(&[0x00, 0xFF, 0x55]);
         contract::chunked_equals_whole(&stream, &scan);
     }
+}
+
+/// The repository's copy of the vectors (`tests/vectors/`) must equal the shared source folder
+/// byte for byte wherever that folder sits beside the checkout (the team's workspace and CI); a
+/// fresh clone has no such folder and checks nothing here: its copy is then the source.
+#[test]
+fn vector_copy_equals_the_shared_source_where_present() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // .ci/run tests a clone in an empty directory and points here at the workspace's folder.
+    let shared = std::env::var_os("BMS_BRIDGE_SHARED_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/vectors"));
+    let Ok(entries) = std::fs::read_dir(&shared) else { return };
+    let mut compared = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = std::fs::read(root.join("tests/vectors").join(&name))
+            .unwrap_or_else(|e| panic!("tests/vectors/{name:?} missing ({e}): copy it from {shared:?}"));
+        let theirs = std::fs::read(entry.path()).unwrap();
+        assert!(ours == theirs, "tests/vectors/{name:?} differs from {:?}: never edit a vector", entry.path());
+        compared += 1;
+    }
+    assert!(compared >= 11, "only {compared} vector files in {shared:?}");
 }

@@ -1,5 +1,5 @@
 //! The fuzz targets' checks (`fuzz/src/lib.rs`, included as is) in the normal suite, on stable:
-//! every seed from `../shared/vectors`, every saved crash input in `fuzz/regressions/<target>/`,
+//! every seed from `tests/vectors`, every saved crash input in `fuzz/regressions/<target>/`,
 //! and a fixed pseudo-random set of mutations of each seed (a small, deterministic fuzz run).
 
 #[path = "../fuzz/src/lib.rs"]
@@ -77,7 +77,7 @@ fn regressions(target: &str) -> Vec<Vec<u8>> {
 
 /// CAN cases as the fuzz target sees them: the id (2 bytes, big endian), then the data.
 fn can_seeds(name: &str) -> Vec<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/vectors/{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{name}.json"));
     let cases: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     cases

@@ -1,4 +1,4 @@
-//! Daly (`A5 ...` sentences): every case of `../shared/vectors/daly.json` through the codec, the
+//! Daly (`A5 ...` sentences): every case of `tests/vectors/daly.json` through the codec, the
 //! frame contract, multi-sentence assembly, the full 0x98 alarm map and the balance bit order.
 
 mod support {

@@ -1,4 +1,4 @@
-//! EG4 LifePower: every case of `../shared/vectors/eg4_lifepower.json` (binary `7E` frames and
+//! EG4 LifePower: every case of `tests/vectors/eg4_lifepower.json` (binary `7E` frames and
 //! LifePower4 ASCII frames), the frame contract, and the structural checks that stand in for the
 //! unknown checksum.
 

@@ -1,4 +1,4 @@
-//! EG4-LL: every case of `../shared/vectors/eg4_ll.json` and the frame contract.
+//! EG4-LL: every case of `tests/vectors/eg4_ll.json` and the frame contract.
 
 mod support {
     pub mod contract;

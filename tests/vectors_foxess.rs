@@ -1,4 +1,4 @@
-//! FoxESS: every case of `../shared/vectors/foxess.json` (requests rebuilt with their trailer,
+//! FoxESS: every case of `tests/vectors/foxess.json` (requests rebuilt with their trailer,
 //! responses' registers, the README's stats reading, the broadcast, the unterminated frames
 //! rejected, corrupt frames rejected precisely), the stack merge, and the frame contract.
 

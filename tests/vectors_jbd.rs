@@ -1,4 +1,4 @@
-//! JBD classic: every case of `../shared/vectors/jbd.json` through the codec, the frame contract,
+//! JBD classic: every case of `tests/vectors/jbd.json` through the codec, the frame contract,
 //! and encoder round trips.
 
 mod support {

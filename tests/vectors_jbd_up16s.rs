@@ -1,4 +1,4 @@
-//! JBD UP16S: every case of `../shared/vectors/jbd_up16s.json` through the codec, addresses on a
+//! JBD UP16S: every case of `tests/vectors/jbd_up16s.json` through the codec, addresses on a
 //! shared bus, the frame contract, and the PackStatus encoder round trip.
 
 mod support {

@@ -1,4 +1,4 @@
-//! JK PB: every case of `../shared/vectors/jk_pb.json`: triggers rebuilt, acknowledgements
+//! JK PB: every case of `tests/vectors/jk_pb.json`: triggers rebuilt, acknowledgements
 //! parsed, frames decoded to the expected values, the capture stream accepted only with the
 //! acknowledgement of the polled address, corrupt frames rejected precisely; frame contract.
 

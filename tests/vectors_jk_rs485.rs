@@ -1,4 +1,4 @@
-//! JK RS485 (`4E 57`): every case of `../shared/vectors/jk_rs485.json` through the codec, the
+//! JK RS485 (`4E 57`): every case of `tests/vectors/jk_rs485.json` through the codec, the
 //! frame contract, id-tagged parsing that survives added and missing fields, both current
 //! encodings, negative temperatures, every warning bit, and the simulator's encoder.
 

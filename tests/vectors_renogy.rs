@@ -1,4 +1,4 @@
-//! Renogy: every case of `../shared/vectors/renogy.json` (requests rebuilt, responses decoded to
+//! Renogy: every case of `tests/vectors/renogy.json` (requests rebuilt, responses decoded to
 //! the expected values, the exception reported as such, corrupt frames rejected precisely) and
 //! the frame contract.
 

@@ -1,4 +1,4 @@
-//! Victron/Pylontech CAN dialect: every case of `../shared/vectors/victron_can.json`.
+//! Victron/Pylontech CAN dialect: every case of `tests/vectors/victron_can.json`.
 
 mod support {
     pub mod vectors;
@@ -12,7 +12,7 @@ use support::vectors;
 
 fn can_id(name: &str) -> u32 {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/victron_can.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/victron_can.json"),
     )
     .unwrap();
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();

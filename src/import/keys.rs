@@ -1,5 +1,5 @@
 //! dbus-serialbattery's config keys: their defaults (`config.default.ini`, as studied in
-//! `../shared/reference/incumbent-study.md` §5) and, for the keys bms-bridge has no equivalent
+//! `docs/reference/incumbent-study.md` §5) and, for the keys bms-bridge has no equivalent
 //! for, why.
 
 /// `(key, default)`: used when no `config.default.ini` is given or found.

@@ -1,4 +1,4 @@
-//! Loads the shared test vectors (`../shared/vectors/<file>.json`, read in place, never copied)
+//! Loads the shared test vectors (`tests/vectors/<file>.json`, the repository's copy of the shared vectors)
 //! and compares decoded values with a case's `expected`.
 
 #![allow(dead_code)]
@@ -28,9 +28,9 @@ pub fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Every case of `../shared/vectors/<file>.json`; panics with the path if it is missing.
+/// Every case of `tests/vectors/<file>.json`; panics with the path if it is missing.
 pub fn load(file: &str) -> Vec<Case> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("test vector file {} is missing or unreadable: {e}", path.display()));
     let cases: Vec<Value> = serde_json::from_str(&text)
