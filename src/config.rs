@@ -4,6 +4,7 @@
 //! `bms-bridge check-config` prints the whole list. Unknown keys are errors.
 
 pub mod can;
+pub mod rules;
 
 use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeConfig;
@@ -477,24 +478,8 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         let (line, column) = locate(text, table, occurrence, key);
         errors.push(ConfigError { file: file.to_owned(), line, column, field, message });
     };
-    let d = &config.daemon;
-    if d.poll_interval_ms < 100 || d.poll_interval_ms > 60_000 {
-        fail(
-            "daemon",
-            0,
-            "poll_interval_ms",
-            "daemon.poll_interval_ms".into(),
-            format!("{} is outside 100..=60000 ms", d.poll_interval_ms),
-        );
-    }
-    if !(d.stale_after_s.is_finite() && d.stale_after_s >= 2.0 * d.poll_interval_ms as f64 / 1000.0) {
-        fail(
-            "daemon",
-            0,
-            "stale_after_s",
-            "daemon.stale_after_s".into(),
-            format!("{} s must be at least two poll intervals", d.stale_after_s),
-        );
+    for problem in rules::daemon_problems(&config.daemon) {
+        fail("daemon", 0, problem.key, format!("daemon.{}", problem.key), problem.message);
     }
     if !matches!(config.dbus.bus.as_str(), "system" | "session") && !config.dbus.bus.contains(':') {
         fail(
@@ -508,9 +493,8 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             ),
         );
     }
-    for message in charge_problems(&config.charge) {
-        let key = message.split_whitespace().next().unwrap_or("").to_owned();
-        fail("charge", 0, &key, format!("charge.{key}"), message);
+    for problem in rules::charge_problems(&config.charge) {
+        fail("charge", 0, problem.key, format!("charge.{}", problem.key), problem.message);
     }
     if config.ports.is_empty() {
         fail("", 0, "port", "port".into(), "no [[port]] configured: nothing to poll".into());
@@ -619,22 +603,6 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     errors
 }
 
-/// Problems of the `[charge]` section, each message starting with its key: the control's own
-/// checks (ordering, signs, tables) plus the physical range of a lithium cell.
-fn charge_problems(c: &ChargeConfig) -> Vec<String> {
-    let mut problems = c.problems();
-    for (key, value) in [
-        ("min_cell_voltage", c.min_cell_voltage),
-        ("float_cell_voltage", c.float_cell_voltage),
-        ("max_cell_voltage", c.max_cell_voltage),
-    ] {
-        if !(value.is_finite() && (1.5..=4.35).contains(&value)) {
-            problems.push(format!("{key} {value} V is outside 1.5..=4.35 V"));
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,6 +697,39 @@ name = "Rear"
         assert_eq!(errors[0].field, "port[2].battery.allow_writes");
         assert_eq!(errors[0].line, 13, "{}", errors[0]);
         assert!(errors[0].message.contains("daly"), "{}", errors[0].message);
+    }
+
+    /// The careless values of the safety issue: each refused at its own line, with the range.
+    #[test]
+    fn unsafe_values_are_refused_at_their_line_with_the_allowed_range() {
+        let text = "[daemon]\nstale_after_s = 86400\n\n[charge]\ncvl_controller_gain_per_s = 0\n\
+                    cvl_controller_deadband_v = 5\nmax_cell_voltage = 4.4\nrebulk_soc = 150\n\
+                    time_to_go_soc = nan\ncurrent_recovery_threshold = 2\n\
+                    float_ramp_v_per_cell_per_s = 0\nstate_save_interval_s = 0\n\
+                    cvl_recovery_hold_s = 1e20\ncurrent_recovery_hold_s = 1e19\n\n\
+                    [[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\n";
+        let errors = parse(text, "u.toml").expect_err("invalid");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for (line, field, range) in [
+            (2, "daemon.stale_after_s", "2 to 60 s"),
+            (5, "charge.cvl_controller_gain_per_s", "0.001 to 1 1/s"),
+            (6, "charge.cvl_controller_deadband_v", "0 to 0.05 V"),
+            (7, "charge.max_cell_voltage", "1.5 to 4.35 V"),
+            (8, "charge.rebulk_soc", "0 to 100 %"),
+            (9, "charge.time_to_go_soc", "0 to 100 %"),
+            (10, "charge.current_recovery_threshold", "0 to 0.5"),
+            (11, "charge.float_ramp_v_per_cell_per_s", "0.000001 to 0.1 V/cell/s"),
+            (12, "charge.state_save_interval_s", "60 to 86400 s"),
+            (13, "charge.cvl_recovery_hold_s", "0 to 3600 s"),
+            (14, "charge.current_recovery_hold_s", "0 to 3600 s"),
+        ] {
+            let prefix = format!("u.toml:{line}:1: {field}: ");
+            assert!(
+                shown.iter().any(|s| s.starts_with(&prefix) && s.ends_with(range)),
+                "{prefix}...{range} not in {shown:#?}"
+            );
+        }
+        assert_eq!(errors.len(), 11, "{shown:#?}");
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn check_config_lists_every_problem_with_its_place() {
     assert_eq!(code, 1);
     let name = file.display().to_string();
     assert!(stderr.contains(&format!("{name}:3:1: daemon.colour: unknown field `colour`")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:2:1: daemon.poll_interval_ms: 5 is outside")), "{stderr}");
+    assert!(stderr.contains(&format!("{name}:2:1: daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms")), "{stderr}");
     assert!(stderr.contains(&format!("{name}:8:1: port[1].baud: 1234")), "{stderr}");
     assert!(stderr.contains("3 problem(s)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -97,7 +97,7 @@ fn doctor_names_a_bad_config_and_a_missing_port() {
     let (code, out, _) =
         bms_bridge(&["doctor", "--config", bad.to_str().unwrap(), "--bus", "unix:path=/nonexistent/bus"]);
     assert_eq!(code, 1);
-    assert!(out.contains("FAIL ") && out.contains("daemon.poll_interval_ms: 5 is outside"), "{out}");
+    assert!(out.contains("FAIL ") && out.contains("daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms"), "{out}");
     assert!(out.contains("cannot connect to the bus at unix:path=/nonexistent/bus"), "{out}");
 
     let missing = dir.join("missing.toml");
