@@ -19,6 +19,16 @@ pub use can::{settings as can_settings, MemoryCanBuses, VENUS_CHECK_EVERY};
 /// How often a battery whose D-Bus service could not start tries again.
 const SERVICE_RETRY: Duration = Duration::from_secs(5);
 
+/// `[daemon] stale_after_s` as a duration. Validation keeps it within 60 s (or three poll
+/// intervals); a value that slipped past it (a config built in code) still never panics and
+/// falls back to the default rather than to "never stale".
+pub(crate) fn stale_after(config: &Config) -> Duration {
+    Duration::try_from_secs_f64(config.daemon.stale_after_s)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+        .unwrap_or(Duration::from_secs(10))
+}
+
 /// The bus named by the config (`[dbus] bus`).
 pub fn bus_address(config: &Config) -> BusAddress {
     match config.dbus.bus.as_str() {
@@ -244,7 +254,7 @@ async fn battery_task(
     mut updates: watch::Receiver<Option<PollUpdate>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
+    let stale_after = stale_after(&config);
     // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
     // grace period, at most a second, is fine grain, and a 100 ms poll interval would otherwise
     // wake each battery task ten times a second for nothing.
@@ -329,11 +339,23 @@ async fn battery_task(
                 ticker.reset_after(interval + interval / 2);
             }
             _ = due_tick(&mut ticker, &monitor, service.is_some()) => {}
+            // Loss is a deadline at exactly last good reading + stale_after_s, whatever the poll
+            // interval: armed only while online, so it fires once per silent stretch.
+            () = stale_deadline(&monitor) => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
                 save_state(state_path.clone(), monitor.control_state(), &label).await;
                 return;
             },
         }
+    }
+}
+
+/// Returns when the latest good reading turns stale; never while the BMS is already lost.
+async fn stale_deadline(monitor: &Monitor) {
+    let now = Instant::now();
+    match monitor.next_deadline().filter(|_| monitor.is_online(now)) {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -355,15 +377,17 @@ pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Optio
     let Some(update) = update else { return };
     let was_online = monitor.is_online(update.at);
     match update.result {
-        Ok(battery) => {
-            monitor.handle_reading(update.at, battery);
-            if !was_online {
-                tracing::info!(battery = %label, "BMS answering");
-            }
-            if let Some((expected, reported)) = monitor.cell_count_mismatch() {
-                tracing::warn!(battery = %label, expected, reported, "cell count differs from the config");
-            }
-        }
+        Ok(battery) => match monitor.handle_reading(update.at, battery) {
+            None if !was_online => tracing::info!(battery = %label, "BMS answering"),
+            None => {}
+            Some(rejected) if rejected.log => tracing::warn!(
+                battery = %label,
+                reason = %rejected.reason,
+                "BMS reading rejected: not used for the limits; charging stops if no good reading \
+                 comes within the grace period (said at most once a minute)"
+            ),
+            Some(_) => {}
+        },
         Err(error) => {
             if monitor.handle_failure(error.clone()) {
                 tracing::warn!(battery = %label, %error, "poll failed");

@@ -4,7 +4,8 @@
 //! - [`protocol`]: pure codecs per BMS (bytes in, typed values out).
 //! - [`transport`]: serial request/response over any byte stream.
 //! - [`driver`]: one poll loop per port, stamping readings with the clock.
-//! - [`battery`]: the normalised model every driver fills.
+//! - [`battery`]: the normalised model every driver fills; [`plausibility`] checks each reading
+//!   before [`monitor`] and charge control use it.
 //! - [`control`]: CVL/CCL/DCL, pure, time passed in.
 //! - [`victron`]: the `com.victronenergy.battery.*` D-Bus service.
 //! - [`config`]: the TOML file, validated with file:line:column errors.
@@ -28,6 +29,7 @@ pub mod doctor;
 pub mod driver;
 pub mod import;
 pub mod monitor;
+pub mod plausibility;
 pub mod probe;
 pub mod protocol;
 pub mod replay;

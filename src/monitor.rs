@@ -9,7 +9,21 @@ use crate::battery::{AlarmLevel, Alarms, Battery};
 use crate::config::BatteryConfig;
 use crate::control::history::History;
 use crate::control::{ChargeController, ChargeLimits, ControlState, Link};
+use crate::plausibility::{self, Implausible};
 use std::time::{Duration, Instant};
+
+/// A rejected reading is logged at most this often per battery (a BMS sending nonsense every
+/// poll must not fill the GX's flash with one line a second).
+pub const IMPLAUSIBLE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A reading that [`Monitor::handle_reading`] did not take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Why.
+    pub reason: Implausible,
+    /// True when the caller should log it now (rate-limited, see [`IMPLAUSIBLE_LOG_EVERY`]).
+    pub log: bool,
+}
 
 /// `/State` values (Victron's battery state enum).
 pub mod state {
@@ -54,6 +68,11 @@ pub struct Monitor {
     controller: ChargeController,
     failures_in_a_row: u32,
     last_error: Option<String>,
+    /// The series cell count in force: the configured one, else the first one seen (or saved).
+    cells_in_force: Option<u16>,
+    /// Why the latest reading was rejected, until a good one arrives (raises InternalFailure).
+    rejected: Option<Implausible>,
+    last_rejection_logged: Option<Instant>,
 }
 
 impl Monitor {
@@ -65,7 +84,6 @@ impl Monitor {
         controller: ChargeController,
     ) -> Self {
         Self {
-            options,
             stale_after,
             started: now,
             last_good: None,
@@ -73,13 +91,40 @@ impl Monitor {
             controller,
             failures_in_a_row: 0,
             last_error: None,
+            cells_in_force: options.cell_count,
+            rejected: None,
+            last_rejection_logged: None,
+            options,
         }
     }
 
-    /// A successful poll. Identity (model, serial ...) read once at start-up is kept when a
-    /// later reading does not repeat it; measurements are only ever taken from this reading.
-    pub fn handle_reading(&mut self, now: Instant, mut reading: Battery) {
-        reading.read_at = Some(now);
+    /// A successful poll, received at `now`. The reading's own time (`read_at`, the arrival of
+    /// its bytes, e.g. its oldest CAN frame) is kept when it is earlier: the grace period runs
+    /// from when the BMS spoke, not from when the reading was forwarded.
+    ///
+    /// The reading is checked first ([`plausibility::check`]): a rejected one is not used (no
+    /// new limits from it, the last good reading keeps ageing) and is returned. Identity (model,
+    /// serial ...) read once at start-up is kept when a later reading does not repeat it;
+    /// measurements are only ever taken from this reading.
+    pub fn handle_reading(&mut self, now: Instant, mut reading: Battery) -> Option<Rejected> {
+        let at = reading.read_at.map_or(now, |t| t.min(now));
+        plausibility::drop_unreported_limits(&mut reading);
+        if let Err(reason) = plausibility::check(&reading, self.cells_in_force) {
+            let log = self
+                .last_rejection_logged
+                .is_none_or(|t| now.saturating_duration_since(t) >= IMPLAUSIBLE_LOG_EVERY)
+                || self.rejected.as_ref().is_none_or(|r| std::mem::discriminant(r) != std::mem::discriminant(&reason));
+            if log {
+                self.last_rejection_logged = Some(now);
+            }
+            self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+            self.last_error = Some(format!("implausible reading: {reason}"));
+            self.rejected = Some(reason.clone());
+            return Some(Rejected { reason, log });
+        }
+        self.cells_in_force = self.cells_in_force.or(reading.cells_in_series());
+        self.rejected = None;
+        reading.read_at = Some(at);
         for (slot, old) in [
             (&mut reading.model, &self.latest.model),
             (&mut reading.serial, &self.latest.serial),
@@ -93,9 +138,10 @@ impl Monitor {
         }
         self.apply_options(&mut reading);
         self.latest = reading;
-        self.last_good = Some(now);
+        self.last_good = Some(self.last_good.map_or(at, |t| t.max(at)));
         self.failures_in_a_row = 0;
         self.last_error = None;
+        None
     }
 
     /// A failed poll (timeout, bad frame, port gone). Returns true when this changes the error
@@ -124,21 +170,25 @@ impl Monitor {
 
     /// When the current state would change by time alone (a reading going stale).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.last_good.map(|t| t + self.stale_after)
+        self.last_good.and_then(|t| t.checked_add(self.stale_after))
     }
 
     /// What to publish now.
     pub fn output(&mut self, now: Instant) -> Output {
         let online = self.is_online(now);
-        let (battery, link) = if online {
+        let (mut battery, link) = if online {
             (self.latest.clone(), Link::Online)
         } else {
             let since = self.last_good.unwrap_or(self.started);
             (self.lost_view(), Link::Lost { since })
         };
         let mut limits = self.controller.update(now, &battery, link);
+        if self.rejected.is_some() {
+            Alarms::raise(&mut battery.alarms.internal_failure, AlarmLevel::Alarm);
+        }
         if let (true, Some(mode)) = (online, self.options.use_bms_limits) {
-            crate::control::bms_limits::apply(&mut limits, &battery, mode);
+            let ceiling = crate::control::bms_limits::Ceiling::of(self.controller.config(), self.cells_in_force);
+            crate::control::bms_limits::apply(&mut limits, &battery, mode, ceiling);
         }
         // Lost with BMS limits in use: the fail-safe float voltage must not exceed the charge
         // voltage the BMS last allowed (CCL is 0 anyway; this keeps CVL consistent with the BMS).
@@ -188,11 +238,6 @@ impl Monitor {
             }
             reading.full_capacity_ah = Some(capacity);
         }
-        if let (Some(expected), Some(reported)) = (self.options.cell_count, reading.cells_in_series()) {
-            if expected != reported {
-                Alarms::raise(&mut reading.alarms.internal_failure, AlarmLevel::Alarm);
-            }
-        }
         // Ok unless the reading carries a cable state of its own (a bank with a pack missing).
         Alarms::raise(&mut reading.alarms.bms_cable, AlarmLevel::Ok);
     }
@@ -210,13 +255,14 @@ impl Monitor {
     /// Continues from a saved charge-control state; `offline` is how long the daemon was down.
     pub fn restore_control_state(&mut self, state: &ControlState, now: Instant, offline: Duration) {
         self.controller.restore(state, now, offline);
+        // The count saved with the state is the one charge control last used: a pack that
+        // restarts reporting another count is rejected, not taken as a new pack.
+        self.cells_in_force = self.cells_in_force.or(state.cells);
     }
 
-    /// True when the BMS reports another series cell count than configured.
-    pub fn cell_count_mismatch(&self) -> Option<(u16, u16)> {
-        let expected = self.options.cell_count?;
-        let reported = self.latest.cells_in_series()?;
-        (expected != reported).then_some((expected, reported))
+    /// The series cell count in force (configured, else first seen), if known.
+    pub fn cells_in_force(&self) -> Option<u16> {
+        self.cells_in_force
     }
 }
 
@@ -301,21 +347,111 @@ mod tests {
     #[test]
     fn identity_from_start_up_is_kept_and_options_applied() {
         let t0 = Instant::now();
-        let options = BatteryConfig { capacity_ah: Some(280.0), cell_count: Some(15), ..Default::default() };
+        let options = BatteryConfig { capacity_ah: Some(280.0), ..Default::default() };
         let mut m = Monitor::new(
             t0,
             options,
             Duration::from_secs(10),
             ChargeController::new(ChargeConfig::default()),
         );
-        m.handle_reading(t0, reading());
-        m.handle_reading(t0, Battery { model: None, ..reading() });
+        assert_eq!(m.handle_reading(t0, reading()), None);
+        assert_eq!(m.handle_reading(t0, Battery { model: None, ..reading() }), None);
         let out = m.output(t0);
         assert_eq!(out.battery.model.as_deref(), Some("JBD-SP16"));
         assert_eq!(out.battery.nominal_capacity_ah, Some(280.0));
         assert_eq!(out.battery.remaining_capacity_ah, Some(168.0));
-        assert_eq!(out.battery.alarms.internal_failure, Some(AlarmLevel::Alarm));
-        assert_eq!(m.cell_count_mismatch(), Some((15, 16)));
+        assert_eq!(out.battery.alarms.internal_failure, None);
+    }
+
+    fn configured(t0: Instant, cell_count: Option<u16>) -> Monitor {
+        let options = BatteryConfig { cell_count, ..Default::default() };
+        Monitor::new(t0, options, Duration::from_secs(10), ChargeController::new(ChargeConfig::default()))
+    }
+
+    /// 24 cells reported on a configured 16S pack used to give CVL 82.8 V (24 x 3.45).
+    #[test]
+    fn the_configured_cell_count_wins_and_a_different_count_never_sets_cvl() {
+        let t0 = Instant::now();
+        let mut m = configured(t0, Some(16));
+        assert_eq!(m.handle_reading(t0, reading()), None);
+        let before = m.output(t0);
+        assert!((before.limits.charge_voltage_v.unwrap() - 16.0 * 3.45).abs() < 1e-9);
+        let wrong = Battery { cell_voltages_v: Some(vec![3.31; 24]), voltage_v: Some(79.4), ..reading() };
+        let rejected = m.handle_reading(t0 + Duration::from_secs(1), wrong.clone()).expect("rejected");
+        assert_eq!(rejected.reason, Implausible::CellCount { expected: 16, reported: 24 });
+        assert!(rejected.log, "the first rejection is logged");
+        assert!(m.handle_reading(t0 + Duration::from_secs(2), wrong.clone()).is_some_and(|r| !r.log), "then quiet");
+        let during = m.output(t0 + Duration::from_secs(2));
+        assert!(during.limits.charge_voltage_v.unwrap() <= 16.0 * 3.45 + 1e-9, "{:?}", during.limits);
+        assert_eq!(during.battery.voltage_v, Some(53.0), "the bad reading is never shown");
+        assert_eq!(during.battery.alarms.internal_failure, Some(AlarmLevel::Alarm));
+        // Only bad readings since t0: lost (CCL 0) exactly when the good one is 10 s old.
+        let _ = m.handle_reading(t0 + Duration::from_millis(9_999), wrong.clone());
+        assert_eq!(m.output(t0 + Duration::from_millis(9_999)).limits.charge_current_a, Some(50.0));
+        let _ = m.handle_reading(t0 + Duration::from_secs(10), wrong);
+        let lost = m.output(t0 + Duration::from_secs(10));
+        assert!(!lost.connected);
+        assert_eq!(lost.limits.charge_current_a, Some(0.0));
+        assert!((lost.limits.charge_voltage_v.unwrap() - 16.0 * 3.375).abs() < 1e-9, "float of 16 cells");
+        assert_eq!(m.handle_reading(t0 + Duration::from_secs(11), reading()), None);
+        assert_eq!(m.output(t0 + Duration::from_secs(11)).battery.alarms.internal_failure, None);
+    }
+
+    #[test]
+    fn without_a_configured_count_the_first_one_seen_is_in_force() {
+        let t0 = Instant::now();
+        let mut m = configured(t0, None);
+        assert_eq!(m.handle_reading(t0, reading()), None);
+        assert_eq!(m.cells_in_force(), Some(16));
+        let empty = Battery { cell_voltages_v: Some(vec![]), ..reading() };
+        let r = m.handle_reading(t0, empty).expect("an empty cell reply is rejected");
+        assert_eq!(r.reason, Implausible::NoCells);
+        let out = m.output(t0);
+        assert!(out.limits.charge_voltage_v.is_some_and(|v| v > 50.0), "never CVL 0: {:?}", out.limits);
+        // A fresh monitor restoring a state saved with 16 cells rejects 24 at once.
+        let mut restarted = configured(t0, None);
+        let state = ControlState { cells: Some(16), ..ControlState::default() };
+        restarted.restore_control_state(&state, t0, Duration::ZERO);
+        let more = Battery { cell_voltages_v: Some(vec![3.31; 24]), ..reading() };
+        assert!(restarted.handle_reading(t0, more).is_some());
+    }
+
+    /// A CAN reading is stamped with its oldest essential frame; forwarding it later must not
+    /// make it younger (a silent CAN BMS was lost ~2x late).
+    #[test]
+    fn the_grace_period_runs_from_when_the_bms_spoke() {
+        let t0 = Instant::now();
+        let mut m = configured(t0, None);
+        let spoke = Battery { read_at: Some(t0), ..reading() };
+        assert_eq!(m.handle_reading(t0 + Duration::from_secs(4), spoke), None);
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        assert!(m.output(t0 + Duration::from_millis(9_999)).connected);
+        assert!(!m.output(t0 + Duration::from_secs(10)).connected);
+        // An older reading arriving late never moves the deadline back.
+        let _ = m.handle_reading(t0 + Duration::from_secs(11), Battery { read_at: Some(t0 + Duration::from_secs(8)), ..reading() });
+        let _ = m.handle_reading(t0 + Duration::from_secs(12), Battery { read_at: Some(t0 + Duration::from_secs(5)), ..reading() });
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(18)));
+    }
+
+    #[test]
+    fn not_reported_bms_limits_never_reach_the_published_limits() {
+        let t0 = Instant::now();
+        let options = BatteryConfig {
+            use_bms_limits: Some(crate::control::bms_limits::BmsLimits::Only),
+            ..Default::default()
+        };
+        let mut m = Monitor::new(t0, options, Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        let sentinel = Battery {
+            charge_voltage_limit_v: Some(6553.5),
+            charge_current_limit_a: Some(3276.7),
+            discharge_current_limit_a: Some(3276.7),
+            ..reading()
+        };
+        assert_eq!(m.handle_reading(t0, sentinel), None);
+        let out = m.output(t0);
+        assert!((out.limits.charge_voltage_v.unwrap() - 55.2).abs() < 1e-9, "{:?}", out.limits);
+        assert_eq!(out.limits.charge_current_a, Some(50.0));
+        assert_eq!(out.limits.discharge_current_a, Some(60.0));
     }
 
     #[test]

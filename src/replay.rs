@@ -73,7 +73,7 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
     let start = Instant::now();
     let t0 = frames.first().map_or(0.0, |f| f.0);
     let at = |t: f64| start + Duration::from_secs_f64((t - t0).max(0.0));
-    let stale = Duration::from_secs_f64(config.daemon.stale_after_s);
+    let stale = crate::app::stale_after(config);
     let mut monitor = Monitor::new(start, options, stale, ChargeController::new(config.charge.clone()));
     let mut assembler = Assembler::default();
     let step = settings.publish_every.as_secs_f64();
@@ -88,7 +88,10 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
         }
         let now = at(next);
         match assembler.reading(now, &settings) {
-            Ok(battery) => monitor.handle_reading(battery.read_at.unwrap_or(now), battery),
+            Ok(battery) => {
+                // A rejected reading shows as the InternalFailure alarm in the replay's output.
+                let _ = monitor.handle_reading(now, battery);
+            }
             Err(why) => {
                 monitor.handle_failure(why);
             }

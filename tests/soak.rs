@@ -183,8 +183,13 @@ fn twenty_four_simulated_hours_of_control() {
         let l = &out.limits;
         let cvl = l.charge_voltage_v.unwrap_or(0.0);
         let (ccl, dcl) = (l.charge_current_a.unwrap_or(0.0), l.discharge_current_a.unwrap_or(0.0));
+        // The configured ceiling, not the chemistry's: 16 x max_cell_voltage.
         assert!(
-            cvl.is_finite() && cvl <= 16.0 * 3.65 && ccl.is_finite() && ccl >= 0.0 && dcl >= 0.0,
+            cvl.is_finite()
+                && cvl <= 16.0 * config.max_cell_voltage + 1e-9
+                && ccl.is_finite()
+                && (0.0..=config.max_charge_current).contains(&ccl)
+                && (0.0..=config.max_discharge_current).contains(&dcl),
             "{l:?}"
         );
         if out.connected {
@@ -198,6 +203,11 @@ fn twenty_four_simulated_hours_of_control() {
         charger.max_charge_a = charge_a;
         let current = charger.step(&pack, cvl, ccl, dcl, load_a, 1.0);
         pack.step(current, 1.0);
+        // Physics, not the controller: no simulated cell ever runs past max + 0.05 V (where a
+        // BMS trips and where the CCL table must have reached 0).
+        if let Some((_, high)) = pack.reading(now).max_cell() {
+            assert!(high <= config.max_cell_voltage + 0.05, "a cell reached {high:.3} V at {second} s");
+        }
         if current > 0.0 {
             charged_ah += current / 3600.0;
         } else {

@@ -116,8 +116,101 @@ pub fn can(name: &str, data: &[u8]) {
 /// The config parser (and its validation) on any text.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Err(errors) = bms_bridge::config::parse(text, "fuzz.toml") {
-        assert!(!errors.is_empty(), "a refused config names at least one error");
+    match bms_bridge::config::parse(text, "fuzz.toml") {
+        Err(errors) => assert!(!errors.is_empty(), "a refused config names at least one error"),
+        Ok(config) => run_accepted(&config, data),
+    }
+}
+
+/// xorshift64*: deterministic randomness from the input, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..hi`.
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// An accepted config through the control core: two simulated hours of random readings, BMS
+/// silences and nonsense at a random poll step, for every battery the config names; the
+/// published limits must stay finite, within the configured maxima, and CCL 0 while lost.
+pub fn run_accepted(config: &bms_bridge::config::Config, data: &[u8]) {
+    use bms_bridge::battery::Battery;
+    use bms_bridge::control::ChargeController;
+    use bms_bridge::monitor::Monitor;
+    use std::time::{Duration, Instant};
+    let seed = data.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let mut rng = Rng(seed | 1);
+    let cfg = &config.charge;
+    let stale = Duration::try_from_secs_f64(config.daemon.stale_after_s).expect("validated stale_after_s");
+    let step = Duration::from_millis(config.daemon.poll_interval_ms);
+    let hours = Duration::from_secs(2 * 3600);
+    let mut options: Vec<_> = config.ports.iter().flat_map(|p| p.batteries.clone()).collect();
+    if options.is_empty() {
+        options.push(Default::default());
+    }
+    for battery in options.into_iter().take(2) {
+        let cells = battery.cell_count.unwrap_or(1 + (rng.next() % 24) as u16);
+        let t0 = Instant::now();
+        let mut monitor = Monitor::new(t0, battery, stale, ChargeController::new(cfg.clone()));
+        let mut last_good: Option<Instant> = None;
+        let (mut now, mut elapsed) = (t0, Duration::ZERO);
+        // At most 2000 steps per battery: a 100 ms poll covers the first minutes only.
+        for _ in 0..2000 {
+            if elapsed >= hours {
+                break;
+            }
+            let jump = if rng.next() % 50 == 0 { stale + step } else { step };
+            now += jump;
+            elapsed += jump;
+            let roll = rng.next() % 20;
+            if roll < 15 {
+                let mean = rng.range(2.4, 3.8);
+                let cells_v: Vec<f64> = (0..cells).map(|_| mean + rng.range(-0.1, 0.1)).collect();
+                let reading = Battery {
+                    voltage_v: Some(cells_v.iter().sum()),
+                    current_a: Some(rng.range(-300.0, 300.0)),
+                    soc_percent: Some(rng.range(0.0, 100.0)),
+                    cell_voltages_v: Some(cells_v),
+                    temperatures_c: Some(vec![rng.range(-35.0, 75.0)]),
+                    charge_fet: Some(roll != 0),
+                    discharge_fet: Some(roll != 1),
+                    charge_current_limit_a: (roll == 2).then(|| rng.range(0.0, 5000.0)),
+                    charge_voltage_limit_v: (roll == 3).then(|| rng.range(0.0, 7000.0)),
+                    ..Battery::default()
+                };
+                if monitor.handle_reading(now, reading).is_none() {
+                    last_good = Some(now);
+                }
+            } else if roll < 17 {
+                let nonsense = Battery { cell_voltages_v: Some(vec![rng.range(-10.0, 80.0); cells.into()]), ..Battery::default() };
+                // Mostly outside physics; a value that happens to be plausible is a reading.
+                if monitor.handle_reading(now, nonsense).is_none() {
+                    last_good = Some(now);
+                }
+            }
+            let out = monitor.output(now);
+            let l = &out.limits;
+            let ccl = l.charge_current_a.expect("CCL always set");
+            let dcl = l.discharge_current_a.expect("DCL always set");
+            assert!(ccl.is_finite() && (0.0..=cfg.max_charge_current + 1e-9).contains(&ccl), "CCL {ccl}");
+            assert!(dcl.is_finite() && (0.0..=cfg.max_discharge_current + 1e-9).contains(&dcl), "DCL {dcl}");
+            if let Some(cvl) = l.charge_voltage_v {
+                assert!(cvl.is_finite() && cvl <= cfg.max_cell_voltage * f64::from(cells) + 1e-9, "CVL {cvl}");
+            }
+            if last_good.is_none_or(|t| now.saturating_duration_since(t) >= stale) {
+                assert_eq!(ccl, 0.0, "lost BMS: CCL 0");
+            }
+            let _ = monitor.take_state_to_save();
+        }
     }
 }
 
@@ -151,6 +244,38 @@ pub fn set_value(data: &[u8]) -> bool {
             }
             Err(code) => assert!(code == set_value::NOT_WRITABLE || code == set_value::REJECTED),
         }
+        handler(&items, path, &value);
     }
     true
+}
+
+/// The real `SetValue` handler (`victron::set_value_without_bus`: the same `Shared::write` the
+/// D-Bus method calls) on a service's item table: codes are velib's, a refused write changes
+/// nothing and queues nothing, an accepted one stays in range.
+fn handler(settings: &bms_bridge::victron::paths::Items, path: &str, value: &zvariant::Value<'_>) {
+    use bms_bridge::victron::paths::Item;
+    use bms_bridge::victron::Unit;
+    let mut items = settings.clone();
+    items.insert("/Soc".to_owned(), Item { value: Value::F64(55.0), unit: Unit::Percent });
+    items.insert("/CustomName".to_owned(), Item { value: Value::Text("Pack".to_owned()), unit: Unit::Plain });
+    let before = items.get(path).cloned();
+    let (code, after, command) = bms_bridge::victron::set_value_without_bus(items, path, value);
+    assert!(
+        [set_value::ACCEPTED, set_value::NOT_WRITABLE, set_value::REJECTED].contains(&code),
+        "{path}: code {code}"
+    );
+    if code != set_value::ACCEPTED {
+        assert_eq!(after, before, "{path}: a refused write changed the item");
+        assert!(command.is_none(), "{path}: a refused write queued {command:?}");
+        return;
+    }
+    match (path, after.map(|item| item.value)) {
+        ("/CustomName", Some(Value::Text(name))) => {
+            assert!(name.chars().count() <= bms_bridge::victron::MAX_CUSTOM_NAME_CHARS)
+        }
+        (_, Some(Value::F64(soc))) => assert!(soc.is_finite() && (0.0..=100.0).contains(&soc), "{path}: {soc}"),
+        (_, Some(Value::I32(flag))) => assert!(flag == 0 || flag == 1, "{path}: {flag}"),
+        (_, other) => assert!(writable::is_writable_setting(path), "{path} accepted, now {other:?}"),
+    }
+    assert!(path != "/Soc", "/Soc accepted a write");
 }

@@ -92,14 +92,15 @@ pub fn settings(port: &PortConfig, config: &Config) -> CanSettings {
     let keepalive = port.can.keepalive.then(|| {
         (
             CanFrame { id: port.can.keepalive_id, data: port.can.keepalive_bytes() },
-            Duration::from_secs_f64(port.can.keepalive_interval_s),
+            // Validated to 0.5..=60 s; never a panic for a config built in code.
+            Duration::try_from_secs_f64(port.can.keepalive_interval_s).unwrap_or(Duration::from_secs(5)),
         )
     });
     CanSettings {
         interface: port.device.clone(),
         decode: Options { voltage_scale_v: options.can_voltage_scale.unwrap_or(0.01) },
         cell_count: options.cell_count,
-        stale_after: Duration::from_secs_f64(config.daemon.stale_after_s),
+        stale_after: super::stale_after(config),
         publish_every: Duration::from_millis(config.daemon.poll_interval_ms),
         keepalive,
         invert_current: options.invert_current,

@@ -153,7 +153,10 @@ pub fn bank_cycle(
     // The bank is fresh as long as its freshest pack: when the last pack is lost, so is the
     // bank, and the single-battery fail-safe (CCL 0, DCL per rule) takes over.
     match battery.read_at.filter(|_| pack_outputs.iter().any(|o| o.connected)) {
-        Some(at) => bank.handle_reading(at, battery),
+        Some(at) => {
+            // A rejected aggregate counts as a failed reading inside the monitor.
+            let _ = bank.handle_reading(at, battery);
+        }
         None => {
             bank.handle_failure("no pack of the bank answers".to_owned());
         }
@@ -193,7 +196,7 @@ pub async fn run(
     bus: BusAddress,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
+    let stale_after = crate::app::stale_after(&config);
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let start = Instant::now();
     let ready_at = start + Duration::try_from_secs_f64(bank.startup_wait_s).unwrap_or(Duration::ZERO);

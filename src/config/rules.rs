@@ -63,7 +63,8 @@ pub const CHARGE_RANGES: &[Range] = &[
     range("max_charge_current", 0.0, 10_000.0, "A"),
     range("max_discharge_current", 0.0, 10_000.0, "A"),
     range("current_recovery_hold_s", 0.0, 3_600.0, "s"),
-    range("current_recovery_a_per_s", 0.01, 10_000.0, "A/s"),
+    // 0: a recovering limit steps straight to its target after the hold (no ramp).
+    range("current_recovery_a_per_s", 0.0, 10_000.0, "A/s"),
     // A limit at 0 recovers once the new limit exceeds this fraction: 1 or more never would.
     range("current_recovery_threshold", 0.0, 0.5, ""),
     range("lost_discharge_timeout_s", 0.0, 86_400.0, "s"),

@@ -49,6 +49,7 @@ pub struct SimControl {
     cross_talk: AtomicBool,
     wire: Mutex<Option<WireTiming>>,
     log: Mutex<Option<Vec<Exchange>>>,
+    last_sent: Mutex<Option<Instant>>,
 }
 
 /// Real serial timing for a simulator: before each reply it waits as long as the request and the
@@ -150,6 +151,16 @@ impl SimControl {
     /// Valid requests received so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Note that the BMS's last byte of a reply (or a CAN cycle's last frame) went out now.
+    pub fn mark_sent(&self) {
+        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// When the BMS last finished sending (the oracle of the staleness-deadline tests).
+    pub fn last_sent(&self) -> Option<Instant> {
+        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Honour real serial timing before each reply (`None`: answer at once).
@@ -345,6 +356,7 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                             return;
                         }
                     }
+                    control.mark_sent();
                     let replied = Some(Instant::now());
                     control.record(Exchange { request, received, replied, reply_len: reply.len() });
                 }

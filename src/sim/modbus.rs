@@ -109,6 +109,7 @@ async fn relay(outer: SerialStream, inner: SerialStream, control: Arc<SimControl
                 if outer_tx.write_all(&reply).await.is_err() {
                     return;
                 }
+                control.mark_sent();
                 if control.delay_ms() > 0 {
                     // A busy half-duplex device ignores what it received while answering.
                     buf.clear();

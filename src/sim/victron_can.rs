@@ -46,6 +46,7 @@ pub async fn serve(mut link: MemoryCanLink, packs: Packs, control: Arc<SimContro
                         return;
                     }
                 }
+                control.mark_sent();
             }
             frame = link.recv() => match frame {
                 Ok(f) if f.id == victron_can::MANUFACTURER => control.count_request(),

@@ -139,6 +139,23 @@ impl Shared {
     }
 }
 
+/// What the `SetValue` handler of a service holding `items` does with `value` on `path`, run
+/// without a bus: the return code, the item as it is afterwards, and the BMS command it queued
+/// for the poll loop. The handler (`BusItem::set_value`) calls the same `Shared::write`; only
+/// the signal emission is left out. For the `set_value` fuzz target and its regression test.
+pub fn set_value_without_bus(
+    items: Items,
+    path: &str,
+    value: &zvariant::Value<'_>,
+) -> (i32, Option<Item>, Option<BmsCommand>) {
+    let (names, _names_rx) = mpsc::unbounded_channel();
+    let (commands, mut commands_rx) = mpsc::channel(1);
+    let shared = Shared::new(items, names).with_commands(Some(commands));
+    let (code, _) = shared.write(path, value);
+    let after = shared.lock().get(path).cloned();
+    (code, after, commands_rx.try_recv().ok())
+}
+
 /// Current `/CustomName` text in `items`.
 pub(crate) fn custom_name_of(items: &Items) -> String {
     match items.get(CUSTOM_NAME).map(|item| &item.value) {

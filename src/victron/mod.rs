@@ -19,7 +19,7 @@ pub mod settings;
 pub mod value;
 pub mod writable;
 
-pub use bus_item::{set_value, BUS_ITEM, MAX_CUSTOM_NAME_CHARS};
+pub use bus_item::{set_value, set_value_without_bus, BUS_ITEM, MAX_CUSTOM_NAME_CHARS};
 pub use paths::{Identity, Snapshot, PRODUCT_ID};
 pub use private_bus::{PrivateBus, PrivateBusError};
 pub use service::BatteryService;
