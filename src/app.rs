@@ -91,7 +91,12 @@ pub async fn run_with_can(
             let writes = (options.allow_writes && support.any()).then(|| {
                 let (command_tx, command_rx) = mpsc::channel(WRITE_QUEUE);
                 commands.push((address, command_rx));
-                tracing::info!(port = %port.device, ?address, ?support, "BMS writes allowed");
+                tracing::info!(
+                    port = %port.device,
+                    address = %address.map_or("-".to_owned(), |a| a.to_string()),
+                    writes = %support,
+                    "BMS writes allowed"
+                );
                 BmsWrites { support, commands: command_tx }
             });
             let slot = BatterySlot {
@@ -400,23 +405,43 @@ pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Optio
 /// logged when a reading arrives); the fail-safe limits that follow get their own limits line.
 fn log_connection_change(label: &str, was_connected: &mut bool, out: &Output, stale_after: Duration) {
     if *was_connected && !out.connected {
+        let cvl = match out.limits.charge_voltage_v {
+            Some(v) => format!("CVL {v:.2} V (float)"),
+            None => "no CVL (the cell count is not known)".to_owned(),
+        };
         tracing::warn!(
             battery = %label,
-            "BMS lost: no good reading for {} s; measurements invalid, /Connected 0, fail-safe limits (CCL 0, CVL float)",
+            "BMS lost: no good reading for {} s; measurements invalid, /Connected 0, fail-safe \
+             limits: CCL 0 A, {cvl}",
             stale_after.as_secs_f64()
         );
     }
     *was_connected = out.connected;
 }
 
+/// `55.20 V`, `50.0 A`, or `none` for a limit that is not published.
+fn shown(value: Option<f64>, unit: &str) -> String {
+    match value {
+        Some(v) if unit == "V" => format!("{v:.2} V"),
+        Some(v) => format!("{v:.1} {unit}"),
+        None => "none".to_owned(),
+    }
+}
+
+/// One INFO line when the limits change in a way worth telling: plain `key=value` words, the
+/// same texts as `/Info/ChargeMode`, `/Info/ChargeLimitation` and `/Info/DischargeLimitation`.
 pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
     if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
         tracing::info!(
             battery = %label,
-            cvl_v = ?l.charge_voltage_v, ccl_a = ?l.charge_current_a, dcl_a = ?l.discharge_current_a,
-            mode = ?l.mode, charge_reason = ?l.charge_reason, discharge_reason = ?l.discharge_reason,
-            "limits: {} | charge: {} | discharge: {}", l.charge_mode, l.charge_limitation, l.discharge_limitation
+            cvl = %shown(l.charge_voltage_v, "V"),
+            ccl = %shown(l.charge_current_a, "A"),
+            dcl = %shown(l.discharge_current_a, "A"),
+            mode = %l.charge_mode,
+            charge_reason = %l.charge_limitation,
+            discharge_reason = %l.discharge_limitation,
+            "limits changed"
         );
         *last = Some(l.clone());
     }

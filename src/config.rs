@@ -48,7 +48,72 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self { poll_interval_ms: 1000, stale_after_s: 10.0, state_dir: PathBuf::from("/data/bms-bridge") }
+        Self { poll_interval_ms: 1000, stale_after_s: 10.0, state_dir: default_state_dir() }
+    }
+}
+
+/// True on Venus OS (a GX device, or Venus on a Raspberry Pi).
+pub fn is_venus_os() -> bool {
+    Path::new("/opt/victronenergy").is_dir()
+}
+
+/// Where charge state is kept when the config says nothing: `/data/bms-bridge` on Venus OS (the
+/// partition that survives firmware updates), `/var/lib/bms-bridge` elsewhere (systemd's
+/// `StateDirectory=bms-bridge`).
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from(if is_venus_os() { "/data/bms-bridge" } else { "/var/lib/bms-bridge" })
+}
+
+/// Why the daemon could not keep its state in `dir`, if it could not: `dir` must be a writable
+/// directory, or not exist yet below a writable one (the daemon creates it). Writes and removes
+/// one empty probe file; nothing is left behind.
+pub fn state_dir_problem(dir: &Path) -> Option<String> {
+    // A real write, not access(2): root passes access() on read-only places such as /proc.
+    let writable = |p: &Path| -> std::io::Result<()> {
+        let probe = p.join(format!(".bms-bridge-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"")?;
+        std::fs::remove_file(&probe)
+    };
+    let fix = format!(
+        "create it (mkdir -p {}) or set [daemon] state_dir to a writable directory",
+        dir.display()
+    );
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Some(format!("{} is not a directory; {fix}", dir.display())),
+        Ok(_) => writable(dir).err().map(|e| format!("{} is not writable ({e}); {fix}", dir.display())),
+        Err(_) => {
+            let parent = dir.ancestors().skip(1).find(|a| a.exists())?;
+            if !parent.is_dir() {
+                return Some(format!("{} is not a directory; {fix}", parent.display()));
+            }
+            match writable(parent) {
+                Ok(()) => None,
+                Err(e) => Some(format!(
+                    "{} does not exist and cannot be created in {} ({e}); {fix}",
+                    dir.display(),
+                    parent.display()
+                )),
+            }
+        }
+    }
+}
+
+/// [`state_dir_problem`] as a config error at `[daemon] state_dir` of `text` (or of the file).
+pub fn host_problems(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
+    let Some(message) = state_dir_problem(&config.daemon.state_dir) else { return Vec::new() };
+    let (line, column) = locate(text, "daemon", 0, "state_dir");
+    vec![ConfigError { file: file.to_owned(), line, column, field: "daemon.state_dir".to_owned(), message }]
+}
+
+/// [`load`], then the checks of this host ([`host_problems`]): what `check-config` and `doctor` run.
+pub fn load_for_this_host(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let config = load(path)?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let problems = host_problems(&config, &text, &path.display().to_string());
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
     }
 }
 
@@ -248,7 +313,8 @@ pub struct BatteryConfig {
     pub name: Option<String>,
     /// Installed capacity override (Ah), for a BMS that reports it wrongly or not at all.
     pub capacity_ah: Option<f64>,
-    /// Expected series cell count; a BMS reporting another count raises an alarm.
+    /// Series cell count, authoritative: a reading with another count is rejected (InternalFailure
+    /// alarm, CCL 0 once no good reading came within the grace period). Unset: the first count seen.
     pub cell_count: Option<u16>,
     /// Reverse the sign of the current the BMS reports (Daly: decoders disagree on the sign, see
     /// `docs/protocols/daly.md`); applied by the poll loop, for any protocol.
@@ -337,15 +403,20 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             line: 0,
             column: 0,
             field: "(file)".to_owned(),
-            message: format!("cannot read: {err}"),
+            message: format!(
+                "cannot read: {err} (the example with every key: config/bms-bridge.toml; \
+                 `bms-bridge check-config FILE` checks one)"
+            ),
         }]),
     }
 }
 
 /// Parses and validates config text; `file` names it in messages.
 pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
-    let mut errors = Vec::new();
+    let mut errors: Vec<ConfigError> = Vec::new();
     let mut working = text.to_owned();
+    // Fields whose line was commented out after an error: their "missing field" is not news.
+    let mut commented: Vec<String> = Vec::new();
     // serde stops at the first error. To report them all, the offending line is commented out
     // and the text parsed again, until it parses or an error cannot be pinned to a plain line.
     for _ in 0..64 {
@@ -356,9 +427,18 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
             }
             Err(err) => {
                 let (line, column) = err.span().map_or((0, 0), |s| line_col(&working, s.start));
-                let message = err.message().trim().to_owned();
-                let field = field_name(&working, line, &message);
-                errors.push(ConfigError { file: file.to_owned(), line, column, field, message });
+                let raw = err.message().trim().to_owned();
+                let field = field_name(&working, line, &raw);
+                let follows_from_earlier = raw
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .is_some_and(|missing| commented.iter().any(|c| c.rsplit('.').next() == Some(missing)));
+                if follows_from_earlier && !errors.is_empty() {
+                    return Err(errors);
+                }
+                let message = plain_words(&raw, &field, working.lines().nth(line.saturating_sub(1)));
+                errors.push(ConfigError { file: file.to_owned(), line, column, field: field.clone(), message });
+                commented.push(field);
                 let retry = line > 0
                     && working
                         .lines()
@@ -372,6 +452,62 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
         }
     }
     Err(errors)
+}
+
+/// The parser's message in words for people: no Rust type names (`u64`, `f64`), no serde
+/// jargon ("invalid type", "variant"); the value given is named where the message had it.
+fn plain_words(message: &str, field: &str, line: Option<&str>) -> String {
+    let given = line
+        .and_then(|l| l.split_once('=').map(|(_, v)| v.trim().to_owned()))
+        .filter(|v| !v.is_empty());
+    let kind = |rust: &str| -> String {
+        match rust.trim() {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number >= 0".to_owned(),
+            "i32" | "i64" => "a whole number".to_owned(),
+            "f64" | "f32" => "a number".to_owned(),
+            "a boolean" | "bool" => "true or false".to_owned(),
+            "a string" => "text in quotes".to_owned(),
+            "a sequence" => "a list [ ... ]".to_owned(),
+            other => other.to_owned(),
+        }
+    };
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (value, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let known: Vec<&str> =
+            tail.split('`').skip(1).step_by(2).filter(|k| !k.is_empty()).collect();
+        let what = field.rsplit('.').next().unwrap_or(field);
+        return format!("unknown {what} {value:?}; known: {}", known.join(", "));
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (key, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let known: Vec<&str> =
+            tail.split('`').skip(1).step_by(2).filter(|k| !k.is_empty()).collect();
+        return if known.is_empty() {
+            format!("unknown key `{key}`")
+        } else {
+            format!("unknown key `{key}`; this table has: {}", known.join(", "))
+        };
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
+        return format!("expected {}, found {found}", kind(expected));
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
+        return format!("expected {}, found {found}", kind(expected));
+    }
+    if message.starts_with("number too large to fit in target type")
+        || message.starts_with("number too small to fit in target type")
+    {
+        return match given {
+            Some(value) => format!("{value} is out of range for this key"),
+            None => "the number is out of range for this key".to_owned(),
+        };
+    }
+    if let Some(key) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        return format!("required key `{key}` is missing");
+    }
+    message.to_owned()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -497,7 +633,16 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         fail("charge", 0, problem.key, format!("charge.{}", problem.key), problem.message);
     }
     if config.ports.is_empty() {
-        fail("", 0, "port", "port".into(), "no [[port]] configured: nothing to poll".into());
+        fail(
+            "",
+            0,
+            "port",
+            "port".into(),
+            "nothing to poll: no [[port]] is configured; add one to the config, or start with \
+             `bms-bridge run --port /dev/ttyUSB0 --protocol jbd` (`bms-bridge probe /dev/ttyUSB0` \
+             finds the protocol)"
+                .into(),
+        );
     }
     let mut devices: Vec<&str> = Vec::new();
     let mut battery_tables = 0usize;
@@ -561,31 +706,45 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             }
         }
         for battery in &port.batteries {
+            // Reported at the key inside its own [[port.battery]] table, with the value given.
+            let table = battery_tables;
             if battery.address.is_some() && !port.poll_addresses().contains(&battery.address) {
+                let polled: Vec<String> =
+                    port.poll_addresses().iter().flatten().map(u8::to_string).collect();
                 fail(
-                    "port",
-                    i,
-                    "battery",
+                    "port.battery",
+                    table,
+                    "address",
                     name("battery.address"),
-                    format!("address {:?} is not polled on this port", battery.address),
+                    format!(
+                        "{} is not polled on this port (addresses polled: {})",
+                        battery.address.map_or(String::new(), |a| a.to_string()),
+                        if polled.is_empty() { "none, the protocol has no addresses".to_owned() } else { polled.join(", ") }
+                    ),
                 );
             }
-            if battery.capacity_ah.is_some_and(|c| !(c > 0.0 && c < 100_000.0)) {
+            if let Some(c) = battery.capacity_ah.filter(|c| !(*c > 0.0 && *c < 100_000.0)) {
                 fail(
-                    "port",
-                    i,
-                    "battery",
+                    "port.battery",
+                    table,
+                    "capacity_ah",
                     name("battery.capacity_ah"),
-                    "must be between 0 and 100000 Ah".into(),
+                    format!("{c} is outside the allowed range above 0 to 100000 Ah"),
                 );
             }
-            if battery.cell_count.is_some_and(|n| n == 0 || n > 48) {
-                fail("port", i, "battery", name("battery.cell_count"), "must be 1..=48".into());
+            if let Some(n) = battery.cell_count.filter(|n| *n == 0 || *n > 48) {
+                fail(
+                    "port.battery",
+                    table,
+                    "cell_count",
+                    name("battery.cell_count"),
+                    format!("{n} is outside the allowed range 1 to 48"),
+                );
             }
             if battery.allow_writes && !port.protocol.writes().any() {
                 fail(
                     "port.battery",
-                    battery_tables,
+                    table,
                     "allow_writes",
                     name("battery.allow_writes"),
                     format!(
@@ -643,7 +802,7 @@ name = "Rear"
         let text = "[daemon]\npoll_interval_ms = 1000\nbogus = 1\n\n[charge]\nmax_cell_voltage = \"high\"\n\n[[port]]\ndevice = \"/dev/ttyUSB0\"\nprotocol = \"jbd\"\nbaud = 1234\n";
         let errors = parse(text, "bad.toml").expect_err("invalid");
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(shown[0].starts_with("bad.toml:3:1: daemon.bogus: unknown field `bogus`"), "{shown:?}");
+        assert!(shown[0].starts_with("bad.toml:3:1: daemon.bogus: unknown key `bogus`; this table has: poll_interval_ms, stale_after_s, state_dir"), "{shown:?}");
         assert!(shown[1].starts_with("bad.toml:6:20: charge.max_cell_voltage:"), "{shown:?}");
         assert!(shown[2].starts_with("bad.toml:11:1: port[1].baud: 1234"), "{shown:?}");
         assert_eq!(errors.len(), 3, "{shown:?}");
@@ -655,7 +814,8 @@ name = "Rear"
             parse("[[port]]\ndevice = \"/dev/x\"\nprotocol = \"foo\"\n", "p.toml").expect_err("invalid");
         assert_eq!(errors[0].line, 3);
         assert_eq!(errors[0].field, "port[1].protocol");
-        assert!(errors[0].message.contains("unknown variant `foo`"), "{}", errors[0].message);
+        assert!(errors[0].message.starts_with("unknown protocol \"foo\"; known: jbd, "), "{}", errors[0].message);
+        assert_eq!(errors.len(), 1, "no false 'missing field protocol': {errors:?}");
     }
 
     #[test]
@@ -730,6 +890,107 @@ name = "Rear"
             );
         }
         assert_eq!(errors.len(), 11, "{shown:#?}");
+    }
+
+    #[test]
+    fn the_state_dir_must_be_writable_and_its_problem_names_the_path() {
+        let dir = std::env::temp_dir().join(format!("bms-bridge-statedir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(state_dir_problem(&dir), None);
+        assert_eq!(state_dir_problem(&dir.join("new/deeper")), None, "created by the daemon");
+        let file = dir.join("plain-file");
+        std::fs::write(&file, "x").unwrap();
+        let p = state_dir_problem(&file).expect("a file is no directory");
+        assert!(p.contains(&file.display().to_string()) && p.contains("not a directory"), "{p}");
+        let p = state_dir_problem(&file.join("below")).expect("below a file");
+        assert!(p.contains("not a directory"), "{p}");
+        // /proc is not writable, even for root.
+        let p = state_dir_problem(Path::new("/proc/bms-bridge")).expect("read-only");
+        assert!(p.contains("/proc/bms-bridge") && p.contains("state_dir"), "{p}");
+        let config = Config {
+            daemon: DaemonConfig { state_dir: "/proc/bms-bridge".into(), ..DaemonConfig::default() },
+            ..Config::default()
+        };
+        let text = "[daemon]\nstate_dir = \"/proc/bms-bridge\"\n";
+        let errors = host_problems(&config, text, "h.toml");
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].column, errors[0].field.as_str()), (2, 1, "daemon.state_dir"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_default_state_dir_follows_the_host() {
+        let expected = if Path::new("/opt/victronenergy").is_dir() { "/data/bms-bridge" } else { "/var/lib/bms-bridge" };
+        assert_eq!(DaemonConfig::default().state_dir, PathBuf::from(expected));
+    }
+
+    /// Messages for people: the value, the place of the key itself, no serde or Rust type names.
+    #[test]
+    fn messages_say_what_is_wrong_where_in_plain_words() {
+        let text = "[daemon]\npoll_interval_ms = -5\nstale_after_s = \"ten\"\n\n[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\ntimeout_ms = 99999999999999999999\n";
+        let errors = parse(text, "m.toml").expect_err("invalid");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for jargon in ["u64", "f64", "invalid type", "invalid value", "target type", "variant"] {
+            assert!(shown.iter().all(|s| !s.contains(jargon)), "{jargon:?} in {shown:#?}");
+        }
+        assert!(shown.contains(&"m.toml:2:20: daemon.poll_interval_ms: expected a whole number >= 0, found integer `-5`".to_owned()), "{shown:#?}");
+        assert!(shown.contains(&"m.toml:3:17: daemon.stale_after_s: expected a number, found string \"ten\"".to_owned()), "{shown:#?}");
+        assert!(shown.iter().any(|s| s.contains("port[1].timeout_ms") && s.contains("99999999999999999999")), "{shown:#?}");
+        // Keys of [[port.battery]]: the line of the key in its own table, and the value.
+        let text = "[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd_up16s\"\naddresses = [1]\n\n[[port.battery]]\naddress = 1\ncell_count = 0\n\n[[port.battery]]\naddress = 7\n";
+        let errors = parse(text, "b.toml").expect_err("invalid");
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(shown.contains(&"b.toml:8:1: port[1].battery.cell_count: 0 is outside the allowed range 1 to 48".to_owned()), "{shown:#?}");
+        assert!(shown.contains(&"b.toml:11:1: port[1].battery.address: 7 is not polled on this port (addresses polled: 1)".to_owned()), "{shown:#?}");
+    }
+
+    /// The keys of one table as the parser knows them (from its unknown-key message).
+    fn parser_keys(snippet: &str) -> Vec<String> {
+        let errors = parse(snippet, "k.toml").expect_err("an unknown key");
+        let message = &errors[0].message;
+        let list = message.split("this table has: ").nth(1).unwrap_or_else(|| panic!("{message}"));
+        list.split(", ").map(str::to_owned).filter(|k| k != "battery" && k != "can").collect()
+    }
+
+    /// `docs/configuration.md` cannot drift: every key the parser takes is listed under its
+    /// table and every listed key exists; the [charge] ranges are the validator's.
+    #[test]
+    fn the_configuration_reference_lists_every_key() {
+        let doc = include_str!("../docs/configuration.md");
+        let port = "[[port]]\ndevice = \"x\"\nprotocol = \"jbd\"\n";
+        for (title, snippet) in [
+            ("[daemon]", "[daemon]\nzz = 1\n".to_owned()),
+            ("[dbus]", "[dbus]\nzz = 1\n".to_owned()),
+            ("[charge]", "[charge]\nzz = 1\n".to_owned()),
+            ("[[port]]", "[[port]]\nzz = 1\n".to_owned()),
+            ("[[port.battery]]", format!("{port}[[port.battery]]\nzz = 1\n")),
+            ("[port.can]", format!("{port}[port.can]\nzz = 1\n")),
+            ("[[bank]]", "[[bank]]\nzz = 1\n".to_owned()),
+        ] {
+            let section = doc
+                .split(&format!("## `{title}`"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("docs/configuration.md has no section {title}"));
+            let section = section.split("\n## ").next().unwrap_or("");
+            let documented: Vec<&str> = section
+                .lines()
+                .filter_map(|l| l.strip_prefix("| `"))
+                .filter_map(|l| l.split('`').next())
+                .collect();
+            let mut known = parser_keys(&snippet);
+            known.sort();
+            let mut listed: Vec<String> = documented.iter().map(|k| (*k).to_owned()).collect();
+            listed.sort();
+            assert_eq!(listed, known, "docs/configuration.md {title} vs the parser");
+        }
+        for r in rules::CHARGE_RANGES.iter().chain(rules::CHARGE_OPTIONAL_RANGES) {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", r.key)))
+                .unwrap_or_else(|| panic!("{} not documented", r.key));
+            let allowed = row.split(" | ").nth(3).unwrap_or("");
+            assert_eq!(allowed, r.describe(), "docs/configuration.md range of {}", r.key);
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ enum Command {
         #[arg(long = "port")]
         ports: Vec<String>,
         /// Protocol for the --port devices.
-        #[arg(long, default_value = "jbd")]
+        #[arg(long, default_value = "jbd", value_parser = protocol_names())]
         protocol: String,
         /// D-Bus to use: system, session, or an address (overrides the config).
         #[arg(long)]
@@ -52,8 +52,8 @@ enum Command {
     },
     /// Decode one frame given as hex bytes and print it as JSON.
     Decode {
-        /// Protocol name (jbd, jbd_up16s).
-        #[arg(long)]
+        /// Protocol of the frame (an unknown name is answered in JSON, as every outcome).
+        #[arg(long, help = protocol_help("Protocol of the frame"))]
         protocol: String,
         /// CAN protocols (victron_can): the frame's CAN id, e.g. 0x351.
         #[arg(long, value_parser = parse_can_id)]
@@ -89,8 +89,8 @@ enum Command {
     },
     /// Run a simulated BMS on a pty, reachable through a symlink at --link (for trying the daemon).
     Sim {
-        /// Protocol to simulate (jbd, jbd_up16s).
-        #[arg(long, default_value = "jbd")]
+        /// Protocol to simulate.
+        #[arg(long, default_value = "jbd", value_parser = serial_protocol_names())]
         protocol: String,
         /// Where to create the symlink to the pty (the daemon's device path).
         #[arg(long)]
@@ -121,7 +121,7 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         cells: usize,
         /// Protocol of the simulated BMS.
-        #[arg(long, default_value = "jbd")]
+        #[arg(long, default_value = "jbd", value_parser = protocol_names())]
         protocol: String,
         /// Simulate this many packs in one parallel bank instead (two UP16S on a shared bus,
         /// the others JBD on ports of their own).
@@ -132,6 +132,22 @@ enum Command {
     Doctor(tools::DoctorArgs),
     /// Convert a dbus-serialbattery config.ini into a bms-bridge.toml; lists what cannot be mapped.
     ImportSerialbattery(tools::ImportArgs),
+}
+
+/// Every protocol name, from the protocol list (so `--help` and errors can never miss one).
+fn protocol_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()))
+}
+
+/// `what`, then every protocol name, for an argument that checks the name itself.
+fn protocol_help(what: &str) -> String {
+    let names: Vec<&str> = Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()).collect();
+    format!("{what}: {}", names.join(", "))
+}
+
+/// The serial protocols (the `sim` command serves a pty).
+fn serial_protocol_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.name()))
 }
 
 fn main() -> ExitCode {
@@ -147,7 +163,7 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Run { config, ports, protocol, bus } => run(config, ports, &protocol, bus),
-        Command::CheckConfig { file } => match config::load(&file) {
+        Command::CheckConfig { file } => match config::load_for_this_host(&file) {
             Ok(cfg) => {
                 let batteries: usize = cfg.ports.iter().map(|p| p.poll_addresses().len()).sum();
                 println!("{}: OK ({} port(s), {batteries} battery(ies))", file.display(), cfg.ports.len());
@@ -169,18 +185,38 @@ fn main() -> ExitCode {
         Command::Probe { port, timeout_ms } => runtime_block_on(async move {
             let results = bms_bridge::probe::probe(&port, std::time::Duration::from_millis(timeout_ms)).await;
             let mut found = 0;
+            // One line per distinct failure: a device that cannot be opened fails every attempt
+            // the same way, and that is one fact, not eleven.
+            let mut failures: Vec<(String, Vec<String>)> = Vec::new();
             for r in &results {
                 let at = r.address.map_or(String::new(), |a| format!(" address {a}"));
+                let tried = format!("{} at {} baud{at}", r.protocol.name(), r.baud);
                 match &r.outcome {
                     Ok(summary) => {
                         found += 1;
-                        println!("FOUND  {} at {} baud{at}: {summary}", r.protocol.name(), r.baud);
+                        println!("FOUND  {tried}: {summary}");
                     }
-                    Err(why) => println!("no     {} at {} baud{at}: {why}", r.protocol.name(), r.baud),
+                    Err(why) => match failures.iter_mut().find(|(w, _)| w == why) {
+                        Some((_, list)) => list.push(tried),
+                        None => failures.push((why.clone(), vec![tried])),
+                    },
+                }
+            }
+            for (why, tried) in &failures {
+                if tried.len() == results.len() {
+                    println!("no     every protocol ({} attempts): {why}", tried.len());
+                } else {
+                    println!("no     {}: {why}", tried.join(", "));
                 }
             }
             if found == 0 {
-                return Err(format!("no known BMS answered on {port}"));
+                let hint = if failures.iter().any(|(why, _)| why.starts_with("cannot open")) {
+                    "check the device path (ls /dev/serial/by-id) and that no other program holds it; \
+                     `bms-bridge doctor` explains"
+                } else {
+                    "check the wiring (TX/RX, A/B, GND) and that the BMS is awake; `bms-bridge doctor` explains"
+                };
+                return Err(format!("no known BMS answered on {port}: {hint}"));
             }
             println!(
                 "config: [[port]] device = \"{port}\" protocol = \"{}\"",
@@ -281,6 +317,10 @@ fn run(
         }
         return ExitCode::FAILURE;
     }
+    if let Some(problem) = config::state_dir_problem(&cfg.daemon.state_dir) {
+        // Not fatal: the battery is still protected, only its charge state is not kept.
+        tracing::warn!("daemon.state_dir: {problem}; charge state will not survive a restart");
+    }
     let bus = app::bus_address(&cfg);
     runtime_block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -334,10 +374,11 @@ fn replay(log: &std::path::Path, config_path: Option<&std::path::Path>, bus: Opt
 }
 
 fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
+    // Every outcome is one JSON object on stdout, as `decode` promises.
     let bytes = match protocol::parse_hex(&hex.join(" ")) {
         Ok(bytes) => bytes,
         Err(message) => {
-            eprintln!("{message}");
+            println!("{}", serde_json::json!({ "error": message }));
             return ExitCode::FAILURE;
         }
     };

@@ -215,11 +215,20 @@ async fn log_lines_name_the_battery_for_connect_loss_and_limits() {
     let lines = |needle: &str| log.lines().filter(|l| l.contains(needle) && l.contains(&battery)).count();
     assert_eq!(lines("BMS answering"), 2, "first reading and recovery:\n{log}");
     assert_eq!(lines("BMS lost: no good reading for 2 s"), 1, "{log}");
-    assert!(lines("limits: ") >= 3, "start, fail-safe and recovery limits:\n{log}");
+    assert!(lines("limits changed") >= 3, "start, fail-safe and recovery limits:\n{log}");
     assert!(
-        log.lines().any(|l| l.contains("limits: ") && l.contains("BMS lost") && l.contains(&battery)),
+        log.lines().any(|l| l.contains("limits changed")
+            && l.contains("ccl=0.0 A")
+            && l.contains("BMS lost")
+            && l.contains(&battery)),
         "{log}"
     );
+    // For people: plain key=value words, no Rust debug dumps at INFO.
+    for line in log.lines().filter(|l| l.contains(" INFO ")) {
+        for dump in ["ChargeMode {", "Limitation {", "Some(", "None,", "reasons: ["] {
+            assert!(!line.contains(dump), "debug dump {dump:?} in: {line}");
+        }
+    }
     assert!(!log.contains('\x1b'), "no colour codes in a log file");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,13 +20,24 @@ fn f64_at(items: &Items, path: &str) -> Option<f64> {
     f64::try_from(v.clone()).ok().or_else(|| i32::try_from(v).ok().map(f64::from))
 }
 
+/// Start-up (bus, simulator, first CAN cycle) is given 20 s; deadlines are checked with [`wait_within`].
 async fn wait(conn: &zbus::Connection, name: &str, what: &str, check: impl Fn(&Items) -> bool) -> Items {
+    wait_within(conn, name, what, Duration::from_secs(20), check).await
+}
+
+async fn wait_within(
+    conn: &zbus::Connection,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Items) -> bool,
+) -> Items {
     let start = Instant::now();
     loop {
         if let Some(items) = items(conn, name).await.filter(|i| check(i)) {
             return items;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(start.elapsed() < limit, "no {what} within {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -98,9 +109,12 @@ async fn can_battery_end_to_end_and_fail_safe() {
     // CVL: ours (16 x 3.45 = 55.2 V) capped by the BMS's 0x351 (16 x 3.5 = 56 V): ours.
     assert_eq!(f64_at(&it, "/Info/MaxChargeVoltage"), Some(55.2));
     assert!(rig.simulator.control.requests() >= 1, "the BMS got the keep-alive frame");
-    // The BMS falls silent: the fail-safe applies after the grace period.
+    // The BMS falls silent: the fail-safe applies after the 3 s grace period, counted from its
+    // last frames (at most one 1 s cycle before this), plus 1 s (tests/stale_deadline.rs has
+    // the exact timing).
     rig.simulator.control.set_silent(true);
-    let it = wait(&conn, OURS, "the fail-safe", |i| f64_at(i, "/Connected") == Some(0.0)).await;
+    let grace = Duration::from_secs(3 + 1);
+    let it = wait_within(&conn, OURS, "fail-safe", grace, |i| f64_at(i, "/Connected") == Some(0.0)).await;
     assert_eq!(f64_at(&it, "/Info/MaxChargeCurrent"), Some(0.0));
     rig.stop().await;
 }

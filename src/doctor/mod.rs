@@ -161,6 +161,13 @@ fn check_config(report: &mut Report, options: &Options) -> Option<Config> {
     };
     match config::load(&path) {
         Ok(cfg) => {
+            match config::state_dir_problem(&cfg.daemon.state_dir) {
+                None => report.add(Status::Ok, format!("state_dir {} is writable", cfg.daemon.state_dir.display())),
+                Some(problem) => report.add(
+                    Status::Fail,
+                    format!("state_dir: {problem} (charge phase, timers and counted SoC would be lost at every restart)"),
+                ),
+            }
             let batteries: usize = cfg.ports.iter().map(|p| p.poll_addresses().len()).sum();
             report.add(
                 Status::Ok,

@@ -45,9 +45,13 @@ pub(super) async fn check_port(report: &mut Report, index: usize, port: &PortCon
     if !holders.is_empty() {
         let list: Vec<String> = holders.iter().map(|(pid, name)| format!("{name} (pid {pid})")).collect();
         let ours = holders.iter().all(|(_, name)| name == "bms-bridge");
+        // `bms-bridge sim` or `demo` hold a pty too; only `bms-bridge run` is the daemon.
+        let daemon = ours && holders.iter().all(|(pid, _)| subcommand(*pid).as_deref() == Some("run"));
         let status = if ours { Status::Info } else { Status::Fail };
-        let why = if ours {
+        let why = if daemon {
             "the running daemon uses it, so the probe is skipped (stop the daemon to probe: svc -d /service/bms-bridge or systemctl stop bms-bridge)"
+        } else if ours {
+            "another bms-bridge command (a simulator or the demo, not the daemon) uses it, so the probe is skipped"
         } else {
             "another program uses this port: two programs on one serial port garble each other's replies (on Venus OS: serial-starter services such as vedirect or gps; install.sh --boot releases the port)"
         };
@@ -139,6 +143,20 @@ fn by_id_names(real: &Path) -> Vec<PathBuf> {
 }
 
 /// Processes (other than this one) with `real` open: (pid, command name).
+/// The bms-bridge subcommand process `pid` runs (`run`, `sim`, `demo` ...), from its command line.
+fn subcommand(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline.split(|b| *b == 0).skip(1).map(String::from_utf8_lossy);
+    while let Some(arg) = args.next() {
+        if arg == "--log-level" {
+            args.next(); // its value
+        } else if !arg.starts_with('-') && !arg.is_empty() {
+            return Some(arg.into_owned());
+        }
+    }
+    None
+}
+
 fn holders(real: &Path) -> Vec<(u32, String)> {
     let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };

@@ -55,6 +55,31 @@ pub enum BmsCommand {
     SetSoc(f64),
 }
 
+impl fmt::Display for BmsCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on_off = |on: bool| if on { "on" } else { "forced off" };
+        match self {
+            BmsCommand::SetChargeFet(on) => write!(f, "charge MOSFET {}", on_off(*on)),
+            BmsCommand::SetDischargeFet(on) => write!(f, "discharge MOSFET {}", on_off(*on)),
+            BmsCommand::SetSoc(soc) => write!(f, "set SoC to {soc:.1} %"),
+        }
+    }
+}
+
+impl fmt::Display for WriteSupport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut what = Vec::new();
+        if self.mosfet {
+            what.push("MOSFETs on/off");
+        }
+        if self.soc {
+            what.push("SoC");
+        }
+        f.write_str(if what.is_empty() { "none" } else { "" })?;
+        f.write_str(&what.join(", "))
+    }
+}
+
 /// What goes on the wire for one BMS.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Write {

@@ -112,7 +112,7 @@ impl Shared {
                 tracing::warn!(path, ?command, "BMS write refused: the port's write queue is full or gone");
                 return (set_value::REJECTED, None);
             }
-            tracing::info!(path, ?command, "BMS write requested over D-Bus");
+            tracing::info!(path, command = %command, "BMS write requested over D-Bus");
         }
         let Some(new) = accepted.value else {
             return (set_value::ACCEPTED, None);

@@ -44,7 +44,12 @@ pub enum BusAddress {
 impl std::fmt::Display for BusAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BusAddress::System => f.write_str("system bus"),
+            BusAddress::System => write!(
+                f,
+                "system bus at {}",
+                std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                    .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".to_owned())
+            ),
             BusAddress::Session => f.write_str("session bus"),
             BusAddress::Address(address) => write!(f, "bus at {address}"),
         }
@@ -69,7 +74,10 @@ pub enum DbusError {
     #[error("service suffix {0:?} is not D-Bus safe (use victron::safe_suffix)")]
     BadSuffix(String),
     /// Connecting to the bus failed.
-    #[error("cannot connect to the {bus}")]
+    #[error(
+        "cannot connect to the {bus}: {source} (is dbus-daemon running? `bms-bridge doctor` checks \
+         the bus; `--bus session` or [dbus] bus = \"unix:path=...\" picks another)"
+    )]
     Connect {
         /// The bus.
         bus: BusAddress,
