@@ -387,7 +387,9 @@ fn log_connection_change(label: &str, was_connected: &mut bool, out: &Output, st
 
 pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
-    if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
+    // `notable` is control's verdict (control::LimitLog): reason flaps within the recovery hold
+    // are not changes.
+    if last.is_none() || l.notable {
         tracing::info!(
             battery = %label,
             cvl_v = ?l.charge_voltage_v, ccl_a = ?l.charge_current_a, dcl_a = ?l.discharge_current_a,
