@@ -99,13 +99,15 @@ pub const NOMINAL_AH: f64 = 280.0;
 /// How the cells of a [`PackSpec`] pack differ.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Imbalance {
-    /// Capacities within ±1 %, states of charge within ±0.05 % (2 mV at 97 %).
+    /// Capacities within ±1 %, top balanced: every cell misses the same charge to full
+    /// (±0.05 % of nominal, 2 mV at 97 %).
     Balanced,
     /// Balanced, but one cell holds this fraction of its capacity more charge (0.025 = 2.5 %):
     /// it starts at the spec's state of charge, the others this much lower.
     OneAhead(f64),
-    /// Balanced, but one cell has this fraction less capacity (0.10 = -10 %), at the same state
-    /// of charge as the others.
+    /// Balanced, but one cell has this fraction less capacity (0.10 = -10 %) at the same state
+    /// of charge as the others, so it misses that much less charge to full (from 50 %: 5 % of
+    /// nominal ahead).
     WeakCell(f64),
 }
 
@@ -146,15 +148,20 @@ impl Pack {
                 // Deterministic spread: ranks 0..1 in a shuffled order.
                 let rank = if n > 1 { ((i * 7) % n) as f64 / (n - 1) as f64 } else { 0.5 };
                 let mut capacity_ah = spec.capacity_ah * (0.99 + 0.02 * rank);
-                let mut soc = spec.soc + 0.0005 * (2.0 * (((i * 5) % n) as f64 / n as f64) - 1.0);
+                // Top balanced: every cell misses the same charge to full, ±0.05 % of nominal.
+                let jitter = 0.0005 * (2.0 * (((i * 5) % n) as f64 / n as f64) - 1.0);
+                let mut missing = (1.0 - spec.soc + jitter) * spec.capacity_ah;
                 match spec.imbalance {
                     Imbalance::Balanced => {}
                     // The leading cell starts at `spec.soc`, the others that much behind.
-                    Imbalance::OneAhead(ahead) if i != odd => soc -= ahead,
-                    Imbalance::WeakCell(less) if i == odd => capacity_ah = spec.capacity_ah * (1.0 - less),
+                    Imbalance::OneAhead(ahead) if i != odd => missing += ahead * spec.capacity_ah,
+                    Imbalance::WeakCell(less) if i == odd => {
+                        capacity_ah = spec.capacity_ah * (1.0 - less);
+                        missing *= 1.0 - less;
+                    }
                     _ => {}
                 }
-                let charge_ah = (soc.clamp(0.0, 1.0)) * capacity_ah;
+                let charge_ah = (capacity_ah - missing).clamp(0.0, capacity_ah);
                 Cell { capacity_ah, charge_ah, resistance_ohm: 0.0008 * 100.0 / spec.capacity_ah.max(1.0) }
             })
             .collect();
