@@ -219,7 +219,11 @@ fn figures(name: &str, rows: &[Row]) -> Figures {
         full_at_s: first(Phase::FloatTransition),
         float_at_s: first(Phase::Float),
         reversals_per_h: reversals(&polled) as f64 / hours,
-        float_mode: rows.iter().find(|r| r.phase == Phase::Float).map(|r| r.charge_mode.clone()).unwrap_or_default(),
+        float_mode: rows
+            .iter()
+            .find(|r| r.phase == Phase::Float)
+            .map(|r| r.charge_mode.clone())
+            .unwrap_or_default(),
         tripped: rows.iter().any(|r| r.bms_tripped),
     }
 }
@@ -354,14 +358,14 @@ fn weak_cell_24s() {
 /// from 97 % reaches absorption within minutes at (nearly) full current.
 #[test]
 fn balanced_pack_charges_at_full_current_until_cvl() {
-    let run = ChargeRun::new(PackSpec { cells: 16, capacity_ah: 100.0, soc: 0.97, imbalance: Imbalance::Balanced });
+    let run =
+        ChargeRun::new(PackSpec { cells: 16, capacity_ah: 100.0, soc: 0.97, imbalance: Imbalance::Balanced });
     let rows = run.run();
     let absorption = rows.iter().find(|r| r.phase == Phase::Absorption).map_or(f64::MAX, |r| r.time_s);
     assert!(absorption <= 300.0, "absorption at {absorption} s");
     // Until the pack's terminal voltage reaches CVL (the charger's constant-voltage stage) the
     // current is the full 50 A (after the charger's 2 s lag).
-    let bulk: Vec<&Row> =
-        rows.iter().skip(10).take_while(|r| r.pack_v < r.cvl_v - 0.02).collect();
+    let bulk: Vec<&Row> = rows.iter().skip(10).take_while(|r| r.pack_v < r.cvl_v - 0.02).collect();
     assert!(bulk.len() > 60, "{} s of bulk", bulk.len());
     assert!(bulk.iter().all(|r| r.current_a > 49.0), "throttled in bulk");
 }
@@ -375,11 +379,7 @@ fn top_of_charge_logs_only_real_changes() {
     let lines = rows.iter().filter(|r| r.notable).count();
     let raw = rows.iter().filter(|r| r.raw_change).count();
     let hours = rows.len() as f64 / 3600.0;
-    let worst_30_min = rows
-        .chunks(1800)
-        .map(|c| c.iter().filter(|r| r.notable).count())
-        .max()
-        .unwrap_or(0);
+    let worst_30_min = rows.chunks(1800).map(|c| c.iter().filter(|r| r.notable).count()).max().unwrap_or(0);
     println!("top of charge: {lines} log lines in {hours:.2} h ({raw} unfiltered changes), at most {worst_30_min} in 30 min");
     assert!(lines <= 12, "{lines} log lines");
     assert!(worst_30_min <= 6, "{worst_30_min} lines in 30 minutes");

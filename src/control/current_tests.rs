@@ -17,7 +17,13 @@ fn config_max_applies_without_data() {
 /// The incumbent's charge table, given explicitly: applied as written (as before the derived one).
 fn explicit_tables() -> ChargeConfig {
     ChargeConfig {
-        charge_cell_voltage_table: vec![[3.375, 1.0], [3.400, 0.25], [3.425, 0.05], [3.450, 0.005], [3.500, 0.0]],
+        charge_cell_voltage_table: vec![
+            [3.375, 1.0],
+            [3.400, 0.25],
+            [3.425, 0.05],
+            [3.450, 0.005],
+            [3.500, 0.0],
+        ],
         ..ChargeConfig::default()
     }
 }
@@ -146,7 +152,8 @@ fn nothing_is_taken_out_below_min_cell_voltage() {
 }
 
 fn ccl_at(cfg: &ChargeConfig, max_cell: f64, min_cell: f64) -> f64 {
-    let inputs = CurrentInputs { max_cell_v: Some(max_cell), min_cell_v: Some(min_cell), ..Default::default() };
+    let inputs =
+        CurrentInputs { max_cell_v: Some(max_cell), min_cell_v: Some(min_cell), ..Default::default() };
     charge_target(cfg, &inputs).0
 }
 
@@ -174,9 +181,8 @@ fn derived_tables_shift_with_the_configured_voltages() {
     assert_eq!(ccl_at(&cfg, 3.50, 3.40), 50.0);
     assert_eq!(ccl_at(&cfg, 3.60, 3.40), 0.0, "0 at max + 0.05 V");
     assert!(ccl_at(&cfg, 3.599, 3.40) > 0.0);
-    let dcl_at = |v: f64| {
-        discharge_target(&cfg, &CurrentInputs { min_cell_v: Some(v), ..Default::default() }).0
-    };
+    let dcl_at =
+        |v: f64| discharge_target(&cfg, &CurrentInputs { min_cell_v: Some(v), ..Default::default() }).0;
     assert_eq!(dcl_at(2.70), 0.0, "0 at min - 0.1 V");
     assert!((dcl_at(2.80) - 60.0 * 0.005).abs() < 1e-9);
     assert_eq!(dcl_at(3.09), 60.0);

@@ -21,10 +21,10 @@ pub mod soc;
 pub mod tables;
 pub mod voltage;
 
+pub use config::Chemistry;
 pub use config::{ChargeConfig, SocSource, Table, TableMode};
 pub use current::{LimitReason, Limitation};
 pub use history::History;
-pub use config::Chemistry;
 pub use voltage::{BalanceEnd, ChargeMode, CvlShaping, Phase, TopBalance, VoltageState};
 
 use crate::battery::Battery;

@@ -178,7 +178,8 @@ fn a_restart_mid_absorption_never_raises_cvl_or_ccl() {
         before = c.update(at(t0, f64::from(s)), &one_cell_high(3.47), Link::Online);
     }
     assert_eq!(before.mode.phase, Phase::Absorption);
-    let (cvl, ccl) = (before.charge_voltage_v.unwrap_or(f64::NAN), before.charge_current_a.unwrap_or(f64::NAN));
+    let (cvl, ccl) =
+        (before.charge_voltage_v.unwrap_or(f64::NAN), before.charge_current_a.unwrap_or(f64::NAN));
     assert!(cvl < 55.2 - 0.3 && ccl < 50.0, "cut before the restart: {cvl} V, {ccl} A");
     let text = serde_json::to_string(&c.state()).unwrap_or_default();
     let saved: ControlState = serde_json::from_str(&text).unwrap_or_default();
@@ -190,8 +191,16 @@ fn a_restart_mid_absorption_never_raises_cvl_or_ccl() {
     // The cell has relaxed a little: the controller would like to raise CVL, the rules CCL.
     for s in 0..cfg.cvl_recovery_hold_s.min(cfg.current_recovery_hold_s) as u32 {
         let l = again.update(at(t1, f64::from(s)), &one_cell_high(3.449), Link::Online);
-        assert!(l.charge_voltage_v.is_some_and(|v| v <= cvl + 1e-9), "{s} s: {:?} > {cvl}", l.charge_voltage_v);
-        assert!(l.charge_current_a.is_some_and(|a| a <= ccl + 1e-9), "{s} s: {:?} > {ccl}", l.charge_current_a);
+        assert!(
+            l.charge_voltage_v.is_some_and(|v| v <= cvl + 1e-9),
+            "{s} s: {:?} > {cvl}",
+            l.charge_voltage_v
+        );
+        assert!(
+            l.charge_current_a.is_some_and(|a| a <= ccl + 1e-9),
+            "{s} s: {:?} > {ccl}",
+            l.charge_current_a
+        );
         assert_eq!(l.mode.phase, Phase::Absorption);
     }
     // Without the saved state the same reading gives a higher CVL and CCL: the test can fail.
@@ -220,9 +229,17 @@ fn huge_or_broken_config_values_never_panic() {
     let t0 = crate::sim::closed_loop::fake_clock_start();
     let configs = [
         ChargeConfig { cvl_recovery_hold_s: 1e20, current_recovery_hold_s: 1e19, ..ChargeConfig::default() },
-        ChargeConfig { cvl_recovery_hold_s: f64::NAN, current_recovery_hold_s: f64::INFINITY, ..ChargeConfig::default() },
+        ChargeConfig {
+            cvl_recovery_hold_s: f64::NAN,
+            current_recovery_hold_s: f64::INFINITY,
+            ..ChargeConfig::default()
+        },
         ChargeConfig { min_cell_voltage: 3.6, max_cell_voltage: 3.0, ..ChargeConfig::default() },
-        ChargeConfig { max_cell_voltage: f64::NAN, cvl_controller_gain_per_s: 1e300, ..ChargeConfig::default() },
+        ChargeConfig {
+            max_cell_voltage: f64::NAN,
+            cvl_controller_gain_per_s: 1e300,
+            ..ChargeConfig::default()
+        },
         ChargeConfig { absorption_time_s: 0.0, balance_max_time_s: f64::INFINITY, ..ChargeConfig::default() },
     ];
     for cfg in configs {

@@ -262,9 +262,7 @@ impl VoltageControl {
         *self = Self {
             phase: state.phase,
             absorption_start: state.absorption_elapsed_s.map(|s| ago(s, Duration::ZERO)),
-            float_ramp: state
-                .float_ramp
-                .and_then(|(v, s)| finite(v).map(|v| (ago(s, Duration::ZERO), v))),
+            float_ramp: state.float_ramp.and_then(|(v, s)| finite(v).map(|v| (ago(s, Duration::ZERO), v))),
             last_full_charge: state.since_full_charge_s.map(|s| ago(s, offline)),
             balancing: state.balance.and_then(|(done, best, since_best)| {
                 finite(best).map(|best_spread| Balancing {
@@ -490,11 +488,8 @@ impl VoltageControl {
                     let from = self.last_update.map_or(now, |t| t.max(end));
                     let ramp_dt = secs(now.saturating_duration_since(from));
                     let rate = cfg.cvl_recovery_v_per_s;
-                    ovp.out = if rate > 0.0 {
-                        (ovp.out + rate * ramp_dt).min(ovp.integral)
-                    } else {
-                        ovp.integral
-                    };
+                    ovp.out =
+                        if rate > 0.0 { (ovp.out + rate * ramp_dt).min(ovp.integral) } else { ovp.integral };
                     CvlShaping::CellOvpRecovery
                 }
                 _ => CvlShaping::CellOvpHold,
