@@ -176,14 +176,23 @@ fn every_scenario_runs_and_writes_csv() {
     assert!(run_scenario("nope").is_err());
 }
 
-/// Regenerates `docs/charge-cycle.png`: `cargo test --test charge_scenarios -- --ignored`.
+/// Regenerates `docs/charge-cycle.png`, `docs/charge-balanced.png` and
+/// `docs/charge-one-ahead.png`: `cargo test --test charge_scenarios -- --ignored`.
 #[test]
-#[ignore = "writes docs/charge-cycle.png"]
+#[ignore = "writes docs/*.png"]
 fn plot_full_charge() {
-    let rows = run("full-charge");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/charge-cycle.png");
-    if let Err(e) = bms_bridge::sim::plot::plot_png(&rows, &path) {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    if let Err(e) = bms_bridge::sim::plot::plot_png(&run("full-charge"), &docs.join("charge-cycle.png")) {
         panic!("{e}");
+    }
+    let plots = [
+        ("charge-balanced.png", "balanced-16s-97", "Balanced 16S 100 Ah LFP from 97 %, defaults"),
+        ("charge-one-ahead.png", "ahead-16s-97", "16S 100 Ah LFP, one cell 2.5 % ahead, from 97 %, defaults"),
+    ];
+    for (file, name, title) in plots {
+        if let Err(e) = bms_bridge::sim::plot::plot_run(&run(name), &docs.join(file), title, 16, 3.45) {
+            panic!("{e}");
+        }
     }
 }
 
@@ -192,7 +201,8 @@ fn plot_full_charge() {
 // Every assertion reads the simulated pack (cell voltages, current, BMS trip) and the simulated
 // time; the limits are only what the simulated charger obeyed. Bounds are the issue's: highest
 // cell at most max_cell_voltage + 15 mV, no BMS trip, float reached; balanced packs within the
-// time to charge them at the default CCL + absorption_time_s + 10 minutes, <= 4 CVL reversals/h.
+// time to charge them at the default CCL + absorption_time_s + 10 minutes; at most 4 CVL
+// reversals per hour (the issue asks it of balanced packs; every pack here meets it).
 
 /// What one run measured.
 struct Figures {
@@ -260,6 +270,7 @@ fn charge(imbalance: Imbalance, cells: usize, soc_percent: f64, poll_s: u64) -> 
     assert!(f.peak_v <= cfg.max_cell_voltage + 0.015, "{name}: highest cell peaked at {:.4} V", f.peak_v);
     assert!(f.float_at_s.is_some(), "{name}: float never reached");
     assert!(rows.iter().all(|r| r.max_cell_v < 3.65), "{name}");
+    assert!(f.reversals_per_h <= 4.0, "{name}: {:.1} CVL reversals per hour", f.reversals_per_h);
     (f, run)
 }
 
@@ -284,7 +295,6 @@ fn balanced(cells: usize) {
             if soc == 97.0 {
                 assert!(float <= 35.0 * 60.0, "{}: float at {float} s", f.name);
             }
-            assert!(f.reversals_per_h <= 4.0, "{}: {:.1} CVL reversals per hour", f.name, f.reversals_per_h);
             // Charged to CVL: the pack's terminal voltage reached max voltage (less the entry margin).
             let n = cells as f64;
             let at_max = n * (cfg.max_cell_voltage - cfg.absorption_entry_cell_margin);

@@ -460,6 +460,47 @@ mod tests {
     }
 
     #[test]
+    fn chemistry_gives_the_voltages_left_out_and_explicit_values_win() {
+        let parse = |text: &str| match toml::from_str::<ChargeConfig>(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text}: {e}"),
+        };
+        let lto = parse("chemistry = \"lto\"");
+        assert_eq!(lto.chemistry, Chemistry::Lto);
+        assert_eq!((lto.min_cell_voltage, lto.max_cell_voltage, lto.float_cell_voltage), (1.9, 2.7, 2.6));
+        assert_eq!(lto.chemistry_ranges(), (1.5, 2.85));
+        let nmc = parse("chemistry = \"li-ion\"\nmax_cell_voltage = 4.15");
+        assert_eq!(nmc.chemistry, Chemistry::Nmc);
+        assert_eq!((nmc.min_cell_voltage, nmc.max_cell_voltage, nmc.float_cell_voltage), (3.2, 4.15, 4.0));
+        assert_eq!(nmc.chemistry_ranges(), (2.8, 4.25));
+        // Derived tables follow the voltages in force.
+        let near = |t: Table, want: &[[f64; 2]]| {
+            t.len() == want.len()
+                && t.iter().zip(want).all(|(a, b)| (a[0] - b[0]).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9)
+        };
+        assert!(near(nmc.charge_cell_table(), &[[4.1, 1.0], [4.15, 0.05], [4.2, 0.0]]));
+        assert!(nmc.discharge_cell_table().first().is_some_and(|p| (p[0] - 3.1).abs() < 1e-9 && p[1] == 0.0));
+        let lfp = parse("");
+        assert_eq!(lfp, ChargeConfig::default());
+        assert_eq!(lfp.chemistry_ranges(), (2.5, 3.65));
+        // A written nan is not "left out": validation sees it.
+        assert!(parse("max_cell_voltage = nan").max_cell_voltage.is_nan());
+        assert!(!parse("max_cell_voltage = nan").problems().is_empty());
+        assert!(toml::from_str::<ChargeConfig>("chemistry = \"lead\"").is_err());
+        // Round trip: the written config reads back the same, derived tables stay derived.
+        let text = toml::to_string(&nmc).unwrap_or_default();
+        assert_eq!(parse(&text), nmc);
+    }
+
+    #[test]
+    fn explicit_cell_tables_are_kept_as_written() {
+        let cfg: ChargeConfig = toml::from_str("charge_cell_voltage_table = [[3.4, 1.0], [3.5, 0.0]]")
+            .unwrap_or_default();
+        assert!(!cfg.charge_table_is_derived());
+        assert_eq!(cfg.charge_cell_table(), vec![[3.4, 1.0], [3.5, 0.0]]);
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         let cfg = ChargeConfig {
             float_cell_voltage: 3.6,

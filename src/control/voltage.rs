@@ -82,6 +82,8 @@ pub enum TopBalance {
 pub const BALANCE_STALL_S: f64 = 1800.0;
 /// A new low of the spread counts as progress when it is this much under the best so far (V).
 pub const BALANCE_PROGRESS_V: f64 = 0.001;
+/// Beyond this many deadbands of cell error the controller cuts proportionally again.
+const PROPORTIONAL_CUT_DEADBANDS: f64 = 4.0;
 /// The controller never integrates more than this far per cell below the pack voltage (V).
 const WINDUP_CELL_V: f64 = 0.02;
 
@@ -449,7 +451,8 @@ impl VoltageControl {
         let error = input.max_cell_v.map(|v| v - cfg.max_cell_voltage).filter(|e| e.is_finite());
         let floor = n * cfg.min_cell_voltage;
         let over = error.filter(|e| *e > cfg.cvl_controller_deadband_v);
-        if self.ovp.is_none() && over.is_some() {
+        let engaging = self.ovp.is_none() && over.is_some();
+        if engaging {
             // Start at the operating point: a CVL above the pack voltage does nothing while the
             // charger is current-limited, so starting at the old CVL would lose seconds.
             let start = self.last_cvl.unwrap_or(target).min(target).min(input.pack_v.unwrap_or(target));
@@ -465,14 +468,24 @@ impl VoltageControl {
                 // only delays recovery.
                 let windup_floor = input.pack_v.map_or(floor, |v| v - n * WINDUP_CELL_V);
                 let mut next = ovp.integral - step;
-                if let Some(pack) = input.pack_v {
-                    // Proportional part: the highest cell is e over max now; lowering the pack by
-                    // cells x e takes about e off every cell's IR drop, whatever the poll rate.
+                if let Some(pack) = input
+                    .pack_v
+                    .filter(|_| engaging || e > PROPORTIONAL_CUT_DEADBANDS * cfg.cvl_controller_deadband_v)
+                {
+                    // Proportional cut, when the controller engages (the charger was pushing full
+                    // current) or the cell is far over: the highest cell is e over max now;
+                    // lowering the pack by cells x e takes about e off every cell's IR drop,
+                    // whatever the poll rate. Near max at small currents the error is the cell's
+                    // own voltage, not IR: there the integral acts alone, or CVL would hunt.
                     next = next.min(pack - n * e);
                 }
                 ovp.integral = next.max(windup_floor.min(ovp.integral));
             } else {
-                ovp.integral -= step;
+                // Upward, never past the pack voltage plus the deadband per cell: above that the
+                // charger would push current the cell does not need (at the top it takes what
+                // the balancer bleeds), and a wound-up output overshoots once the hold ends.
+                let ceiling = input.pack_v.map_or(f64::INFINITY, |v| v + n * cfg.cvl_controller_deadband_v);
+                ovp.integral = (ovp.integral - step).min(ceiling.max(ovp.integral));
             }
         }
         ovp.integral = ovp.integral.max(floor).min(target.max(floor));

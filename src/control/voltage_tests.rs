@@ -228,14 +228,25 @@ fn ovp_cuts_at_once_holds_then_recovers_to_the_controller_target_only() {
         assert_ne!(m.shaping, CvlShaping::Phase);
     }
     // The cell drops: controller rises, published CVL waits for the hold then ramps 1 mV/s.
-    let cell_low = input(54.5, 3.40, 3.39, 95.0);
+    let cell_low = input(54.9, 3.44, 3.39, 95.0);
     let (v, m, _) = vc.update(at(t0, 200.0), &cfg, N, &cell_low);
     assert_eq!(m.shaping, CvlShaping::CellOvpRecovery, "hold ran from the last cut at 29 s");
     assert!((v - (low + 0.001)).abs() < 1e-9);
     let (v, _, _) = vc.update(at(t0, 210.0), &cfg, N, &cell_low);
     assert!((v - (low + 0.011)).abs() < 1e-9, "{v}");
-    let (v, m, _) = vc.update(at(t0, 10_000.0), &cfg, N, &cell_low);
-    assert_eq!((v, m.shaping), (55.2, CvlShaping::Phase));
+    // Never above the pack voltage plus the deadband per cell while the pack stays at 54.9 V ...
+    let mut v = 0.0;
+    for s in 211..2000 {
+        v = vc.update(at(t0, f64::from(s)), &cfg, N, &cell_low).0;
+    }
+    assert!((v - (54.9 + 16.0 * 0.002)).abs() < 1e-9, "{v}");
+    // ... and released once the pack follows CVL up to max voltage.
+    let mut last = (0.0, ChargeMode::default());
+    for s in 2000..2400 {
+        let (v, m, _) = vc.update(at(t0, f64::from(s)), &cfg, N, &input(55.19, 3.44, 3.42, 99.0));
+        last = (v, m);
+    }
+    assert_eq!((last.0, last.1.shaping, last.1.phase), (55.2, CvlShaping::Phase, Phase::Absorption));
 }
 
 #[test]
