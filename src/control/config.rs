@@ -494,8 +494,8 @@ mod tests {
 
     #[test]
     fn explicit_cell_tables_are_kept_as_written() {
-        let cfg: ChargeConfig = toml::from_str("charge_cell_voltage_table = [[3.4, 1.0], [3.5, 0.0]]")
-            .unwrap_or_default();
+        let cfg: ChargeConfig =
+            toml::from_str("charge_cell_voltage_table = [[3.4, 1.0], [3.5, 0.0]]").unwrap_or_default();
         assert!(!cfg.charge_table_is_derived());
         assert_eq!(cfg.charge_cell_table(), vec![[3.4, 1.0], [3.5, 0.0]]);
     }

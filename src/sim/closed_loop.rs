@@ -193,35 +193,10 @@ fn run(s: &Scenario) -> Vec<Row> {
             Link::Online
         };
         limits = ctrl.update(now, &last_reading, link);
-        if let (Some(after), false) = (s.restart_in_absorption_s, restarted) {
-            if ctrl.absorption_elapsed().is_some_and(|d| d.as_secs() >= after) {
-                restarted = true;
-                ctrl = restart(&cfg, &ctrl.state(), now);
-            }
-        }
-        let cvl = limits.charge_voltage_v.unwrap_or(0.0);
-        let ccl = limits.charge_current_a.unwrap_or(0.0);
-        let dcl = limits.discharge_current_a.unwrap_or(0.0);
-        let cells = pack.cell_voltages();
-        rows.push(Row {
-            time_s: second as f64,
-            min_cell_v: cells.iter().copied().fold(f64::INFINITY, f64::min),
-            max_cell_v: cells.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            pack_v: cells.iter().sum(),
-            current_a: pack.current_a,
-            cvl_v: cvl,
-            ccl_a: ccl,
-            dcl_a: dcl,
-            phase: limits.mode.phase,
-            soc_percent: limits.soc_percent,
-            temperature_c: pack.temperature_c,
-            lost: matches!(link, Link::Lost { .. }),
-            polled: true,
-            notable: limits.notable,
-            raw_change: false,
-            bms_tripped: pack.tripped,
-            charge_mode: limits.charge_mode.clone(),
-        });
+        restart_once(&mut ctrl, &cfg, s.restart_in_absorption_s, &mut restarted, now);
+        let (cvl, ccl, dcl) = published(&limits);
+        let lost = matches!(link, Link::Lost { .. });
+        rows.push(row(second, &pack, &limits, lost, Polled { polled: true, raw_change: false }));
         let charge_limit = if s.ignore_ccl { s.charge_a } else { ccl };
         let current = charger.step(&pack, cvl, charge_limit, dcl, s.load_a, 1.0);
         pack.step(current, 1.0);
@@ -293,36 +268,10 @@ impl ChargeRun {
                 limits = ctrl.update(now, &pack.reading(now), Link::Online);
                 raw_change = previous.as_ref().is_none_or(|p| limits.notable_change_from(p));
                 previous = Some(limits.clone());
-                if let (Some(after), false) = (self.restart_in_absorption_s, restarted) {
-                    if ctrl.absorption_elapsed().is_some_and(|d| d.as_secs() >= after) {
-                        restarted = true;
-                        ctrl = restart(&self.config, &ctrl.state(), now);
-                    }
-                }
+                restart_once(&mut ctrl, &self.config, self.restart_in_absorption_s, &mut restarted, now);
             }
-            let cvl = limits.charge_voltage_v.unwrap_or(0.0);
-            let ccl = limits.charge_current_a.unwrap_or(0.0);
-            let dcl = limits.discharge_current_a.unwrap_or(0.0);
-            let cells = pack.cell_voltages();
-            rows.push(Row {
-                time_s: second as f64,
-                min_cell_v: cells.iter().copied().fold(f64::INFINITY, f64::min),
-                max_cell_v: cells.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                pack_v: cells.iter().sum(),
-                current_a: pack.current_a,
-                cvl_v: cvl,
-                ccl_a: ccl,
-                dcl_a: dcl,
-                phase: limits.mode.phase,
-                soc_percent: limits.soc_percent,
-                temperature_c: pack.temperature_c,
-                lost: false,
-                polled,
-                notable: polled && limits.notable,
-                raw_change,
-                bms_tripped: pack.tripped,
-                charge_mode: limits.charge_mode.clone(),
-            });
+            let (cvl, ccl, dcl) = published(&limits);
+            rows.push(row(second, &pack, &limits, false, Polled { polled, raw_change }));
             let current = charger.step(&pack, cvl, ccl, dcl, 0.0, 1.0);
             pack.step(current, 1.0);
             if limits.mode.phase == Phase::Float && float_at.is_none() {
@@ -357,6 +306,62 @@ pub fn parse_charge_run(name: &str) -> Option<ChargeRun> {
     }
     let pack = PackSpec { cells, capacity_ah: 100.0, soc: soc / 100.0, imbalance };
     Some(ChargeRun { poll_s, ..ChargeRun::new(pack) })
+}
+
+/// Whether the controller ran this second and what changed (for [`Row`]).
+struct Polled {
+    polled: bool,
+    raw_change: bool,
+}
+
+/// CVL, CCL and DCL as the charger obeys them (0 while unknown).
+fn published(limits: &ChargeLimits) -> (f64, f64, f64) {
+    (
+        limits.charge_voltage_v.unwrap_or(0.0),
+        limits.charge_current_a.unwrap_or(0.0),
+        limits.discharge_current_a.unwrap_or(0.0),
+    )
+}
+
+/// The row of `second`: the simulated pack now and the limits in force.
+fn row(second: u64, pack: &Pack, limits: &ChargeLimits, lost: bool, poll: Polled) -> Row {
+    let (cvl_v, ccl_a, dcl_a) = published(limits);
+    let cells = pack.cell_voltages();
+    Row {
+        time_s: second as f64,
+        min_cell_v: cells.iter().copied().fold(f64::INFINITY, f64::min),
+        max_cell_v: cells.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        pack_v: cells.iter().sum(),
+        current_a: pack.current_a,
+        cvl_v,
+        ccl_a,
+        dcl_a,
+        phase: limits.mode.phase,
+        soc_percent: limits.soc_percent,
+        temperature_c: pack.temperature_c,
+        lost,
+        polled: poll.polled,
+        notable: poll.polled && limits.notable,
+        raw_change: poll.raw_change,
+        bms_tripped: pack.tripped,
+        charge_mode: limits.charge_mode.clone(),
+    }
+}
+
+/// Restarts `ctrl` (see [`restart`]) the first time absorption has run `after` seconds.
+fn restart_once(
+    ctrl: &mut ChargeController,
+    cfg: &ChargeConfig,
+    after: Option<u64>,
+    restarted: &mut bool,
+    now: Instant,
+) {
+    if let (Some(after), false) = (after, *restarted) {
+        if ctrl.absorption_elapsed().is_some_and(|d| d.as_secs() >= after) {
+            *restarted = true;
+            *ctrl = restart(cfg, &ctrl.state(), now);
+        }
+    }
 }
 
 /// A daemon restart: the state goes through JSON (as through the state file) into a new

@@ -1,8 +1,10 @@
-//! A 16S LiFePO4 pack and a Victron-like charger, for closed-loop tests of charge control.
+//! LiFePO4 packs and a Victron-like charger, for closed-loop tests of charge control.
 //!
 //! Each cell: open-circuit voltage from a state-of-charge curve with the LiFePO4 knees at both
-//! ends, plus current x internal resistance. The cells differ in capacity (5 % spread) and one
-//! starts with more charge; a passive balancer bleeds high cells near the top. Temperature
+//! ends, plus current x internal resistance. [`Pack::lifepo4_16s`]: 16 x 280 Ah, capacities over
+//! 5 %, one cell starting with more charge. [`Pack::from_spec`]: any series count and capacity,
+//! balanced, one cell ahead or one weak cell ([`Imbalance`]), behind a BMS that reports whole
+//! millivolts and opens its charge FET at 3.65 V. A passive balancer bleeds high cells near the top. Temperature
 //! follows I²R heating against an ambient. The charger regulates the pack to CVL, never above
 //! CCL, and loads draw at most DCL, with a first-order lag like a Multi following DVCC.
 
@@ -132,12 +134,6 @@ impl PackSpec {
 }
 
 impl Pack {
-    /// 16 x 280 Ah nominal, capacities spread over ±2.5 %, top balanced except cell 5, which
-    /// holds 0.3 % more charge; all cells at `soc` (0..1) of nominal below full.
-    pub fn lifepo4_16s(soc: f64, temperature_c: f64) -> Self {
-        Self::lifepo4_16s_cells(soc, temperature_c)
-    }
-
     /// A pack built to `spec` at 25 °C: 0.8 mΩ per 100 Ah-cell (scaled by capacity), a passive
     /// balancer of 0.5 A, cell over-voltage trip at 3.65 V, millivolt readings.
     pub fn from_spec(spec: &PackSpec) -> Self {
@@ -165,32 +161,14 @@ impl Pack {
                 Cell { capacity_ah, charge_ah, resistance_ohm: 0.0008 * 100.0 / spec.capacity_ah.max(1.0) }
             })
             .collect();
-        Self {
-            cells,
-            temperature_c: 25.0,
-            ambient_c: 25.0,
-            current_a: 0.0,
-            balance_a: 0.5,
-            balance_start_v: 3.40,
-            balance_diff_v: 0.005,
-            ovp_trip_v: 3.65,
-            tripped: false,
-            millivolt_readings: true,
-            nominal_ah: spec.capacity_ah,
-            balancing: vec![false; n],
-        }
+        let mut pack = Self::with_cells(cells, 25.0, spec.capacity_ah);
+        pack.millivolt_readings = true;
+        pack
     }
 
-    fn lifepo4_16s_cells(soc: f64, temperature_c: f64) -> Self {
-        let cells = (0..16u32)
-            .map(|i| {
-                let rank = f64::from((i * 7) % 16) / 15.0;
-                let capacity_ah = NOMINAL_AH * (0.975 + 0.05 * rank);
-                let extra = if i == 4 { 0.003 * NOMINAL_AH } else { 0.0 };
-                let charge_ah = (capacity_ah - (1.0 - soc) * NOMINAL_AH + extra).max(0.0);
-                Cell { capacity_ah, charge_ah, resistance_ohm: 0.0005 }
-            })
-            .collect();
+    /// `cells` at `temperature_c`, the balancer and trip as documented, float readings.
+    fn with_cells(cells: Vec<Cell>, temperature_c: f64, nominal_ah: f64) -> Self {
+        let n = cells.len();
         Self {
             cells,
             temperature_c,
@@ -202,9 +180,24 @@ impl Pack {
             ovp_trip_v: 3.65,
             tripped: false,
             millivolt_readings: false,
-            nominal_ah: NOMINAL_AH,
-            balancing: vec![false; 16],
+            nominal_ah,
+            balancing: vec![false; n],
         }
+    }
+
+    /// 16 x 280 Ah nominal, capacities spread over ±2.5 %, top balanced except cell 5, which
+    /// holds 0.3 % more charge; all cells at `soc` (0..1) of nominal below full.
+    pub fn lifepo4_16s(soc: f64, temperature_c: f64) -> Self {
+        let cells = (0..16u32)
+            .map(|i| {
+                let rank = f64::from((i * 7) % 16) / 15.0;
+                let capacity_ah = NOMINAL_AH * (0.975 + 0.05 * rank);
+                let extra = if i == 4 { 0.003 * NOMINAL_AH } else { 0.0 };
+                let charge_ah = (capacity_ah - (1.0 - soc) * NOMINAL_AH + extra).max(0.0);
+                Cell { capacity_ah, charge_ah, resistance_ohm: 0.0005 }
+            })
+            .collect();
+        Self::with_cells(cells, temperature_c, NOMINAL_AH)
     }
 
     /// Sum of the cells' open-circuit voltages (V).

@@ -47,10 +47,7 @@ pub fn plot_run(
     let v_hi = rows.iter().map(|r| r.max_cell_v).fold(max_cell_v, f64::max) + 0.02;
     let mut chart = ChartBuilder::on(&top)
         .margin(12)
-        .caption(
-            if text { title } else { "" },
-            ("sans-serif", 22),
-        )
+        .caption(if text { title } else { "" }, ("sans-serif", 22))
         .x_label_area_size(if text { 36 } else { 0 })
         .y_label_area_size(if text { 60 } else { 0 })
         .build_cartesian_2d(0.0..hours, v_lo..v_hi)?;
