@@ -421,3 +421,24 @@ fn restart_mid_absorption_with_a_high_cell_keeps_the_limits() {
     let (with, without) = (full(&rows), full(&plain));
     assert!(with.zip(without).is_some_and(|(a, b)| (a - b).abs() <= 2.0), "{with:?} vs {without:?}");
 }
+
+/// `soc_source = "calculated"`: the counter starts from the BMS's 97 % and counts what the
+/// simulated charger put in, short of 100 % (3.45 V is 99.3 % on this curve); the published SoC is
+/// 100 % from the end of absorption on, also when absorption ends after top balancing.
+#[test]
+fn calculated_soc_syncs_to_100_at_the_end_of_absorption() {
+    use bms_bridge::control::SocSource;
+    for imbalance in [Imbalance::Balanced, Imbalance::OneAhead(0.025)] {
+        let pack = PackSpec { cells: 16, capacity_ah: 100.0, soc: 0.97, imbalance };
+        let config = ChargeConfig { soc_source: SocSource::Calculated, ..ChargeConfig::default() };
+        let rows = ChargeRun { config, ..ChargeRun::new(pack) }.run();
+        let full = rows.iter().position(|r| r.phase == Phase::FloatTransition);
+        let Some(full) = full else { panic!("{imbalance:?}: absorption never ended") };
+        let before = rows.get(full.saturating_sub(2)).and_then(|r| r.soc_percent).unwrap_or(0.0);
+        assert!(before < 99.9, "{imbalance:?}: counted {before} % before the end of absorption");
+        assert!(
+            rows.iter().skip(full).all(|r| r.soc_percent.is_some_and(|s| s > 99.9)),
+            "{imbalance:?}: SoC after the full charge"
+        );
+    }
+}
