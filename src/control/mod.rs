@@ -206,9 +206,18 @@ pub struct ChargeController {
     last_online: Option<Instant>,
     last_now: Option<Instant>,
     last_saved: Option<Instant>,
+    /// CVL and CCL in the state last saved (or restored).
+    saved_limits: (Option<f64>, Option<f64>),
     must_save: bool,
     log: LimitLog,
 }
+
+/// A CVL cut of this much per cell, or a CCL cut of this fraction of the maximum, below the
+/// values last saved makes the state worth saving (so a restart resumes from the deeper cut) ...
+const SAVE_CUT_CELL_V: f64 = 0.01;
+const SAVE_CUT_CCL_FRACTION: f64 = 0.1;
+/// ... at most this often (s): only at the top of charge does the controller cut repeatedly.
+const SAVE_CUT_MIN_INTERVAL_S: u64 = 60;
 
 impl ChargeController {
     /// A controller with no history.
@@ -225,6 +234,7 @@ impl ChargeController {
             last_online: None,
             last_now: None,
             last_saved: None,
+            saved_limits: (None, None),
             must_save: false,
             log: LimitLog::default(),
         }
@@ -275,19 +285,32 @@ impl ChargeController {
         self.cells = self.cells.or(state.cells);
         self.last_now = Some(now);
         self.last_saved = Some(now);
+        self.saved_limits = (state.voltage.last_cvl_v, state.ccl.value_a);
     }
 
     /// The state to write now, if it changed in a way worth saving (phase change, full charge,
-    /// SoC sync) or `state_save_interval_s` passed since the last save. Returns each change once.
+    /// SoC sync, CVL or CCL cut well below the saved values, at most once a minute) or
+    /// `state_save_interval_s` passed since the last save. Returns each change once.
     pub fn take_state_to_save(&mut self) -> Option<ControlState> {
         let now = self.last_now?;
+        let since_save = self.last_saved.map(|t| now.saturating_duration_since(t));
         let interval =
             Duration::try_from_secs_f64(self.config.state_save_interval_s).unwrap_or(Duration::MAX);
-        let due = self.last_saved.is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        if self.must_save || due {
+        let due = since_save.is_none_or(|d| d >= interval);
+        let state = self.state();
+        let (cvl, ccl) = (state.voltage.last_cvl_v, state.ccl.value_a);
+        let below = |now: Option<f64>, saved: Option<f64>, by: f64| {
+            now.zip(saved).is_some_and(|(now, saved)| now < saved - by)
+        };
+        let cells = self.cells.map_or(1.0, f64::from);
+        let cut = below(cvl, self.saved_limits.0, cells * SAVE_CUT_CELL_V)
+            || below(ccl, self.saved_limits.1, self.config.max_charge_current * SAVE_CUT_CCL_FRACTION);
+        let cut_due = cut && since_save.is_none_or(|d| d >= Duration::from_secs(SAVE_CUT_MIN_INTERVAL_S));
+        if self.must_save || due || cut_due {
             self.must_save = false;
             self.last_saved = Some(now);
-            return Some(self.state());
+            self.saved_limits = (cvl, ccl);
+            return Some(state);
         }
         None
     }

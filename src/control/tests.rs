@@ -276,3 +276,32 @@ fn limit_log_ignores_a_reason_that_reverts_within_the_hold() {
     // To 0: at once.
     assert!(log.observe(at(t0, 700.0), &limits(true, 0.0), hold));
 }
+
+/// While the controller cuts deeper, the state is offered for saving at most once a minute, and
+/// the saved CVL is never more than 10 mV per cell above the one published.
+#[test]
+fn deeper_cuts_are_saved_at_most_once_a_minute() {
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let mut saves = Vec::new();
+    let mut saved_cvl = f64::NAN;
+    for s in 0..600u32 {
+        // The pack voltage falls as CVL is cut, the high cell stays over max.
+        let mut battery = one_cell_high(3.47);
+        battery.voltage_v = Some(54.0 - f64::from(s) * 0.002);
+        let l = c.update(at(t0, f64::from(s)), &battery, Link::Online);
+        if let Some(state) = c.take_state_to_save() {
+            saves.push(s);
+            saved_cvl = state.voltage.last_cvl_v.unwrap_or(f64::NAN);
+        }
+        let cvl = l.charge_voltage_v.unwrap_or(f64::NAN);
+        if s >= 60 {
+            assert!(
+                saved_cvl <= cvl + 16.0 * 0.01 + 16.0 * 0.002 * 60.0,
+                "{s} s: saved {saved_cvl}, now {cvl}"
+            );
+        }
+    }
+    assert!(saves.len() >= 5, "{saves:?}");
+    assert!(saves.windows(2).skip(1).all(|w| w[1] - w[0] >= 60), "{saves:?}");
+}
