@@ -218,6 +218,8 @@ const SAVE_CUT_CELL_V: f64 = 0.01;
 const SAVE_CUT_CCL_FRACTION: f64 = 0.1;
 /// ... at most this often (s): only at the top of charge does the controller cut repeatedly.
 const SAVE_CUT_MIN_INTERVAL_S: u64 = 60;
+/// The periodic save never runs more often than this (s), even with `state_save_interval_s = 0`.
+pub const MIN_SAVE_INTERVAL_S: u64 = 60;
 
 impl ChargeController {
     /// A controller with no history.
@@ -290,12 +292,15 @@ impl ChargeController {
 
     /// The state to write now, if it changed in a way worth saving (phase change, full charge,
     /// SoC sync, CVL or CCL cut well below the saved values, at most once a minute) or
-    /// `state_save_interval_s` passed since the last save. Returns each change once.
+    /// `state_save_interval_s` (at least [`MIN_SAVE_INTERVAL_S`]) passed since the last save.
+    /// Returns each change once.
     pub fn take_state_to_save(&mut self) -> Option<ControlState> {
         let now = self.last_now?;
         let since_save = self.last_saved.map(|t| now.saturating_duration_since(t));
-        let interval =
-            Duration::try_from_secs_f64(self.config.state_save_interval_s).unwrap_or(Duration::MAX);
+        // Never more often than once a minute, whatever the config says (flash wear).
+        let interval = Duration::try_from_secs_f64(self.config.state_save_interval_s)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_secs(MIN_SAVE_INTERVAL_S));
         let due = since_save.is_none_or(|d| d >= interval);
         let state = self.state();
         let (cvl, ccl) = (state.voltage.last_cvl_v, state.ccl.value_a);

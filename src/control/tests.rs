@@ -305,3 +305,17 @@ fn deeper_cuts_are_saved_at_most_once_a_minute() {
     assert!(saves.len() >= 5, "{saves:?}");
     assert!(saves.windows(2).skip(1).all(|w| w[1] - w[0] >= 60), "{saves:?}");
 }
+
+#[test]
+fn a_zero_save_interval_still_saves_at_most_once_a_minute() {
+    let cfg = ChargeConfig { state_save_interval_s: 0.0, ..ChargeConfig::default() };
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(cfg);
+    let saves = (0..600u32)
+        .filter(|s| {
+            c.update(at(t0, f64::from(*s)), &pack(3.3), Link::Online);
+            c.take_state_to_save().is_some()
+        })
+        .count();
+    assert_eq!(saves, 10, "at 0, 60, ..., 540 s");
+}
