@@ -432,7 +432,9 @@ fn shown(value: Option<f64>, unit: &str) -> String {
 /// same texts as `/Info/ChargeMode`, `/Info/ChargeLimitation` and `/Info/DischargeLimitation`.
 pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
     let l = &out.limits;
-    if last.as_ref().is_none_or(|before| l.notable_change_from(before)) {
+    // `notable` is control's verdict (control::LimitLog): reason flaps within the recovery hold
+    // are not changes.
+    if last.is_none() || l.notable {
         tracing::info!(
             battery = %label,
             cvl = %shown(l.charge_voltage_v, "V"),

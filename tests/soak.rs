@@ -241,6 +241,8 @@ fn twenty_four_simulated_hours_of_control() {
     let max_state = sizes.iter().map(|s| s.1).max().unwrap();
     let max_monitor = sizes.iter().map(|s| s.2).max().unwrap();
     let (first_state, first_monitor) = (sizes[1].1, sizes[1].2);
-    assert!(max_state <= first_state + 64, "the saved state grows: {sizes:?}");
+    // Bounded, not constant: the over-voltage controller and top balancing add their fields
+    // (about 110 bytes of JSON) while they are active.
+    assert!(max_state <= first_state + 192, "the saved state grows: {sizes:?}");
     assert!(max_monitor <= first_monitor + 512, "the monitor's state grows: {sizes:?}");
 }

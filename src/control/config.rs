@@ -31,24 +31,99 @@ pub enum SocSource {
     Calculated,
 }
 
+/// The cell chemistry: it gives the default cell voltages (and through them the default cell
+/// voltage tables) and the range of cell voltages a config may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chemistry {
+    /// Lithium iron phosphate (LiFePO4).
+    #[default]
+    Lfp,
+    /// Lithium titanate.
+    Lto,
+    /// Nickel manganese cobalt oxide ("li-ion").
+    #[serde(alias = "li-ion")]
+    Nmc,
+}
+
+impl Chemistry {
+    /// Default (min, max, float) cell voltages (V).
+    pub fn default_voltages(self) -> (f64, f64, f64) {
+        match self {
+            // The incumbent's LFP defaults: 3.45 V charges to about 99 %, well inside 3.65 V.
+            Self::Lfp => (2.900, 3.450, 3.375),
+            // LTO cells are specified 1.5..2.7-2.85 V (Toshiba SCiB, Yinlong); 2.70 V leaves margin.
+            Self::Lto => (1.900, 2.700, 2.600),
+            // NMC cells are specified 2.5-3.0..4.2 V; 4.10 V trades 5-10 % capacity for life.
+            Self::Nmc => (3.200, 4.100, 4.000),
+        }
+    }
+
+    /// The range of cell voltages (V) the datasheets allow for this chemistry; min, float and
+    /// max cell voltage must lie within it.
+    pub fn cell_voltage_range(self) -> (f64, f64) {
+        match self {
+            Self::Lfp => (2.5, 3.65),
+            Self::Lto => (1.5, 2.85),
+            Self::Nmc => (2.8, 4.25),
+        }
+    }
+
+    /// Name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lfp => "lfp",
+            Self::Lto => "lto",
+            Self::Nmc => "nmc",
+        }
+    }
+}
+
+/// The derived charge cell-voltage table reaches 0 this far above `max_cell_voltage` (V).
+pub const CHARGE_TABLE_ZERO_ABOVE_MAX_V: f64 = 0.05;
+/// The derived discharge cell-voltage table reaches 0 this far below `min_cell_voltage` (V).
+pub const DISCHARGE_TABLE_ZERO_BELOW_MIN_V: f64 = 0.1;
+
+/// Bits of the "not given" marker the voltages carry between parsing and filling in the
+/// chemistry's defaults: a NaN no TOML or JSON text can produce, so a written `nan` stays
+/// visible to validation.
+const UNSET_BITS: u64 = 0x7ff8_dead_beef_0001;
+
+fn unset_voltage() -> f64 {
+    f64::from_bits(UNSET_BITS)
+}
+
 /// The `[charge]` section of the config file.
+///
+/// `chemistry` gives `min_cell_voltage`, `max_cell_voltage` and `float_cell_voltage` when they
+/// are left out; an empty (or left out) `charge_cell_voltage_table` /
+/// `discharge_cell_voltage_table` is derived from the cell voltages in force (see
+/// [`ChargeConfig::charge_cell_table`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self", deny_unknown_fields, default)]
 pub struct ChargeConfig {
+    /// Cell chemistry: default voltages, derived tables, allowed voltage range.
+    pub chemistry: Chemistry,
     /// Lowest allowed cell voltage (V); times cells = `/Info/BatteryLowVoltage` and the CVL floor.
+    #[serde(default = "unset_voltage")]
     pub min_cell_voltage: f64,
     /// Highest cell voltage charging may reach (V); times cells = bulk/absorption CVL.
+    #[serde(default = "unset_voltage")]
     pub max_cell_voltage: f64,
     /// Cell voltage held in float (V).
+    #[serde(default = "unset_voltage")]
     pub float_cell_voltage: f64,
     /// Absorption starts when the pack is within this many volts per cell of max (V/cell).
     pub absorption_entry_cell_margin: f64,
-    /// Absorption may start only while max - min cell is at most this (V).
+    /// Cells count as balanced when max - min cell is at most this (V): absorption ends only
+    /// then, or when top balancing stops (see `balance_max_time_s`).
     pub float_switch_cell_diff: f64,
-    /// The absorption timer restarts while the spread exceeds `float_switch_cell_diff` + this (V).
+    /// Top balancing starts when the spread exceeds `float_switch_cell_diff` + this (V).
     pub float_switch_cell_diff_hysteresis: f64,
     /// Time spent in absorption before float (s).
     pub absorption_time_s: f64,
+    /// Top balancing: absorption is extended at most this long while the spread shrinks (s).
+    pub balance_max_time_s: f64,
     /// CVL ramp from absorption down to float, per cell (V/cell/s).
     pub float_ramp_v_per_cell_per_s: f64,
     /// Absorption is abandoned when the pack falls this far per cell below max (V/cell).
@@ -73,9 +148,10 @@ pub struct ChargeConfig {
     pub max_discharge_current: f64,
     /// How tables are read between points.
     pub table_mode: TableMode,
-    /// CCL fraction over the highest cell voltage (V).
+    /// CCL fraction over the highest cell voltage (V). Empty = derived from `max_cell_voltage`
+    /// and applied by imbalance (see `docs/charge-control.md` §4); given = applied as written.
     pub charge_cell_voltage_table: Table,
-    /// DCL fraction over the lowest cell voltage (V).
+    /// DCL fraction over the lowest cell voltage (V). Empty = derived from `min_cell_voltage`.
     pub discharge_cell_voltage_table: Table,
     /// CCL fraction over temperature, applied to the coldest and the hottest sensor (°C).
     pub charge_temperature_table: Table,
@@ -117,9 +193,88 @@ fn table(points: &[[f64; 2]]) -> Table {
     points.to_vec()
 }
 
+impl<'de> Deserialize<'de> for ChargeConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut cfg = ChargeConfig::deserialize(deserializer)?;
+        cfg.fill_chemistry_defaults();
+        Ok(cfg)
+    }
+}
+
+impl Serialize for ChargeConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ChargeConfig::serialize(self, serializer)
+    }
+}
+
 impl Default for ChargeConfig {
     fn default() -> Self {
+        Self::for_chemistry(Chemistry::Lfp)
+    }
+}
+
+impl ChargeConfig {
+    /// The defaults for `chemistry`: its cell voltages, everything else as for LFP.
+    pub fn for_chemistry(chemistry: Chemistry) -> Self {
+        let (min_cell_voltage, max_cell_voltage, float_cell_voltage) = chemistry.default_voltages();
+        Self { chemistry, min_cell_voltage, max_cell_voltage, float_cell_voltage, ..Self::lfp() }
+    }
+
+    /// Voltages left out of the file take the chemistry's values.
+    fn fill_chemistry_defaults(&mut self) {
+        let (min, max, float) = self.chemistry.default_voltages();
+        for (field, default) in [
+            (&mut self.min_cell_voltage, min),
+            (&mut self.max_cell_voltage, max),
+            (&mut self.float_cell_voltage, float),
+        ] {
+            if field.to_bits() == UNSET_BITS {
+                *field = default;
+            }
+        }
+    }
+
+    /// The range of cell voltages (V) the chemistry allows: min, float and max cell voltage must
+    /// lie within it (checked by the config validation).
+    pub fn chemistry_ranges(&self) -> (f64, f64) {
+        self.chemistry.cell_voltage_range()
+    }
+
+    /// True when `charge_cell_voltage_table` is left to the default (derived, imbalance-weighted).
+    pub fn charge_table_is_derived(&self) -> bool {
+        self.charge_cell_voltage_table.is_empty()
+    }
+
+    /// The charge cell-voltage table in force: the configured one, else derived from
+    /// `max_cell_voltage`: full current up to max - 0.05 V, 5 % at max, 0 at max + 0.05 V.
+    pub fn charge_cell_table(&self) -> Table {
+        if !self.charge_table_is_derived() {
+            return self.charge_cell_voltage_table.clone();
+        }
+        let max = self.max_cell_voltage;
+        let band = CHARGE_TABLE_ZERO_ABOVE_MAX_V;
+        table(&[[max - band, 1.0], [max, 0.05], [max + band, 0.0]])
+    }
+
+    /// The discharge cell-voltage table in force: the configured one, else derived from
+    /// `min_cell_voltage` (for LFP's 2.9 V the incumbent's table: 0 at 2.8 V, full at 3.19 V).
+    pub fn discharge_cell_table(&self) -> Table {
+        if !self.discharge_cell_voltage_table.is_empty() {
+            return self.discharge_cell_voltage_table.clone();
+        }
+        let min = self.min_cell_voltage;
+        table(&[
+            [min - DISCHARGE_TABLE_ZERO_BELOW_MIN_V, 0.0],
+            [min, 0.005],
+            [min + 0.1, 0.05],
+            [min + 0.2, 0.25],
+            [min + 0.29, 1.0],
+        ])
+    }
+
+    fn lfp() -> Self {
         Self {
+            chemistry: Chemistry::Lfp,
             min_cell_voltage: 2.900,
             max_cell_voltage: 3.450,
             float_cell_voltage: 3.375,
@@ -127,6 +282,7 @@ impl Default for ChargeConfig {
             float_switch_cell_diff: 0.010,
             float_switch_cell_diff_hysteresis: 0.003,
             absorption_time_s: 900.0,
+            balance_max_time_s: 7200.0,
             float_ramp_v_per_cell_per_s: 0.0001,
             absorption_exit_cell_margin: 0.030,
             rebulk_soc: 80.0,
@@ -139,20 +295,8 @@ impl Default for ChargeConfig {
             max_charge_current: 50.0,
             max_discharge_current: 60.0,
             table_mode: TableMode::Linear,
-            charge_cell_voltage_table: table(&[
-                [3.375, 1.0],
-                [3.400, 0.25],
-                [3.425, 0.05],
-                [3.450, 0.005],
-                [3.500, 0.0],
-            ]),
-            discharge_cell_voltage_table: table(&[
-                [2.800, 0.0],
-                [2.900, 0.005],
-                [3.000, 0.05],
-                [3.100, 0.25],
-                [3.190, 1.0],
-            ]),
+            charge_cell_voltage_table: Table::new(),
+            discharge_cell_voltage_table: Table::new(),
             charge_temperature_table: table(&[
                 [0.0, 0.0],
                 [2.0, 0.25],
@@ -190,9 +334,7 @@ impl Default for ChargeConfig {
             state_save_interval_s: 900.0,
         }
     }
-}
 
-impl ChargeConfig {
     /// Every problem with this config, worded for the user; empty when it is usable.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -208,6 +350,7 @@ impl ChargeConfig {
             ("float_switch_cell_diff", self.float_switch_cell_diff),
             ("float_switch_cell_diff_hysteresis", self.float_switch_cell_diff_hysteresis),
             ("absorption_time_s", self.absorption_time_s),
+            ("balance_max_time_s", self.balance_max_time_s),
             ("float_ramp_v_per_cell_per_s", self.float_ramp_v_per_cell_per_s),
             ("absorption_exit_cell_margin", self.absorption_exit_cell_margin),
             ("rebulk_cell_diff", self.rebulk_cell_diff),
@@ -239,7 +382,8 @@ impl ChargeConfig {
             ("discharge_soc_table", &self.discharge_soc_table),
         ];
         for (key, points) in tables {
-            if points.is_empty() {
+            let derived_when_empty = key.ends_with("cell_voltage_table");
+            if points.is_empty() && !derived_when_empty {
                 out.push(format!("{key} needs at least one [x, fraction] pair"));
             }
             for [x, f] in points {
@@ -313,6 +457,47 @@ mod tests {
             _ => 0,
         };
         assert_eq!(listed, fields, "every key is listed once");
+    }
+
+    #[test]
+    fn chemistry_gives_the_voltages_left_out_and_explicit_values_win() {
+        let parse = |text: &str| match toml::from_str::<ChargeConfig>(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text}: {e}"),
+        };
+        let lto = parse("chemistry = \"lto\"");
+        assert_eq!(lto.chemistry, Chemistry::Lto);
+        assert_eq!((lto.min_cell_voltage, lto.max_cell_voltage, lto.float_cell_voltage), (1.9, 2.7, 2.6));
+        assert_eq!(lto.chemistry_ranges(), (1.5, 2.85));
+        let nmc = parse("chemistry = \"li-ion\"\nmax_cell_voltage = 4.15");
+        assert_eq!(nmc.chemistry, Chemistry::Nmc);
+        assert_eq!((nmc.min_cell_voltage, nmc.max_cell_voltage, nmc.float_cell_voltage), (3.2, 4.15, 4.0));
+        assert_eq!(nmc.chemistry_ranges(), (2.8, 4.25));
+        // Derived tables follow the voltages in force.
+        let near = |t: Table, want: &[[f64; 2]]| {
+            t.len() == want.len()
+                && t.iter().zip(want).all(|(a, b)| (a[0] - b[0]).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9)
+        };
+        assert!(near(nmc.charge_cell_table(), &[[4.1, 1.0], [4.15, 0.05], [4.2, 0.0]]));
+        assert!(nmc.discharge_cell_table().first().is_some_and(|p| (p[0] - 3.1).abs() < 1e-9 && p[1] == 0.0));
+        let lfp = parse("");
+        assert_eq!(lfp, ChargeConfig::default());
+        assert_eq!(lfp.chemistry_ranges(), (2.5, 3.65));
+        // A written nan is not "left out": validation sees it.
+        assert!(parse("max_cell_voltage = nan").max_cell_voltage.is_nan());
+        assert!(!parse("max_cell_voltage = nan").problems().is_empty());
+        assert!(toml::from_str::<ChargeConfig>("chemistry = \"lead\"").is_err());
+        // Round trip: the written config reads back the same, derived tables stay derived.
+        let text = toml::to_string(&nmc).unwrap_or_default();
+        assert_eq!(parse(&text), nmc);
+    }
+
+    #[test]
+    fn explicit_cell_tables_are_kept_as_written() {
+        let cfg: ChargeConfig =
+            toml::from_str("charge_cell_voltage_table = [[3.4, 1.0], [3.5, 0.0]]").unwrap_or_default();
+        assert!(!cfg.charge_table_is_derived());
+        assert_eq!(cfg.charge_cell_table(), vec![[3.4, 1.0], [3.5, 0.0]]);
     }
 
     #[test]

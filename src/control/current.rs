@@ -140,11 +140,47 @@ impl Candidates {
     }
 }
 
+/// How much of the derived cell-voltage taper applies (0..=1) at a cell spread (max - min
+/// cell, V): none up to `float_switch_cell_diff` + hysteresis (a balanced pack charges at full
+/// current until the charger's own constant-voltage stage tapers it), all of it from
+/// [`IMBALANCE_FULL_TAPER_V`] more; unknown spread = all of it.
+pub fn imbalance_weight(cfg: &ChargeConfig, spread_v: Option<f64>) -> f64 {
+    let Some(spread) = spread_v.filter(|s| s.is_finite()) else { return 1.0 };
+    let start = cfg.float_switch_cell_diff + cfg.float_switch_cell_diff_hysteresis;
+    let w = (spread - start) / IMBALANCE_FULL_TAPER_V;
+    if w.is_nan() {
+        1.0
+    } else {
+        w.clamp(0.0, 1.0)
+    }
+}
+
+/// The spread above the taper's start at which all of the taper applies (V).
+pub const IMBALANCE_FULL_TAPER_V: f64 = 0.010;
+
+/// The derived charge table weighted by imbalance: full current up to max - 0.05 V; at max,
+/// 5 % of max when one cell runs ahead (weight 1), full current on a balanced pack (weight 0);
+/// 0 at max + 0.05 V whatever the weight.
+pub fn imbalance_charge_table(cfg: &ChargeConfig, spread_v: Option<f64>) -> Table {
+    let mut table = cfg.charge_cell_table();
+    let w = imbalance_weight(cfg, spread_v);
+    if let Some(point) = table.get_mut(1) {
+        point[1] = 1.0 - w * (1.0 - point[1]);
+    }
+    table
+}
+
 /// The charge current the rules allow now, and which rules set it.
 pub fn charge_target(cfg: &ChargeConfig, i: &CurrentInputs) -> (f64, Vec<LimitReason>) {
     let mut c = Candidates::new(cfg.max_charge_current);
     c.value(i.bms_charge_limit_a, LimitReason::BmsLimit);
-    c.table(cfg, &cfg.charge_cell_voltage_table, i.max_cell_v, LimitReason::CellVoltage);
+    if cfg.charge_table_is_derived() {
+        let spread = i.max_cell_v.zip(i.min_cell_v).map(|(hi, lo)| hi - lo);
+        let table = imbalance_charge_table(cfg, spread);
+        c.table(cfg, &table, i.max_cell_v, LimitReason::CellVoltage);
+    } else {
+        c.table(cfg, &cfg.charge_cell_voltage_table, i.max_cell_v, LimitReason::CellVoltage);
+    }
     let (cold, hot) = (i.temperatures_c.map(|t| t.0), i.temperatures_c.map(|t| t.1));
     c.table(cfg, &cfg.charge_temperature_table, cold, LimitReason::Temperature);
     c.table(cfg, &cfg.charge_temperature_table, hot, LimitReason::Temperature);
@@ -162,7 +198,7 @@ pub fn charge_target(cfg: &ChargeConfig, i: &CurrentInputs) -> (f64, Vec<LimitRe
 pub fn discharge_target(cfg: &ChargeConfig, i: &CurrentInputs) -> (f64, Vec<LimitReason>) {
     let mut c = Candidates::new(cfg.max_discharge_current);
     c.value(i.bms_discharge_limit_a, LimitReason::BmsLimit);
-    c.table(cfg, &cfg.discharge_cell_voltage_table, i.min_cell_v, LimitReason::CellVoltage);
+    c.table(cfg, &cfg.discharge_cell_table(), i.min_cell_v, LimitReason::CellVoltage);
     if i.min_cell_v.is_some_and(|v| v < cfg.min_cell_voltage) {
         // Below the lowest allowed cell voltage nothing more is taken out, whatever the table.
         c.value(Some(0.0), LimitReason::CellVoltage);
@@ -188,7 +224,27 @@ pub struct RampLimiter {
     last_update: Option<Instant>,
 }
 
+/// The saved part of a [`RampLimiter`]: the value last published (A).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RampState {
+    /// The limit last published (A).
+    pub value_a: Option<f64>,
+}
+
 impl RampLimiter {
+    /// The state to save.
+    pub fn state(&self) -> RampState {
+        RampState { value_a: self.value }
+    }
+
+    /// Takes a saved state back at `now`: the limit starts at the saved value (or lower, when the
+    /// rules allow less) and a rise waits a full hold from `now`, so a restart never raises it.
+    pub fn restore(&mut self, state: &RampState, now: Instant) {
+        let value = state.value_a.filter(|v| v.is_finite()).map(|v| v.max(0.0));
+        *self = Self { value, last_cut: value.map(|_| now), last_update: value.map(|_| now) };
+    }
+
     /// The value last published.
     pub fn value(&self) -> Option<f64> {
         self.value
@@ -213,8 +269,13 @@ impl RampLimiter {
             self.last_cut = Some(now);
             return (0.0, true);
         }
-        let hold = Duration::from_secs_f64(cfg.current_recovery_hold_s.max(0.0));
-        let hold_end = self.last_cut.map(|cut| cut + hold);
+        // A hold too long for the clock (a huge config value) never ends: the limit stays low.
+        let hold = Duration::try_from_secs_f64(cfg.current_recovery_hold_s.max(0.0)).ok();
+        let hold_end = match self.last_cut.map(|cut| hold.and_then(|h| cut.checked_add(h))) {
+            Some(None) => return (current, true),
+            Some(Some(end)) => Some(end),
+            None => None,
+        };
         if hold_end.is_some_and(|end| now < end) {
             return (current, true);
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::control::Chemistry;
 
 fn secs(base: Instant, s: f64) -> Instant {
     base + Duration::from_secs_f64(s)
@@ -13,9 +14,23 @@ fn config_max_applies_without_data() {
     assert_eq!((dcl, why), (60.0, vec![LimitReason::ConfigMax]));
 }
 
+/// The incumbent's charge table, given explicitly: applied as written (as before the derived one).
+fn explicit_tables() -> ChargeConfig {
+    ChargeConfig {
+        charge_cell_voltage_table: vec![
+            [3.375, 1.0],
+            [3.400, 0.25],
+            [3.425, 0.05],
+            [3.450, 0.005],
+            [3.500, 0.0],
+        ],
+        ..ChargeConfig::default()
+    }
+}
+
 #[test]
 fn the_smallest_rule_wins() {
-    let cfg = ChargeConfig::default();
+    let cfg = explicit_tables();
     let inputs =
         CurrentInputs { max_cell_v: Some(3.39), bms_charge_limit_a: Some(40.0), ..Default::default() };
     let (ccl, why) = charge_target(&cfg, &inputs);
@@ -134,4 +149,62 @@ fn nothing_is_taken_out_below_min_cell_voltage() {
     assert_eq!(discharge_target(&cfg, &low), (0.0, vec![LimitReason::CellVoltage]));
     let at_min = CurrentInputs { min_cell_v: Some(2.9), ..Default::default() };
     assert!((discharge_target(&cfg, &at_min).0 - 0.3).abs() < 1e-9);
+}
+
+fn ccl_at(cfg: &ChargeConfig, max_cell: f64, min_cell: f64) -> f64 {
+    let inputs =
+        CurrentInputs { max_cell_v: Some(max_cell), min_cell_v: Some(min_cell), ..Default::default() };
+    charge_target(cfg, &inputs).0
+}
+
+#[test]
+fn derived_taper_spares_a_balanced_pack_and_stops_a_leading_cell() {
+    let cfg = ChargeConfig::default();
+    // Balanced (spread 5 mV): full current right up to max, where the charger's CV stage tapers.
+    assert_eq!(ccl_at(&cfg, 3.449, 3.444), 50.0);
+    // One cell 30 mV ahead: the whole taper, 5 % at max, linear from max - 0.05 V.
+    assert!((ccl_at(&cfg, 3.450, 3.420) - 2.5).abs() < 1e-9);
+    assert!((ccl_at(&cfg, 3.425, 3.395) - 50.0 * 0.525).abs() < 1e-9);
+    assert_eq!(ccl_at(&cfg, 3.400, 3.370), 50.0);
+    // Half the weight at 18 mV (taper from 13 mV, all of it from 23 mV).
+    assert!((ccl_at(&cfg, 3.450, 3.432) - 50.0 * (1.0 - 0.5 * 0.95)).abs() < 1e-6);
+    // At max + 0.05 V nothing, balanced or not.
+    assert_eq!(ccl_at(&cfg, 3.500, 3.499), 0.0);
+    assert_eq!(ccl_at(&cfg, 3.500, 3.300), 0.0);
+    // The explicit table applies to a balanced pack too, as it always did.
+    assert!((ccl_at(&explicit_tables(), 3.449, 3.444) - 50.0 * 0.0068).abs() < 1e-6);
+}
+
+#[test]
+fn derived_tables_shift_with_the_configured_voltages() {
+    let cfg = ChargeConfig { max_cell_voltage: 3.55, min_cell_voltage: 2.8, ..ChargeConfig::default() };
+    assert_eq!(ccl_at(&cfg, 3.50, 3.40), 50.0);
+    assert_eq!(ccl_at(&cfg, 3.60, 3.40), 0.0, "0 at max + 0.05 V");
+    assert!(ccl_at(&cfg, 3.599, 3.40) > 0.0);
+    let dcl_at =
+        |v: f64| discharge_target(&cfg, &CurrentInputs { min_cell_v: Some(v), ..Default::default() }).0;
+    assert_eq!(dcl_at(2.70), 0.0, "0 at min - 0.1 V");
+    assert!((dcl_at(2.80) - 60.0 * 0.005).abs() < 1e-9);
+    assert_eq!(dcl_at(3.09), 60.0);
+    // Every chemistry's derived tables reach 0 at max + 0.05 V / min - 0.1 V.
+    for chem in [Chemistry::Lfp, Chemistry::Lto, Chemistry::Nmc] {
+        let cfg = ChargeConfig::for_chemistry(chem);
+        let (lo, hi) = cfg.chemistry_ranges();
+        assert!(lo <= cfg.min_cell_voltage && cfg.max_cell_voltage <= hi, "{chem:?}");
+        assert_eq!(ccl_at(&cfg, cfg.max_cell_voltage + 0.05, cfg.min_cell_voltage), 0.0, "{chem:?}");
+        assert_eq!(ccl_at(&cfg, cfg.max_cell_voltage - 0.05, cfg.max_cell_voltage - 0.3), 50.0, "{chem:?}");
+    }
+}
+
+#[test]
+fn huge_hold_never_panics_and_keeps_the_limit_low() {
+    let cfg = ChargeConfig { current_recovery_hold_s: 1e19, ..ChargeConfig::default() };
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut r = RampLimiter::default();
+    r.apply(t0, 10.0, 50.0, &cfg);
+    for s in 1..100 {
+        assert_eq!(r.apply(secs(t0, f64::from(s)), 50.0, 50.0, &cfg), (10.0, true));
+    }
+    let cfg = ChargeConfig { current_recovery_hold_s: f64::INFINITY, ..cfg };
+    assert_eq!(r.apply(secs(t0, 200.0), 50.0, 50.0, &cfg), (10.0, true));
 }

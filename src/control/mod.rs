@@ -21,13 +21,14 @@ pub mod soc;
 pub mod tables;
 pub mod voltage;
 
+pub use config::Chemistry;
 pub use config::{ChargeConfig, SocSource, Table, TableMode};
 pub use current::{LimitReason, Limitation};
 pub use history::History;
-pub use voltage::{ChargeMode, CvlShaping, Phase, VoltageState};
+pub use voltage::{BalanceEnd, ChargeMode, CvlShaping, Phase, TopBalance, VoltageState};
 
 use crate::battery::Battery;
-use current::{CurrentInputs, RampLimiter};
+use current::{CurrentInputs, RampLimiter, RampState};
 use serde::{Deserialize, Serialize};
 use soc::{SocCounter, SocInputs};
 use std::time::{Duration, Instant};
@@ -80,6 +81,8 @@ pub struct ChargeLimits {
     pub current_average_a: Option<f64>,
     /// Time since the last full charge (`/History/TimeSinceLastFullCharge`).
     pub since_full_charge_s: Option<f64>,
+    /// Worth a log line: a real change since the last limits that were (see [`LimitLog`]).
+    pub notable: bool,
 }
 
 impl ChargeLimits {
@@ -108,13 +111,69 @@ impl ChargeLimits {
             || zero(self.discharge_current_a) != zero(before.discharge_current_a)
             || self.charge_voltage_v.is_some() != before.charge_voltage_v.is_some()
     }
+
+    /// True for changes that are logged at once (see [`LimitLog`]): a limit to or from 0 or
+    /// unknown, CVL known or not, a phase change, the BMS lost or back.
+    pub fn urgent_change_from(&self, before: &ChargeLimits) -> bool {
+        let zero = |v: Option<f64>| v.map(|v| v <= 0.0);
+        let lost = |l: &ChargeLimits| l.mode.shaping == CvlShaping::BmsLost;
+        self.mode.phase != before.mode.phase
+            || lost(self) != lost(before)
+            || zero(self.charge_current_a) != zero(before.charge_current_a)
+            || zero(self.discharge_current_a) != zero(before.discharge_current_a)
+            || self.charge_voltage_v.is_some() != before.charge_voltage_v.is_some()
+    }
 }
 
-/// Everything control keeps across a restart. Times are durations, see the module doc.
+/// Decides which limits are worth a log line (on a GX the log goes to flash).
+///
+/// A limit going to or from 0, CVL becoming known or unknown, a phase change or the BMS being
+/// lost is logged in the same poll. Any other change of the reasons (`/Info/ChargeMode`,
+/// `/Info/ChargeLimitation`) is logged once it has lasted `hold` without reverting to the limits
+/// last logged: a reason that flaps between "Cell voltage" and "Cell voltage (recovering)"
+/// within the recovery hold is not a change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitLog {
+    logged: Option<ChargeLimits>,
+    differs_since: Option<Instant>,
+}
+
+impl LimitLog {
+    /// True when `limits` at `now` should be logged (and then counts them as logged).
+    pub fn observe(&mut self, now: Instant, limits: &ChargeLimits, hold: Duration) -> bool {
+        let Some(before) = self.logged.as_ref() else {
+            self.log(limits);
+            return true;
+        };
+        if limits.urgent_change_from(before) {
+            self.log(limits);
+            return true;
+        }
+        if !limits.notable_change_from(before) {
+            self.differs_since = None;
+            return false;
+        }
+        let since = *self.differs_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= hold {
+            self.log(limits);
+            return true;
+        }
+        false
+    }
+
+    fn log(&mut self, limits: &ChargeLimits) {
+        self.logged = Some(limits.clone());
+        self.differs_since = None;
+    }
+}
+
+/// Everything control keeps across a restart. Times are durations, see the module doc. Fields
+/// added in version 2 (controller and current limiter state) default to "none", so version 1
+/// files still load.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ControlState {
-    /// Format version (1).
+    /// Format version (2).
     pub version: u32,
     /// Phase and timers.
     pub voltage: VoltageState,
@@ -124,7 +183,14 @@ pub struct ControlState {
     pub history: History,
     /// Series cells last seen.
     pub cells: Option<u16>,
+    /// Charge current limiter.
+    pub ccl: RampState,
+    /// Discharge current limiter.
+    pub dcl: RampState,
 }
+
+/// Format version of [`ControlState`] written now.
+pub const STATE_VERSION: u32 = 2;
 
 /// Holds what control remembers between polls.
 #[derive(Debug, Clone)]
@@ -140,8 +206,20 @@ pub struct ChargeController {
     last_online: Option<Instant>,
     last_now: Option<Instant>,
     last_saved: Option<Instant>,
+    /// CVL and CCL in the state last saved (or restored).
+    saved_limits: (Option<f64>, Option<f64>),
     must_save: bool,
+    log: LimitLog,
 }
+
+/// A CVL cut of this much per cell, or a CCL cut of this fraction of the maximum, below the
+/// values last saved makes the state worth saving (so a restart resumes from the deeper cut) ...
+const SAVE_CUT_CELL_V: f64 = 0.01;
+const SAVE_CUT_CCL_FRACTION: f64 = 0.1;
+/// ... at most this often (s): only at the top of charge does the controller cut repeatedly.
+const SAVE_CUT_MIN_INTERVAL_S: u64 = 60;
+/// The periodic save never runs more often than this (s), even with `state_save_interval_s = 0`.
+pub const MIN_SAVE_INTERVAL_S: u64 = 60;
 
 impl ChargeController {
     /// A controller with no history.
@@ -158,7 +236,9 @@ impl ChargeController {
             last_online: None,
             last_now: None,
             last_saved: None,
+            saved_limits: (None, None),
             must_save: false,
+            log: LimitLog::default(),
         }
     }
 
@@ -186,11 +266,13 @@ impl ChargeController {
     pub fn state(&self) -> ControlState {
         let now = self.last_now;
         ControlState {
-            version: 1,
+            version: STATE_VERSION,
             voltage: now.map(|now| self.voltage.state(now)).unwrap_or_default(),
             soc_percent: self.soc.counted(),
             history: self.history.clone(),
             cells: self.cells,
+            ccl: self.ccl.state(),
+            dcl: self.dcl.state(),
         }
     }
 
@@ -198,24 +280,42 @@ impl ChargeController {
     /// unknown); it counts towards the time since the last full charge only.
     pub fn restore(&mut self, state: &ControlState, now: Instant, offline: Duration) {
         self.voltage.restore(&state.voltage, now, offline);
+        self.ccl.restore(&state.ccl, now);
+        self.dcl.restore(&state.dcl, now);
         self.soc.restore(state.soc_percent);
         self.history = state.history.clone();
         self.cells = self.cells.or(state.cells);
         self.last_now = Some(now);
         self.last_saved = Some(now);
+        self.saved_limits = (state.voltage.last_cvl_v, state.ccl.value_a);
     }
 
     /// The state to write now, if it changed in a way worth saving (phase change, full charge,
-    /// SoC sync) or `state_save_interval_s` passed since the last save. Returns each change once.
+    /// SoC sync, CVL or CCL cut well below the saved values, at most once a minute) or
+    /// `state_save_interval_s` (at least [`MIN_SAVE_INTERVAL_S`]) passed since the last save.
+    /// Returns each change once.
     pub fn take_state_to_save(&mut self) -> Option<ControlState> {
         let now = self.last_now?;
-        let interval =
-            Duration::try_from_secs_f64(self.config.state_save_interval_s).unwrap_or(Duration::MAX);
-        let due = self.last_saved.is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        if self.must_save || due {
+        let since_save = self.last_saved.map(|t| now.saturating_duration_since(t));
+        // Never more often than once a minute, whatever the config says (flash wear).
+        let interval = Duration::try_from_secs_f64(self.config.state_save_interval_s)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_secs(MIN_SAVE_INTERVAL_S));
+        let due = since_save.is_none_or(|d| d >= interval);
+        let state = self.state();
+        let (cvl, ccl) = (state.voltage.last_cvl_v, state.ccl.value_a);
+        let below = |now: Option<f64>, saved: Option<f64>, by: f64| {
+            now.zip(saved).is_some_and(|(now, saved)| now < saved - by)
+        };
+        let cells = self.cells.map_or(1.0, f64::from);
+        let cut = below(cvl, self.saved_limits.0, cells * SAVE_CUT_CELL_V)
+            || below(ccl, self.saved_limits.1, self.config.max_charge_current * SAVE_CUT_CCL_FRACTION);
+        let cut_due = cut && since_save.is_none_or(|d| d >= Duration::from_secs(SAVE_CUT_MIN_INTERVAL_S));
+        if self.must_save || due || cut_due {
             self.must_save = false;
             self.last_saved = Some(now);
-            return Some(self.state());
+            self.saved_limits = (cvl, ccl);
+            return Some(state);
         }
         None
     }
@@ -226,10 +326,19 @@ impl ChargeController {
             self.cells = Some(cells);
         }
         self.last_now = Some(now);
-        match link {
+        let mut limits = match link {
             Link::Online => self.online(now, battery),
             Link::Lost { since } => self.lost(now, since),
-        }
+        };
+        limits.notable = self.log.observe(now, &limits, self.log_hold());
+        limits
+    }
+
+    /// How long a reason change must last to be logged: the longer recovery hold, within
+    /// 1 s..=10 min (a huge or broken config value cannot silence the log for good).
+    fn log_hold(&self) -> Duration {
+        let hold = self.config.current_recovery_hold_s.max(self.config.cvl_recovery_hold_s);
+        Duration::from_secs_f64(if hold.is_finite() { hold.clamp(1.0, 600.0) } else { 600.0 })
     }
 
     fn online(&mut self, now: Instant, battery: &Battery) -> ChargeLimits {
@@ -253,7 +362,7 @@ impl ChargeController {
             self.must_save = true;
         }
         let cells = self.cells.map(f64::from);
-        let mut mode = ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::Phase };
+        let mut mode = ChargeMode { phase: self.voltage.phase(), ..ChargeMode::default() };
         let mut cvl = None;
         if let Some(n) = cells {
             let input = VoltageInputs {
@@ -325,7 +434,8 @@ impl ChargeController {
             self.dcl.force(now, kept);
             (kept, LimitReason::BmsLostHold)
         };
-        let mode = ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::BmsLost };
+        let mode =
+            ChargeMode { phase: self.voltage.phase(), shaping: CvlShaping::BmsLost, ..ChargeMode::default() };
         let charge_reason = Limitation { reasons: vec![LimitReason::BmsLost], recovering: false };
         let discharge_reason = Limitation { reasons: vec![dcl_reason], recovering: false };
         // SoC, time to go and the average current are unknown while the BMS is lost.

@@ -2,8 +2,9 @@
 //!
 //! Coulomb counting integrates the pack current over the real time between readings (at most
 //! [`MAX_STEP_S`] per reading, so a gap in readings never books old current). It starts from the
-//! saved value, else from the BMS's SoC; it is set to 100 % when float is entered and to 0 % when
-//! the lowest cell stays below `min_cell_voltage` for [`EMPTY_SYNC_S`] while discharging.
+//! saved value, else from the BMS's SoC; it is set to 100 % at the end of absorption (the full
+//! charge) and to 0 % when the lowest cell stays below `min_cell_voltage` for [`EMPTY_SYNC_S`]
+//! while discharging.
 
 use super::config::{ChargeConfig, SocSource};
 use std::time::{Duration, Instant};

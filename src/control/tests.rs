@@ -159,3 +159,163 @@ fn notable_changes_are_reason_changes_not_ramp_steps() {
     let c = ChargeLimits { charge_current_a: Some(0.0), ..ChargeLimits::default() };
     assert!(c.notable_change_from(&a));
 }
+
+fn one_cell_high(high: f64) -> Battery {
+    let mut cells = vec![3.37; 16];
+    cells[4] = high;
+    Battery { voltage_v: Some(cells.iter().sum()), cell_voltages_v: Some(cells), ..pack(3.37) }
+}
+
+/// Absorption with one cell over max: the controller has cut CVL and the taper CCL. A restart
+/// (state through JSON, a new `Instant` base) starts neither above what it was before.
+#[test]
+fn a_restart_mid_absorption_never_raises_cvl_or_ccl() {
+    let cfg = ChargeConfig::default();
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(cfg.clone());
+    let mut before = ChargeLimits::default();
+    for s in 0..120 {
+        before = c.update(at(t0, f64::from(s)), &one_cell_high(3.47), Link::Online);
+    }
+    assert_eq!(before.mode.phase, Phase::Absorption);
+    let (cvl, ccl) =
+        (before.charge_voltage_v.unwrap_or(f64::NAN), before.charge_current_a.unwrap_or(f64::NAN));
+    assert!(cvl < 55.2 - 0.3 && ccl < 50.0, "cut before the restart: {cvl} V, {ccl} A");
+    let text = serde_json::to_string(&c.state()).unwrap_or_default();
+    let saved: ControlState = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(saved.version, STATE_VERSION);
+    // A new process: another Instant base, an hour later.
+    let t1 = at(t0, 3600.0);
+    let mut again = ChargeController::new(cfg.clone());
+    again.restore(&saved, t1, Duration::from_secs(60));
+    // The cell has relaxed a little: the controller would like to raise CVL, the rules CCL.
+    for s in 0..cfg.cvl_recovery_hold_s.min(cfg.current_recovery_hold_s) as u32 {
+        let l = again.update(at(t1, f64::from(s)), &one_cell_high(3.449), Link::Online);
+        assert!(
+            l.charge_voltage_v.is_some_and(|v| v <= cvl + 1e-9),
+            "{s} s: {:?} > {cvl}",
+            l.charge_voltage_v
+        );
+        assert!(
+            l.charge_current_a.is_some_and(|a| a <= ccl + 1e-9),
+            "{s} s: {:?} > {ccl}",
+            l.charge_current_a
+        );
+        assert_eq!(l.mode.phase, Phase::Absorption);
+    }
+    // Without the saved state the same reading gives a higher CVL and CCL: the test can fail.
+    let mut fresh = ChargeController::new(cfg);
+    let l = fresh.update(t1, &one_cell_high(3.449), Link::Online);
+    assert!(l.charge_voltage_v.is_some_and(|v| v > cvl + 0.3));
+    assert!(l.charge_current_a.is_some_and(|a| a > ccl + 1.0), "{:?} vs {ccl}", l.charge_current_a);
+}
+
+#[test]
+fn version_1_state_files_still_load() {
+    let v1 = r#"{"version":1,"voltage":{"phase":"Absorption","absorption_elapsed_s":300.0,
+        "float_ramp":null,"since_full_charge_s":null},"soc_percent":null,"cells":16}"#;
+    let state: ControlState = serde_json::from_str(v1).unwrap_or_default();
+    assert_eq!(state.voltage.phase, Phase::Absorption);
+    assert_eq!(state.voltage.ovp, None);
+    assert_eq!(state.ccl.value_a, None);
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(ChargeConfig::default());
+    c.restore(&state, t0, Duration::ZERO);
+    assert_eq!(c.absorption_elapsed(), Some(Duration::from_secs(300)));
+}
+
+#[test]
+fn huge_or_broken_config_values_never_panic() {
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let configs = [
+        ChargeConfig { cvl_recovery_hold_s: 1e20, current_recovery_hold_s: 1e19, ..ChargeConfig::default() },
+        ChargeConfig {
+            cvl_recovery_hold_s: f64::NAN,
+            current_recovery_hold_s: f64::INFINITY,
+            ..ChargeConfig::default()
+        },
+        ChargeConfig { min_cell_voltage: 3.6, max_cell_voltage: 3.0, ..ChargeConfig::default() },
+        ChargeConfig {
+            max_cell_voltage: f64::NAN,
+            cvl_controller_gain_per_s: 1e300,
+            ..ChargeConfig::default()
+        },
+        ChargeConfig { absorption_time_s: 0.0, balance_max_time_s: f64::INFINITY, ..ChargeConfig::default() },
+    ];
+    for cfg in configs {
+        let mut c = ChargeController::new(cfg);
+        for s in 0..200 {
+            let high = 3.40 + f64::from(s % 40) * 0.003;
+            let l = c.update(at(t0, f64::from(s) * 7.0), &one_cell_high(high), Link::Online);
+            let state = c.state();
+            c.restore(&state, at(t0, f64::from(s) * 7.0), Duration::from_secs(u64::MAX / 4));
+            assert!(l.charge_current_a.is_some_and(f64::is_finite));
+        }
+    }
+}
+
+#[test]
+fn limit_log_ignores_a_reason_that_reverts_within_the_hold() {
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let hold = Duration::from_secs(30);
+    let mut log = LimitLog::default();
+    let limits = |recovering: bool, ccl: f64| ChargeLimits {
+        charge_current_a: Some(ccl),
+        charge_reason: Limitation { reasons: vec![LimitReason::CellVoltage], recovering },
+        ..ChargeLimits::default()
+    };
+    assert!(log.observe(t0, &limits(false, 10.0), hold), "the first limits are logged");
+    // Flapping every second for ten minutes: nothing.
+    for s in 1..600 {
+        assert!(!log.observe(at(t0, f64::from(s)), &limits(s % 2 == 0, 10.0), hold), "{s}");
+    }
+    // A change that lasts: logged once, when it has lasted the hold.
+    let lines: usize =
+        (600..700).filter(|s| log.observe(at(t0, f64::from(*s)), &limits(true, 10.0), hold)).count();
+    assert_eq!(lines, 1);
+    // To 0: at once.
+    assert!(log.observe(at(t0, 700.0), &limits(true, 0.0), hold));
+}
+
+/// While the controller cuts deeper, the state is offered for saving at most once a minute, and
+/// the saved CVL is never more than 10 mV per cell above the one published.
+#[test]
+fn deeper_cuts_are_saved_at_most_once_a_minute() {
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(ChargeConfig::default());
+    let mut saves = Vec::new();
+    let mut saved_cvl = f64::NAN;
+    for s in 0..600u32 {
+        // The pack voltage falls as CVL is cut, the high cell stays over max.
+        let mut battery = one_cell_high(3.47);
+        battery.voltage_v = Some(54.0 - f64::from(s) * 0.002);
+        let l = c.update(at(t0, f64::from(s)), &battery, Link::Online);
+        if let Some(state) = c.take_state_to_save() {
+            saves.push(s);
+            saved_cvl = state.voltage.last_cvl_v.unwrap_or(f64::NAN);
+        }
+        let cvl = l.charge_voltage_v.unwrap_or(f64::NAN);
+        if s >= 60 {
+            assert!(
+                saved_cvl <= cvl + 16.0 * 0.01 + 16.0 * 0.002 * 60.0,
+                "{s} s: saved {saved_cvl}, now {cvl}"
+            );
+        }
+    }
+    assert!(saves.len() >= 5, "{saves:?}");
+    assert!(saves.windows(2).skip(1).all(|w| w[1] - w[0] >= 60), "{saves:?}");
+}
+
+#[test]
+fn a_zero_save_interval_still_saves_at_most_once_a_minute() {
+    let cfg = ChargeConfig { state_save_interval_s: 0.0, ..ChargeConfig::default() };
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut c = ChargeController::new(cfg);
+    let saves = (0..600u32)
+        .filter(|s| {
+            c.update(at(t0, f64::from(*s)), &pack(3.3), Link::Online);
+            c.take_state_to_save().is_some()
+        })
+        .count();
+    assert_eq!(saves, 10, "at 0, 60, ..., 540 s");
+}

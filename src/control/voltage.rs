@@ -55,6 +55,38 @@ pub enum CvlShaping {
     BmsLost,
 }
 
+/// Top balancing: absorption extended past `absorption_time_s` while the cells converge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BalanceEnd {
+    /// The spread came down to `float_switch_cell_diff`.
+    Balanced,
+    /// `balance_max_time_s` ran out with the spread still above `float_switch_cell_diff`.
+    TimeLimit,
+    /// The spread stopped shrinking for [`BALANCE_STALL_S`].
+    NoProgress,
+}
+
+/// What top balancing is doing, for `/Info/ChargeMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopBalance {
+    /// Not balancing, or it ended with balanced cells.
+    #[default]
+    None,
+    /// Absorption is extended while the spread shrinks.
+    Running,
+    /// Absorption ended with the cells still apart (shown until the next bulk).
+    Stopped(BalanceEnd),
+}
+
+/// Top balancing ends when the spread made no new low (by [`BALANCE_PROGRESS_V`]) this long (s).
+pub const BALANCE_STALL_S: f64 = 1800.0;
+/// A new low of the spread counts as progress when it is this much under the best so far (V).
+pub const BALANCE_PROGRESS_V: f64 = 0.001;
+/// Beyond this many deadbands of cell error the controller cuts proportionally again.
+const PROPORTIONAL_CUT_DEADBANDS: f64 = 4.0;
+/// The controller never integrates more than this far per cell below the pack voltage (V).
+const WINDUP_CELL_V: f64 = 0.02;
+
 /// The structured form of `/Info/ChargeMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChargeMode {
@@ -62,18 +94,31 @@ pub struct ChargeMode {
     pub phase: Phase,
     /// What shapes CVL now.
     pub shaping: CvlShaping,
+    /// Top balancing.
+    pub balance: TopBalance,
 }
 
 impl fmt::Display for ChargeMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let suffix = match self.shaping {
-            CvlShaping::Phase => "",
-            CvlShaping::CellOvp => " (cell OVP)",
-            CvlShaping::CellOvpHold => " (cell OVP, hold)",
-            CvlShaping::CellOvpRecovery => " (cell OVP, recovering)",
+        let shaping = match self.shaping {
+            CvlShaping::Phase => None,
+            CvlShaping::CellOvp => Some("cell OVP"),
+            CvlShaping::CellOvpHold => Some("cell OVP, hold"),
+            CvlShaping::CellOvpRecovery => Some("cell OVP, recovering"),
             CvlShaping::BmsLost => return write!(f, "BMS lost: float voltage ({})", self.phase.text()),
         };
-        write!(f, "{}{}", self.phase.text(), suffix)
+        let balance = match self.balance {
+            TopBalance::None | TopBalance::Stopped(BalanceEnd::Balanced) => None,
+            TopBalance::Running => Some("top balancing"),
+            TopBalance::Stopped(BalanceEnd::TimeLimit) => Some("top balancing stopped: time limit"),
+            TopBalance::Stopped(BalanceEnd::NoProgress) => Some("top balancing stopped: no progress"),
+        };
+        f.write_str(self.phase.text())?;
+        match (balance, shaping) {
+            (Some(b), Some(s)) => write!(f, " ({b}; {s})"),
+            (Some(x), None) | (None, Some(x)) => write!(f, " ({x})"),
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -90,8 +135,20 @@ pub struct VoltageInputs {
     pub soc_percent: Option<f64>,
 }
 
-/// The saved part of the CVL state, as elapsed times (see `ControlState`).
+/// The saved cell over-voltage controller.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OvpState {
+    /// Controller output (pack V).
+    pub integral_v: f64,
+    /// Published, rate-limited output (pack V).
+    pub out_v: f64,
+}
+
+/// The saved part of the CVL state, as elapsed times (see `ControlState`). Fields added later
+/// default to "none", so older state files load.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VoltageState {
     /// Phase at the time of saving.
     pub phase: Phase,
@@ -101,6 +158,14 @@ pub struct VoltageState {
     pub float_ramp: Option<(f64, f64)>,
     /// Running time since the last full charge (s).
     pub since_full_charge_s: Option<f64>,
+    /// Top balancing: time done (s), best spread (V), time since the best spread (s).
+    pub balance: Option<(f64, f64, f64)>,
+    /// How the last absorption ended, when the cells were still apart.
+    pub balance_end: Option<BalanceEnd>,
+    /// Cell over-voltage controller, when active.
+    pub ovp: Option<OvpState>,
+    /// CVL last published (pack V).
+    pub last_cvl_v: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,6 +177,13 @@ struct Ovp {
     last_cut: Instant,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Balancing {
+    started: Instant,
+    best_spread: f64,
+    best_at: Instant,
+}
+
 /// CVL state between polls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VoltageControl {
@@ -119,6 +191,8 @@ pub struct VoltageControl {
     absorption_start: Option<Instant>,
     float_ramp: Option<(Instant, f64)>,
     last_full_charge: Option<Instant>,
+    balancing: Option<Balancing>,
+    balance_end: Option<BalanceEnd>,
     ovp: Option<Ovp>,
     last_update: Option<Instant>,
     last_cvl: Option<f64>,
@@ -131,6 +205,19 @@ pub struct VoltageEvents {
     pub phase_changed: bool,
     /// Absorption finished: the pack is full (SoC sync, history).
     pub full_charge: bool,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// `s` seconds as a duration; negative, NaN or too large for a `Duration` gives `None`.
+fn duration(s: f64) -> Option<Duration> {
+    if s >= 0.0 {
+        Duration::try_from_secs_f64(s).ok()
+    } else {
+        None
+    }
 }
 
 impl VoltageControl {
@@ -151,29 +238,49 @@ impl VoltageControl {
 
     /// The state to save.
     pub fn state(&self, now: Instant) -> VoltageState {
+        let since = |t: Instant| secs(now.saturating_duration_since(t));
         VoltageState {
             phase: self.phase,
-            absorption_elapsed_s: self.absorption_elapsed(now).map(|d| d.as_secs_f64()),
-            float_ramp: self
-                .float_ramp
-                .map(|(start, v)| (v, now.saturating_duration_since(start).as_secs_f64())),
-            since_full_charge_s: self.since_full_charge(now).map(|d| d.as_secs_f64()),
+            absorption_elapsed_s: self.absorption_elapsed(now).map(secs),
+            float_ramp: self.float_ramp.map(|(start, v)| (v, since(start))),
+            since_full_charge_s: self.since_full_charge(now).map(secs),
+            balance: self.balancing.map(|b| (since(b.started), b.best_spread, since(b.best_at))),
+            balance_end: self.balance_end,
+            ovp: self.ovp.map(|o| OvpState { integral_v: o.integral, out_v: o.out }),
+            last_cvl_v: self.last_cvl,
         }
     }
 
     /// Takes a saved state back. `offline` counts towards the time since the last full charge
-    /// but not towards the absorption timer (absorption resumes where it stopped).
+    /// but not towards the absorption timer (absorption resumes where it stopped). A saved
+    /// over-voltage controller resumes at its saved output with a fresh recovery hold, so CVL
+    /// never starts above what it was before the restart.
     pub fn restore(&mut self, state: &VoltageState, now: Instant, offline: Duration) {
         let ago = |s: f64, extra: Duration| {
-            let d = Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO) + extra;
+            let d = duration(s).unwrap_or(Duration::ZERO).saturating_add(extra);
             now.checked_sub(d).unwrap_or(now)
         };
+        let finite = |v: f64| v.is_finite().then_some(v);
         *self = Self {
             phase: state.phase,
             absorption_start: state.absorption_elapsed_s.map(|s| ago(s, Duration::ZERO)),
-            float_ramp: state.float_ramp.map(|(v, s)| (ago(s, Duration::ZERO), v)),
+            float_ramp: state.float_ramp.and_then(|(v, s)| finite(v).map(|v| (ago(s, Duration::ZERO), v))),
             last_full_charge: state.since_full_charge_s.map(|s| ago(s, offline)),
-            ..Self::default()
+            balancing: state.balance.and_then(|(done, best, since_best)| {
+                finite(best).map(|best_spread| Balancing {
+                    started: ago(done, Duration::ZERO),
+                    best_spread,
+                    best_at: ago(since_best, Duration::ZERO),
+                })
+            }),
+            balance_end: state.balance_end,
+            ovp: state.ovp.and_then(|o| {
+                let integral = finite(o.integral_v)?;
+                let out = finite(o.out_v)?;
+                Some(Ovp { integral, out, last_cut: now })
+            }),
+            last_update: None,
+            last_cvl: state.last_cvl_v.and_then(finite),
         };
         if self.phase == Phase::Absorption && self.absorption_start.is_none() {
             self.absorption_start = Some(now);
@@ -192,10 +299,17 @@ impl VoltageControl {
         let target = self.phase_target(now, cfg, cells);
         let shaping = self.step_ovp(now, cfg, cells, input, target);
         let limited = self.ovp.map_or(target, |o| o.out.min(target));
-        let cvl = limited.clamp(cells * cfg.min_cell_voltage, cells * cfg.max_cell_voltage);
+        // max/min, not clamp: clamp panics on a NaN or inverted range, and no config may panic.
+        let (lo, hi) = (cells * cfg.min_cell_voltage, cells * cfg.max_cell_voltage);
+        let cvl = if limited.is_finite() { limited.max(lo).min(hi) } else { lo.min(hi) };
         self.last_cvl = Some(cvl);
         self.last_update = Some(now);
-        (cvl, ChargeMode { phase: self.phase, shaping }, events)
+        let balance = match (self.balancing, self.balance_end) {
+            (Some(_), _) => TopBalance::Running,
+            (None, Some(end)) => TopBalance::Stopped(end),
+            (None, None) => TopBalance::None,
+        };
+        (cvl, ChargeMode { phase: self.phase, shaping, balance }, events)
     }
 
     fn step_phase(
@@ -215,42 +329,53 @@ impl VoltageControl {
         match self.phase {
             Phase::Bulk => {
                 // "At max": the pack is near max voltage, or the highest cell is at max, where the
-                // cell over-voltage controller keeps the pack just under max voltage.
+                // cell over-voltage controller keeps the pack under max voltage. Imbalance does not
+                // keep the pack out of absorption: absorption is where it gets balanced.
                 let pack_at_max =
                     input.pack_v.is_some_and(|v| v >= max_pack - n * cfg.absorption_entry_cell_margin);
                 let cell_at_max = input
                     .max_cell_v
                     .is_some_and(|v| v >= cfg.max_cell_voltage - cfg.cvl_controller_deadband_v);
-                let at_max = pack_at_max || cell_at_max;
-                if at_max && spread.is_some_and(|s| s <= cfg.float_switch_cell_diff) {
+                if pack_at_max || cell_at_max {
                     self.phase = Phase::Absorption;
                     self.absorption_start = Some(now);
+                    self.balancing = None;
+                    self.balance_end = None;
                 }
             }
             Phase::Absorption => {
                 let start = *self.absorption_start.get_or_insert(now);
-                if input.pack_v.is_some_and(|v| v < max_pack - n * cfg.absorption_exit_cell_margin) {
+                // Left only when the pack was really discharged: a pack held low by the
+                // over-voltage controller still has its highest cell at max.
+                let pack_low =
+                    input.pack_v.is_some_and(|v| v < max_pack - n * cfg.absorption_exit_cell_margin);
+                let cell_low = input
+                    .max_cell_v
+                    .is_none_or(|v| v < cfg.max_cell_voltage - cfg.absorption_exit_cell_margin);
+                if pack_low && cell_low {
                     self.phase = Phase::Bulk;
                     self.absorption_start = None;
-                } else if spread
-                    .is_some_and(|s| s > cfg.float_switch_cell_diff + cfg.float_switch_cell_diff_hysteresis)
-                {
-                    self.absorption_start = Some(now);
-                } else if now.saturating_duration_since(start).as_secs_f64() >= cfg.absorption_time_s {
-                    self.phase = Phase::FloatTransition;
-                    self.absorption_start = None;
-                    self.float_ramp = Some((now, self.last_cvl.unwrap_or(max_pack)));
-                    self.last_full_charge = Some(now);
-                    full_charge = true;
+                    self.balancing = None;
+                } else if secs(now.saturating_duration_since(start)) >= cfg.absorption_time_s {
+                    if let Some(end) = self.top_balance(now, cfg, spread) {
+                        self.phase = Phase::FloatTransition;
+                        self.absorption_start = None;
+                        self.balancing = None;
+                        self.balance_end = (end != BalanceEnd::Balanced).then_some(end);
+                        self.float_ramp = Some((now, self.last_cvl.unwrap_or(max_pack)));
+                        self.last_full_charge = Some(now);
+                        full_charge = true;
+                    }
                 }
             }
             Phase::FloatTransition | Phase::Float => {
                 let low_soc = input.soc_percent.is_some_and(|s| s < cfg.rebulk_soc);
-                let unbalanced = spread.is_some_and(|s| s >= cfg.rebulk_cell_diff);
+                // After top balancing gave up, the spread is known to be large: re-bulking for it
+                // would only repeat the same absorption.
+                let unbalanced =
+                    self.balance_end.is_none() && spread.is_some_and(|s| s >= cfg.rebulk_cell_diff);
                 let due = match (cfg.full_charge_every_days, self.last_full_charge) {
-                    (Some(days), Some(t)) => {
-                        now.saturating_duration_since(t).as_secs_f64() >= days * 86_400.0
-                    }
+                    (Some(days), Some(t)) => secs(now.saturating_duration_since(t)) >= days * 86_400.0,
                     _ => false,
                 };
                 if low_soc || unbalanced || due {
@@ -267,6 +392,37 @@ impl VoltageControl {
         VoltageEvents { phase_changed: before != self.phase, full_charge }
     }
 
+    /// At the end of the absorption time: `Some(how it ended)` when absorption may end now,
+    /// `None` while top balancing extends it.
+    fn top_balance(&mut self, now: Instant, cfg: &ChargeConfig, spread: Option<f64>) -> Option<BalanceEnd> {
+        let Some(spread) = spread.filter(|s| s.is_finite()) else {
+            return Some(BalanceEnd::Balanced);
+        };
+        let Some(b) = self.balancing.as_mut() else {
+            if spread > cfg.float_switch_cell_diff + cfg.float_switch_cell_diff_hysteresis
+                && cfg.balance_max_time_s > 0.0
+            {
+                self.balancing = Some(Balancing { started: now, best_spread: spread, best_at: now });
+                return None;
+            }
+            return Some(BalanceEnd::Balanced);
+        };
+        if spread <= cfg.float_switch_cell_diff {
+            return Some(BalanceEnd::Balanced);
+        }
+        if spread < b.best_spread - BALANCE_PROGRESS_V {
+            b.best_spread = spread;
+            b.best_at = now;
+        }
+        if secs(now.saturating_duration_since(b.started)) >= cfg.balance_max_time_s {
+            return Some(BalanceEnd::TimeLimit);
+        }
+        if secs(now.saturating_duration_since(b.best_at)) >= BALANCE_STALL_S {
+            return Some(BalanceEnd::NoProgress);
+        }
+        None
+    }
+
     fn phase_target(&self, now: Instant, cfg: &ChargeConfig, n: f64) -> f64 {
         let float = n * cfg.float_cell_voltage;
         match self.phase {
@@ -274,7 +430,7 @@ impl VoltageControl {
             Phase::Float => float,
             Phase::FloatTransition => match self.float_ramp {
                 Some((start, from)) => {
-                    let elapsed = now.saturating_duration_since(start).as_secs_f64();
+                    let elapsed = secs(now.saturating_duration_since(start));
                     (from - n * cfg.float_ramp_v_per_cell_per_s * elapsed).max(float)
                 }
                 None => float,
@@ -291,11 +447,15 @@ impl VoltageControl {
         target: f64,
     ) -> CvlShaping {
         // At most 30 s per step: after a gap in readings (BMS lost) one huge step would slam CVL.
-        let dt = self.last_update.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()).min(30.0);
-        let error = input.max_cell_v.map(|v| v - cfg.max_cell_voltage);
+        let dt = self.last_update.map_or(0.0, |t| secs(now.saturating_duration_since(t))).min(30.0);
+        let error = input.max_cell_v.map(|v| v - cfg.max_cell_voltage).filter(|e| e.is_finite());
         let floor = n * cfg.min_cell_voltage;
-        if self.ovp.is_none() && error.is_some_and(|e| e > cfg.cvl_controller_deadband_v) {
-            let start = self.last_cvl.unwrap_or(target).min(target);
+        let over = error.filter(|e| *e > cfg.cvl_controller_deadband_v);
+        let engaging = self.ovp.is_none() && over.is_some();
+        if engaging {
+            // Start at the operating point: a CVL above the pack voltage does nothing while the
+            // charger is current-limited, so starting at the old CVL would lose seconds.
+            let start = self.last_cvl.unwrap_or(target).min(target).min(input.pack_v.unwrap_or(target));
             self.ovp = Some(Ovp { integral: start, out: start, last_cut: now });
         }
         let Some(ovp) = self.ovp.as_mut() else {
@@ -303,31 +463,49 @@ impl VoltageControl {
         };
         if let Some(e) = error.filter(|e| e.abs() > cfg.cvl_controller_deadband_v) {
             let step = n * cfg.cvl_controller_gain_per_s * e * dt;
-            // Anti-windup: below the pack voltage the charger already stopped; going lower only
-            // delays recovery.
-            let windup_floor = input.pack_v.map_or(floor, |v| v - n * 0.02);
-            ovp.integral = if e > 0.0 {
-                (ovp.integral - step).max(windup_floor.min(ovp.integral))
+            if e > 0.0 {
+                // Anti-windup: below the pack voltage the charger already stopped; going lower
+                // only delays recovery.
+                let windup_floor = input.pack_v.map_or(floor, |v| v - n * WINDUP_CELL_V);
+                let mut next = ovp.integral - step;
+                if let Some(pack) = input
+                    .pack_v
+                    .filter(|_| engaging || e > PROPORTIONAL_CUT_DEADBANDS * cfg.cvl_controller_deadband_v)
+                {
+                    // Proportional cut, when the controller engages (the charger was pushing full
+                    // current) or the cell is far over: the highest cell is e over max now;
+                    // lowering the pack by cells x e takes about e off every cell's IR drop,
+                    // whatever the poll rate. Near max at small currents the error is the cell's
+                    // own voltage, not IR: there the integral acts alone, or CVL would hunt.
+                    next = next.min(pack - n * e);
+                }
+                ovp.integral = next.max(windup_floor.min(ovp.integral));
             } else {
-                ovp.integral - step
-            };
+                // Upward, never past the pack voltage plus the deadband per cell: above that the
+                // charger would push current the cell does not need (at the top it takes what
+                // the balancer bleeds), and a wound-up output overshoots once the hold ends.
+                let ceiling = input.pack_v.map_or(f64::INFINITY, |v| v + n * cfg.cvl_controller_deadband_v);
+                ovp.integral = (ovp.integral - step).min(ceiling.max(ovp.integral));
+            }
         }
-        ovp.integral = ovp.integral.clamp(floor, target.max(floor));
-        let hold_end = ovp.last_cut + Duration::from_secs_f64(cfg.cvl_recovery_hold_s.max(0.0));
+        ovp.integral = ovp.integral.max(floor).min(target.max(floor));
+        // A hold too long for the clock (a huge config value) never ends: CVL stays low.
+        let hold_end = duration(cfg.cvl_recovery_hold_s.max(0.0)).and_then(|h| ovp.last_cut.checked_add(h));
         let shaping = if ovp.integral < ovp.out {
             ovp.out = ovp.integral;
             ovp.last_cut = now;
             CvlShaping::CellOvp
         } else if ovp.integral > ovp.out {
-            if now < hold_end {
-                CvlShaping::CellOvpHold
-            } else {
-                let from = self.last_update.map_or(now, |t| t.max(hold_end));
-                let ramp_dt = now.saturating_duration_since(from).as_secs_f64();
-                let rate = cfg.cvl_recovery_v_per_s;
-                ovp.out =
-                    if rate > 0.0 { (ovp.out + rate * ramp_dt).min(ovp.integral) } else { ovp.integral };
-                CvlShaping::CellOvpRecovery
+            match hold_end {
+                Some(end) if now >= end => {
+                    let from = self.last_update.map_or(now, |t| t.max(end));
+                    let ramp_dt = secs(now.saturating_duration_since(from));
+                    let rate = cfg.cvl_recovery_v_per_s;
+                    ovp.out =
+                        if rate > 0.0 { (ovp.out + rate * ramp_dt).min(ovp.integral) } else { ovp.integral };
+                    CvlShaping::CellOvpRecovery
+                }
+                _ => CvlShaping::CellOvpHold,
             }
         } else {
             CvlShaping::CellOvp

@@ -32,32 +32,90 @@ fn run(vc: &mut VoltageControl, t0: Instant, from: u32, to: u32, i: &VoltageInpu
 }
 
 #[test]
-fn absorption_needs_max_voltage_and_balanced_cells() {
+fn absorption_starts_at_max_voltage_balanced_or_not() {
     let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 10, &input(54.0, 3.40, 3.36, 90.0));
     assert_eq!(vc.phase(), Phase::Bulk);
-    run(&mut vc, t0, 10, 20, &input(55.2, 3.450, 3.43, 99.0));
-    assert_eq!(vc.phase(), Phase::Bulk, "spread 20 mV > 10 mV");
-    run(&mut vc, t0, 20, 21, &full());
+    // Spread 20 mV: absorption all the same, it is where the cells get balanced.
+    run(&mut vc, t0, 10, 11, &input(55.2, 3.450, 3.43, 99.0));
+    assert_eq!(vc.phase(), Phase::Absorption);
+    // Highest cell at max while the controller holds the pack lower: absorption too.
+    let mut vc = VoltageControl::default();
+    run(&mut vc, t0, 0, 1, &input(54.0, 3.449, 3.37, 95.0));
     assert_eq!(vc.phase(), Phase::Absorption);
 }
 
-#[test]
-fn absorption_timer_restarts_while_unbalanced_then_floats_after_900_s() {
+/// `spread_mv(s)` gives the spread at second `s`; returns the second absorption ended and the mode then.
+fn absorption_end(cfg: &ChargeConfig, spread_mv: impl Fn(u32) -> f64) -> (u32, ChargeMode) {
     let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
-    run(&mut vc, t0, 0, 500, &full());
-    // Spread 12 mV: within the 3 mV hysteresis, the timer keeps running.
-    run(&mut vc, t0, 500, 600, &input(55.2, 3.450, 3.438, 99.0));
-    assert_eq!(vc.absorption_elapsed(at(t0, 600.0)), Some(Duration::from_secs(600)));
-    // Spread 14 mV: the timer restarts every poll.
-    run(&mut vc, t0, 600, 700, &input(55.2, 3.450, 3.436, 99.0));
-    assert_eq!(vc.absorption_elapsed(at(t0, 699.0)), Some(Duration::ZERO));
-    run(&mut vc, t0, 700, 1599, &full());
-    assert_eq!(vc.phase(), Phase::Absorption);
-    run(&mut vc, t0, 1599, 1600, &full());
-    assert_eq!(vc.phase(), Phase::FloatTransition);
+    for s in 0..20_000 {
+        let i = input(55.2, 3.450, 3.450 - spread_mv(s) / 1000.0, 99.0);
+        let (_, mode, events) = vc.update(at(t0, f64::from(s)), cfg, N, &i);
+        if s < 900 {
+            assert_eq!(mode.balance, TopBalance::None);
+        }
+        if events.full_charge {
+            return (s, mode);
+        }
+    }
+    panic!("absorption never ended");
+}
+
+#[test]
+fn balanced_cells_float_after_the_absorption_time() {
+    let (at_s, mode) = absorption_end(&ChargeConfig::default(), |_| 5.0);
+    assert_eq!(at_s, 900);
+    assert_eq!((mode.phase, mode.balance), (Phase::FloatTransition, TopBalance::None));
+    // 12 mV is within the 3 mV hysteresis: no top balancing either.
+    assert_eq!(absorption_end(&ChargeConfig::default(), |_| 12.0).0, 900);
+}
+
+#[test]
+fn top_balancing_runs_while_the_spread_shrinks_and_ends_when_balanced() {
+    // 30 mV at the end of the absorption time, 1 mV less every 5 minutes after it.
+    let spread = |s: u32| if s < 900 { 30.0 } else { 30.0 - f64::from((s - 900) / 300) };
+    let (at_s, mode) = absorption_end(&ChargeConfig::default(), spread);
+    // 10 mV after 20 steps of 300 s.
+    assert_eq!(at_s, 900 + 20 * 300);
+    assert_eq!(mode.balance, TopBalance::None, "ended balanced");
+    assert_eq!(mode.to_string(), "Float transition");
+}
+
+#[test]
+fn top_balancing_stops_at_its_time_limit_or_without_progress() {
+    let cfg = ChargeConfig { balance_max_time_s: 3600.0, ..ChargeConfig::default() };
+    let spread = |s: u32| if s < 900 { 60.0 } else { 60.0 - f64::from((s - 900) / 300) };
+    let (at_s, mode) = absorption_end(&cfg, spread);
+    assert_eq!(at_s, 900 + 3600);
+    assert_eq!(mode.balance, TopBalance::Stopped(BalanceEnd::TimeLimit));
+    assert_eq!(mode.to_string(), "Float transition (top balancing stopped: time limit)");
+    // Stuck at 30 mV: no new low for 30 minutes.
+    let (at_s, mode) = absorption_end(&ChargeConfig::default(), |_| 30.0);
+    assert_eq!(at_s, 900 + 1800);
+    assert_eq!(mode.balance, TopBalance::Stopped(BalanceEnd::NoProgress));
+    // Off when the maximum is 0.
+    let off = ChargeConfig { balance_max_time_s: 0.0, ..ChargeConfig::default() };
+    assert_eq!(absorption_end(&off, |_| 30.0).0, 900);
+}
+
+#[test]
+fn after_top_balancing_gave_up_a_large_spread_does_not_rebulk() {
+    let cfg = ChargeConfig { balance_max_time_s: 600.0, ..ChargeConfig::default() };
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    let mut vc = VoltageControl::default();
+    let wide = input(54.5, 3.450, 3.360, 95.0);
+    let mut s = 0;
+    while vc.phase() != Phase::Float {
+        vc.update(at(t0, f64::from(s)), &cfg, N, &wide);
+        s += 1;
+        assert!(s < 10_000);
+    }
+    for s in s..s + 600 {
+        vc.update(at(t0, f64::from(s)), &cfg, N, &wide);
+    }
+    assert_eq!(vc.phase(), Phase::Float);
 }
 
 #[test]
@@ -66,9 +124,12 @@ fn absorption_is_left_only_below_the_per_cell_margin() {
     let mut vc = VoltageControl::default();
     run(&mut vc, t0, 0, 10, &full());
     // 16 x 0.030 = 0.48 V below 55.2 V.
-    run(&mut vc, t0, 10, 20, &input(54.73, 3.425, 3.420, 98.0));
+    run(&mut vc, t0, 10, 20, &input(54.73, 3.415, 3.410, 98.0));
     assert_eq!(vc.phase(), Phase::Absorption);
-    run(&mut vc, t0, 20, 21, &input(54.71, 3.425, 3.420, 98.0));
+    // Lower, but the highest cell is at max (the controller holds the pack down): stays.
+    run(&mut vc, t0, 20, 30, &input(54.5, 3.450, 3.380, 98.0));
+    assert_eq!(vc.phase(), Phase::Absorption);
+    run(&mut vc, t0, 30, 31, &input(54.71, 3.415, 3.410, 98.0));
     assert_eq!(vc.phase(), Phase::Bulk);
 }
 
@@ -150,15 +211,16 @@ fn ovp_cuts_at_once_holds_then_recovers_to_the_controller_target_only() {
     let t0 = crate::sim::closed_loop::fake_clock_start();
     let mut vc = VoltageControl::default();
     vc.update(t0, &cfg, N, &input(54.5, 3.40, 3.38, 90.0));
-    // One cell 20 mV over: CVL falls in the same poll, by gain x cells x error x dt.
+    // One cell 20 mV over: CVL falls in the same poll, to the pack voltage less cells x error.
     let (cvl, mode, _) = vc.update(at(t0, 1.0), &cfg, N, &input(54.9, 3.47, 3.42, 95.0));
-    assert!((cvl - (55.2 - 16.0 * 0.05 * 0.02)).abs() < 1e-9, "{cvl}");
+    assert!((cvl - (54.9 - 16.0 * 0.02)).abs() < 1e-9, "{cvl}");
     assert_eq!(mode.shaping, CvlShaping::CellOvp);
     let mut low = cvl;
     for s in 2..30 {
         low = vc.update(at(t0, f64::from(s)), &cfg, N, &input(54.9, 3.47, 3.42, 95.0)).0;
     }
-    assert!(low < cvl);
+    // Anti-windup: never more than 0.02 V per cell under the pack voltage.
+    assert!((low - (54.9 - 16.0 * 0.02)).abs() < 1e-9, "{low}");
     // The cell sits at max (inside the deadband): controller output stays, CVL holds 60 s.
     for s in 30..200 {
         let (v, m, _) = vc.update(at(t0, f64::from(s)), &cfg, N, &input(54.9, 3.45, 3.42, 95.0));
@@ -166,14 +228,25 @@ fn ovp_cuts_at_once_holds_then_recovers_to_the_controller_target_only() {
         assert_ne!(m.shaping, CvlShaping::Phase);
     }
     // The cell drops: controller rises, published CVL waits for the hold then ramps 1 mV/s.
-    let cell_low = input(54.5, 3.40, 3.39, 95.0);
+    let cell_low = input(54.9, 3.44, 3.39, 95.0);
     let (v, m, _) = vc.update(at(t0, 200.0), &cfg, N, &cell_low);
     assert_eq!(m.shaping, CvlShaping::CellOvpRecovery, "hold ran from the last cut at 29 s");
     assert!((v - (low + 0.001)).abs() < 1e-9);
     let (v, _, _) = vc.update(at(t0, 210.0), &cfg, N, &cell_low);
     assert!((v - (low + 0.011)).abs() < 1e-9, "{v}");
-    let (v, m, _) = vc.update(at(t0, 10_000.0), &cfg, N, &cell_low);
-    assert_eq!((v, m.shaping), (55.2, CvlShaping::Phase));
+    // Never above the pack voltage plus the deadband per cell while the pack stays at 54.9 V ...
+    let mut v = 0.0;
+    for s in 211..2000 {
+        v = vc.update(at(t0, f64::from(s)), &cfg, N, &cell_low).0;
+    }
+    assert!((v - (54.9 + 16.0 * 0.002)).abs() < 1e-9, "{v}");
+    // ... and released once the pack follows CVL up to max voltage.
+    let mut last = (0.0, ChargeMode::default());
+    for s in 2000..2400 {
+        let (v, m, _) = vc.update(at(t0, f64::from(s)), &cfg, N, &input(55.19, 3.44, 3.42, 99.0));
+        last = (v, m);
+    }
+    assert_eq!((last.0, last.1.shaping, last.1.phase), (55.2, CvlShaping::Phase, Phase::Absorption));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! one simulated second per step, on a fake clock. Used by `tests/charge_scenarios.rs` and by
 //! `bms-bridge simulate-charge --scenario NAME --out run.csv`.
 
-use super::pack::{Charger, Pack};
+use super::pack::{Charger, Imbalance, Pack, PackSpec};
 use crate::control::{ChargeConfig, ChargeController, ChargeLimits, ControlState, Link, Phase};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -43,6 +43,16 @@ pub struct Row {
     pub temperature_c: f64,
     /// The BMS link is reported lost.
     pub lost: bool,
+    /// The controller ran this second (a poll).
+    pub polled: bool,
+    /// The limits of this poll are worth a log line (`ChargeLimits::notable`).
+    pub notable: bool,
+    /// The reasons or a limit's zero state changed since the previous poll (unfiltered).
+    pub raw_change: bool,
+    /// The simulated BMS opened its charge FET on a cell over-voltage.
+    pub bms_tripped: bool,
+    /// `/Info/ChargeMode` text.
+    pub charge_mode: String,
 }
 
 /// Why a scenario could not run.
@@ -89,6 +99,9 @@ const BASE: Scenario = Scenario {
 };
 
 const NAMES: &[&str] = &[
+    "balanced-16s-97",
+    "ahead-16s-97",
+    "weak-16s-97",
     "full-charge",
     "full-charge-pv",
     "charge-cold",
@@ -135,6 +148,9 @@ fn scenario(name: &str) -> Option<Scenario> {
 /// The controller config the scenarios use: defaults, with the scenario's charger current as
 /// `max_charge_current`.
 pub fn scenario_config(name: &str) -> Result<ChargeConfig, ScenarioError> {
+    if let Some(run) = parse_charge_run(name) {
+        return Ok(run.config);
+    }
     let s = scenario(name).ok_or_else(|| ScenarioError::Unknown { name: name.to_owned() })?;
     Ok(config(&s))
 }
@@ -143,8 +159,12 @@ fn config(s: &Scenario) -> ChargeConfig {
     ChargeConfig { max_charge_current: s.charge_a.max(50.0), ..ChargeConfig::default() }
 }
 
-/// Runs scenario `name` and returns one row per simulated second.
+/// Runs scenario `name` and returns one row per simulated second. Besides the named ones, any
+/// [`parse_charge_run`] name runs (e.g. `weak-24s-50-poll5`).
 pub fn run_scenario(name: &str) -> Result<Vec<Row>, ScenarioError> {
+    if let Some(run) = parse_charge_run(name) {
+        return Ok(run.run());
+    }
     let s = scenario(name).ok_or_else(|| ScenarioError::Unknown { name: name.to_owned() })?;
     Ok(run(&s))
 }
@@ -173,30 +193,10 @@ fn run(s: &Scenario) -> Vec<Row> {
             Link::Online
         };
         limits = ctrl.update(now, &last_reading, link);
-        if let (Some(after), false) = (s.restart_in_absorption_s, restarted) {
-            if ctrl.absorption_elapsed().is_some_and(|d| d.as_secs() >= after) {
-                restarted = true;
-                ctrl = restart(&cfg, &ctrl.state(), now);
-            }
-        }
-        let cvl = limits.charge_voltage_v.unwrap_or(0.0);
-        let ccl = limits.charge_current_a.unwrap_or(0.0);
-        let dcl = limits.discharge_current_a.unwrap_or(0.0);
-        let cells = pack.cell_voltages();
-        rows.push(Row {
-            time_s: second as f64,
-            min_cell_v: cells.iter().copied().fold(f64::INFINITY, f64::min),
-            max_cell_v: cells.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            pack_v: cells.iter().sum(),
-            current_a: pack.current_a,
-            cvl_v: cvl,
-            ccl_a: ccl,
-            dcl_a: dcl,
-            phase: limits.mode.phase,
-            soc_percent: limits.soc_percent,
-            temperature_c: pack.temperature_c,
-            lost: matches!(link, Link::Lost { .. }),
-        });
+        restart_once(&mut ctrl, &cfg, s.restart_in_absorption_s, &mut restarted, now);
+        let (cvl, ccl, dcl) = published(&limits);
+        let lost = matches!(link, Link::Lost { .. });
+        rows.push(row(second, &pack, &limits, lost, Polled { polled: true, raw_change: false }));
         let charge_limit = if s.ignore_ccl { s.charge_a } else { ccl };
         let current = charger.step(&pack, cvl, charge_limit, dcl, s.load_a, 1.0);
         pack.step(current, 1.0);
@@ -214,6 +214,154 @@ fn run(s: &Scenario) -> Vec<Row> {
     }
     let _ = limits;
     rows
+}
+
+/// A closed-loop charge: a [`PackSpec`] pack, a charger, the controller polled every `poll_s`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeRun {
+    /// The pack.
+    pub pack: PackSpec,
+    /// Controller poll interval (s); between polls the charger keeps the last limits.
+    pub poll_s: u64,
+    /// Controller config.
+    pub config: ChargeConfig,
+    /// Most the charger can deliver (A).
+    pub charger_a: f64,
+    /// Stop after this long at the latest (s).
+    pub max_s: u64,
+    /// Stop this long after float was reached (s).
+    pub after_float_s: u64,
+    /// Restart the controller (state through JSON) once absorption has run this long (s).
+    pub restart_in_absorption_s: Option<u64>,
+}
+
+impl ChargeRun {
+    /// `pack` on the default config, a 100 A charger (the default CCL of 50 A binds), 1 s polls.
+    pub fn new(pack: PackSpec) -> Self {
+        Self {
+            pack,
+            poll_s: 1,
+            config: ChargeConfig::default(),
+            charger_a: 100.0,
+            max_s: 8 * 3600,
+            after_float_s: 600,
+            restart_in_absorption_s: None,
+        }
+    }
+
+    /// Runs it: one row per simulated second.
+    pub fn run(&self) -> Vec<Row> {
+        let t0 = fake_clock_start();
+        let mut pack = Pack::from_spec(&self.pack);
+        let mut charger = Charger::new(self.charger_a);
+        let mut ctrl = ChargeController::new(self.config.clone());
+        let mut rows = Vec::new();
+        let mut limits = ChargeLimits::default();
+        let mut previous: Option<ChargeLimits> = None;
+        let (mut float_at, mut restarted) = (None, false);
+        let poll = self.poll_s.max(1);
+        for second in 0..=self.max_s {
+            let now = t0 + Duration::from_secs(second);
+            let polled = second % poll == 0;
+            let mut raw_change = false;
+            if polled {
+                limits = ctrl.update(now, &pack.reading(now), Link::Online);
+                raw_change = previous.as_ref().is_none_or(|p| limits.notable_change_from(p));
+                previous = Some(limits.clone());
+                restart_once(&mut ctrl, &self.config, self.restart_in_absorption_s, &mut restarted, now);
+            }
+            let (cvl, ccl, dcl) = published(&limits);
+            rows.push(row(second, &pack, &limits, false, Polled { polled, raw_change }));
+            let current = charger.step(&pack, cvl, ccl, dcl, 0.0, 1.0);
+            pack.step(current, 1.0);
+            if limits.mode.phase == Phase::Float && float_at.is_none() {
+                float_at = Some(second);
+            }
+            if float_at.is_some_and(|at| second >= at + self.after_float_s) {
+                break;
+            }
+        }
+        rows
+    }
+}
+
+/// Parses `KIND-<cells>s-<soc %>[-poll<s>]` (KIND: balanced, ahead = one cell 2.5 % ahead,
+/// weak = one cell -10 % capacity) into a run on a 100 Ah pack.
+pub fn parse_charge_run(name: &str) -> Option<ChargeRun> {
+    let mut parts = name.split('-');
+    let imbalance = match parts.next()? {
+        "balanced" => Imbalance::Balanced,
+        "ahead" => Imbalance::OneAhead(0.025),
+        "weak" => Imbalance::WeakCell(0.10),
+        _ => return None,
+    };
+    let cells: usize = parts.next()?.strip_suffix('s')?.parse().ok()?;
+    let soc: f64 = parts.next()?.parse().ok()?;
+    let poll_s = match parts.next() {
+        Some(p) => p.strip_prefix("poll")?.parse().ok()?,
+        None => 1,
+    };
+    if parts.next().is_some() || !(1..=48).contains(&cells) || !(0.0..=100.0).contains(&soc) {
+        return None;
+    }
+    let pack = PackSpec { cells, capacity_ah: 100.0, soc: soc / 100.0, imbalance };
+    Some(ChargeRun { poll_s, ..ChargeRun::new(pack) })
+}
+
+/// Whether the controller ran this second and what changed (for [`Row`]).
+struct Polled {
+    polled: bool,
+    raw_change: bool,
+}
+
+/// CVL, CCL and DCL as the charger obeys them (0 while unknown).
+fn published(limits: &ChargeLimits) -> (f64, f64, f64) {
+    (
+        limits.charge_voltage_v.unwrap_or(0.0),
+        limits.charge_current_a.unwrap_or(0.0),
+        limits.discharge_current_a.unwrap_or(0.0),
+    )
+}
+
+/// The row of `second`: the simulated pack now and the limits in force.
+fn row(second: u64, pack: &Pack, limits: &ChargeLimits, lost: bool, poll: Polled) -> Row {
+    let (cvl_v, ccl_a, dcl_a) = published(limits);
+    let cells = pack.cell_voltages();
+    Row {
+        time_s: second as f64,
+        min_cell_v: cells.iter().copied().fold(f64::INFINITY, f64::min),
+        max_cell_v: cells.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        pack_v: cells.iter().sum(),
+        current_a: pack.current_a,
+        cvl_v,
+        ccl_a,
+        dcl_a,
+        phase: limits.mode.phase,
+        soc_percent: limits.soc_percent,
+        temperature_c: pack.temperature_c,
+        lost,
+        polled: poll.polled,
+        notable: poll.polled && limits.notable,
+        raw_change: poll.raw_change,
+        bms_tripped: pack.tripped,
+        charge_mode: limits.charge_mode.clone(),
+    }
+}
+
+/// Restarts `ctrl` (see [`restart`]) the first time absorption has run `after` seconds.
+fn restart_once(
+    ctrl: &mut ChargeController,
+    cfg: &ChargeConfig,
+    after: Option<u64>,
+    restarted: &mut bool,
+    now: Instant,
+) {
+    if let (Some(after), false) = (after, *restarted) {
+        if ctrl.absorption_elapsed().is_some_and(|d| d.as_secs() >= after) {
+            *restarted = true;
+            *ctrl = restart(cfg, &ctrl.state(), now);
+        }
+    }
 }
 
 /// A daemon restart: the state goes through JSON (as through the state file) into a new

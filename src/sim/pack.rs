@@ -1,8 +1,10 @@
-//! A 16S LiFePO4 pack and a Victron-like charger, for closed-loop tests of charge control.
+//! LiFePO4 packs and a Victron-like charger, for closed-loop tests of charge control.
 //!
 //! Each cell: open-circuit voltage from a state-of-charge curve with the LiFePO4 knees at both
-//! ends, plus current x internal resistance. The cells differ in capacity (5 % spread) and one
-//! starts with more charge; a passive balancer bleeds high cells near the top. Temperature
+//! ends, plus current x internal resistance. [`Pack::lifepo4_16s`]: 16 x 280 Ah, capacities over
+//! 5 %, one cell starting with more charge. [`Pack::from_spec`]: any series count and capacity,
+//! balanced, one cell ahead or one weak cell ([`Imbalance`]), behind a BMS that reports whole
+//! millivolts and opens its charge FET at 3.65 V. A passive balancer bleeds high cells near the top. Temperature
 //! follows I²R heating against an ambient. The charger regulates the pack to CVL, never above
 //! CCL, and loads draw at most DCL, with a first-order lag like a Multi following DVCC.
 
@@ -82,13 +84,107 @@ pub struct Pack {
     pub balance_start_v: f64,
     /// ... when this much above the lowest cell (V).
     pub balance_diff_v: f64,
+    /// A cell at or above this opens the charge FET, like a BMS's cell over-voltage protection (V).
+    pub ovp_trip_v: f64,
+    /// The charge FET opened on a cell over-voltage (a BMS trip); closes again below 3.40 V.
+    pub tripped: bool,
+    /// Report cell voltages rounded to whole millivolts, as a BMS does.
+    pub millivolt_readings: bool,
+    /// Nominal capacity (Ah), reported as the BMS's capacity.
+    pub nominal_ah: f64,
     balancing: Vec<bool>,
 }
 
 /// Nominal capacity of the simulated pack (Ah).
 pub const NOMINAL_AH: f64 = 280.0;
 
+/// How the cells of a [`PackSpec`] pack differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Imbalance {
+    /// Capacities within ±1 %, top balanced: every cell misses the same charge to full
+    /// (±0.05 % of nominal, 2 mV at 97 %).
+    Balanced,
+    /// Balanced, but one cell holds this fraction of its capacity more charge (0.025 = 2.5 %):
+    /// it starts at the spec's state of charge, the others this much lower.
+    OneAhead(f64),
+    /// Balanced, but one cell has this fraction less capacity (0.10 = -10 %) at the same state
+    /// of charge as the others, so it misses that much less charge to full (from 50 %: 5 % of
+    /// nominal ahead).
+    WeakCell(f64),
+}
+
+/// A pack for the closed-loop scenarios: LiFePO4 cells, series count, capacity, start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PackSpec {
+    /// Series cells.
+    pub cells: usize,
+    /// Nominal capacity (Ah).
+    pub capacity_ah: f64,
+    /// Starting state of charge (0..1).
+    pub soc: f64,
+    /// How the cells differ.
+    pub imbalance: Imbalance,
+}
+
+impl PackSpec {
+    /// The cell that differs (cell 1 is index 0).
+    pub fn odd_cell(&self) -> usize {
+        self.cells / 3
+    }
+}
+
 impl Pack {
+    /// A pack built to `spec` at 25 °C: 0.8 mΩ per 100 Ah-cell (scaled by capacity), a passive
+    /// balancer of 0.5 A, cell over-voltage trip at 3.65 V, millivolt readings.
+    pub fn from_spec(spec: &PackSpec) -> Self {
+        let n = spec.cells.max(1);
+        let odd = spec.odd_cell();
+        let cells = (0..n)
+            .map(|i| {
+                // Deterministic spread: ranks 0..1 in a shuffled order.
+                let rank = if n > 1 { ((i * 7) % n) as f64 / (n - 1) as f64 } else { 0.5 };
+                let mut capacity_ah = spec.capacity_ah * (0.99 + 0.02 * rank);
+                // Top balanced: every cell misses the same charge to full, ±0.05 % of nominal.
+                let jitter = 0.0005 * (2.0 * (((i * 5) % n) as f64 / n as f64) - 1.0);
+                let mut missing = (1.0 - spec.soc + jitter) * spec.capacity_ah;
+                match spec.imbalance {
+                    Imbalance::Balanced => {}
+                    // The leading cell starts at `spec.soc`, the others that much behind.
+                    Imbalance::OneAhead(ahead) if i != odd => missing += ahead * spec.capacity_ah,
+                    Imbalance::WeakCell(less) if i == odd => {
+                        capacity_ah = spec.capacity_ah * (1.0 - less);
+                        missing *= 1.0 - less;
+                    }
+                    _ => {}
+                }
+                let charge_ah = (capacity_ah - missing).clamp(0.0, capacity_ah);
+                Cell { capacity_ah, charge_ah, resistance_ohm: 0.0008 * 100.0 / spec.capacity_ah.max(1.0) }
+            })
+            .collect();
+        let mut pack = Self::with_cells(cells, 25.0, spec.capacity_ah);
+        pack.millivolt_readings = true;
+        pack
+    }
+
+    /// `cells` at `temperature_c`, the balancer and trip as documented, float readings.
+    fn with_cells(cells: Vec<Cell>, temperature_c: f64, nominal_ah: f64) -> Self {
+        let n = cells.len();
+        Self {
+            cells,
+            temperature_c,
+            ambient_c: temperature_c,
+            current_a: 0.0,
+            balance_a: 0.5,
+            balance_start_v: 3.40,
+            balance_diff_v: 0.005,
+            ovp_trip_v: 3.65,
+            tripped: false,
+            millivolt_readings: false,
+            nominal_ah,
+            balancing: vec![false; n],
+        }
+    }
+
     /// 16 x 280 Ah nominal, capacities spread over ±2.5 %, top balanced except cell 5, which
     /// holds 0.3 % more charge; all cells at `soc` (0..1) of nominal below full.
     pub fn lifepo4_16s(soc: f64, temperature_c: f64) -> Self {
@@ -101,16 +197,7 @@ impl Pack {
                 Cell { capacity_ah, charge_ah, resistance_ohm: 0.0005 }
             })
             .collect();
-        Self {
-            cells,
-            temperature_c,
-            ambient_c: temperature_c,
-            current_a: 0.0,
-            balance_a: 0.5,
-            balance_start_v: 3.40,
-            balance_diff_v: 0.005,
-            balancing: vec![false; 16],
-        }
+        Self::with_cells(cells, temperature_c, NOMINAL_AH)
     }
 
     /// Sum of the cells' open-circuit voltages (V).
@@ -134,10 +221,17 @@ impl Pack {
         sum / self.cells.len() as f64 * 100.0
     }
 
-    /// Advances `dt_s` seconds at `current_a`.
+    /// Advances `dt_s` seconds at `current_a` (no charge current while the BMS has tripped).
     pub fn step(&mut self, current_a: f64, dt_s: f64) {
+        let current_a = if self.tripped { current_a.min(0.0) } else { current_a };
         self.current_a = current_a;
         let volts = self.cell_voltages();
+        let highest = volts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if highest >= self.ovp_trip_v {
+            self.tripped = true;
+        } else if self.tripped && highest < 3.40 {
+            self.tripped = false;
+        }
         let lowest = volts.iter().copied().fold(f64::INFINITY, f64::min);
         for ((cell, volts), balancing) in self.cells.iter_mut().zip(&volts).zip(&mut self.balancing) {
             let balance = *volts > self.balance_start_v && *volts - lowest > self.balance_diff_v;
@@ -145,27 +239,30 @@ impl Pack {
             let bleed = if balance { self.balance_a } else { 0.0 };
             cell.charge_ah += (current_a - bleed) * dt_s / 3600.0;
         }
-        // 16 x 5.4 kg cells at ~1 kJ/kg/K, 8 W/K to ambient.
+        // 5.4 kg cells (280 Ah; scaled by capacity) at ~1 kJ/kg/K, 8 W/K to ambient.
         let heat_w = current_a * current_a * self.resistance_ohm();
-        let heat_capacity = 16.0 * 5.4 * 1000.0;
+        let heat_capacity = self.cells.len() as f64 * 5.4 * 1000.0 * self.nominal_ah / NOMINAL_AH;
         self.temperature_c += (heat_w - 8.0 * (self.temperature_c - self.ambient_c)) * dt_s / heat_capacity;
     }
 
     /// What a BMS would report now.
     pub fn reading(&self, now: Instant) -> Battery {
-        let cells = self.cell_voltages();
+        let mut cells = self.cell_voltages();
+        if self.millivolt_readings {
+            cells.iter_mut().for_each(|v| *v = (*v * 1000.0).round() / 1000.0);
+        }
         Battery {
             voltage_v: Some(cells.iter().sum()),
             current_a: Some(self.current_a),
             soc_percent: Some((self.soc_percent() * 10.0).round() / 10.0),
-            full_capacity_ah: Some(NOMINAL_AH),
-            nominal_capacity_ah: Some(NOMINAL_AH),
-            cell_count: Some(16),
+            full_capacity_ah: Some(self.nominal_ah),
+            nominal_capacity_ah: Some(self.nominal_ah),
+            cell_count: u16::try_from(self.cells.len()).ok(),
             cell_voltages_v: Some(cells),
             balancing_cells: Some(self.balancing.clone()),
             temperatures_c: Some(vec![self.temperature_c, self.temperature_c + 0.5]),
             temperature_mos_c: Some(self.temperature_c + 3.0),
-            charge_fet: Some(true),
+            charge_fet: Some(!self.tripped),
             discharge_fet: Some(true),
             read_at: Some(now),
             ..Battery::default()

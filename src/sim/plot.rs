@@ -22,24 +22,35 @@ fn font_ready() -> bool {
     })
 }
 
-/// Draws `rows` into a PNG at `path`.
+/// Draws `rows` (the 16S `full-charge` kind) into a PNG at `path`.
 pub fn plot_png(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    plot_run(rows, path, "Full charge, 16S LiFePO4: cell voltages and CVL/cell", 16, 3.45)
+}
+
+/// Draws `rows` of a `cells`-cell run into a PNG at `path`, with `title` and a line at
+/// `max_cell_v`.
+pub fn plot_run(
+    rows: &[Row],
+    path: &Path,
+    title: &str,
+    cells: usize,
+    max_cell_v: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let text = font_ready();
     let root = BitMapBackend::new(path, (1400, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(520);
     let hours = rows.last().map_or(1.0, |r| r.time_s / 3600.0).max(0.01);
-    let cells = 16.0;
+    let cvl_label = format!("CVL / {cells}");
+    let cells = cells.max(1) as f64;
     let v_lo = rows.iter().map(|r| r.min_cell_v).fold(3.6f64, f64::min).max(2.5) - 0.02;
+    let v_hi = rows.iter().map(|r| r.max_cell_v).fold(max_cell_v, f64::max) + 0.02;
     let mut chart = ChartBuilder::on(&top)
         .margin(12)
-        .caption(
-            if text { "Full charge, 16S LiFePO4: cell voltages and CVL/cell" } else { "" },
-            ("sans-serif", 22),
-        )
+        .caption(if text { title } else { "" }, ("sans-serif", 22))
         .x_label_area_size(if text { 36 } else { 0 })
         .y_label_area_size(if text { 60 } else { 0 })
-        .build_cartesian_2d(0.0..hours, v_lo..3.50)?;
+        .build_cartesian_2d(0.0..hours, v_lo..v_hi)?;
     let mut mesh = chart.configure_mesh();
     if text {
         mesh.x_desc("time (h)").y_desc("V per cell");
@@ -61,9 +72,9 @@ pub fn plot_png(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Err
             rows.iter().map(|r| (r.time_s / 3600.0, r.cvl_v / cells)),
             BLACK.stroke_width(2),
         ))?
-        .label("CVL / 16")
+        .label(cvl_label.as_str())
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-    chart.draw_series(LineSeries::new([(0.0, 3.45), (hours, 3.45)], MAGENTA.mix(0.5)))?;
+    chart.draw_series(LineSeries::new([(0.0, max_cell_v), (hours, max_cell_v)], MAGENTA.mix(0.5)))?;
     if text {
         chart
             .configure_series_labels()
