@@ -863,7 +863,7 @@ name = "Rear"
     #[test]
     fn unsafe_values_are_refused_at_their_line_with_the_allowed_range() {
         let text = "[daemon]\nstale_after_s = 86400\n\n[charge]\ncvl_controller_gain_per_s = 0\n\
-                    cvl_controller_deadband_v = 5\nmax_cell_voltage = 4.4\nrebulk_soc = 150\n\
+                    cvl_controller_deadband_v = 5\nmax_cell_voltage = 4.35\nrebulk_soc = 150\n\
                     time_to_go_soc = nan\ncurrent_recovery_threshold = 2\n\
                     float_ramp_v_per_cell_per_s = 0\nstate_save_interval_s = 0\n\
                     cvl_recovery_hold_s = 1e20\ncurrent_recovery_hold_s = 1e19\n\n\
@@ -874,7 +874,7 @@ name = "Rear"
             (2, "daemon.stale_after_s", "2 to 60 s"),
             (5, "charge.cvl_controller_gain_per_s", "0.001 to 1 1/s"),
             (6, "charge.cvl_controller_deadband_v", "0 to 0.05 V"),
-            (7, "charge.max_cell_voltage", "1.5 to 4.35 V"),
+            (7, "charge.max_cell_voltage", "2.5 to 3.65 V for chemistry lfp"),
             (8, "charge.rebulk_soc", "0 to 100 %"),
             (9, "charge.time_to_go_soc", "0 to 100 %"),
             (10, "charge.current_recovery_threshold", "0 to 0.5"),

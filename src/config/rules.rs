@@ -50,6 +50,8 @@ pub const CHARGE_RANGES: &[Range] = &[
     above("float_switch_cell_diff", 0.0, 0.2, "V"),
     range("float_switch_cell_diff_hysteresis", 0.0, 0.05, "V"),
     range("absorption_time_s", 0.0, 86_400.0, "s"),
+    // Top balancing extends absorption at most this long (0: never extended).
+    range("balance_max_time_s", 0.0, 86_400.0, "s"),
     // 0 would never reach float (CVL stays at absorption); 0.1 V/cell/s is a step.
     range("float_ramp_v_per_cell_per_s", 1e-6, 0.1, "V/cell/s"),
     above("absorption_exit_cell_margin", 0.0, 0.5, "V"),
@@ -126,6 +128,7 @@ fn charge_value(c: &ChargeConfig, key: &str) -> Option<f64> {
         "float_switch_cell_diff" => c.float_switch_cell_diff,
         "float_switch_cell_diff_hysteresis" => c.float_switch_cell_diff_hysteresis,
         "absorption_time_s" => c.absorption_time_s,
+        "balance_max_time_s" => c.balance_max_time_s,
         "float_ramp_v_per_cell_per_s" => c.float_ramp_v_per_cell_per_s,
         "absorption_exit_cell_margin" => c.absorption_exit_cell_margin,
         "rebulk_soc" => c.rebulk_soc,
@@ -235,19 +238,28 @@ pub fn charge_problems(c: &ChargeConfig) -> Vec<Problem> {
             out.extend(r.check(value));
         }
     }
-    let (lo, hi) = CELL_VOLTAGE_WINDOW_V;
+    // The chemistry's window (LFP 2.5 to 3.65 V ...), inside the window of any lithium cell.
+    let (lo, hi) = c.chemistry_ranges();
+    let (lo, hi) = (lo.max(CELL_VOLTAGE_WINDOW_V.0), hi.min(CELL_VOLTAGE_WINDOW_V.1));
+    let chemistry = c.chemistry.to_string();
     let voltages = [
         ("min_cell_voltage", c.min_cell_voltage),
         ("float_cell_voltage", c.float_cell_voltage),
         ("max_cell_voltage", c.max_cell_voltage),
-        ("lost_discharge_safe_cell_voltage", c.lost_discharge_safe_cell_voltage),
     ];
     let mut voltages_ok = true;
     for (key, value) in voltages {
-        if let Some(p) = range(key, lo, hi, "V").check(value) {
+        if let Some(mut p) = range(key, lo, hi, "V").check(value) {
+            p.message = format!("{p} for chemistry {chemistry}", p = p.message);
             out.push(p);
             voltages_ok = false;
         }
+    }
+    if let Some(p) = range("lost_discharge_safe_cell_voltage", CELL_VOLTAGE_WINDOW_V.0, CELL_VOLTAGE_WINDOW_V.1, "V")
+        .check(c.lost_discharge_safe_cell_voltage)
+    {
+        out.push(p);
+        voltages_ok = false;
     }
     if !voltages_ok {
         return out;
@@ -297,16 +309,18 @@ pub fn charge_problems(c: &ChargeConfig) -> Vec<Problem> {
         });
     }
     let temperature = Some((-60.0, 150.0));
+    let (charge_cells, discharge_cells) = (c.charge_cell_table(), c.discharge_cell_table());
     let tables = [
+        // Left out (empty): derived from the cell voltages; the table in force is checked.
         (
             "charge_cell_voltage_table",
-            &c.charge_cell_voltage_table,
+            &charge_cells,
             Some((lo, hi + 0.5)),
             ZeroAt::FromAtOrBelow(max + CCL_ZERO_ABOVE_MAX_V),
         ),
         (
             "discharge_cell_voltage_table",
-            &c.discharge_cell_voltage_table,
+            &discharge_cells,
             Some((lo - 0.5, hi)),
             ZeroAt::UpToAtOrAbove(min - DCL_ZERO_BELOW_MIN_V),
         ),
@@ -354,7 +368,7 @@ mod tests {
         let cases: &[Case] = &[
             ("cvl_controller_gain_per_s", |c| c.cvl_controller_gain_per_s = 0.0),
             ("cvl_controller_deadband_v", |c| c.cvl_controller_deadband_v = 5.0),
-            ("max_cell_voltage", |c| c.max_cell_voltage = 4.4),
+            ("max_cell_voltage", |c| c.max_cell_voltage = 4.35),
             ("rebulk_soc", |c| c.rebulk_soc = 150.0),
             ("time_to_go_soc", |c| c.time_to_go_soc = f64::NAN),
             ("capacity_ah", |c| c.capacity_ah = Some(-5.0)),

@@ -46,6 +46,16 @@ pub enum Chemistry {
     Nmc,
 }
 
+impl std::fmt::Display for Chemistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chemistry::Lfp => "lfp",
+            Chemistry::Lto => "lto",
+            Chemistry::Nmc => "nmc",
+        })
+    }
+}
+
 impl Chemistry {
     /// Default (min, max, float) cell voltages (V).
     pub fn default_voltages(self) -> (f64, f64, f64) {
@@ -334,71 +344,6 @@ impl ChargeConfig {
             state_save_interval_s: 900.0,
         }
     }
-
-    /// Every problem with this config, worded for the user; empty when it is usable.
-    pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let (min, max, float) = (self.min_cell_voltage, self.max_cell_voltage, self.float_cell_voltage);
-        if !(min.is_finite() && max.is_finite() && min > 0.0 && min < max) {
-            out.push(format!("min_cell_voltage {min} must be above 0 and below max_cell_voltage {max}"));
-        }
-        if !(float >= min && float <= max) {
-            out.push(format!("float_cell_voltage {float} must lie within [{min}, {max}]"));
-        }
-        let non_negative = [
-            ("absorption_entry_cell_margin", self.absorption_entry_cell_margin),
-            ("float_switch_cell_diff", self.float_switch_cell_diff),
-            ("float_switch_cell_diff_hysteresis", self.float_switch_cell_diff_hysteresis),
-            ("absorption_time_s", self.absorption_time_s),
-            ("balance_max_time_s", self.balance_max_time_s),
-            ("float_ramp_v_per_cell_per_s", self.float_ramp_v_per_cell_per_s),
-            ("absorption_exit_cell_margin", self.absorption_exit_cell_margin),
-            ("rebulk_cell_diff", self.rebulk_cell_diff),
-            ("cvl_controller_gain_per_s", self.cvl_controller_gain_per_s),
-            ("cvl_controller_deadband_v", self.cvl_controller_deadband_v),
-            ("cvl_recovery_hold_s", self.cvl_recovery_hold_s),
-            ("cvl_recovery_v_per_s", self.cvl_recovery_v_per_s),
-            ("max_charge_current", self.max_charge_current),
-            ("max_discharge_current", self.max_discharge_current),
-            ("current_recovery_hold_s", self.current_recovery_hold_s),
-            ("current_recovery_a_per_s", self.current_recovery_a_per_s),
-            ("current_recovery_threshold", self.current_recovery_threshold),
-            ("lost_discharge_timeout_s", self.lost_discharge_timeout_s),
-            ("current_average_s", self.current_average_s),
-            ("state_save_interval_s", self.state_save_interval_s),
-        ];
-        for (key, value) in non_negative {
-            if !(value.is_finite() && value >= 0.0) {
-                out.push(format!("{key} {value} must be a number >= 0"));
-            }
-        }
-        let tables = [
-            ("charge_cell_voltage_table", &self.charge_cell_voltage_table),
-            ("discharge_cell_voltage_table", &self.discharge_cell_voltage_table),
-            ("charge_temperature_table", &self.charge_temperature_table),
-            ("discharge_temperature_table", &self.discharge_temperature_table),
-            ("mosfet_temperature_table", &self.mosfet_temperature_table),
-            ("charge_soc_table", &self.charge_soc_table),
-            ("discharge_soc_table", &self.discharge_soc_table),
-        ];
-        for (key, points) in tables {
-            let derived_when_empty = key.ends_with("cell_voltage_table");
-            if points.is_empty() && !derived_when_empty {
-                out.push(format!("{key} needs at least one [x, fraction] pair"));
-            }
-            for [x, f] in points {
-                if !x.is_finite() || !(0.0..=1.0).contains(f) {
-                    out.push(format!("{key}: [{x}, {f}] needs a finite x and a fraction in 0..=1"));
-                }
-            }
-        }
-        if let Some(days) = self.full_charge_every_days {
-            if !(days.is_finite() && days > 0.0) {
-                out.push(format!("full_charge_every_days {days} must be above 0"));
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -408,7 +353,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_match_the_issue() {
         let cfg = ChargeConfig::default();
-        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        let problems = crate::config::rules::charge_problems(&cfg);
+        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(cfg.max_cell_voltage, 3.450);
         assert_eq!(cfg.absorption_time_s, 900.0);
     }
@@ -485,7 +431,7 @@ mod tests {
         assert_eq!(lfp.chemistry_ranges(), (2.5, 3.65));
         // A written nan is not "left out": validation sees it.
         assert!(parse("max_cell_voltage = nan").max_cell_voltage.is_nan());
-        assert!(!parse("max_cell_voltage = nan").problems().is_empty());
+        assert!(!crate::config::rules::charge_problems(&parse("max_cell_voltage = nan")).is_empty());
         assert!(toml::from_str::<ChargeConfig>("chemistry = \"lead\"").is_err());
         // Round trip: the written config reads back the same, derived tables stay derived.
         let text = toml::to_string(&nmc).unwrap_or_default();
@@ -507,6 +453,7 @@ mod tests {
             charge_temperature_table: vec![[0.0, 1.5]],
             ..ChargeConfig::default()
         };
-        assert_eq!(cfg.problems().len(), 2, "{:?}", cfg.problems());
+        let problems = crate::config::rules::charge_problems(&cfg);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }
