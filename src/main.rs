@@ -75,7 +75,8 @@ enum Command {
         #[arg(long)]
         bus: Option<String>,
     },
-    /// Run a charge-control scenario on the simulated 16S pack; write the time series as CSV.
+    /// Run a charge-control scenario on a simulated pack (a named one, or
+    /// KIND-<cells>s-<soc>[-poll<s>], KIND balanced, ahead or weak); write the time series as CSV.
     SimulateCharge {
         /// Scenario name (run without one to list them).
         #[arg(long)]

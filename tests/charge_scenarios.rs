@@ -442,3 +442,41 @@ fn calculated_soc_syncs_to_100_at_the_end_of_absorption() {
         );
     }
 }
+
+/// A config with its own charge table behaves as before: the table applies as written to a
+/// balanced pack too. Oracle: the table's numbers interpolated here, at the simulated highest
+/// cell (less 0.6 mV for the BMS's millivolt rounding; the table falls, so that bound is safe).
+#[test]
+fn an_explicit_charge_table_applies_as_written() {
+    const TABLE: [(f64, f64); 5] = [(3.375, 1.0), (3.400, 0.25), (3.425, 0.05), (3.450, 0.005), (3.500, 0.0)];
+    let at = |v: f64| -> f64 {
+        if v <= TABLE[0].0 {
+            return TABLE[0].1;
+        }
+        for w in TABLE.windows(2) {
+            let ((x1, y1), (x2, y2)) = (w[0], w[1]);
+            if v <= x2 {
+                return y1 + (y2 - y1) * (v - x1) / (x2 - x1);
+            }
+        }
+        0.0
+    };
+    let config = ChargeConfig {
+        charge_cell_voltage_table: TABLE.iter().map(|&(x, y)| [x, y]).collect(),
+        ..ChargeConfig::default()
+    };
+    let pack = PackSpec { cells: 16, capacity_ah: 100.0, soc: 0.97, imbalance: Imbalance::Balanced };
+    let rows = ChargeRun { config, max_s: 2100, ..ChargeRun::new(pack) }.run();
+    for r in rows.iter().filter(|r| r.polled) {
+        let bound = at(r.max_cell_v - 0.0006) * 50.0;
+        assert!(
+            r.ccl_a <= bound + 1e-6,
+            "{} s: CCL {} A at {:.4} V, table {bound:.3} A",
+            r.time_s,
+            r.ccl_a,
+            r.max_cell_v
+        );
+    }
+    // As the issue found: the table keeps the pack crawling below 3.45 V for 35 minutes.
+    assert!(rows.iter().all(|r| r.phase != Phase::FloatTransition), "no full charge within 35 min");
+}

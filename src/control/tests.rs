@@ -319,3 +319,109 @@ fn a_zero_save_interval_still_saves_at_most_once_a_minute() {
         .count();
     assert_eq!(saves, 10, "at 0, 60, ..., 540 s");
 }
+
+/// A small deterministic generator (xorshift64*), so the randomized test below is repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next()
+    }
+}
+
+/// Random valid configs (every chemistry, voltages anywhere in its range, random gains, holds
+/// and maxima) against random readings (cells jumping around, gaps, BMS lost, restarts):
+/// CVL within [min, max] x cells, CCL and DCL within [0, max], CCL 0 in the poll a cell reaches
+/// max + 0.05 V, DCL 0 below min, every limit a finite number, a restart never raises CVL or CCL.
+#[test]
+fn invariants_hold_for_random_configs_and_readings() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let t0 = crate::sim::closed_loop::fake_clock_start();
+    for case in 0..400 {
+        let chem = [Chemistry::Lfp, Chemistry::Lto, Chemistry::Nmc][case % 3];
+        let (lo, hi) = chem.cell_voltage_range();
+        let min = rng.range(lo, lo + 0.3 * (hi - lo));
+        let max = rng.range(min + 0.1, hi);
+        let cfg = ChargeConfig {
+            min_cell_voltage: min,
+            max_cell_voltage: max,
+            float_cell_voltage: rng.range(min, max),
+            absorption_time_s: rng.range(0.0, 1200.0),
+            balance_max_time_s: rng.range(0.0, 3000.0),
+            cvl_controller_gain_per_s: rng.range(0.001, 1.0),
+            cvl_controller_deadband_v: rng.range(0.0, 0.05),
+            cvl_recovery_hold_s: rng.range(0.0, 300.0),
+            cvl_recovery_v_per_s: rng.range(0.0, 0.1),
+            max_charge_current: rng.range(1.0, 500.0),
+            max_discharge_current: rng.range(1.0, 500.0),
+            current_recovery_hold_s: rng.range(0.0, 120.0),
+            current_recovery_a_per_s: rng.range(0.0, 50.0),
+            ..ChargeConfig::for_chemistry(chem)
+        };
+        let cells = 4 + (case % 21);
+        let n = cells as f64;
+        let mut c = ChargeController::new(cfg.clone());
+        let mut s = 0.0;
+        let mut last: Option<ChargeLimits> = None;
+        for step in 0..300 {
+            s += rng.range(0.5, 20.0);
+            let now = at(t0, s);
+            let lost = rng.next() < 0.03;
+            let volts: Vec<f64> = (0..cells).map(|_| rng.range(min - 0.2, max + 0.1)).collect();
+            let battery = Battery {
+                voltage_v: Some(volts.iter().sum()),
+                current_a: Some(rng.range(-100.0, 100.0)),
+                soc_percent: Some(rng.range(0.0, 100.0)),
+                cell_voltages_v: Some(volts.clone()),
+                temperatures_c: Some(vec![rng.range(-10.0, 60.0)]),
+                ..Battery::default()
+            };
+            if step % 97 == 96 {
+                // A restart through JSON: nothing published right after it is above before.
+                let state: ControlState =
+                    serde_json::from_str(&serde_json::to_string(&c.state()).unwrap_or_default())
+                        .unwrap_or_default();
+                c = ChargeController::new(cfg.clone());
+                c.restore(&state, now, Duration::from_secs(30));
+                let quiet = Battery { cell_voltages_v: Some(vec![min + 0.1; cells]), ..battery.clone() };
+                let l = c.update(now, &quiet, Link::Online);
+                if let Some(before) = &last {
+                    let (cv, cb) =
+                        (l.charge_voltage_v.unwrap_or(0.0), before.charge_voltage_v.unwrap_or(0.0));
+                    let (iv, ib) =
+                        (l.charge_current_a.unwrap_or(0.0), before.charge_current_a.unwrap_or(0.0));
+                    if before.mode.shaping != CvlShaping::BmsLost {
+                        assert!(cv <= cb + 1e-9, "case {case}: CVL {cv} after a restart, {cb} before");
+                    }
+                    assert!(iv <= ib + 1e-9, "case {case}: CCL {iv} after a restart, {ib} before");
+                }
+                continue;
+            }
+            let link = if lost { Link::Lost { since: at(t0, (s - 5.0).max(0.0)) } } else { Link::Online };
+            let l = c.update(now, &battery, link);
+            let cvl = l.charge_voltage_v.unwrap_or(f64::NAN);
+            let ccl = l.charge_current_a.unwrap_or(f64::NAN);
+            let dcl = l.discharge_current_a.unwrap_or(f64::NAN);
+            assert!(cvl.is_finite() && ccl.is_finite() && dcl.is_finite(), "case {case}: {l:?}");
+            assert!(cvl >= n * min - 1e-9 && cvl <= n * max + 1e-9, "case {case}: CVL {cvl}");
+            assert!((0.0..=cfg.max_charge_current + 1e-9).contains(&ccl), "case {case}: CCL {ccl}");
+            assert!((0.0..=cfg.max_discharge_current + 1e-9).contains(&dcl), "case {case}: DCL {dcl}");
+            let highest = volts.iter().copied().fold(f64::MIN, f64::max);
+            let lowest = volts.iter().copied().fold(f64::MAX, f64::min);
+            if !lost && highest >= max + 0.05 {
+                assert_eq!(ccl, 0.0, "case {case}: a cell at {highest} V, max {max}");
+            }
+            if !lost && lowest < min {
+                assert_eq!(dcl, 0.0, "case {case}: a cell at {lowest} V, min {min}");
+            }
+            last = Some(l);
+        }
+    }
+}
