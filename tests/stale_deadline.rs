@@ -80,14 +80,16 @@ async fn serial_case(protocol: Protocol, address: &[u8], poll_ms: u64, stale_s: 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Framed serial (JBD) at the fast test poll and Modbus (Renogy) at a 5 s poll, where the old
-/// tick (one poll interval) noticed the loss up to 5 s late.
+/// Every serial protocol (framed and Modbus) at a 1 s poll, and Modbus (Renogy) at a 5 s poll,
+/// where the old tick (one poll interval) noticed the loss up to 5 s late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_bms_lost_at_the_deadline_at_short_and_long_poll_intervals() {
-    tokio::join!(
-        serial_case(Protocol::Jbd, &[], 250, 2.0),
-        serial_case(Protocol::Renogy, &[0x30], 5000, 10.0),
-    );
+    let every = Protocol::ALL.iter().map(|&p| {
+        let address: Vec<u8> = p.default_address().into_iter().collect();
+        async move { serial_case(p, &address, 1000, 2.0).await }
+    });
+    let long = serial_case(Protocol::Renogy, &[0x30], 5000, 10.0);
+    tokio::join!(futures_util::future::join_all(every), long);
 }
 
 /// CAN readings carry the time of their oldest essential frame; they used to be restamped when
