@@ -157,6 +157,8 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         },
         None => format!("{protocol}_{suffix}"),
     };
+    // `identity = "..."` in [[port.battery]]: the user's choice (packs with the same serial).
+    let unique_id = slot.options.identity.clone().unwrap_or(unique_id);
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
     let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
@@ -250,7 +252,7 @@ async fn battery_task(
     // wake each battery task ten times a second for nothing.
     let interval = Duration::from_millis(config.daemon.poll_interval_ms)
         .max(Duration::from_secs(1).min(stale_after / 4));
-    let controller = ChargeController::new(config.charge.clone());
+    let controller = ChargeController::new(slot.options.charge_config(&config.charge));
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
 

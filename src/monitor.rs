@@ -54,6 +54,8 @@ pub struct Monitor {
     controller: ChargeController,
     failures_in_a_row: u32,
     last_error: Option<String>,
+    /// Lost now, whatever the age of the last reading ([`Monitor::handle_lost`]).
+    lost_now: bool,
 }
 
 impl Monitor {
@@ -73,6 +75,7 @@ impl Monitor {
             controller,
             failures_in_a_row: 0,
             last_error: None,
+            lost_now: false,
         }
     }
 
@@ -96,6 +99,7 @@ impl Monitor {
         self.last_good = Some(now);
         self.failures_in_a_row = 0;
         self.last_error = None;
+        self.lost_now = false;
     }
 
     /// A failed poll (timeout, bad frame, port gone). Returns true when this changes the error
@@ -105,6 +109,14 @@ impl Monitor {
         let changed = self.last_error.as_deref() != Some(error.as_str());
         self.last_error = Some(error);
         changed
+    }
+
+    /// The BMS is lost now, without waiting for the grace period (a series bank with a pack
+    /// missing: its cells are unknown at once); the next reading ends it. Returns as
+    /// [`Monitor::handle_failure`].
+    pub fn handle_lost(&mut self, error: String) -> bool {
+        self.lost_now = true;
+        self.handle_failure(error)
     }
 
     /// The last error text, if the last poll failed.
@@ -119,7 +131,7 @@ impl Monitor {
 
     /// True when a good reading is younger than the grace period.
     pub fn is_online(&self, now: Instant) -> bool {
-        self.last_good.is_some_and(|t| now.saturating_duration_since(t) < self.stale_after)
+        !self.lost_now && self.last_good.is_some_and(|t| now.saturating_duration_since(t) < self.stale_after)
     }
 
     /// When the current state would change by time alone (a reading going stale).
