@@ -10,19 +10,27 @@
 //! `[charge]`) lowered by its BMS's reported limit and by its own cell-voltage, temperature, MOSFET
 //! and SoC tables and FET state.
 //!
-//! `share_i` comes from the packs' own current readings ([`SplitEstimator`]):
+//! `share_i` comes from the packs' own current readings ([`SplitEstimator`]), measured while the
+//! bank current in that direction is at least [`SPLIT_MIN_CURRENT_A`], hardly any current flows
+//! the other way inside the bank (one pack charging another), and the packs' readings were taken
+//! within [`SPLIT_MAX_SPREAD`] of each other (one pack's new reading beside the others' old ones
+//! is no split: the bank runs a cycle on every pack's reading):
 //!
-//! - while the bank current in that direction is at least [`SPLIT_MIN_CURRENT_A`] and hardly
-//!   any current flows the other way inside the bank, the measured split `I_i / sum I_j` is
-//!   remembered per pack: a larger share at once, a smaller one smoothed over
-//!   [`SHARE_FALL_TAU_S`] (so a noisy or drifting split errs on the safe side);
+//! - while the current is steady (every pack's reading within [`STEADY_CHANGE`] of its previous
+//!   one), the packs' readings agree even though ports are read at slightly different moments:
+//!   the remembered share follows the measured one smoothed over [`SHARE_TAU_S`], except that a
+//!   share more than [`SHARE_JUMP`] above the remembered one counts at once;
+//! - while the current changes, readings taken a moment apart disagree by what changed in
+//!   between: only a share more than [`SHARE_JUMP_CHANGING`] above the remembered one counts (at
+//!   once: a pack that left the bus moves the split that much), nothing else is believed;
 //! - while the current is too small to measure, the remembered share stands; a pack without one
 //!   (just started, rejoined, FET back on) counts with share 1: the worst plausible split is that
 //!   it takes all of it (a capacity-proportional guess is what overloads a small pack with low
 //!   resistance);
 //! - when a pack leaves (lost, FET off), the others carry its part: their remembered shares are
-//!   scaled up to add up to 1 (parallel resistances keep their ratios); shares never count as
-//!   less than [`SHARE_FLOOR_OF_EQUAL`] of an equal share.
+//!   scaled up to add up to 1 (parallel resistances keep their ratios); so are they while a pack
+//!   that came back is not measured yet (it may take nothing); shares never count as less than
+//!   [`SHARE_FLOOR_OF_EQUAL`] of an equal share.
 //!
 //! Series packs carry one current: the bank limit is the smallest pack limit (a series bank with
 //! a pack missing is lost as a whole, see `task.rs`).
@@ -31,7 +39,7 @@ use super::config::Topology;
 use crate::battery::Battery;
 use crate::control::current::{charge_target, discharge_target, CurrentInputs, LimitReason};
 use crate::control::ChargeConfig;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Below this bank current (A) in a direction the split is not measured (noise, circulating
 /// currents between packs).
@@ -41,8 +49,25 @@ pub const SPLIT_MIN_CURRENT_A: f64 = 3.0;
 /// charging another) is at most this fraction of the bank current.
 pub const SPLIT_MAX_COUNTERFLOW: f64 = 0.2;
 
-/// A measured share smaller than the remembered one is approached with this time constant (s).
-pub const SHARE_FALL_TAU_S: f64 = 20.0;
+/// Readings further apart than this are not compared.
+pub const SPLIT_MAX_SPREAD: Duration = Duration::from_millis(500);
+
+/// Smoothing of the measured share while the current is steady (s).
+pub const SHARE_TAU_S: f64 = 5.0;
+
+/// A measured share this much (relative) above the remembered one counts at once.
+pub const SHARE_JUMP: f64 = 0.02;
+
+/// While the current changes, a measured share this much (relative) above the remembered one
+/// still counts at once.
+pub const SHARE_JUMP_CHANGING: f64 = 0.10;
+
+/// A pack's current is steady when its reading moved by at most this fraction (or
+/// [`STEADY_MIN_A`]) since its previous reading.
+pub const STEADY_CHANGE: f64 = 0.03;
+
+/// See [`STEADY_CHANGE`] (A).
+pub const STEADY_MIN_A: f64 = 0.5;
 
 /// A pack's share never counts as less than this fraction of an equal share (1 / packs able).
 pub const SHARE_FLOOR_OF_EQUAL: f64 = 0.25;
@@ -54,6 +79,8 @@ pub struct PackLimitInput {
     pub online: bool,
     /// Pack current, + = charging.
     pub current_a: Option<f64>,
+    /// When that current was read (tells a new reading from the same one seen again).
+    pub read_at: Option<Instant>,
     /// The pack's own charge current limit (A).
     pub charge_limit_a: f64,
     /// The pack's own discharge current limit (A).
@@ -122,8 +149,13 @@ pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -
 pub struct SplitEstimator {
     charge: Vec<Option<f64>>,
     discharge: Vec<Option<f64>>,
+    /// Per pack: the latest reading seen (time, current) and the current of the one before.
+    readings: Vec<PackReadings>,
     last: Option<Instant>,
 }
+
+/// One pack's latest reading seen (time, current) and the current of the reading before.
+type PackReadings = (Option<(Instant, f64)>, Option<f64>);
 
 /// The shares in force for one direction, per pack (`None`: the pack takes no current).
 pub type Shares = Vec<Option<f64>>;
@@ -131,20 +163,53 @@ pub type Shares = Vec<Option<f64>>;
 impl SplitEstimator {
     /// An estimator that has measured nothing.
     pub fn new(packs: usize) -> Self {
-        Self { charge: vec![None; packs], discharge: vec![None; packs], last: None }
+        Self {
+            charge: vec![None; packs],
+            discharge: vec![None; packs],
+            readings: vec![(None, None); packs],
+            last: None,
+        }
     }
 
     /// Takes the packs' readings at `now` and gives the shares for (charge, discharge).
     pub fn update(&mut self, now: Instant, packs: &[PackLimitInput]) -> (Shares, Shares) {
         let dt = self.last.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last = Some(now);
-        let fall = 1.0 - (-dt / SHARE_FALL_TAU_S).exp();
+        let follow = 1.0 - (-dt / SHARE_TAU_S).exp();
         self.charge.resize(packs.len(), None);
         self.discharge.resize(packs.len(), None);
+        self.readings.resize(packs.len(), (None, None));
+        for (slot, pack) in self.readings.iter_mut().zip(packs) {
+            if let (Some(at), Some(a)) = (pack.read_at, pack.current_a) {
+                if slot.0.is_none_or(|(seen, _)| seen != at) {
+                    *slot = (Some((at, a)), slot.0.map(|(_, before)| before));
+                }
+            }
+        }
+        let steady = |able: &[bool]| {
+            self.readings.iter().zip(able).filter(|(_, ok)| **ok).all(|((latest, before), _)| {
+                match (latest, before) {
+                    (Some((_, a)), Some(b)) => (a - b).abs() <= (STEADY_CHANGE * a.abs()).max(STEADY_MIN_A),
+                    _ => false,
+                }
+            })
+        };
+        let coherent = |able: &[bool]| {
+            let times: Vec<Instant> =
+                packs.iter().zip(able).filter(|(_, ok)| **ok).filter_map(|(p, _)| p.read_at).collect();
+            match (times.iter().min(), times.iter().max()) {
+                (Some(first), Some(last)) => last.saturating_duration_since(*first) <= SPLIT_MAX_SPREAD,
+                _ => false,
+            }
+        };
+        let shares = |able: &[bool], memory: &mut [Option<f64>], direction: f64| {
+            let measure = coherent(able).then(|| steady(able).then_some(follow));
+            direction_shares(packs, able, memory, direction, measure)
+        };
         let able_charge: Vec<bool> = packs.iter().map(|p| p.online && !p.charge_blocked).collect();
         let able_discharge: Vec<bool> = packs.iter().map(|p| p.online && !p.discharge_blocked).collect();
-        let charge = direction_shares(packs, &able_charge, &mut self.charge, 1.0, fall);
-        let discharge = direction_shares(packs, &able_discharge, &mut self.discharge, -1.0, fall);
+        let charge = shares(&able_charge, &mut self.charge, 1.0);
+        let discharge = shares(&able_discharge, &mut self.discharge, -1.0);
         (charge, discharge)
     }
 
@@ -154,12 +219,16 @@ impl SplitEstimator {
     }
 }
 
+/// Updates `memory` from the packs' currents in `direction` and gives the shares in force.
+/// `measure`: `None` when the readings are not comparable (no measurement); else how far a
+/// remembered share moves towards the measured one now, `None` while the current changes (only a
+/// much larger share counts then).
 fn direction_shares(
     packs: &[PackLimitInput],
     able: &[bool],
     memory: &mut [Option<f64>],
     direction: f64,
-    fall: f64,
+    measure: Option<Option<f64>>,
 ) -> Shares {
     // A pack that takes no current now starts from the worst case when it takes current again.
     for (slot, ok) in memory.iter_mut().zip(able) {
@@ -173,26 +242,31 @@ fn direction_shares(
         .filter(|(_, ok)| **ok)
         .map(|(p, _)| p.current_a.filter(|a| a.is_finite()).map(|a| a * direction))
         .collect();
-    if let Some(flows) = flows.filter(|f| !f.is_empty()) {
+    if let (Some(flows), Some(follow)) = (flows.filter(|f| !f.is_empty()), measure) {
         let forward: f64 = flows.iter().map(|a| a.max(0.0)).sum();
         let backward: f64 = flows.iter().map(|a| (-a).max(0.0)).sum();
         if forward >= SPLIT_MIN_CURRENT_A && backward <= SPLIT_MAX_COUNTERFLOW * forward {
             let able_memory = memory.iter_mut().zip(able).filter(|(_, ok)| **ok).map(|(m, _)| m);
             for (slot, flow) in able_memory.zip(&flows) {
                 let measured = flow.max(0.0) / forward;
-                *slot = Some(match *slot {
-                    Some(old) if measured < old => old + fall * (measured - old),
-                    _ => measured,
-                });
+                *slot = match (*slot, follow) {
+                    (Some(old), Some(f)) if measured <= old * (1.0 + SHARE_JUMP) => {
+                        Some(old + f * (measured - old))
+                    }
+                    (Some(old), None) if measured <= old * (1.0 + SHARE_JUMP_CHANGING) => Some(old),
+                    // Nothing known yet: only a steady split is a measurement.
+                    (None, None) => None,
+                    _ => Some(measured),
+                };
             }
         }
     }
     let n = able.iter().filter(|ok| **ok).count().max(1) as f64;
     let known: Vec<f64> = memory.iter().zip(able).filter(|(_, ok)| **ok).filter_map(|(m, _)| *m).collect();
-    let all_known = known.len() as f64 == n;
     let total: f64 = known.iter().sum();
-    // Packs missing from a fully measured split: the others carry their part, in proportion.
-    let scale = if all_known && total > 0.0 && total < 1.0 { 1.0 / total } else { 1.0 };
+    // Packs missing from the remembered split (left, or back but not measured yet and perhaps
+    // taking nothing): the measured ones carry their part, in proportion.
+    let scale = if total > 0.0 && total < 1.0 { 1.0 / total } else { 1.0 };
     memory
         .iter()
         .zip(able)

@@ -5,6 +5,7 @@ fn pack(current: f64, charge_limit_a: f64, discharge_limit_a: f64) -> PackLimitI
     PackLimitInput {
         online: true,
         current_a: Some(current),
+        read_at: None,
         charge_limit_a,
         discharge_limit_a,
         charge_blocked: false,
@@ -16,9 +17,19 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6
 }
 
+/// The packs read twice a second apart with the same currents (steady: the split is measured).
+fn steady(split: &mut SplitEstimator, t: Instant, packs: &[PackLimitInput]) -> (Shares, Shares) {
+    let before = t - Duration::from_secs(1);
+    let at = |when: Instant| -> Vec<PackLimitInput> {
+        packs.iter().map(|p| PackLimitInput { read_at: Some(when), ..*p }).collect()
+    };
+    split.update(before, &at(before));
+    split.update(t, &at(t))
+}
+
 fn limits_once(packs: &[PackLimitInput]) -> BankLimits {
     let mut split = SplitEstimator::new(packs.len());
-    let (c, d) = split.update(Instant::now(), packs);
+    let (c, d) = steady(&mut split, Instant::now(), packs);
     bank_limits(Topology::Parallel, packs, &c, &d)
 }
 
@@ -52,24 +63,40 @@ fn at_rest_the_remembered_split_stands_and_unknown_packs_count_as_taking_everyth
     let l = bank_limits(Topology::Parallel, &resting, &c, &d);
     assert!(close(l.charge.amps, 25.0) && close(l.discharge.amps, 50.0), "no split known: {l:?}");
     let charging = [pack(29.5, 50.0, 100.0), pack(29.5, 50.0, 100.0), pack(41.0, 25.0, 50.0)];
-    split.update(t0 + Duration::from_secs(1), &charging);
-    let (c, d) = split.update(t0 + Duration::from_secs(2), &resting);
+    steady(&mut split, t0 + Duration::from_secs(2), &charging);
+    let (c, d) = split.update(t0 + Duration::from_secs(3), &resting);
     let l = bank_limits(Topology::Parallel, &resting, &c, &d);
     assert!(close(l.charge.amps, 25.0 / 0.41), "the charge split is remembered: {l:?}");
     assert!(close(l.discharge.amps, 50.0), "discharge still unknown: {l:?}");
 }
 
+/// Packs with these currents, read at `at`.
+fn read(at: Instant, currents: &[f64]) -> Vec<PackLimitInput> {
+    currents.iter().map(|a| PackLimitInput { read_at: Some(at), ..pack(*a, 50.0, 50.0) }).collect()
+}
+
 #[test]
-fn a_larger_share_counts_at_once_a_smaller_one_slowly() {
+fn a_larger_share_counts_at_once_a_smaller_one_only_from_steady_readings() {
     let t0 = Instant::now();
+    let s = Duration::from_secs;
     let mut split = SplitEstimator::new(2);
-    split.update(t0, &[pack(20.0, 50.0, 50.0), pack(20.0, 50.0, 50.0)]);
-    let (c, _) = split.update(t0 + Duration::from_secs(1), &[pack(10.0, 50.0, 50.0), pack(30.0, 50.0, 50.0)]);
-    assert!(close(c[1].unwrap_or(0.0), 0.75), "rise at once: {c:?}");
-    let (c, _) = split.update(t0 + Duration::from_secs(2), &[pack(20.0, 50.0, 50.0), pack(20.0, 50.0, 50.0)]);
-    let s = c[1].unwrap_or(0.0);
-    let expected = 0.75 + (1.0 - (-1.0 / SHARE_FALL_TAU_S).exp()) * (0.5 - 0.75);
-    assert!(close(s, expected), "fall smoothed: {s} vs {expected}");
+    let (c, _) = split.update(t0, &read(t0, &[20.0, 20.0]));
+    assert_eq!(c, [Some(1.0), Some(1.0)], "one reading is no split yet");
+    let (c, _) = split.update(t0 + s(1), &read(t0 + s(1), &[20.0, 20.0]));
+    assert_eq!(c, [Some(0.5), Some(0.5)], "steady: measured");
+    // The current changes: a much larger share counts at once, a smaller one is not believed.
+    let (c, _) = split.update(t0 + s(2), &read(t0 + s(2), &[10.0, 30.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)], "rise at once, no fall: {c:?}");
+    // Still changing: 31/42 = 0.738 is no news, nor is 4.8 % more on pack 1 (under 10 %).
+    let (c, _) = split.update(t0 + s(3), &read(t0 + s(3), &[11.0, 31.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)]);
+    let (c, _) = split.update(t0 + s(4), &read(t0 + s(4), &[30.0, 30.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)], "changing: a smaller share is not believed");
+    // Steady now: the share follows the measurement, smoothed.
+    let (c, _) = split.update(t0 + s(5), &read(t0 + s(5), &[30.0, 30.0]));
+    let expected = 0.75 + (1.0 - (-1.0 / SHARE_TAU_S).exp()) * (0.5 - 0.75);
+    assert!(close(c[1].unwrap_or(0.0), expected), "steady: {c:?} vs {expected}");
+    assert_eq!(c[0], Some(0.5));
 }
 
 #[test]
@@ -77,7 +104,7 @@ fn a_pack_that_leaves_gives_its_part_to_the_others_in_proportion() {
     let t0 = Instant::now();
     let mut split = SplitEstimator::new(3);
     let mut packs = [pack(29.5, 50.0, 100.0), pack(29.5, 50.0, 100.0), pack(41.0, 25.0, 50.0)];
-    split.update(t0, &packs);
+    steady(&mut split, t0, &packs);
     packs[0].online = false;
     let (c, d) = split.update(t0 + Duration::from_secs(1), &packs);
     assert_eq!(c[0], None);
@@ -98,7 +125,7 @@ fn a_blocking_pack_takes_nothing_and_counts_as_new_when_it_opens_again() {
     let t0 = Instant::now();
     let mut split = SplitEstimator::new(2);
     let mut packs = [pack(20.0, 50.0, 60.0), pack(20.0, 50.0, 60.0)];
-    split.update(t0, &packs);
+    steady(&mut split, t0, &packs);
     packs[0].charge_blocked = true;
     let (c, d) = split.update(t0 + Duration::from_secs(1), &packs);
     let l = bank_limits(Topology::Parallel, &packs, &c, &d);

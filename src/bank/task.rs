@@ -217,6 +217,7 @@ impl BankControl {
                 let input = PackLimitInput {
                     online: *online,
                     current_a: o.battery.current_a,
+                    read_at: o.battery.read_at,
                     charge_limit_a: charge.amps,
                     discharge_limit_a: discharge.amps,
                     charge_blocked: o.battery.charge_fet == Some(false),

@@ -47,8 +47,30 @@ impl Bank {
         }
     }
 
+    /// `n` default packs; the bank's limits follow their targets at once (no recovery hold or
+    /// ramp), so a test sees the split limit itself.
     fn new(t0: Instant, n: usize) -> Self {
-        Self::with(t0, Topology::Parallel, ChargeConfig::default(), &vec![BatteryConfig::default(); n])
+        let instant = ChargeConfig {
+            current_recovery_hold_s: 0.0,
+            current_recovery_a_per_s: 0.0,
+            ..Default::default()
+        };
+        Self::with(t0, Topology::Parallel, instant, &vec![BatteryConfig::default(); n])
+    }
+
+    /// The packs' latest readings seen twice, a second apart (a steady current: the split is
+    /// measured), the second time at `now`.
+    fn cycle_steady(&mut self, now: Instant) -> (Vec<Output>, Output) {
+        let readings: Vec<Battery> = self.packs.iter().map(|m| m.latest().clone()).collect();
+        let before = now - Duration::from_secs(1);
+        for (m, r) in self.packs.iter_mut().zip(&readings) {
+            m.handle_reading(before, r.clone());
+        }
+        self.cycle(before);
+        for (m, r) in self.packs.iter_mut().zip(readings) {
+            m.handle_reading(now, r);
+        }
+        self.cycle(now)
     }
 
     fn cycle(&mut self, now: Instant) -> (Vec<Output>, Output) {
@@ -66,7 +88,7 @@ fn the_bank_publishes_sums_and_the_split_limit_and_pack_services_no_limits() {
     for (m, (i, c)) in bank.packs.iter_mut().zip([(10.0, 100.0), (15.0, 200.0), (25.0, 280.0)]) {
         m.handle_reading(t0, reading(i, c, 3.31));
     }
-    let (packs, out) = bank.cycle(t0);
+    let (packs, out) = bank.cycle_steady(t0);
     assert!(out.connected);
     assert_eq!(out.battery.current_a, Some(50.0));
     assert_eq!(out.battery.nominal_capacity_ah, Some(580.0));
@@ -87,11 +109,13 @@ fn per_pack_ratings_bound_the_bank_and_the_limitation_names_the_pack() {
     // 50 Ah pack takes 41 % of the current.
     let t0 = Instant::now();
     let options = [rated(50.0, 100.0), rated(50.0, 100.0), rated(25.0, 50.0)];
-    let mut bank = Bank::with(t0, Topology::Parallel, ChargeConfig::default(), &options);
+    let instant =
+        ChargeConfig { current_recovery_hold_s: 0.0, current_recovery_a_per_s: 0.0, ..Default::default() };
+    let mut bank = Bank::with(t0, Topology::Parallel, instant, &options);
     for (m, (i, c)) in bank.packs.iter_mut().zip([(7.375, 100.0), (7.375, 100.0), (10.25, 50.0)]) {
         m.handle_reading(t0, reading(i, c, 3.31));
     }
-    let (_, out) = bank.cycle(t0);
+    let (_, out) = bank.cycle_steady(t0);
     let ccl = out.limits.charge_current_a.unwrap_or(0.0);
     assert!((ccl - 25.0 / 0.41).abs() < 1e-6, "{ccl}");
     assert_eq!(
@@ -119,7 +143,7 @@ fn the_highest_cell_of_any_pack_governs_the_bank() {
     let mut bank = Bank::new(t0, 2);
     bank.packs[0].handle_reading(t0, reading(10.0, 100.0, 3.31));
     bank.packs[1].handle_reading(t0, reading(10.0, 100.0, 3.44));
-    let (_, out) = bank.cycle(t0);
+    let (_, out) = bank.cycle_steady(t0);
     // Pack 2's own CCL drops with its high cell (table: 0.023 x 50 A at 3.44 V); it takes half
     // the current, so the bank may take twice that.
     let ccl = out.limits.charge_current_a.unwrap_or(0.0);
@@ -130,35 +154,44 @@ fn the_highest_cell_of_any_pack_governs_the_bank() {
 #[test]
 fn a_pack_that_leaves_shrinks_the_limits_at_once_and_rejoins_through_the_ramp() {
     let t0 = Instant::now();
-    let mut bank = Bank::new(t0, 2);
-    for m in &mut bank.packs {
-        m.handle_reading(t0, reading(10.0, 100.0, 3.31));
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Default recovery: hold 30 s, then 5 A/s.
+    let mut bank = Bank::with(
+        t0,
+        Topology::Parallel,
+        ChargeConfig::default(),
+        &[BatteryConfig::default(), BatteryConfig::default()],
+    );
+    let mut ccl = 0.0;
+    for s in 0..=60 {
+        for m in &mut bank.packs {
+            m.handle_reading(at(s), reading(10.0, 100.0, 3.31));
+        }
+        ccl = bank.cycle(at(s)).1.limits.charge_current_a.unwrap_or(0.0);
     }
-    let (_, out) = bank.cycle(t0);
-    assert_eq!(out.limits.charge_current_a, Some(100.0));
+    assert_eq!(ccl, 100.0, "measured split 50/50: twice a pack's 50 A");
     // Pack 2 leaves (device gone) while its own grace period still runs: not counted anywhere.
     bank.members[1] = false;
-    let t1 = t0 + Duration::from_secs(1);
-    bank.packs[0].handle_reading(t1, reading(20.0, 100.0, 3.31));
-    let (_, out) = bank.cycle(t1);
+    bank.packs[0].handle_reading(at(61), reading(20.0, 100.0, 3.31));
+    let (_, out) = bank.cycle(at(61));
     assert!(out.connected, "the bank stays");
-    assert_eq!(out.limits.charge_current_a, Some(50.0));
+    assert_eq!(out.limits.charge_current_a, Some(50.0), "at once");
     assert_eq!(out.battery.current_a, Some(20.0), "the vanished pack's 10 A is not counted");
     assert_eq!(out.battery.nominal_capacity_ah, Some(100.0));
     assert_eq!(out.battery.alarms.bms_cable, Some(AlarmLevel::Warning));
     assert_eq!((out.battery.modules_online, out.battery.modules_offline), (Some(1), Some(1)));
-    // Back: the limit rises along the recovery ramp (hold 30 s, then 5 A/s), never as a step,
-    // and pack 1's share falls back to its half as the split is measured (smoothed, 20 s).
+    // Back: the limit rises along the recovery ramp, never as a step; pack 1's share falls back
+    // to its half as the split is measured (smoothed, 5 s).
     bank.members[1] = true;
     let mut previous = 50.0;
-    for s in 2..=150u64 {
-        let t = t0 + Duration::from_secs(s);
-        bank.packs[0].handle_reading(t, reading(10.0, 100.0, 3.31));
-        bank.packs[1].handle_reading(t, reading(10.0, 100.0, 3.31));
-        let (_, out) = bank.cycle(t);
+    for s in 62..=200u64 {
+        for m in &mut bank.packs {
+            m.handle_reading(at(s), reading(10.0, 100.0, 3.31));
+        }
+        let (_, out) = bank.cycle(at(s));
         let ccl = out.limits.charge_current_a.unwrap_or(0.0);
         assert!(ccl - previous <= 5.0 + 1e-9, "at {s} s: {previous} -> {ccl}");
-        if s < 31 {
+        if s < 62 + 30 {
             assert_eq!(ccl, 50.0, "held at {s} s");
         }
         previous = ccl;
