@@ -56,6 +56,8 @@ pub async fn run_with_can(
 ) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
+    // Batteries that report the same serial are kept apart (bank/identity.rs).
+    let identities = std::sync::Arc::new(bank::identity::Registry::default());
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
@@ -65,7 +67,15 @@ pub async fn run_with_can(
             // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs). They stand
             // alone; banks take serial packs (docs/multi-battery.md).
             let memory = can_buses.get(&port.device).cloned();
-            tasks.spawn(can::run_port(port.clone(), config.clone(), bus.clone(), memory, shutdown.clone()));
+            let ids = identities.clone();
+            tasks.spawn(can::run_port(
+                port.clone(),
+                config.clone(),
+                bus.clone(),
+                memory,
+                shutdown.clone(),
+                ids,
+            ));
             continue;
         }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
@@ -100,7 +110,8 @@ pub async fn run_with_can(
                 }
                 continue;
             }
-            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
+            let ids = identities.clone();
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
         }
         tasks.spawn(driver::run_port_with_commands(
             port.clone(),
@@ -112,7 +123,8 @@ pub async fn run_with_can(
     }
     for (bank, packs) in config.banks.iter().zip(bank_packs) {
         let packs = packs.into_iter().flatten().collect();
-        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone()));
+        let ids = identities.clone();
+        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone(), ids));
     }
     loop {
         tokio::select! {
@@ -245,6 +257,7 @@ async fn battery_task(
     bus: BusAddress,
     mut updates: watch::Receiver<Option<PollUpdate>>,
     mut shutdown: watch::Receiver<bool>,
+    identities: std::sync::Arc<bank::identity::Registry>,
 ) {
     let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
     // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
@@ -270,7 +283,8 @@ async fn battery_task(
         }
     }
 
-    let state_path = state_file(&config, &identity(&slot, &config, monitor.latest()).unique_id);
+    let claimed = identities.claim(identity(&slot, &config, monitor.latest()), &label);
+    let state_path = state_file(&config, &claimed.unique_id);
     restore_state(&mut monitor, &state_path, &label);
 
     let mut service: Option<BatteryService> = None;
@@ -304,7 +318,7 @@ async fn battery_task(
                 }
             },
             None if tokio::time::Instant::now() >= next_attempt => {
-                let ident = identity(&slot, &config, monitor.latest());
+                let ident = identities.claim(identity(&slot, &config, monitor.latest()), &label);
                 match BatteryService::start_with_writes(&bus, ident, &snapshot(&out), slot.writes.clone())
                     .await
                 {

@@ -5,6 +5,34 @@
 //! shows it.
 
 use crate::victron::Identity;
+use std::sync::{Mutex, PoisonError};
+
+/// The unique ids the daemon's batteries use, shared by their tasks: a battery whose id another
+/// battery already holds gets its qualified id instead (and one warning).
+#[derive(Debug, Default)]
+pub struct Registry(Mutex<Vec<(String, String)>>);
+
+impl Registry {
+    /// `identity` for the battery `label`, made distinct from every other battery's; claiming
+    /// again (the serial became known) replaces the battery's earlier claim.
+    pub fn claim(&self, mut identity: Identity, label: &str) -> Identity {
+        let mut claims = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = claims.iter().position(|(l, _)| l == label).map(|i| claims.remove(i).1);
+        let holder = claims.iter().find(|(_, id)| *id == identity.unique_id).map(|(l, _)| l.clone());
+        if let Some(holder) = holder {
+            let qualified = qualified_id(&identity);
+            if before.as_deref() != Some(qualified.as_str()) {
+                tracing::warn!(
+                    battery = %label, other = %holder, id = %identity.unique_id, unique_id = %qualified,
+                    "two batteries report the same serial: this one is kept apart as serial + port + address (set `identity` in [[port.battery]] to choose)"
+                );
+            }
+            identity.unique_id = qualified;
+        }
+        claims.push((label.to_owned(), identity.unique_id.clone()));
+        identity
+    }
+}
 
 /// The unique id of a pack whose serial another pack reports too: serial, port, address.
 pub fn qualified_id(identity: &Identity) -> String {
@@ -59,6 +87,19 @@ mod tests {
             fallback_device_instance: 1,
             max_cells: 16,
         }
+    }
+
+    #[test]
+    fn the_registry_keeps_a_second_battery_with_the_same_serial_apart() {
+        let registry = Registry::default();
+        let a = registry.claim(ident("JBD48100000", "ttyUSB0"), "a");
+        let b = registry.claim(ident("JBD48100000", "ttyUSB1"), "b");
+        assert_eq!(a.unique_id, "JBD48100000");
+        assert_eq!(b.unique_id, "JBD48100000_ttyUSB1");
+        let again = registry.claim(ident("JBD48100000", "ttyUSB0"), "a");
+        assert_eq!(again.unique_id, "JBD48100000", "claiming again keeps the battery's own id");
+        let c = registry.claim(ident("X1", "ttyUSB2"), "c");
+        assert_eq!(c.unique_id, "X1");
     }
 
     #[test]

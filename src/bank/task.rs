@@ -316,6 +316,7 @@ pub async fn run(
     config: Config,
     bus: BusAddress,
     mut shutdown: watch::Receiver<bool>,
+    identities: std::sync::Arc<super::identity::Registry>,
 ) {
     let stale_after = Duration::from_secs_f64(config.daemon.stale_after_s);
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
@@ -420,7 +421,8 @@ pub async fn run(
             let idents = pack_identities.get_or_insert_with(|| {
                 let each: Vec<Identity> =
                     packs.iter().map(|p| app::identity(&p.slot, &config, p.monitor.latest())).collect();
-                super::identity::distinct(each, &label)
+                let each = super::identity::distinct(each, &label);
+                each.into_iter().zip(&packs).map(|(ident, p)| identities.claim(ident, &p.label)).collect()
             });
             for (((pack, out), member), ident) in
                 packs.iter_mut().zip(&outputs).zip(&members).zip(idents.iter())
