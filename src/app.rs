@@ -64,9 +64,17 @@ pub async fn run_with_can(
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
         if port.protocol.is_can() {
-            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs). They stand
-            // alone; banks take serial packs (docs/multi-battery.md).
+            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs), feeding a
+            // battery task of their own or their bank (docs/multi-battery.md).
             let memory = can_buses.get(&port.device).cloned();
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, None) {
+                let (slot, rx, listener) = can::bank_member(port, &config, memory, shutdown.clone());
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
+                tasks.spawn(listener);
+                continue;
+            }
             let ids = identities.clone();
             tasks.spawn(can::run_port(
                 port.clone(),

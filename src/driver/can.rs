@@ -176,7 +176,12 @@ pub async fn run_can<L, F>(
                         break;
                     }
                 },
-                _ = ticker.tick() => publish(&sub, assembler.reading(Instant::now(), &settings), false),
+                _ = ticker.tick() => {
+                    // Frames that stopped are a device gone, not a missed reply (bank/health.rs).
+                    let reading = assembler.reading(Instant::now(), &settings);
+                    let gone = reading.is_err();
+                    publish(&sub, reading, gone);
+                }
                 _ = keepalive.tick(), if settings.keepalive.is_some() => {
                     if let Some((frame, _)) = &settings.keepalive {
                         match link.send(frame).await {
