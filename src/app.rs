@@ -66,16 +66,34 @@ pub async fn run_with_can(
 ) {
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let mut tasks = JoinSet::new();
+    // Batteries that report the same serial are kept apart (bank/identity.rs).
+    let identities = std::sync::Arc::new(bank::identity::Registry::default());
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
         if port.protocol.is_can() {
-            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs). They stand
-            // alone; banks take serial packs (docs/multi-battery.md).
+            // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs), feeding a
+            // battery task of their own or their bank (docs/multi-battery.md).
             let memory = can_buses.get(&port.device).cloned();
-            tasks.spawn(can::run_port(port.clone(), config.clone(), bus.clone(), memory, shutdown.clone()));
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, None) {
+                let (slot, rx, listener) = can::bank_member(port, &config, memory, shutdown.clone());
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
+                tasks.spawn(listener);
+                continue;
+            }
+            let ids = identities.clone();
+            tasks.spawn(can::run_port(
+                port.clone(),
+                config.clone(),
+                bus.clone(),
+                memory,
+                shutdown.clone(),
+                ids,
+            ));
             continue;
         }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
@@ -115,7 +133,8 @@ pub async fn run_with_can(
                 }
                 continue;
             }
-            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone()));
+            let ids = identities.clone();
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
         }
         tasks.spawn(driver::run_port_with_commands(
             port.clone(),
@@ -127,7 +146,8 @@ pub async fn run_with_can(
     }
     for (bank, packs) in config.banks.iter().zip(bank_packs) {
         let packs = packs.into_iter().flatten().collect();
-        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone()));
+        let ids = identities.clone();
+        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone(), ids));
     }
     loop {
         tokio::select! {
@@ -172,6 +192,8 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         },
         None => format!("{protocol}_{suffix}"),
     };
+    // `identity = "..."` in [[port.battery]]: the user's choice (packs with the same serial).
+    let unique_id = slot.options.identity.clone().unwrap_or(unique_id);
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
     let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
@@ -258,6 +280,7 @@ async fn battery_task(
     bus: BusAddress,
     mut updates: watch::Receiver<Option<PollUpdate>>,
     mut shutdown: watch::Receiver<bool>,
+    identities: std::sync::Arc<bank::identity::Registry>,
 ) {
     let stale_after = stale_after(&config);
     // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
@@ -265,7 +288,7 @@ async fn battery_task(
     // wake each battery task ten times a second for nothing.
     let interval = Duration::from_millis(config.daemon.poll_interval_ms)
         .max(Duration::from_secs(1).min(stale_after / 4));
-    let controller = ChargeController::new(config.charge.clone());
+    let controller = ChargeController::new(slot.options.charge_config(&config.charge));
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
 
@@ -283,7 +306,8 @@ async fn battery_task(
         }
     }
 
-    let state_path = state_file(&config, &identity(&slot, &config, monitor.latest()).unique_id);
+    let claimed = identities.claim(identity(&slot, &config, monitor.latest()), &label);
+    let state_path = state_file(&config, &claimed.unique_id);
     restore_state(&mut monitor, &state_path, &label);
 
     let mut service: Option<BatteryService> = None;
@@ -317,7 +341,7 @@ async fn battery_task(
                 }
             },
             None if tokio::time::Instant::now() >= next_attempt => {
-                let ident = identity(&slot, &config, monitor.latest());
+                let ident = identities.claim(identity(&slot, &config, monitor.latest()), &label);
                 match BatteryService::start_with_writes(&bus, ident, &snapshot(&out), slot.writes.clone())
                     .await
                 {

@@ -328,6 +328,13 @@ pub struct BatteryConfig {
     pub use_bms_limits: Option<BmsLimits>,
     /// CAN 0x356 volts per count: 0.01 (the dialect) or 0.1 (Discover, a known deviation).
     pub can_voltage_scale: Option<f64>,
+    // --- Per-pack ratings and identity (issue 17; docs/multi-battery.md) ---
+    /// This pack's continuous charge current rating (A); default `[charge] max_charge_current`.
+    pub max_charge_current: Option<f64>,
+    /// This pack's continuous discharge current rating (A); default `[charge] max_discharge_current`.
+    pub max_discharge_current: Option<f64>,
+    /// Unique id override (state file, device instance): for packs that report the same serial.
+    pub identity: Option<String>,
 }
 
 impl PortConfig {
@@ -753,6 +760,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
                     ),
                 );
             }
+            for (key, message) in battery_problems(battery) {
+                fail("port.battery", battery_tables, key, name(&format!("battery.{key}")), message);
+            }
             battery_tables += 1;
         }
     }
@@ -761,6 +771,51 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     }
     errors
 }
+
+// --- Per-pack ratings and identity (issue 17) -------------------------------------------------
+
+/// Largest per-pack current rating accepted (A): beyond any pack a serial BMS manages; a typo
+/// (an extra zero) must not become a limit.
+pub const MAX_PACK_RATING_A: f64 = 2_000.0;
+
+impl BatteryConfig {
+    /// The charge config this battery's own limits come from: `[charge]` with this pack's
+    /// ratings as the maxima (the tables scale with them).
+    pub fn charge_config(&self, charge: &ChargeConfig) -> ChargeConfig {
+        let mut cfg = charge.clone();
+        if let Some(a) = self.max_charge_current {
+            cfg.max_charge_current = a;
+        }
+        if let Some(a) = self.max_discharge_current {
+            cfg.max_discharge_current = a;
+        }
+        cfg
+    }
+}
+
+/// Problems of one `[[port.battery]]`'s ratings and identity: (key, message).
+fn battery_problems(battery: &BatteryConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (key, value) in [
+        ("max_charge_current", battery.max_charge_current),
+        ("max_discharge_current", battery.max_discharge_current),
+    ] {
+        if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0 && *v <= MAX_PACK_RATING_A)) {
+            out.push((key, format!("{v} A must be more than 0 and at most {MAX_PACK_RATING_A} A")));
+        }
+    }
+    if let Some(id) = &battery.identity {
+        let ok = !id.trim().is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            out.push(("identity", format!("{id:?} must be 1..=64 characters of A-Z a-z 0-9 _ - .")));
+        }
+    }
+    out
+}
+
+// --- end of per-pack ratings and identity ------------------------------------------------------
 
 #[cfg(test)]
 mod tests {

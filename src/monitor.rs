@@ -73,6 +73,8 @@ pub struct Monitor {
     /// Why the latest reading was rejected, until a good one arrives (raises InternalFailure).
     rejected: Option<Implausible>,
     last_rejection_logged: Option<Instant>,
+    /// Lost now, whatever the age of the last reading ([`Monitor::handle_lost`]).
+    lost_now: bool,
 }
 
 impl Monitor {
@@ -91,6 +93,7 @@ impl Monitor {
             controller,
             failures_in_a_row: 0,
             last_error: None,
+            lost_now: false,
             cells_in_force: options.cell_count,
             rejected: None,
             last_rejection_logged: None,
@@ -141,6 +144,7 @@ impl Monitor {
         self.last_good = Some(self.last_good.map_or(at, |t| t.max(at)));
         self.failures_in_a_row = 0;
         self.last_error = None;
+        self.lost_now = false;
         None
     }
 
@@ -151,6 +155,14 @@ impl Monitor {
         let changed = self.last_error.as_deref() != Some(error.as_str());
         self.last_error = Some(error);
         changed
+    }
+
+    /// The BMS is lost now, without waiting for the grace period (a series bank with a pack
+    /// missing: its cells are unknown at once); the next reading ends it. Returns as
+    /// [`Monitor::handle_failure`].
+    pub fn handle_lost(&mut self, error: String) -> bool {
+        self.lost_now = true;
+        self.handle_failure(error)
     }
 
     /// The last error text, if the last poll failed.
@@ -165,7 +177,7 @@ impl Monitor {
 
     /// True when a good reading is younger than the grace period.
     pub fn is_online(&self, now: Instant) -> bool {
-        self.last_good.is_some_and(|t| now.saturating_duration_since(t) < self.stale_after)
+        !self.lost_now && self.last_good.is_some_and(|t| now.saturating_duration_since(t) < self.stale_after)
     }
 
     /// When the current state would change by time alone (a reading going stale).

@@ -101,8 +101,8 @@ async fn four_packs_one_bank_unplug_and_replug() {
     let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
 
     // 1. All four packs: the bank sums them and is limited by the pack that takes most current:
-    // 20/45 of the bank current on a pack with its own 50 A limit -> 112.5 A. Discharge (no
-    // discharge current now): capacity shares, 200/500 on the big pack -> 60 / 0.4 = 150 A.
+    // 20/45 of the bank current on a pack with its own 50 A limit -> 112.5 A. Discharge (never
+    // measured): the worst plausible split, any pack may take it all -> 60 A (issue 17).
     let items = wait_for_service(&conn, BANK, WAIT, "four packs and the split limit", |i| {
         connected(i)
             && near(i, "/System/NrOfModulesOnline", 4.0, 0.0)
@@ -110,7 +110,7 @@ async fn four_packs_one_bank_unplug_and_replug() {
     })
     .await;
     assert!(near(&items, "/Dc/0/Current", 45.0, 0.01));
-    assert!(near(&items, "/Info/MaxDischargeCurrent", 150.0, 0.01));
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 60.0, 0.01));
     assert!(near(&items, "/Info/MaxChargeVoltage", 55.2, 1e-6), "16 x 3.45 V");
     assert!(near(&items, "/System/NrOfModulesOffline", 0.0, 0.0));
     assert!(near(&items, "/InstalledCapacity", 500.0, 0.01));
@@ -147,17 +147,20 @@ async fn four_packs_one_bank_unplug_and_replug() {
     assert!(near(&items, "/System/NrOfModulesOnline", 3.0, 0.0));
     assert!(near(&items, "/Alarms/BmsCable", 1.0, 0.0), "warning, not alarm");
     assert!(near(&items, "/Dc/0/Current", 40.0, 0.01), "no stale pack current");
-    assert!(near(&items, "/Info/MaxDischargeCurrent", 120.0, 0.01));
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 60.0, 0.01));
     let lost = wait_for_service(&conn, PACKS[3], WAIT, "pack lost", |i| !connected(i)).await;
     assert!(is_invalid(value(&lost, "/Dc/0/Voltage")), "never frozen");
     assert!(is_invalid(value(&lost, "/Info/MaxChargeCurrent")));
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running");
 
-    // 3. Plug it back: four packs again, limits recover.
+    // 3. Plug it back: four packs again (after three good replies), limits recover: the big
+    // pack's share falls back from 20/40 towards 20/45 smoothed (a smaller share is believed
+    // slowly), so the limit rises from 100 A towards 112.5 A.
     let back = simulator(Protocol::Jbd, &[(None, 100.0, 5.0)]);
     link_pty(&dir.join("ttyJBD2"), back.path());
     let items = wait_for_service(&conn, BANK, WAIT, "four packs again", |i| {
-        near(i, "/System/NrOfModulesOnline", 4.0, 0.0) && near(i, "/Info/MaxChargeCurrent", 112.5, 0.01)
+        near(i, "/System/NrOfModulesOnline", 4.0, 0.0)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|a| a > 101.0 && a <= 112.5)
     })
     .await;
     assert!(near(&items, "/Alarms/BmsCable", 0.0, 0.0));
@@ -165,14 +168,15 @@ async fn four_packs_one_bank_unplug_and_replug() {
     wait_for_service(&conn, PACKS[3], WAIT, "pack back", connected).await;
 
     // 4. The big pack's BMS blocks charging: its share goes to the others (10:10:5 -> 0.4 on a
-    // 50 A pack), counted as blocking; discharge is unaffected.
+    // 50 A pack; a little less while the remembered shares still fall), counted as blocking;
+    // discharge is unaffected.
     garage.control().set_charge_fet_off(true);
     let items = wait_for_service(&conn, BANK, WAIT, "a pack blocking charge", |i| {
         near(i, "/System/NrOfModulesBlockingCharge", 1.0, 0.0)
-            && near(i, "/Info/MaxChargeCurrent", 125.0, 0.01)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|a| a > 115.0 && a <= 125.0)
     })
     .await;
-    assert!(near(&items, "/Info/MaxDischargeCurrent", 150.0, 0.01));
+    assert!(near(&items, "/Info/MaxDischargeCurrent", 60.0, 0.01));
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running");
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
@@ -265,8 +269,10 @@ async fn series_bank_aggregate_only_and_a_packs_only_bank() {
     })
     .await;
     assert!(is_invalid(value(&items, "/Dc/0/Voltage")), "no partial sum");
+    // Unknown cells in the string: the BMS-lost policy at once (issue 17).
     assert!(near(&items, "/Info/MaxChargeCurrent", 0.0, 0.0));
-    assert!(near(&items, "/Alarms/BmsCable", 1.0, 0.0));
+    assert!(near(&items, "/Info/MaxChargeVoltage", 32.0 * 3.375, 1e-6), "float of the string");
+    assert!(near(&items, "/Alarms/BmsCable", 2.0, 0.0));
     let back = simulator(Protocol::Jbd, &[(None, 100.0, 8.0)]);
     link_pty(&dir.join("ttyBOTTOM"), back.path());
     wait_for_service(&conn, SERIES, WAIT, "the stack whole again", |i| {

@@ -114,6 +114,7 @@ pub async fn run_port(
     bus: BusAddress,
     memory: Option<MemoryCanBus>,
     shutdown: watch::Receiver<bool>,
+    identities: std::sync::Arc<crate::bank::identity::Registry>,
 ) {
     let venus = venus_service(&port.device);
     if !port.can.alongside_venus && service_exists(&bus, &venus).await {
@@ -130,22 +131,55 @@ pub async fn run_port(
     } else {
         port_shutdown(bus.clone(), venus, port.device.clone(), shutdown)
     };
-    let mut options = port.battery(None);
-    options.use_bms_limits.get_or_insert(BmsLimits::Cap);
-    let slot = BatterySlot { port: port.clone(), address: None, options, writes: None };
+    let slot = BatterySlot { port: port.clone(), address: None, options: options(&port), writes: None };
     let (tx, rx) = watch::channel(None);
     let sub = Subscriber { address: None, tx };
     let settings = settings(&port, &config);
-    let battery = battery_task(slot, config, bus, rx, shutdown.clone());
+    let battery = battery_task(slot, config, bus, rx, shutdown.clone(), identities);
+    tokio::join!(battery, listen(settings, memory, sub, shutdown));
+}
+
+/// The options of a CAN battery: its BMS's own limits capped by ours unless configured.
+pub fn options(port: &PortConfig) -> crate::config::BatteryConfig {
+    let mut options = port.battery(None);
+    options.use_bms_limits.get_or_insert(BmsLimits::Cap);
+    options
+}
+
+/// A CAN battery broadcasts its frames about once a second; a bank counts it gone when its frames
+/// are this much older (the single-battery grace period is far too long for a bank).
+pub const BANK_MEMBER_STALE: Duration = Duration::from_secs(2);
+
+/// A CAN battery of a bank: its slot, the channel its readings arrive on, and the listener to
+/// run (with the bank's short staleness, [`BANK_MEMBER_STALE`]). Its frames stopping is a device
+/// gone for the bank. (Venus OS must not run its own CAN-bus BMS profile on the interface: the
+/// bank is the controlling BMS.)
+pub(crate) fn bank_member(
+    port: &PortConfig,
+    config: &Config,
+    memory: Option<MemoryCanBus>,
+    shutdown: watch::Receiver<bool>,
+) -> (BatterySlot, watch::Receiver<Option<crate::driver::PollUpdate>>, impl std::future::Future<Output = ()>)
+{
+    let (tx, rx) = watch::channel(None);
+    let slot = BatterySlot { port: port.clone(), address: None, options: options(port), writes: None };
+    let mut settings = settings(port, config);
+    settings.stale_after = settings.stale_after.min(BANK_MEMBER_STALE);
+    (slot, rx, listen(settings, memory, Subscriber { address: None, tx }, shutdown))
+}
+
+/// The listener alone, its readings to `sub` (the battery task, or a bank that takes the pack).
+pub async fn listen(
+    settings: CanSettings,
+    memory: Option<MemoryCanBus>,
+    sub: Subscriber,
+    shutdown: watch::Receiver<bool>,
+) {
     match memory {
-        Some(mem) => {
-            let listen = run_can(settings, move || Ok(mem.connect()), sub, shutdown);
-            tokio::join!(battery, listen);
-        }
+        Some(mem) => run_can(settings, move || Ok(mem.connect()), sub, shutdown).await,
         None => {
-            let interface = port.device.clone();
-            let listen = run_can(settings, move || SocketCanLink::open(&interface), sub, shutdown);
-            tokio::join!(battery, listen);
+            let interface = settings.interface.clone();
+            run_can(settings, move || SocketCanLink::open(&interface), sub, shutdown).await;
         }
     }
 }

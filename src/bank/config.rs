@@ -163,6 +163,31 @@ pub fn bank_of(resolved: &[Vec<PackRef>], port: usize, address: Option<u8>) -> O
     })
 }
 
+/// A parallel bank whose packs are configured with different series cell counts: one CVL
+/// (cells x max cell voltage) cannot fit them all, and the pack with more cells would discharge
+/// into the other. `None` when they agree or are not configured.
+fn mixed_cell_counts(config: &Config, bank: &BankConfig) -> Option<String> {
+    if bank.topology != Topology::Parallel {
+        return None;
+    }
+    let counts: Vec<(String, u16)> = bank
+        .packs
+        .iter()
+        .filter_map(|reference| {
+            let pack = resolve(config, reference).ok()?;
+            let port = config.ports.get(pack.port)?;
+            port.battery(pack.address).cell_count.map(|n| (reference.trim().to_owned(), n))
+        })
+        .collect();
+    let (first_name, first) = counts.first()?;
+    let (other_name, other) = counts.iter().find(|(_, n)| n != first)?;
+    Some(format!(
+        "parallel packs must have the same series cell count: {first_name:?} has {first}, \
+         {other_name:?} has {other} (one charge voltage cannot fit both; make it a series bank or \
+         two banks)"
+    ))
+}
+
 /// Problems of the `[[bank]]` tables: (bank index, key, message).
 pub fn problems(config: &Config) -> Vec<(usize, &'static str, String)> {
     let mut out = Vec::new();
@@ -181,6 +206,9 @@ pub fn problems(config: &Config) -> Vec<(usize, &'static str, String)> {
         }
         if !(bank.startup_wait_s.is_finite() && (0.0..=600.0).contains(&bank.startup_wait_s)) {
             out.push((i, "startup_wait_s", format!("{} is outside 0..=600 s", bank.startup_wait_s)));
+        }
+        if let Some(message) = mixed_cell_counts(config, bank) {
+            out.push((i, "packs", message));
         }
         for reference in &bank.packs {
             match resolve(config, reference) {
@@ -244,6 +272,49 @@ protocol = "jbd"
         assert!(shown[0].contains("already a pack of bank \"A\""), "{shown:?}");
         assert!(shown[1].contains("name one as"), "{shown:?}");
         assert!(shown[2].contains("neither"), "{shown:?}");
+    }
+
+    #[test]
+    fn per_pack_ratings_parse_and_bad_ones_are_refused_with_their_line() {
+        let good = "[[port]]\ndevice = \"/dev/ttyUSB0\"\nprotocol = \"jbd\"\n\n[[port.battery]]\nmax_charge_current = 25.0\nmax_discharge_current = 50\nidentity = \"pack-3\"\n";
+        let config = parse(good, "b.toml").expect("valid");
+        let battery = config.ports[0].battery(None);
+        assert_eq!((battery.max_charge_current, battery.max_discharge_current), (Some(25.0), Some(50.0)));
+        assert_eq!(battery.identity.as_deref(), Some("pack-3"));
+        let cfg = battery.charge_config(&config.charge);
+        assert_eq!((cfg.max_charge_current, cfg.max_discharge_current), (25.0, 50.0));
+        for (line, field) in [
+            ("max_charge_current = 0.0", "port[1].battery.max_charge_current"),
+            ("max_charge_current = -5.0", "port[1].battery.max_charge_current"),
+            ("max_discharge_current = nan", "port[1].battery.max_discharge_current"),
+            ("max_discharge_current = inf", "port[1].battery.max_discharge_current"),
+            ("max_discharge_current = 20000.0", "port[1].battery.max_discharge_current"),
+            ("identity = \"two words\"", "port[1].battery.identity"),
+            ("identity = \"\"", "port[1].battery.identity"),
+        ] {
+            let text = format!(
+                "[[port]]\ndevice = \"/dev/ttyUSB0\"\nprotocol = \"jbd\"\n\n[[port.battery]]\n{line}\n"
+            );
+            let errors = parse(&text, "b.toml").expect_err(line);
+            assert_eq!(errors.len(), 1, "{line}: {errors:?}");
+            assert_eq!(errors[0].field, field, "{line}");
+            assert_eq!(errors[0].line, 6, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_parallel_bank_of_different_cell_counts_is_refused_and_says_why() {
+        let text = "[[port]]\ndevice = \"/dev/ttyUSB0\"\nprotocol = \"jbd\"\n[[port.battery]]\ncell_count = 16\n\n[[port]]\ndevice = \"/dev/ttyUSB1\"\nprotocol = \"jbd\"\n[[port.battery]]\ncell_count = 15\n\n[[bank]]\nname = \"A\"\npacks = [\"/dev/ttyUSB0\", \"/dev/ttyUSB1\"]\n";
+        let errors = parse(text, "b.toml").expect_err("mixed");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "bank[1].packs");
+        assert!(
+            errors[0].message.contains("has 16") && errors[0].message.contains("has 15"),
+            "{}",
+            errors[0].message
+        );
+        let series = text.replace("name = \"A\"", "name = \"A\"\ntopology = \"series\"");
+        assert!(parse(&series, "b.toml").is_ok(), "a series string may mix");
     }
 
     #[test]

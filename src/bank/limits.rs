@@ -1,41 +1,86 @@
-//! The bank's charge and discharge current limits from its packs' own limits. Pure.
+//! The bank's charge and discharge current limits from its packs' own limits and the way the
+//! bank current splits between them. Pure (time passed in). Formula and a worked example:
+//! `docs/multi-battery.md` "Limits".
 //!
-//! Parallel packs do not share a bank current equally: a pack with lower internal resistance (or
-//! a different state of charge) takes more. The bank may carry `I` only while every pack `i`
-//! carries `share_i x I <= limit_i`, so the bank limit is `min(limit_i / share_i)`:
+//! Parallel packs do not share a bank current equally: a pack with lower internal resistance
+//! takes more, whatever its capacity. The bank may carry `I` only while every pack `i` carries
+//! `share_i x I <= limit_i`, so the bank limit is `min(limit_i / share_i)` over the packs that can
+//! take current in that direction (online, FET on). `limit_i` is the pack's effective limit: its
+//! own rating (`max_charge_current` / `max_discharge_current` of its `[[port.battery]]`, default
+//! `[charge]`) lowered by its BMS's reported limit and by its own cell-voltage, temperature, MOSFET
+//! and SoC tables and FET state.
 //!
-//! - `share_i` is the pack's observed part of the bank current in that direction, among the packs
-//!   that can take current; while the bank current is below [`SPLIT_MIN_CURRENT_A`] the packs'
-//!   capacity shares stand in (equal shares when a capacity is unknown);
-//! - each share is clamped to at least [`SHARE_FLOOR`] x its capacity share (a pack resting now
-//!   may take current later) and at most 1; shares may then add up to more than 1, which only
-//!   lowers the limit;
-//! - a pack that does not answer, or whose BMS blocks that direction (FET off), takes no current:
-//!   it is left out and its share goes to the others; with no pack left the limit is 0.
+//! `share_i` comes from the packs' own current readings ([`SplitEstimator`]), measured while the
+//! bank current in that direction is at least [`SPLIT_MIN_CURRENT_A`], hardly any current flows
+//! the other way inside the bank (one pack charging another), and the packs' readings were taken
+//! within [`SPLIT_MAX_SPREAD`] of each other (one pack's new reading beside the others' old ones
+//! is no split: the bank runs a cycle on every pack's reading):
 //!
-//! Series packs carry one current: the bank limit is the smallest pack limit; any pack blocking,
-//! or (for charging) not answering, makes it 0.
+//! - while the current is steady (every pack's reading within [`STEADY_CHANGE`] of its previous
+//!   one), the packs' readings agree even though ports are read at slightly different moments:
+//!   the remembered share follows the measured one smoothed over [`SHARE_TAU_S`], except that a
+//!   share more than [`SHARE_JUMP`] above the remembered one counts at once;
+//! - while the current changes, readings taken a moment apart disagree by what changed in
+//!   between: only a share more than [`SHARE_JUMP_CHANGING`] above the remembered one counts (at
+//!   once: a pack that left the bus moves the split that much), nothing else is believed;
+//! - while the current is too small to measure, the remembered share stands; a pack without one
+//!   (just started, rejoined, FET back on) counts with share 1: the worst plausible split is that
+//!   it takes all of it (a capacity-proportional guess is what overloads a small pack with low
+//!   resistance);
+//! - when a pack leaves (lost, FET off), the others carry its part: their remembered shares are
+//!   scaled up to add up to 1 (parallel resistances keep their ratios); so are they while a pack
+//!   that came back is not measured yet (it may take nothing); shares never count as less than
+//!   [`SHARE_FLOOR_OF_EQUAL`] of an equal share.
+//!
+//! Series packs carry one current: the bank limit is the smallest pack limit (a series bank with
+//! a pack missing is lost as a whole, see `task.rs`).
 
 use super::config::Topology;
 use crate::battery::Battery;
-use crate::control::current::{charge_target, discharge_target, CurrentInputs};
+use crate::control::current::{charge_target, discharge_target, CurrentInputs, LimitReason};
 use crate::control::ChargeConfig;
+use std::time::{Duration, Instant};
 
-/// Below this bank current (A) the observed split is noise: capacity shares are used.
-pub const SPLIT_MIN_CURRENT_A: f64 = 2.0;
+/// Below this bank current (A) in a direction the split is not measured (noise, circulating
+/// currents between packs).
+pub const SPLIT_MIN_CURRENT_A: f64 = 3.0;
 
-/// A pack's share never counts as less than this fraction of its capacity share.
-pub const SHARE_FLOOR: f64 = 0.5;
+/// The split is only measured while the current flowing the other way inside the bank (one pack
+/// charging another) is at most this fraction of the bank current.
+pub const SPLIT_MAX_COUNTERFLOW: f64 = 0.2;
+
+/// Readings further apart than this are not compared.
+pub const SPLIT_MAX_SPREAD: Duration = Duration::from_millis(500);
+
+/// Smoothing of the measured share while the current is steady (s).
+pub const SHARE_TAU_S: f64 = 5.0;
+
+/// A measured share this much (relative) above the remembered one counts at once.
+pub const SHARE_JUMP: f64 = 0.02;
+
+/// While the current changes, a measured share this much (relative) above the remembered one
+/// still counts at once.
+pub const SHARE_JUMP_CHANGING: f64 = 0.10;
+
+/// A pack's current is steady when its reading moved by at most this fraction (or
+/// [`STEADY_MIN_A`]) since its previous reading.
+pub const STEADY_CHANGE: f64 = 0.03;
+
+/// See [`STEADY_CHANGE`] (A).
+pub const STEADY_MIN_A: f64 = 0.5;
+
+/// A pack's share never counts as less than this fraction of an equal share (1 / packs able).
+pub const SHARE_FLOOR_OF_EQUAL: f64 = 0.25;
 
 /// One pack's part in the bank limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PackLimitInput {
-    /// The BMS answers.
+    /// The pack is a member of the bank now (answers; see `health.rs`).
     pub online: bool,
     /// Pack current, + = charging.
     pub current_a: Option<f64>,
-    /// Capacity when full (Ah).
-    pub capacity_ah: Option<f64>,
+    /// When that current was read (tells a new reading from the same one seen again).
+    pub read_at: Option<Instant>,
     /// The pack's own charge current limit (A).
     pub charge_limit_a: f64,
     /// The pack's own discharge current limit (A).
@@ -53,6 +98,12 @@ pub struct Limit {
     pub amps: f64,
     /// The pack whose limit bound it; `None` when no pack can take current.
     pub by: Option<usize>,
+    /// That pack's share of the bank current used (1 for series).
+    pub share: f64,
+}
+
+impl Limit {
+    const NONE: Limit = Limit { amps: 0.0, by: None, share: 0.0 };
 }
 
 /// The bank's limits.
@@ -64,10 +115,19 @@ pub struct BankLimits {
     pub discharge: Limit,
 }
 
-/// A pack's own charge and discharge limits now: the charge-control rules (BMS limits, cell
-/// voltage, temperature, MOSFET, SoC tables, FET state) on its reading, without the rate limiter
-/// (the bank's limiter smooths the bank's result; a pack that comes back counts at once).
-pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -> (f64, f64) {
+/// A pack's own limit in one direction and the rules that set it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackTarget {
+    /// Amps.
+    pub amps: f64,
+    /// The rules giving that value.
+    pub reasons: Vec<LimitReason>,
+}
+
+/// A pack's own charge and discharge limits now: the charge-control rules (its rating as the
+/// maximum, its BMS's limit, cell voltage, temperature, MOSFET, SoC tables, FET state) on its
+/// reading, without the rate limiter (the bank's limiter smooths the bank's result).
+pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -> (PackTarget, PackTarget) {
     let inputs = CurrentInputs {
         max_cell_v: b.max_cell().map(|(_, v)| v),
         min_cell_v: b.min_cell().map(|(_, v)| v),
@@ -79,60 +139,167 @@ pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -
         bms_charge_limit_a: b.charge_current_limit_a,
         bms_discharge_limit_a: b.discharge_current_limit_a,
     };
-    (charge_target(cfg, &inputs).0, discharge_target(cfg, &inputs).0)
+    let (c, c_why) = charge_target(cfg, &inputs);
+    let (d, d_why) = discharge_target(cfg, &inputs);
+    (PackTarget { amps: c, reasons: c_why }, PackTarget { amps: d, reasons: d_why })
 }
 
-/// Computes the bank limits.
-pub fn bank_limits(topology: Topology, packs: &[PackLimitInput]) -> BankLimits {
+/// Remembers each pack's share of the bank current, per direction (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SplitEstimator {
+    charge: Vec<Option<f64>>,
+    discharge: Vec<Option<f64>>,
+    /// Per pack: the latest reading seen (time, current) and the current of the one before.
+    readings: Vec<PackReadings>,
+    last: Option<Instant>,
+}
+
+/// One pack's latest reading seen (time, current) and the current of the reading before.
+type PackReadings = (Option<(Instant, f64)>, Option<f64>);
+
+/// The shares in force for one direction, per pack (`None`: the pack takes no current).
+pub type Shares = Vec<Option<f64>>;
+
+impl SplitEstimator {
+    /// An estimator that has measured nothing.
+    pub fn new(packs: usize) -> Self {
+        Self {
+            charge: vec![None; packs],
+            discharge: vec![None; packs],
+            readings: vec![(None, None); packs],
+            last: None,
+        }
+    }
+
+    /// Takes the packs' readings at `now` and gives the shares for (charge, discharge).
+    pub fn update(&mut self, now: Instant, packs: &[PackLimitInput]) -> (Shares, Shares) {
+        let dt = self.last.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.last = Some(now);
+        let follow = 1.0 - (-dt / SHARE_TAU_S).exp();
+        self.charge.resize(packs.len(), None);
+        self.discharge.resize(packs.len(), None);
+        self.readings.resize(packs.len(), (None, None));
+        for (slot, pack) in self.readings.iter_mut().zip(packs) {
+            if let (Some(at), Some(a)) = (pack.read_at, pack.current_a) {
+                if slot.0.is_none_or(|(seen, _)| seen != at) {
+                    *slot = (Some((at, a)), slot.0.map(|(_, before)| before));
+                }
+            }
+        }
+        let steady = |able: &[bool]| {
+            self.readings.iter().zip(able).filter(|(_, ok)| **ok).all(|((latest, before), _)| {
+                match (latest, before) {
+                    (Some((_, a)), Some(b)) => (a - b).abs() <= (STEADY_CHANGE * a.abs()).max(STEADY_MIN_A),
+                    _ => false,
+                }
+            })
+        };
+        let coherent = |able: &[bool]| {
+            let times: Vec<Instant> =
+                packs.iter().zip(able).filter(|(_, ok)| **ok).filter_map(|(p, _)| p.read_at).collect();
+            match (times.iter().min(), times.iter().max()) {
+                (Some(first), Some(last)) => last.saturating_duration_since(*first) <= SPLIT_MAX_SPREAD,
+                _ => false,
+            }
+        };
+        let shares = |able: &[bool], memory: &mut [Option<f64>], direction: f64| {
+            let measure = coherent(able).then(|| steady(able).then_some(follow));
+            direction_shares(packs, able, memory, direction, measure)
+        };
+        let able_charge: Vec<bool> = packs.iter().map(|p| p.online && !p.charge_blocked).collect();
+        let able_discharge: Vec<bool> = packs.iter().map(|p| p.online && !p.discharge_blocked).collect();
+        let charge = shares(&able_charge, &mut self.charge, 1.0);
+        let discharge = shares(&able_discharge, &mut self.discharge, -1.0);
+        (charge, discharge)
+    }
+
+    /// The remembered (charge, discharge) share of `pack`, if measured.
+    pub fn remembered(&self, pack: usize) -> (Option<f64>, Option<f64>) {
+        (self.charge.get(pack).copied().flatten(), self.discharge.get(pack).copied().flatten())
+    }
+}
+
+/// Updates `memory` from the packs' currents in `direction` and gives the shares in force.
+/// `measure`: `None` when the readings are not comparable (no measurement); else how far a
+/// remembered share moves towards the measured one now, `None` while the current changes (only a
+/// much larger share counts then).
+fn direction_shares(
+    packs: &[PackLimitInput],
+    able: &[bool],
+    memory: &mut [Option<f64>],
+    direction: f64,
+    measure: Option<Option<f64>>,
+) -> Shares {
+    // A pack that takes no current now starts from the worst case when it takes current again.
+    for (slot, ok) in memory.iter_mut().zip(able) {
+        if !ok {
+            *slot = None;
+        }
+    }
+    let flows: Option<Vec<f64>> = packs
+        .iter()
+        .zip(able)
+        .filter(|(_, ok)| **ok)
+        .map(|(p, _)| p.current_a.filter(|a| a.is_finite()).map(|a| a * direction))
+        .collect();
+    if let (Some(flows), Some(follow)) = (flows.filter(|f| !f.is_empty()), measure) {
+        let forward: f64 = flows.iter().map(|a| a.max(0.0)).sum();
+        let backward: f64 = flows.iter().map(|a| (-a).max(0.0)).sum();
+        if forward >= SPLIT_MIN_CURRENT_A && backward <= SPLIT_MAX_COUNTERFLOW * forward {
+            let able_memory = memory.iter_mut().zip(able).filter(|(_, ok)| **ok).map(|(m, _)| m);
+            for (slot, flow) in able_memory.zip(&flows) {
+                let measured = flow.max(0.0) / forward;
+                *slot = match (*slot, follow) {
+                    (Some(old), Some(f)) if measured <= old * (1.0 + SHARE_JUMP) => {
+                        Some(old + f * (measured - old))
+                    }
+                    (Some(old), None) if measured <= old * (1.0 + SHARE_JUMP_CHANGING) => Some(old),
+                    // Nothing known yet: only a steady split is a measurement.
+                    (None, None) => None,
+                    _ => Some(measured),
+                };
+            }
+        }
+    }
+    let n = able.iter().filter(|ok| **ok).count().max(1) as f64;
+    let known: Vec<f64> = memory.iter().zip(able).filter(|(_, ok)| **ok).filter_map(|(m, _)| *m).collect();
+    let total: f64 = known.iter().sum();
+    // Packs missing from the remembered split (left, or back but not measured yet and perhaps
+    // taking nothing): the measured ones carry their part, in proportion.
+    let scale = if total > 0.0 && total < 1.0 { 1.0 / total } else { 1.0 };
+    memory
+        .iter()
+        .zip(able)
+        .map(|(m, ok)| ok.then(|| m.map_or(1.0, |s| (s * scale).clamp(SHARE_FLOOR_OF_EQUAL / n, 1.0))))
+        .collect()
+}
+
+/// Computes the bank limits from the packs and the shares of [`SplitEstimator::update`].
+pub fn bank_limits(
+    topology: Topology,
+    packs: &[PackLimitInput],
+    charge_shares: &[Option<f64>],
+    discharge_shares: &[Option<f64>],
+) -> BankLimits {
     match topology {
         Topology::Parallel => BankLimits {
-            charge: parallel(packs, 1.0, |p| p.charge_limit_a, |p| p.charge_blocked),
-            discharge: parallel(packs, -1.0, |p| p.discharge_limit_a, |p| p.discharge_blocked),
+            charge: parallel(packs, charge_shares, |p| p.charge_limit_a),
+            discharge: parallel(packs, discharge_shares, |p| p.discharge_limit_a),
         },
         Topology::Series => BankLimits {
-            charge: series(packs, true, |p| p.charge_limit_a, |p| p.charge_blocked),
-            discharge: series(packs, false, |p| p.discharge_limit_a, |p| p.discharge_blocked),
+            charge: series(packs, |p| p.charge_limit_a, |p| p.charge_blocked),
+            discharge: series(packs, |p| p.discharge_limit_a, |p| p.discharge_blocked),
         },
     }
 }
 
-/// The share of each pack in `able` (same order), see the module doc.
-pub fn shares(able: &[&PackLimitInput], direction: f64) -> Vec<f64> {
-    let n = able.len() as f64;
-    let caps: Option<Vec<f64>> =
-        able.iter().map(|p| p.capacity_ah.filter(|c| c.is_finite() && *c > 0.0)).collect();
-    let cap_shares: Vec<f64> = match caps {
-        Some(caps) => {
-            let total: f64 = caps.iter().sum();
-            caps.iter().map(|c| c / total).collect()
-        }
-        None => vec![1.0 / n; able.len()],
-    };
-    let flowing: Option<Vec<f64>> = able
-        .iter()
-        .map(|p| p.current_a.filter(|a| a.is_finite()).map(|a| (a * direction).max(0.0)))
-        .collect();
-    let observed = flowing.and_then(|f| {
-        let total: f64 = f.iter().sum();
-        (total >= SPLIT_MIN_CURRENT_A).then(|| f.iter().map(|a| a / total).collect::<Vec<f64>>())
-    });
-    let observed = observed.unwrap_or_else(|| cap_shares.clone());
-    observed.iter().zip(&cap_shares).map(|(o, c)| o.max(SHARE_FLOOR * c).min(1.0)).collect()
-}
-
-fn parallel(
-    packs: &[PackLimitInput],
-    direction: f64,
-    limit: fn(&PackLimitInput) -> f64,
-    blocked: fn(&PackLimitInput) -> bool,
-) -> Limit {
-    let (indexes, able): (Vec<usize>, Vec<&PackLimitInput>) =
-        packs.iter().enumerate().filter(|(_, p)| p.online && !blocked(p)).unzip();
-    let mut best = Limit { amps: 0.0, by: None };
-    for ((&i, pack), share) in indexes.iter().zip(&able).zip(shares(&able, direction)) {
+fn parallel(packs: &[PackLimitInput], shares: &[Option<f64>], limit: fn(&PackLimitInput) -> f64) -> Limit {
+    let mut best = Limit::NONE;
+    for (i, (pack, share)) in packs.iter().zip(shares).enumerate() {
+        let Some(share) = share.filter(|s| *s > 0.0) else { continue };
         let amps = limit(pack).max(0.0) / share;
         if best.by.is_none() || amps < best.amps {
-            best = Limit { amps, by: Some(i) };
+            best = Limit { amps, by: Some(i), share };
         }
     }
     best
@@ -140,21 +307,17 @@ fn parallel(
 
 fn series(
     packs: &[PackLimitInput],
-    charging: bool,
     limit: fn(&PackLimitInput) -> f64,
     blocked: fn(&PackLimitInput) -> bool,
 ) -> Limit {
     let mut best: Option<Limit> = None;
     for (i, p) in packs.iter().enumerate() {
-        if !p.online && !charging {
-            continue;
-        }
         let amps = if !p.online || blocked(p) { 0.0 } else { limit(p).max(0.0) };
         if best.is_none_or(|b| amps < b.amps) {
-            best = Some(Limit { amps, by: Some(i) });
+            best = Some(Limit { amps, by: Some(i), share: 1.0 });
         }
     }
-    best.unwrap_or(Limit { amps: 0.0, by: None })
+    best.unwrap_or(Limit::NONE)
 }
 
 #[cfg(test)]

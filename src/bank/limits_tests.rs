@@ -1,125 +1,220 @@
 use super::*;
+use std::time::Duration;
 
-fn pack(current: f64, capacity: f64) -> PackLimitInput {
+fn pack(current: f64, charge_limit_a: f64, discharge_limit_a: f64) -> PackLimitInput {
     PackLimitInput {
         online: true,
         current_a: Some(current),
-        capacity_ah: Some(capacity),
-        charge_limit_a: 50.0,
-        discharge_limit_a: 60.0,
+        read_at: None,
+        charge_limit_a,
+        discharge_limit_a,
         charge_blocked: false,
         discharge_blocked: false,
     }
 }
 
 fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-9
+    (a - b).abs() < 1e-6
+}
+
+/// The packs read twice a second apart with the same currents (steady: the split is measured).
+fn steady(split: &mut SplitEstimator, t: Instant, packs: &[PackLimitInput]) -> (Shares, Shares) {
+    let before = t - Duration::from_secs(1);
+    let at = |when: Instant| -> Vec<PackLimitInput> {
+        packs.iter().map(|p| PackLimitInput { read_at: Some(when), ..*p }).collect()
+    };
+    split.update(before, &at(before));
+    split.update(t, &at(t))
+}
+
+fn limits_once(packs: &[PackLimitInput]) -> BankLimits {
+    let mut split = SplitEstimator::new(packs.len());
+    let (c, d) = steady(&mut split, Instant::now(), packs);
+    bank_limits(Topology::Parallel, packs, &c, &d)
+}
+
+/// The parallel-bank physics of the oracle: packs of open-circuit voltage `ocv` and resistance
+/// `r` on one bus carrying `bank_a`; returns each pack's current (+ = charging).
+fn split_by_physics(ocv: &[f64], r: &[f64], bank_a: f64) -> Vec<f64> {
+    let g: f64 = r.iter().map(|r| 1.0 / r).sum();
+    let bus = (bank_a + ocv.iter().zip(r).map(|(e, r)| e / r).sum::<f64>()) / g;
+    ocv.iter().zip(r).map(|(e, r)| (bus - e) / r).collect()
 }
 
 #[test]
-fn equal_packs_add_up() {
-    let packs = [pack(20.0, 100.0), pack(20.0, 100.0)];
-    let l = bank_limits(Topology::Parallel, &packs);
-    assert!(close(l.charge.amps, 100.0), "{l:?}");
-    // Charging now: for discharge the capacity shares stand in.
-    assert!(close(l.discharge.amps, 120.0), "{l:?}");
+fn the_issue_example_keeps_the_small_low_resistance_pack_in_its_rating() {
+    // 100/100/50 Ah rated 50/50/25 A charge, 100/100/50 A discharge; the 50 Ah pack takes 41 %.
+    let packs = [pack(29.5, 50.0, 100.0), pack(29.5, 50.0, 100.0), pack(41.0, 25.0, 50.0)];
+    let l = limits_once(&packs);
+    assert!(close(l.charge.amps, 25.0 / 0.41), "{l:?}");
+    assert_eq!(l.charge.by, Some(2));
+    assert!(close(l.charge.share, 0.41));
+    // Never measured discharging: the worst plausible split, each pack could take it all.
+    assert!(close(l.discharge.amps, 50.0), "{l:?}");
+    assert_eq!(l.discharge.by, Some(2));
 }
 
 #[test]
-fn an_uneven_split_is_limited_by_the_pack_that_takes_most() {
-    // A low-resistance 280 Ah pack takes 30 A of 50; the 100 Ah packs 10 A each.
-    let packs = [pack(10.0, 100.0), pack(30.0, 280.0), pack(10.0, 100.0)];
-    let l = bank_limits(Topology::Parallel, &packs);
-    assert!(close(l.charge.amps, 50.0 / 0.6), "{l:?}");
+fn at_rest_the_remembered_split_stands_and_unknown_packs_count_as_taking_everything() {
+    let t0 = Instant::now();
+    let mut split = SplitEstimator::new(3);
+    let resting = [pack(0.0, 50.0, 100.0), pack(0.0, 50.0, 100.0), pack(0.0, 25.0, 50.0)];
+    let (c, d) = split.update(t0, &resting);
+    let l = bank_limits(Topology::Parallel, &resting, &c, &d);
+    assert!(close(l.charge.amps, 25.0) && close(l.discharge.amps, 50.0), "no split known: {l:?}");
+    let charging = [pack(29.5, 50.0, 100.0), pack(29.5, 50.0, 100.0), pack(41.0, 25.0, 50.0)];
+    steady(&mut split, t0 + Duration::from_secs(2), &charging);
+    let (c, d) = split.update(t0 + Duration::from_secs(3), &resting);
+    let l = bank_limits(Topology::Parallel, &resting, &c, &d);
+    assert!(close(l.charge.amps, 25.0 / 0.41), "the charge split is remembered: {l:?}");
+    assert!(close(l.discharge.amps, 50.0), "discharge still unknown: {l:?}");
+}
+
+/// Packs with these currents, read at `at`.
+fn read(at: Instant, currents: &[f64]) -> Vec<PackLimitInput> {
+    currents.iter().map(|a| PackLimitInput { read_at: Some(at), ..pack(*a, 50.0, 50.0) }).collect()
+}
+
+#[test]
+fn a_larger_share_counts_at_once_a_smaller_one_only_from_steady_readings() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut split = SplitEstimator::new(2);
+    let (c, _) = split.update(t0, &read(t0, &[20.0, 20.0]));
+    assert_eq!(c, [Some(1.0), Some(1.0)], "one reading is no split yet");
+    let (c, _) = split.update(t0 + s(1), &read(t0 + s(1), &[20.0, 20.0]));
+    assert_eq!(c, [Some(0.5), Some(0.5)], "steady: measured");
+    // The current changes: a much larger share counts at once, a smaller one is not believed.
+    let (c, _) = split.update(t0 + s(2), &read(t0 + s(2), &[10.0, 30.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)], "rise at once, no fall: {c:?}");
+    // Still changing: 31/42 = 0.738 is no news, nor is 4.8 % more on pack 1 (under 10 %).
+    let (c, _) = split.update(t0 + s(3), &read(t0 + s(3), &[11.0, 31.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)]);
+    let (c, _) = split.update(t0 + s(4), &read(t0 + s(4), &[30.0, 30.0]));
+    assert_eq!(c, [Some(0.5), Some(0.75)], "changing: a smaller share is not believed");
+    // Steady now: the share follows the measurement, smoothed.
+    let (c, _) = split.update(t0 + s(5), &read(t0 + s(5), &[30.0, 30.0]));
+    let expected = 0.75 + (1.0 - (-1.0 / SHARE_TAU_S).exp()) * (0.5 - 0.75);
+    assert!(close(c[1].unwrap_or(0.0), expected), "steady: {c:?} vs {expected}");
+    assert_eq!(c[0], Some(0.5));
+}
+
+#[test]
+fn a_pack_that_leaves_gives_its_part_to_the_others_in_proportion() {
+    let t0 = Instant::now();
+    let mut split = SplitEstimator::new(3);
+    let mut packs = [pack(29.5, 50.0, 100.0), pack(29.5, 50.0, 100.0), pack(41.0, 25.0, 50.0)];
+    steady(&mut split, t0, &packs);
+    packs[0].online = false;
+    let (c, d) = split.update(t0 + Duration::from_secs(1), &packs);
+    assert_eq!(c[0], None);
+    assert!(close(c[2].unwrap_or(0.0), 0.41 / 0.705), "{c:?}");
+    let l = bank_limits(Topology::Parallel, &packs, &c, &d);
+    assert!(close(l.charge.amps, 25.0 / (0.41 / 0.705)), "{l:?}");
+    // Back: it counts as taking everything until a split is measured with it.
+    packs[0].online = true;
+    let resting = [pack(0.0, 50.0, 100.0), pack(0.0, 50.0, 100.0), pack(0.0, 25.0, 50.0)];
+    let (c, d) = split.update(t0 + Duration::from_secs(2), &resting);
+    assert_eq!(c[0], Some(1.0), "{c:?}");
+    let l = bank_limits(Topology::Parallel, &packs, &c, &d);
+    assert!(l.charge.amps <= 25.0 / (0.41 / 0.705) + 1e-9);
+}
+
+#[test]
+fn a_blocking_pack_takes_nothing_and_counts_as_new_when_it_opens_again() {
+    let t0 = Instant::now();
+    let mut split = SplitEstimator::new(2);
+    let mut packs = [pack(20.0, 50.0, 60.0), pack(20.0, 50.0, 60.0)];
+    steady(&mut split, t0, &packs);
+    packs[0].charge_blocked = true;
+    let (c, d) = split.update(t0 + Duration::from_secs(1), &packs);
+    let l = bank_limits(Topology::Parallel, &packs, &c, &d);
+    assert!(close(l.charge.amps, 50.0), "{l:?}");
     assert_eq!(l.charge.by, Some(1));
-    // Discharge with capacity shares: 280/480 of the current on pack 2.
-    assert!(close(l.discharge.amps, 60.0 / (280.0 / 480.0)), "{l:?}");
-}
-
-#[test]
-fn a_pack_resting_now_still_counts_half_its_capacity_share() {
-    // Pack 2 takes nothing now; its floor is 0.5 x 0.5 = 0.25 of the bank current.
-    let mut packs = [pack(20.0, 100.0), pack(0.0, 100.0)];
-    packs[1].charge_limit_a = 5.0;
-    let l = bank_limits(Topology::Parallel, &packs);
-    assert!(close(l.charge.amps, 20.0), "{l:?}");
-    assert_eq!(l.charge.by, Some(1));
-}
-
-#[test]
-fn a_blocking_pack_removes_its_share() {
-    let mut packs = [pack(15.0, 100.0), pack(15.0, 200.0), pack(10.0, 100.0)];
     packs[1].charge_blocked = true;
-    let l = bank_limits(Topology::Parallel, &packs);
-    // Pack 2 is out: packs 1 and 3 split 15:10.
-    assert!(close(l.charge.amps, 50.0 / 0.6), "{l:?}");
-    assert_eq!(l.charge.by, Some(0));
-    // Discharging is not blocked: all three count (capacity shares while charging).
-    assert!(close(l.discharge.amps, 60.0 / 0.5), "{l:?}");
-    for p in &mut packs {
-        p.charge_blocked = true;
-    }
-    let l = bank_limits(Topology::Parallel, &packs);
-    assert_eq!(l.charge, Limit { amps: 0.0, by: None });
+    let (c, d) = split.update(t0 + Duration::from_secs(2), &packs);
+    assert_eq!(bank_limits(Topology::Parallel, &packs, &c, &d).charge, Limit::NONE);
 }
 
 #[test]
 fn a_pack_at_zero_that_still_conducts_stops_the_bank() {
-    // Its FET is on (it takes current) but its own limit is 0: nothing may flow.
-    let mut packs = [pack(15.0, 100.0), pack(15.0, 100.0)];
-    packs[0].charge_limit_a = 0.0;
-    assert_eq!(bank_limits(Topology::Parallel, &packs).charge, Limit { amps: 0.0, by: Some(0) });
+    let packs = [pack(10.0, 0.0, 60.0), pack(10.0, 50.0, 60.0)];
+    let l = limits_once(&packs);
+    assert_eq!((l.charge.amps, l.charge.by), (0.0, Some(0)));
 }
 
 #[test]
-fn a_missing_pack_is_never_counted_and_the_limit_shrinks() {
-    let packs = [pack(10.0, 100.0), pack(10.0, 100.0), pack(20.0, 100.0), pack(5.0, 100.0)];
-    let all = bank_limits(Topology::Parallel, &packs).charge.amps;
-    let mut lost = packs;
-    lost[3].online = false;
-    lost[3].current_a = None;
-    let fewer = bank_limits(Topology::Parallel, &lost).charge.amps;
-    assert!(close(all, 50.0 / (20.0 / 45.0)), "{all}");
-    assert!(close(fewer, 100.0), "{fewer}");
-    assert!(fewer < all);
-    for p in &mut lost {
-        p.online = false;
-    }
-    let none = bank_limits(Topology::Parallel, &lost);
-    assert_eq!(none.charge.amps, 0.0);
-    assert_eq!(none.discharge.amps, 0.0);
+fn counterflow_inside_the_bank_is_no_measurement() {
+    // 3 A into the bank, but pack 1 charges pack 2 with 4 A: the split says nothing.
+    let packs = [pack(7.0, 50.0, 60.0), pack(-4.0, 50.0, 60.0)];
+    let l = limits_once(&packs);
+    assert!(close(l.charge.amps, 50.0), "worst case kept: {l:?}");
 }
 
 #[test]
-fn near_zero_current_uses_capacity_shares_and_unknown_capacity_equal_shares() {
-    let packs = [pack(0.5, 100.0), pack(1.0, 300.0)];
-    let l = bank_limits(Topology::Parallel, &packs);
-    assert!(close(l.charge.amps, 50.0 / 0.75), "{l:?}");
-    let unknown = [PackLimitInput { capacity_ah: None, ..pack(0.0, 1.0) }, pack(0.0, 300.0)];
-    assert!(close(bank_limits(Topology::Parallel, &unknown).charge.amps, 100.0));
-}
-
-#[test]
-fn a_pack_that_reverses_counts_as_resting_not_negative() {
-    // Pack 2 discharges into pack 1 while the bank charges 10 A: pack 1 takes 14 A.
-    let packs = [pack(14.0, 100.0), pack(-4.0, 100.0)];
-    let l = bank_limits(Topology::Parallel, &packs);
-    let s = shares(&[&packs[0], &packs[1]], 1.0);
-    assert!(close(s[0], 1.0) && close(s[1], 0.25), "{s:?}");
-    assert!(close(l.charge.amps, 50.0), "{l:?}");
-}
-
-#[test]
-fn series_takes_the_smallest_limit_and_stops_charging_without_a_pack() {
-    let mut packs = [pack(10.0, 100.0), pack(10.0, 100.0)];
-    packs[1].charge_limit_a = 30.0;
-    let l = bank_limits(Topology::Series, &packs);
-    assert_eq!(l.charge, Limit { amps: 30.0, by: Some(1) });
+fn series_takes_the_smallest_limit_and_stops_without_a_pack() {
+    let mut packs = [pack(10.0, 50.0, 60.0), pack(10.0, 30.0, 60.0)];
+    let none = [None, None];
+    let l = bank_limits(Topology::Series, &packs, &none, &none);
+    assert_eq!(l.charge, Limit { amps: 30.0, by: Some(1), share: 1.0 });
     assert_eq!(l.discharge.amps, 60.0);
     packs[0].online = false;
-    let l = bank_limits(Topology::Series, &packs);
-    assert_eq!(l.charge, Limit { amps: 0.0, by: Some(0) });
-    assert_eq!(l.discharge.amps, 60.0);
-    packs[1].discharge_blocked = true;
-    assert_eq!(bank_limits(Topology::Series, &packs).discharge.amps, 0.0);
+    let l = bank_limits(Topology::Series, &packs, &none, &none);
+    assert_eq!((l.charge.amps, l.discharge.amps), (0.0, 0.0));
+}
+
+/// A small deterministic generator for random banks (no extra dependency).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next()
+    }
+}
+
+#[test]
+fn random_banks_never_put_a_pack_over_its_limit_at_the_bank_limit() {
+    // Oracle: the physics split at the bank limit, not the estimator. 2000 random banks of 2..6
+    // packs, resistances 2..40 mOhm, limits 5..200 A; the split is measured once at a random bank
+    // current (sometimes too small to measure), then the bank runs at its limit.
+    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    let mut measured_cases = 0;
+    for case in 0..2000 {
+        let n = 2 + (rng.next() * 5.0) as usize;
+        let r: Vec<f64> = (0..n).map(|_| rng.range(0.002, 0.040)).collect();
+        let ocv = vec![53.0; n];
+        let limits: Vec<f64> = (0..n).map(|_| rng.range(5.0, 200.0)).collect();
+        let direction = if rng.next() < 0.5 { 1.0 } else { -1.0 };
+        let measured_at = direction * rng.range(0.0, 300.0);
+        measured_cases += usize::from(measured_at.abs() >= SPLIT_MIN_CURRENT_A);
+        let currents = split_by_physics(&ocv, &r, measured_at);
+        let packs: Vec<PackLimitInput> =
+            currents.iter().zip(&limits).map(|(a, l)| pack(*a, *l, *l)).collect();
+        let l = limits_once(&packs);
+        let limit = if direction > 0.0 { l.charge.amps } else { l.discharge.amps };
+        let at_limit = split_by_physics(&ocv, &r, direction * limit);
+        let mut binding = false;
+        for (i, (a, rating)) in at_limit.iter().zip(&limits).enumerate() {
+            assert!(
+                a.abs() <= rating * (1.0 + 1e-9),
+                "case {case}: pack {i} at {a:.2} A > {rating:.2} A (bank {limit:.2} A, measured at {measured_at:.1} A)"
+            );
+            binding |= a.abs() >= rating * (1.0 - 1e-9);
+        }
+        // Not needlessly low: with a measured split one pack is exactly at its limit, unless the
+        // binding pack's share was raised to the floor.
+        let by = if direction > 0.0 { l.charge.by } else { l.discharge.by }.unwrap_or(0);
+        let floored = currents[by].abs() / measured_at.abs() < SHARE_FLOOR_OF_EQUAL / n as f64;
+        if measured_at.abs() >= SPLIT_MIN_CURRENT_A && !floored {
+            assert!(binding, "case {case}: with a measured split one pack is exactly at its limit");
+        }
+    }
+    assert!(measured_cases > 1900, "{measured_cases}");
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: `[[bank]]` tables and how pack references resolve to (port, address).
 //! - [`aggregate`]: the bank's measurements from its online packs (pure).
+//! - [`health`]: whether a pack counts in the bank now (dropouts within a poll or two, rejoin).
+//! - [`identity`]: distinct identities for packs that report the same serial.
 //! - [`limits`]: the bank's CCL/DCL from each pack's own limit and its share of the current (pure).
 //! - [`task`]: the bank task: one monitor per pack, one for the bank, their D-Bus services.
 //!
@@ -10,6 +12,8 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod health;
+pub mod identity;
 pub mod limits;
 pub mod task;
 

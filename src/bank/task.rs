@@ -3,12 +3,14 @@
 //! and their D-Bus services. One task per bank, woken by any pack's reading and by the poll
 //! interval; a pack that falls silent costs nothing but its own freshness.
 
-use super::aggregate::{aggregate, pack_capacity_ah, PackView, BANK_MODEL};
+use super::aggregate::{aggregate, PackView, BANK_MODEL};
 use super::config::{BankConfig, Topology};
-use super::limits::{bank_limits, pack_targets, PackLimitInput};
+use super::health::{Change, PackHealth};
+use super::limits::{bank_limits, pack_targets, Limit, PackLimitInput, PackTarget, SplitEstimator};
 use crate::app::{self, BatterySlot};
-use crate::battery::AlarmLevel;
+use crate::battery::{AlarmLevel, Battery};
 use crate::config::{BatteryConfig, Config};
+use crate::control::current::LimitReason;
 use crate::control::{ChargeConfig, ChargeController, ChargeLimits};
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
@@ -87,18 +89,33 @@ struct PackState {
     label: String,
     updates: watch::Receiver<Option<PollUpdate>>,
     monitor: Monitor,
+    health: PackHealth,
     service: ServiceSlot,
-    was_online: bool,
 }
 
-/// The bank's charge config: the `[charge]` maxima are per pack; parallel packs add up.
-pub fn bank_charge_config(charge: &ChargeConfig, topology: Topology, packs: usize) -> ChargeConfig {
+/// The bank's charge config: each pack's ratings (`max_charge_current` ... of its
+/// `[[port.battery]]`, default `[charge]`) add up in parallel; in series the smallest counts.
+/// This is the bank controller's ceiling only: the split limit ([`super::limits`]) is what keeps
+/// each pack inside its rating.
+pub fn bank_charge_config(
+    charge: &ChargeConfig,
+    topology: Topology,
+    packs: &[BatteryConfig],
+) -> ChargeConfig {
     let mut cfg = charge.clone();
-    if topology == Topology::Parallel {
-        let n = packs.max(1) as f64;
-        cfg.max_charge_current *= n;
-        cfg.max_discharge_current *= n;
-        cfg.capacity_ah = cfg.capacity_ah.map(|c| c * n);
+    let each: Vec<ChargeConfig> = packs.iter().map(|p| p.charge_config(charge)).collect();
+    let (charge_a, discharge_a) =
+        (each.iter().map(|c| c.max_charge_current), each.iter().map(|c| c.max_discharge_current));
+    match topology {
+        Topology::Parallel => {
+            cfg.max_charge_current = charge_a.sum();
+            cfg.max_discharge_current = discharge_a.sum();
+            cfg.capacity_ah = cfg.capacity_ah.map(|c| c * packs.len().max(1) as f64);
+        }
+        Topology::Series => {
+            cfg.max_charge_current = charge_a.fold(cfg.max_charge_current, f64::min);
+            cfg.max_discharge_current = discharge_a.fold(cfg.max_discharge_current, f64::min);
+        }
     }
     cfg
 }
@@ -120,52 +137,159 @@ pub fn pack_output(out: &Output) -> Output {
     shown
 }
 
-/// Everything one cycle of the bank computes, from the packs' outputs at `now` (pure but for
-/// the monitors it feeds).
-pub fn bank_cycle(
+/// A pack that left the bank (device gone, timeouts) while its own grace period still runs:
+/// shown disconnected with every measurement unknown, as the bank counts it.
+pub fn left_output(out: &Output) -> Output {
+    let b = &out.battery;
+    let alarms = crate::battery::Alarms { bms_cable: Some(AlarmLevel::Warning), ..Default::default() };
+    let battery = Battery {
+        cell_count: b.cells_in_series(),
+        nominal_capacity_ah: b.nominal_capacity_ah,
+        model: b.model.clone(),
+        serial: b.serial.clone(),
+        firmware_version: b.firmware_version.clone(),
+        hardware_version: b.hardware_version.clone(),
+        production_date: b.production_date.clone(),
+        alarms,
+        ..Battery::default()
+    };
+    Output {
+        battery,
+        connected: false,
+        state: crate::monitor::state::ERROR,
+        error_code: crate::monitor::ERROR_CODE_BMS_LOST,
+        ..pack_output(out)
+    }
+}
+
+/// The bank's control: its own monitor (charge control on the aggregated battery), each pack's
+/// effective ratings and the measured split. [`BankControl::cycle`] is pure but for that state.
+#[derive(Debug)]
+pub struct BankControl {
     topology: Topology,
-    charge: &ChargeConfig,
-    bank: &mut Monitor,
-    pack_outputs: &[Output],
-    now: Instant,
-) -> Output {
-    let views: Vec<PackView<'_>> =
-        pack_outputs.iter().map(|o| PackView { battery: &o.battery, online: o.connected }).collect();
-    let mut battery = aggregate(topology, &views);
-    let inputs: Vec<PackLimitInput> = pack_outputs
-        .iter()
-        .map(|o| {
-            let (charge_limit_a, discharge_limit_a) = pack_targets(charge, &o.battery, o.limits.soc_percent);
-            PackLimitInput {
-                online: o.connected,
-                current_a: o.battery.current_a,
-                capacity_ah: pack_capacity_ah(&o.battery),
-                charge_limit_a,
-                discharge_limit_a,
-                charge_blocked: o.battery.charge_fet == Some(false),
-                discharge_blocked: o.battery.discharge_fet == Some(false),
-            }
-        })
-        .collect();
-    let split = bank_limits(topology, &inputs);
-    battery.charge_current_limit_a = Some(split.charge.amps);
-    battery.discharge_current_limit_a = Some(split.discharge.amps);
-    // The bank is fresh as long as its freshest pack: when the last pack is lost, so is the
-    // bank, and the single-battery fail-safe (CCL 0, DCL per rule) takes over.
-    match battery.read_at.filter(|_| pack_outputs.iter().any(|o| o.connected)) {
-        Some(at) => {
-            // A rejected aggregate counts as a failed reading inside the monitor.
-            let _ = bank.handle_reading(at, battery);
-        }
-        None => {
-            bank.handle_failure("no pack of the bank answers".to_owned());
+    pack_configs: Vec<ChargeConfig>,
+    pack_names: Vec<String>,
+    split: SplitEstimator,
+    /// The bank's monitor (its charge-control state is saved and restored by the task).
+    pub monitor: Monitor,
+}
+
+impl BankControl {
+    /// A bank of packs with these options (in config order) and names (for the limitation text).
+    pub fn new(
+        topology: Topology,
+        charge: &ChargeConfig,
+        packs: &[BatteryConfig],
+        pack_names: Vec<String>,
+        monitor: impl FnOnce(ChargeController) -> Monitor,
+    ) -> Self {
+        let controller = ChargeController::new(bank_charge_config(charge, topology, packs));
+        Self {
+            topology,
+            pack_configs: packs.iter().map(|p| p.charge_config(charge)).collect(),
+            pack_names,
+            split: SplitEstimator::new(packs.len()),
+            monitor: monitor(controller),
         }
     }
-    let mut out = bank.output(now);
-    let online = pack_outputs.iter().filter(|o| o.connected).count();
-    out.battery.modules_online = u32::try_from(online).ok();
-    out.battery.modules_offline = u32::try_from(pack_outputs.len() - online).ok();
-    out
+
+    /// One cycle from the packs' outputs at `now`; `members[i]`: pack `i` counts in the bank
+    /// now (`health.rs`). Packs that do not count are left out of every sum and limit.
+    pub fn cycle(&mut self, pack_outputs: &[Output], members: &[bool], now: Instant) -> Output {
+        let counted: Vec<bool> = pack_outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| o.connected && members.get(i).copied().unwrap_or(true))
+            .collect();
+        let views: Vec<PackView<'_>> = pack_outputs
+            .iter()
+            .zip(&counted)
+            .map(|(o, c)| PackView { battery: &o.battery, online: *c })
+            .collect();
+        let mut battery = aggregate(self.topology, &views);
+        let mut targets = Vec::with_capacity(pack_outputs.len());
+        let inputs: Vec<PackLimitInput> = pack_outputs
+            .iter()
+            .zip(&counted)
+            .zip(&self.pack_configs)
+            .map(|((o, online), cfg)| {
+                let (charge, discharge) = pack_targets(cfg, &o.battery, o.limits.soc_percent);
+                let input = PackLimitInput {
+                    online: *online,
+                    current_a: o.battery.current_a,
+                    read_at: o.battery.read_at,
+                    charge_limit_a: charge.amps,
+                    discharge_limit_a: discharge.amps,
+                    charge_blocked: o.battery.charge_fet == Some(false),
+                    discharge_blocked: o.battery.discharge_fet == Some(false),
+                };
+                targets.push((charge, discharge));
+                input
+            })
+            .collect();
+        let (charge_shares, discharge_shares) = self.split.update(now, &inputs);
+        let split = bank_limits(self.topology, &inputs, &charge_shares, &discharge_shares);
+        battery.charge_current_limit_a = Some(split.charge.amps);
+        battery.discharge_current_limit_a = Some(split.discharge.amps);
+        let online = counted.iter().filter(|c| **c).count();
+        let missing = counted.iter().position(|c| !c);
+        match (self.topology, missing, battery.read_at.filter(|_| online > 0)) {
+            // A series string with a pack missing has unknown cells: lost at once.
+            (Topology::Series, Some(i), _) => {
+                self.monitor.handle_lost(format!("pack {} of the series bank is missing", i + 1));
+            }
+            (_, _, Some(at)) => {
+                // A rejected aggregate counts as a failed reading inside the monitor.
+                let _ = self.monitor.handle_reading(at, battery);
+            }
+            // The bank is fresh as long as its freshest pack: when the last pack is lost, so is
+            // the bank, and the single-battery fail-safe (CCL 0, DCL per rule) takes over.
+            (_, _, None) => {
+                self.monitor.handle_failure("no pack of the bank answers".to_owned());
+            }
+        }
+        let mut out = self.monitor.output(now);
+        out.battery.modules_online = u32::try_from(online).ok();
+        out.battery.modules_offline = u32::try_from(pack_outputs.len() - online).ok();
+        if out.connected {
+            let names = &self.pack_names;
+            let pick =
+                |t: &(PackTarget, PackTarget), charge: bool| if charge { t.0.clone() } else { t.1.clone() };
+            for (limit, charge) in [(split.charge, true), (split.discharge, false)] {
+                let (reason, text) = if charge {
+                    (&out.limits.charge_reason, &mut out.limits.charge_limitation)
+                } else {
+                    (&out.limits.discharge_reason, &mut out.limits.discharge_limitation)
+                };
+                if !reason.reasons.contains(&LimitReason::BmsLimit) {
+                    continue;
+                }
+                let Some(i) = limit.by else { continue };
+                let Some(target) = targets.get(i).map(|t| pick(t, charge)) else { continue };
+                *text = limitation_text(
+                    i,
+                    names.get(i).map_or("", String::as_str),
+                    &target,
+                    limit,
+                    reason.recovering,
+                );
+            }
+        }
+        out
+    }
+}
+
+/// `/Info/ChargeLimitation` of a bank limited by one pack: which pack, its rule, its share.
+fn limitation_text(index: usize, name: &str, target: &PackTarget, limit: Limit, recovering: bool) -> String {
+    let rules = crate::control::current::Limitation { reasons: target.reasons.clone(), recovering: false };
+    let share = limit.share * 100.0;
+    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+    let recovering = if recovering { " (recovering)" } else { "" };
+    format!(
+        "Pack {}{name}: {rules} {:.1} A at {share:.0} % of the bank current{recovering}",
+        index + 1,
+        target.amps
+    )
 }
 
 fn bank_identity(bank: &BankConfig, config: &Config) -> Identity {
@@ -195,6 +319,7 @@ pub async fn run(
     config: Config,
     bus: BusAddress,
     mut shutdown: watch::Receiver<bool>,
+    identities: std::sync::Arc<super::identity::Registry>,
 ) {
     let stale_after = crate::app::stale_after(&config);
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
@@ -206,25 +331,35 @@ pub async fn run(
         .map(|p| {
             let at = p.slot.address.map_or(String::new(), |a| format!("#{a}"));
             let label = format!("{} pack {}{at}", label, p.slot.port.device);
-            let controller = ChargeController::new(config.charge.clone());
+            let controller = ChargeController::new(p.slot.options.charge_config(&config.charge));
             PackState {
                 monitor: Monitor::new(start, p.slot.options.clone(), stale_after, controller),
+                health: PackHealth::default(),
                 service: ServiceSlot::new(label.clone()),
                 slot: p.slot,
                 label,
                 updates: p.updates,
-                was_online: false,
             }
         })
         .collect();
-    let controller = ChargeController::new(bank_charge_config(&config.charge, bank.topology, packs.len()));
-    let mut monitor = Monitor::new(start, BatteryConfig::default(), stale_after, controller);
+    let options: Vec<BatteryConfig> = packs.iter().map(|p| p.slot.options.clone()).collect();
+    let names: Vec<String> = packs
+        .iter()
+        .map(|p| {
+            let at = p.slot.address.map_or(String::new(), |a| format!("#{a}"));
+            p.slot.options.name.clone().unwrap_or_else(|| format!("{}{at}", p.slot.port.device))
+        })
+        .collect();
+    let mut control = BankControl::new(bank.topology, &config.charge, &options, names, |controller| {
+        Monitor::new(start, BatteryConfig::default(), stale_after, controller)
+    });
     let identity = bank_identity(&bank, &config);
     let state_path = app::state_file(&config, &identity.unique_id);
-    app::restore_state(&mut monitor, &state_path, &label);
+    app::restore_state(&mut control.monitor, &state_path, &label);
     let mut service = ServiceSlot::new(label.clone());
     let mut last_limits = None;
     let mut announced = false;
+    let mut pack_identities: Option<Vec<Identity>> = None;
 
     // Any pack's reading wakes the task at once (the watch receivers stay with the task).
     let wake = std::sync::Arc::new(Notify::new());
@@ -242,18 +377,26 @@ pub async fn run(
     loop {
         for pack in &mut packs {
             if pack.updates.has_changed().unwrap_or(false) {
-                pack.updates.borrow_and_update();
+                let update = pack.updates.borrow_and_update().clone();
                 app::take_update(&mut pack.monitor, &pack.updates, &pack.label);
+                if let Some(update) = update {
+                    let change = match &update.result {
+                        Ok(_) => pack.health.on_reading(),
+                        Err(error) => pack.health.on_failure(update.device_gone, error),
+                    };
+                    log_change(&pack.label, change, &pack.health);
+                }
             }
         }
         let now = Instant::now();
         let outputs: Vec<Output> = packs.iter_mut().map(|p| p.monitor.output(now)).collect();
         for (pack, out) in packs.iter_mut().zip(&outputs) {
-            if pack.was_online && !out.connected {
-                tracing::warn!(battery = %pack.label, "pack lost; the bank carries on without it");
+            if !out.connected {
+                let change = pack.health.leave("no good reading within stale_after_s");
+                log_change(&pack.label, change, &pack.health);
             }
-            pack.was_online = out.connected;
         }
+        let members: Vec<bool> = packs.iter().map(|p| p.health.is_member()).collect();
         let all_seen = packs.iter().all(|p| p.monitor.latest().read_at.is_some());
         let ready = all_seen || now >= ready_at;
         if !ready {
@@ -264,9 +407,9 @@ pub async fn run(
             }
             continue;
         }
-        let out = bank_cycle(bank.topology, &config.charge, &mut monitor, &outputs, now);
+        let out = control.cycle(&outputs, &members, now);
         app::log_limit_change(&label, &mut last_limits, &out);
-        if let Some(state) = monitor.take_state_to_save() {
+        if let Some(state) = control.monitor.take_state_to_save() {
             app::save_state(state_path.clone(), state, &label).await;
         }
         if !announced {
@@ -278,20 +421,41 @@ pub async fn run(
             service.publish(&bus, || identity.clone(), &app::snapshot(&out)).await;
         }
         if bank.publishes_packs() {
-            for (pack, out) in packs.iter_mut().zip(&outputs) {
-                let shown = pack_output(out);
-                let ident = || app::identity(&pack.slot, &config, pack.monitor.latest());
-                pack.service.publish(&bus, ident, &app::snapshot(&shown)).await;
+            let idents = pack_identities.get_or_insert_with(|| {
+                let each: Vec<Identity> =
+                    packs.iter().map(|p| app::identity(&p.slot, &config, p.monitor.latest())).collect();
+                let each = super::identity::distinct(each, &label);
+                each.into_iter().zip(&packs).map(|(ident, p)| identities.claim(ident, &p.label)).collect()
+            });
+            for (((pack, out), member), ident) in
+                packs.iter_mut().zip(&outputs).zip(&members).zip(idents.iter())
+            {
+                let shown = if *member { pack_output(out) } else { left_output(out) };
+                pack.service.publish(&bus, || ident.clone(), &app::snapshot(&shown)).await;
             }
         }
         tokio::select! {
             _ = wake.notified() => {}
             _ = ticker.tick() => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
-                app::save_state(state_path.clone(), monitor.control_state(), &label).await;
+                app::save_state(state_path.clone(), control.monitor.control_state(), &label).await;
                 return;
             },
         }
+    }
+}
+
+fn log_change(label: &str, change: Change, health: &PackHealth) {
+    match change {
+        Change::Left => tracing::warn!(
+            battery = %label,
+            reason = health.left_because().unwrap_or(""),
+            "pack left the bank; the others carry its current (limits recomputed now)"
+        ),
+        Change::Joined => {
+            tracing::info!(battery = %label, "pack counts in the bank (limits rise through the recovery ramp)")
+        }
+        Change::None => {}
     }
 }
 

@@ -80,6 +80,7 @@ pub(super) async fn check_bus(report: &mut Report, address: &BusAddress, cfg: &C
         report.add(Status::Fail, "no com.victronenergy.battery.* service on the bus: is the daemon running?");
     }
     let mut instances: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut serials: HashMap<String, Vec<String>> = HashMap::new();
     let mut connections = Vec::new();
     for name in services {
         let items = match call(get_items(&connection, name)).await {
@@ -95,6 +96,9 @@ pub(super) async fn check_bus(report: &mut Report, address: &BusAddress, cfg: &C
         }
         let process = text(&items, "/Mgmt/ProcessName");
         let ours = process == "bms-bridge";
+        if ours {
+            serials.entry(text(&items, "/Serial")).or_default().push(name.clone());
+        }
         connections.push(text(&items, "/Mgmt/Connection"));
         describe_battery(report, name, &items, ours);
     }
@@ -102,6 +106,17 @@ pub(super) async fn check_bus(report: &mut Report, address: &BusAddress, cfg: &C
         report.add(
             Status::Warn,
             format!("device instance {instance} is used by {}: VRM and the GUI mix them up; change one in Settings > Devices", names.join(", ")),
+        );
+    }
+    // Packs that report the same serial (JBD UP16S ship so) are kept apart by the daemon; say so.
+    for (serial, names) in serials.iter().filter(|(s, n)| n.len() > 1 && !s.is_empty() && s.as_str() != "---")
+    {
+        report.add(
+            Status::Warn,
+            format!(
+                "{} report the same BMS serial {serial}: each keeps its own identity (serial + port + address: state file, device instance); set identity = \"...\" in [[port.battery]] to name them",
+                names.join(", ")
+            ),
         );
     }
     for port in &cfg.ports {

@@ -146,7 +146,7 @@ pub async fn run_can<L, F>(
                 link
             }
             Err(err) => {
-                publish(&sub, Err(format!("CAN {}: cannot open: {err}", settings.interface)));
+                publish(&sub, Err(format!("CAN {}: cannot open: {err}", settings.interface)), true);
                 tokio::select! {
                     _ = tokio::time::sleep(settings.publish_every) => continue,
                     _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
@@ -172,11 +172,16 @@ pub async fn run_can<L, F>(
                     }
                     Err(err) => {
                         tracing::warn!(interface = %settings.interface, error = %err, "CAN interface failed; reopening");
-                        publish(&sub, Err(format!("CAN {}: {err}", settings.interface)));
+                        publish(&sub, Err(format!("CAN {}: {err}", settings.interface)), true);
                         break;
                     }
                 },
-                _ = ticker.tick() => publish(&sub, assembler.reading(Instant::now(), &settings)),
+                _ = ticker.tick() => {
+                    // Frames that stopped are a device gone, not a missed reply (bank/health.rs).
+                    let reading = assembler.reading(Instant::now(), &settings);
+                    let gone = reading.is_err();
+                    publish(&sub, reading, gone);
+                }
                 _ = keepalive.tick(), if settings.keepalive.is_some() => {
                     if let Some((frame, _)) = &settings.keepalive {
                         match link.send(frame).await {

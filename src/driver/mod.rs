@@ -32,6 +32,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// Cycles without any answer on a port after which it is closed and opened again.
 const REOPEN_AFTER_SILENT_CYCLES: u32 = 3;
 
+/// How often an open port's device path is checked between polls: an unplugged USB adapter
+/// is reported within this time, not at the next poll (5 s apart, say).
+const PRESENCE_CHECK: Duration = Duration::from_millis(250);
+
 /// The result of polling one BMS once.
 #[derive(Debug, Clone)]
 pub struct PollUpdate {
@@ -39,6 +43,9 @@ pub struct PollUpdate {
     pub at: std::time::Instant,
     /// The reading, or what went wrong (text, with port and address).
     pub result: Result<Battery, String>,
+    /// The failure is the device itself gone (open or I/O failed, its path vanished), not a
+    /// BMS that missed one reply: a bank drops the pack at once (`bank/health.rs`).
+    pub device_gone: bool,
 }
 
 /// Why one poll failed.
@@ -93,6 +100,15 @@ pub async fn run_port_with_commands(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => {}
+            () = vanished(&port.device), if link.is_some() => {
+                tracing::warn!(port = %port.device, "device gone; reopening when it is back");
+                let message = format!("port {}: device gone", port.device);
+                for sub in &subscribers {
+                    publish(sub, Err(message.clone()), true);
+                }
+                link = None;
+                continue;
+            }
         }
         if *shutdown.borrow() {
             return;
@@ -111,7 +127,7 @@ pub async fn run_port_with_commands(
                 Err(err) => {
                     let message = format!("port {}: cannot open: {err}", port.device);
                     for sub in &subscribers {
-                        publish(sub, Err(message.clone()));
+                        publish(sub, Err(message.clone()), true);
                     }
                     continue;
                 }
@@ -138,12 +154,12 @@ pub async fn run_port_with_commands(
                     if let Some(read) = identity_read.get_mut(index) {
                         *read |= need_identity;
                     }
-                    publish(sub, Ok(battery));
+                    publish(sub, Ok(battery), false);
                 }
                 Err(err) => {
                     let broken = matches!(&err, PollError::Link(e) if e.port_is_broken());
                     let at = sub.address.map_or(String::new(), |a| format!(" address {a}"));
-                    publish(sub, Err(format!("port {}{at}: {err}", port.device)));
+                    publish(sub, Err(format!("port {}{at}: {err}", port.device)), broken);
                     if broken {
                         tracing::warn!(port = %port.device, error = %err, "port failed; reopening next cycle");
                         link = None;
@@ -169,9 +185,19 @@ pub async fn run_port_with_commands(
     }
 }
 
-fn publish(sub: &Subscriber, result: Result<Battery, String>) {
+fn publish(sub: &Subscriber, result: Result<Battery, String>, device_gone: bool) {
     // send_replace never fails; it keeps only the newest result for a slow reader.
-    sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result }));
+    sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result, device_gone }));
+}
+
+/// Returns once `device` no longer exists (checked every [`PRESENCE_CHECK`]).
+async fn vanished(device: &str) {
+    loop {
+        tokio::time::sleep(PRESENCE_CHECK).await;
+        if !std::path::Path::new(device).exists() {
+            return;
+        }
+    }
 }
 
 /// An open port: a byte link with the protocol's own framing, or a tokio-modbus RTU master.

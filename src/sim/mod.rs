@@ -5,7 +5,10 @@
 //!   JBD simulator's FETs also follow register 0xE1 writes, the UP16S's SoC follows SetSoc).
 //! - [`jbd`], [`jbd_up16s`]: the protocol answers, built with the protocol modules' encoders.
 //! - [`pack`], [`closed_loop`], [`plot`]: the charge-control scenarios on a 16S pack model.
+//! - [`bank`]: a parallel bank's physics (current split by resistance, a charger obeying CCL/DCL,
+//!   an overload recorder per pack) for the bank scenarios.
 
+pub mod bank;
 pub mod closed_loop;
 pub mod daly;
 pub mod eg4_lifepower;
