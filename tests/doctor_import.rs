@@ -232,3 +232,38 @@ async fn log_lines_name_the_battery_for_connect_loss_and_limits() {
     assert!(!log.contains('\x1b'), "no colour codes in a log file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `bms-bridge sim` holding the port is not "the running daemon"; doctor also says whether the
+/// state_dir is writable.
+#[test]
+fn doctor_tells_a_simulator_from_the_daemon_and_checks_the_state_dir() {
+    let dir = scratch_dir("doctor-sim");
+    let link = dir.join("ttySIM");
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
+        .args(["sim", "--protocol", "jbd", "--link"])
+        .arg(&link)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !link.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let config = dir.join("bms-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"/proc/bms-bridge-state\"\n\n[[port]]\ndevice = \"{}\"\nprotocol = \"jbd\"\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let (_, out, err) = bms_bridge(&["doctor", "--config", config.to_str().unwrap()]);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(out.contains("another bms-bridge command (a simulator or the demo, not the daemon)"), "{out}{err}");
+    assert!(!out.contains("the running daemon uses it"), "{out}");
+    assert!(out.contains("FAIL state_dir: /proc/bms-bridge-state"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
