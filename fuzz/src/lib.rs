@@ -98,7 +98,7 @@ pub fn protocol(name: &str, data: &[u8]) {
     }
     // Write acknowledgements are wire data too.
     if let Some(p) = Protocol::from_name(name) {
-        let _ = writes::check_ack(p, address.unwrap_or(1), data);
+        let _ = p.check_ack(address.unwrap_or(1), data);
     }
 }
 

@@ -203,9 +203,8 @@ pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
         "daly" => daly::decode_all(bytes),
         "eg4_lifepower" => eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
         "victron_can" => return Err("victron_can frames need their CAN id (--can-id 0x351)".to_owned()),
-        other => {
-            return Err(format!("unknown protocol {other:?} (known: {})", crate::config::Protocol::names()))
-        }
+        // The CLI accepts only registered names (`bms::ALL`); the registry lists them, not this.
+        other => return Err(format!("unknown protocol {other:?}")),
     };
     result.map_err(|e| e.to_string())
 }

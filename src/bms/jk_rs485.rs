@@ -1,0 +1,16 @@
+//! JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port. No writes.
+
+use super::{any_address, Link, Spec, Writes};
+
+/// The `jk_rs485` spec.
+pub const SPEC: Spec = Spec {
+    name: "jk_rs485",
+    link: Link::Serial,
+    default_baud: 115_200,
+    addressable: false,
+    one_battery_per_port: false,
+    default_address: None,
+    probe_addresses: &[None],
+    address_problem: any_address,
+    writes: Writes::NONE,
+};

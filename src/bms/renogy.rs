@@ -1,0 +1,16 @@
+//! Renogy smart batteries, Modbus RTU 9600, registers 5000+. No writes.
+
+use super::{any_address, Link, Spec, Writes};
+
+/// The `renogy` spec.
+pub const SPEC: Spec = Spec {
+    name: "renogy",
+    link: Link::Modbus,
+    default_baud: 9600,
+    addressable: true,
+    one_battery_per_port: false,
+    default_address: Some(0x30),
+    probe_addresses: &[Some(0x30), Some(0xF7)],
+    address_problem: any_address,
+    writes: Writes::NONE,
+};
