@@ -87,4 +87,3 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
     }
     out
 }
-

@@ -211,10 +211,7 @@ mod tests {
         let error_status = jbd::encode_response(jbd::REG_MOS_CONTROL, 0x80, &[]);
         assert!(jbd_check_ack(1, &error_status).is_err());
         let other_register = hex("DD 01 00 00 00 00 77");
-        assert!(matches!(
-            jbd_check_ack(1, &other_register),
-            Err(FrameError::UnexpectedCommand { .. })
-        ));
+        assert!(matches!(jbd_check_ack(1, &other_register), Err(FrameError::UnexpectedCommand { .. })));
         let up = hex("01 79 20 06 20 08 00 00 6C 62");
         assert_eq!(jbd_up16s_check_ack(1, &up), Ok(()));
         assert!(jbd_up16s_check_ack(2, &up).is_err(), "another pack's ack");
