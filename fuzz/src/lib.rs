@@ -5,6 +5,7 @@
 //! `tests/fuzz_regressions.rs` includes this file too, so the normal (stable) test suite runs the
 //! same checks on the seeds, on saved crash inputs and on a fixed set of mutations.
 
+use bms_bridge::bms;
 use bms_bridge::config::Protocol;
 use bms_bridge::protocol::{self, find_frame, writes, Scan};
 use bms_bridge::victron::{set_value, writable, Value};
@@ -31,12 +32,12 @@ fn feed(buf: &mut Vec<u8>, chunk: &[u8], scan: fn(&[u8]) -> Scan) -> Vec<Vec<u8>
 
 /// Scan, resync, split feeding and every decode function of the protocol `name`.
 pub fn protocol(name: &str, data: &[u8]) {
-    let scan = protocol::scan_named(name).expect("a byte-stream protocol");
-    let _ = protocol::decode_named(name, data);
+    let scan = bms::scan_named(name).expect("a byte-stream protocol");
+    let _ = bms::decode_named(name, data);
     let _ = protocol::scan_resync(data, scan);
     if let Some((frame, next)) = find_frame(data, scan) {
         assert!(next <= data.len());
-        let _ = protocol::decode_named(name, frame);
+        let _ = bms::decode_named(name, frame);
     }
 
     // Fed whole and fed in two chunks (split chosen by the first byte): the same frames.
@@ -49,7 +50,7 @@ pub fn protocol(name: &str, data: &[u8]) {
     assert_eq!(frames, whole, "split at {split} differs from whole");
     assert_eq!(buf, whole_buf, "split at {split} leaves other bytes");
     for frame in &whole {
-        let _ = protocol::decode_named(name, frame);
+        let _ = bms::decode_named(name, frame);
     }
 
     let address = data.get(1).copied();
@@ -109,8 +110,8 @@ pub fn can(name: &str, data: &[u8]) {
         _ => return,
     };
     let payload = data.get(2..).unwrap_or_default();
-    let _ = protocol::decode_can_named(name, id, payload);
-    let _ = protocol::decode_can_named(name, id, payload.get(..8.min(payload.len())).unwrap_or_default());
+    let _ = bms::decode_can_named(name, id, payload);
+    let _ = bms::decode_can_named(name, id, payload.get(..8.min(payload.len())).unwrap_or_default());
 }
 
 /// The config parser (and its validation) on any text.

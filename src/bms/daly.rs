@@ -1,6 +1,7 @@
 //! Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1). No writes: the sources disagree on the MOS data byte (`docs/protocols/daly.md`).
 
-use super::{Link, Spec, Writes};
+use super::{Codec, Link, Spec, Writes};
+use crate::protocol::daly;
 
 /// The `daly` spec.
 pub const SPEC: Spec = Spec {
@@ -13,6 +14,8 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(0x40), Some(0x80)],
     address_problem,
     writes: Writes::NONE,
+    // Daly replies come in several sentences: every sentence given is decoded and merged.
+    codec: Codec::Bytes { scan: daly::scan, decode: daly::decode_all },
 };
 
 /// Daly host addresses: 0x40 + board - 1, or 0x80.

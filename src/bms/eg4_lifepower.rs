@@ -1,6 +1,7 @@
 //! EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15. No writes.
 
-use super::{Link, Spec, Writes};
+use super::{Codec, Link, Spec, Writes};
+use crate::protocol::{eg4_lifepower, first_frame};
 
 /// The `eg4_lifepower` spec.
 pub const SPEC: Spec = Spec {
@@ -13,6 +14,10 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(1)],
     address_problem,
     writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: eg4_lifepower::scan,
+        decode: |bytes| eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
+    },
 };
 
 /// EG4 LifePower addresses are 1..=15.

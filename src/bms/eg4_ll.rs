@@ -1,6 +1,7 @@
 //! EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses. No writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::{eg4_ll, first_frame, modbus};
 
 /// The `eg4_ll` spec.
 pub const SPEC: Spec = Spec {
@@ -13,4 +14,8 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(1)],
     address_problem: any_address,
     writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: modbus::scan_response,
+        decode: |bytes| eg4_ll::decode(first_frame(bytes, modbus::scan_response), None),
+    },
 };

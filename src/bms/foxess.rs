@@ -1,6 +1,7 @@
 //! FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port. No writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::foxess;
 
 /// The `foxess` spec.
 pub const SPEC: Spec = Spec {
@@ -13,4 +14,5 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(1)],
     address_problem: any_address,
     writes: Writes::NONE,
+    codec: Codec::Bytes { scan: foxess::scan_response, decode: foxess::decode_any },
 };

@@ -1,7 +1,8 @@
 //! JBD / LLT / Overkill classic (`DD A5 ...`): one BMS per port, MOSFET writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
 use crate::protocol::writes::{self, WriteSupport};
+use crate::protocol::{first_frame, jbd};
 
 /// The JBD classic spec.
 pub const SPEC: Spec = Spec {
@@ -17,6 +18,7 @@ pub const SPEC: Spec = Spec {
         support: WriteSupport { mosfet: true, soc: false },
         request: writes::jbd_request,
         check_ack: writes::jbd_check_ack,
-        ack_scan: crate::protocol::jbd::scan,
+        ack_scan: jbd::scan,
     },
+    codec: Codec::Bytes { scan: jbd::scan, decode: |bytes| jbd::decode(first_frame(bytes, jbd::scan)) },
 };

@@ -1,7 +1,8 @@
 //! JBD UP-series RS485 (addressable, CRC-16/MODBUS): SetSoc writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
 use crate::protocol::writes::{self, WriteSupport};
+use crate::protocol::{first_frame, jbd_up16s};
 
 /// The JBD UP16S spec.
 pub const SPEC: Spec = Spec {
@@ -17,6 +18,10 @@ pub const SPEC: Spec = Spec {
         support: WriteSupport { mosfet: false, soc: true },
         request: writes::jbd_up16s_request,
         check_ack: writes::jbd_up16s_check_ack,
-        ack_scan: crate::protocol::jbd_up16s::scan,
+        ack_scan: jbd_up16s::scan,
+    },
+    codec: Codec::Bytes {
+        scan: jbd_up16s::scan,
+        decode: |bytes| jbd_up16s::decode(first_frame(bytes, jbd_up16s::scan), None),
     },
 };

@@ -1,6 +1,7 @@
 //! JK PB inverter BMS, RS485 115200: FC16 trigger, 300-byte `55 AA EB 90` reply + ACK. No writes.
 
-use super::{Link, Spec, Writes};
+use super::{Codec, Link, Spec, Writes};
+use crate::protocol::jk_pb;
 
 /// The `jk_pb` spec.
 pub const SPEC: Spec = Spec {
@@ -13,6 +14,7 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(1)],
     address_problem,
     writes: Writes::NONE,
+    codec: Codec::Bytes { scan: jk_pb::scan_reply, decode: jk_pb::decode_any },
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

@@ -1,6 +1,7 @@
 //! JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port. No writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::{first_frame, jk_rs485};
 
 /// The `jk_rs485` spec.
 pub const SPEC: Spec = Spec {
@@ -13,4 +14,8 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[None],
     address_problem: any_address,
     writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: jk_rs485::scan,
+        decode: |bytes| jk_rs485::decode(first_frame(bytes, jk_rs485::scan)),
+    },
 };

@@ -22,7 +22,7 @@ mod renogy;
 mod victron_can;
 
 use crate::protocol::writes::{Write, WriteSupport};
-use crate::protocol::{FrameError, Scan};
+use crate::protocol::{Decoded, FrameError, Scan};
 use serde::Deserialize;
 
 /// What a port of this protocol is opened as.
@@ -63,6 +63,25 @@ impl Writes {
     };
 }
 
+/// The codec's entry points, for the tools that take a protocol by name (`bms-bridge decode`,
+/// the contract tests, the fuzz targets, the benches).
+#[derive(Debug, Clone, Copy)]
+pub enum Codec {
+    /// A byte stream: replies found by `scan`, one reply (with leading garbage or trailing bytes
+    /// allowed) decoded by `decode`.
+    Bytes {
+        /// The scanner the transport uses for replies.
+        scan: fn(&[u8]) -> Scan,
+        /// Decodes the first reply in the bytes (every sentence given, for multi-sentence replies).
+        decode: fn(&[u8]) -> Result<Decoded, FrameError>,
+    },
+    /// CAN frames: one frame (id, data) decoded at the protocol's standard scales.
+    Can {
+        /// Decodes one frame.
+        decode: fn(u32, &[u8]) -> Result<Decoded, FrameError>,
+    },
+}
+
 /// Everything the daemon knows about one protocol outside its codec.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
@@ -85,6 +104,8 @@ pub struct Spec {
     pub address_problem: AddressRule,
     /// The writes it offers.
     pub writes: Writes,
+    /// Its codec, by entry point.
+    pub codec: Codec,
 }
 
 /// The address rule of protocols that accept every address they carry.
@@ -262,6 +283,37 @@ impl Protocol {
     /// The scanner that finds a write acknowledgement of this protocol.
     pub fn ack_scan(self) -> fn(&[u8]) -> Scan {
         self.spec().writes.ack_scan
+    }
+}
+
+/// Decodes one frame of the named protocol (the names of the config file and of the vectors).
+/// The frame may carry leading garbage or trailing bytes; the first valid frame is decoded.
+pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
+    match Protocol::from_name(name).map(|p| p.spec().codec) {
+        Some(Codec::Bytes { decode, .. }) => decode(bytes).map_err(|e| e.to_string()),
+        Some(Codec::Can { .. }) => Err(format!("{name} frames need their CAN id (--can-id 0x351)")),
+        None => Err(format!("unknown protocol {name:?} (known: {})", Protocol::names())),
+    }
+}
+
+/// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a
+/// protocol that is not a byte stream). Used by the property tests and the fuzz targets to feed
+/// the same bytes whole and in chunks.
+pub fn scan_named(name: &str) -> Option<fn(&[u8]) -> Scan> {
+    match Protocol::from_name(name)?.spec().codec {
+        Codec::Bytes { scan, .. } => Some(scan),
+        Codec::Can { .. } => None,
+    }
+}
+
+/// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
+pub fn decode_can_named(name: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
+    match Protocol::from_name(name).map(|p| p.spec().codec) {
+        Some(Codec::Can { decode }) => decode(id, data).map_err(|e| e.to_string()),
+        Some(Codec::Bytes { .. }) | None => {
+            let can: Vec<&str> = Protocol::CAN.iter().map(|p| p.name()).collect();
+            Err(format!("{name:?} is not a CAN protocol (CAN: {})", can.join(", ")))
+        }
     }
 }
 

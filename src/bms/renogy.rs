@@ -1,6 +1,7 @@
 //! Renogy smart batteries, Modbus RTU 9600, registers 5000+. No writes.
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::{first_frame, modbus, renogy};
 
 /// The `renogy` spec.
 pub const SPEC: Spec = Spec {
@@ -13,4 +14,8 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[Some(0x30), Some(0xF7)],
     address_problem: any_address,
     writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: modbus::scan_response,
+        decode: |bytes| renogy::decode(first_frame(bytes, modbus::scan_response), None),
+    },
 };

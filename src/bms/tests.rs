@@ -129,3 +129,28 @@ fn config_names_parse_and_unknown_names_list_the_registry() {
     assert!(error.contains("unknown variant `jbd2`, expected one of `jbd`, `jbd_up16s`"), "{error}");
     assert!(error.contains("`victron_can`"), "{error}");
 }
+
+#[test]
+fn tools_reach_the_codec_by_name() {
+    let unknown = decode_named("nope", &[]).unwrap_err();
+    assert!(unknown.starts_with("unknown protocol \"nope\" (known: jbd, jbd_up16s"), "{unknown}");
+    let can = decode_named("victron_can", &[0; 8]).unwrap_err();
+    assert_eq!(can, "victron_can frames need their CAN id (--can-id 0x351)");
+    assert_eq!(
+        decode_can_named("jbd", 0x351, &[0; 8]).unwrap_err(),
+        "\"jbd\" is not a CAN protocol (CAN: victron_can)"
+    );
+    assert!(scan_named("victron_can").is_none() && scan_named("nope").is_none());
+    for p in Protocol::ALL {
+        assert!(scan_named(p.name()).is_some(), "{}: no scanner", p.name());
+    }
+    // Vector `sp04s034_basic_jbdtool` of tests/vectors/jbd.json (15.6 V, 100 %), behind two
+    // garbage bytes: the spec's decoder finds the frame first.
+    let reply = hex(
+        "00 77 DD 03 00 1D 06 18 00 00 01 F2 01 F4 00 00 2C 7C 00 00 00 00 00 00 80 64 03 04 03 0B 8C 0B \
+         8A 0B 84 FA 8C 77",
+    );
+    let decoded = decode_named("jbd", &reply).unwrap();
+    assert_eq!(decoded.battery.voltage_v, Some(15.6));
+    assert_eq!(decoded.battery.soc_percent, Some(100.0));
+}

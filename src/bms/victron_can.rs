@@ -1,6 +1,7 @@
 //! The CAN "Victron/Pylontech dialect" over SocketCAN; the port's `device` is the interface (`can0`).
 
-use super::{any_address, Link, Spec, Writes};
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::victron_can;
 
 /// The `victron_can` spec.
 pub const SPEC: Spec = Spec {
@@ -14,4 +15,5 @@ pub const SPEC: Spec = Spec {
     probe_addresses: &[None],
     address_problem: any_address,
     writes: Writes::NONE,
+    codec: Codec::Can { decode: |id, data| victron_can::decode(id, data, &victron_can::Options::default()) },
 };
