@@ -12,6 +12,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: Some(0x40),
     probe_addresses: &[Some(0x40), Some(0x80)],
+    serialbattery_classes: &["Daly"],
     address_problem,
     writes: Writes::NONE,
     // Daly replies come in several sentences: every sentence given is decoded and merged.

@@ -12,6 +12,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: Some(1),
     probe_addresses: &[Some(1)],
+    serialbattery_classes: &["EG4_LL"],
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Bytes {

@@ -13,6 +13,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: Some(1),
     probe_addresses: &[Some(1)],
+    serialbattery_classes: &["LltJbd_Up16s"],
     address_problem: any_address,
     writes: Writes {
         support: WriteSupport { mosfet: false, soc: true },

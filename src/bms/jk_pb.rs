@@ -12,6 +12,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: Some(1),
     probe_addresses: &[Some(1)],
+    serialbattery_classes: &["Jkbms_pb"],
     address_problem,
     writes: Writes::NONE,
     codec: Codec::Bytes { scan: jk_pb::scan_reply, decode: jk_pb::decode_any },

@@ -12,6 +12,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: None,
     probe_addresses: &[None],
+    serialbattery_classes: &["Jkbms"],
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Bytes {

@@ -100,6 +100,9 @@ pub struct Spec {
     pub default_address: Option<u8>,
     /// Addresses `probe` tries, in order.
     pub probe_addresses: &'static [Option<u8>],
+    /// The dbus-serialbattery BMS classes (`BMS_TYPE`) this protocol replaces, for
+    /// `import-serialbattery`.
+    pub serialbattery_classes: &'static [&'static str],
     /// Which configured addresses are wrong for this protocol, and why.
     pub address_problem: AddressRule,
     /// The writes it offers.
@@ -256,6 +259,11 @@ impl Protocol {
     /// Address used when the config names none.
     pub fn default_address(self) -> Option<u8> {
         self.spec().default_address
+    }
+
+    /// The protocol that replaces the dbus-serialbattery BMS class `class` (`BMS_TYPE`), if any.
+    pub fn for_serialbattery_class(class: &str) -> Option<Self> {
+        Self::every().find(|p| p.spec().serialbattery_classes.contains(&class.trim()))
     }
 
     /// Whether the protocol runs on a CAN interface instead of a serial port.

@@ -12,6 +12,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: Some(0x30),
     probe_addresses: &[Some(0x30), Some(0xF7)],
+    serialbattery_classes: &["Renogy"],
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Bytes {

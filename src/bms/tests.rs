@@ -154,3 +154,25 @@ fn tools_reach_the_codec_by_name() {
     assert_eq!(decoded.battery.voltage_v, Some(15.6));
     assert_eq!(decoded.battery.soc_percent, Some(100.0));
 }
+
+#[test]
+fn serialbattery_classes_map_as_before() {
+    // The table `import/keys.rs` held before the registry (commit 0043a11).
+    let before = [
+        ("LltJbd", "jbd"),
+        ("LltJbd_Up16s", "jbd_up16s"),
+        ("Jkbms", "jk_rs485"),
+        ("Jkbms_pb", "jk_pb"),
+        ("Daly", "daly"),
+        ("EG4_Lifepower", "eg4_lifepower"),
+        ("EG4_LL", "eg4_ll"),
+        ("Renogy", "renogy"),
+    ];
+    for (class, name) in before {
+        assert_eq!(Protocol::for_serialbattery_class(class).map(Protocol::name), Some(name), "{class}");
+    }
+    assert_eq!(Protocol::for_serialbattery_class(" Daly "), Some(Protocol::Daly));
+    assert_eq!(Protocol::for_serialbattery_class("Lipro"), None);
+    let classes: usize = ALL.iter().map(|s| s.serialbattery_classes.len()).sum();
+    assert_eq!(classes, before.len());
+}

@@ -13,6 +13,7 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: None,
     probe_addresses: &[None],
+    serialbattery_classes: &[],
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Can { decode: |id, data| victron_can::decode(id, data, &victron_can::Options::default()) },
