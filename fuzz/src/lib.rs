@@ -54,48 +54,50 @@ pub fn protocol(name: &str, data: &[u8]) {
     }
 
     let address = data.get(1).copied();
-    match name {
-        "jbd" => {
+    // Exhaustive: a new protocol does not compile here until its extra decoders are listed.
+    match Protocol::from_name(name) {
+        Some(Protocol::Jbd) => {
             let _ = protocol::jbd::decode(data);
             let _ = protocol::jbd::decode_basic_info(data);
             let _ = protocol::jbd::decode_cells(data);
             let _ = protocol::jbd::decode_hardware(data);
         }
-        "jbd_up16s" => {
+        Some(Protocol::JbdUp16s) => {
             let _ = protocol::jbd_up16s::decode(data, None);
             let _ = protocol::jbd_up16s::decode(data, address);
         }
-        "jk_pb" => {
+        Some(Protocol::JkPb) => {
             let _ = protocol::jk_pb::decode(data);
             let _ = protocol::jk_pb::decode_any(data);
             let _ = protocol::jk_pb::scan(data);
             let _ = protocol::jk_pb::decode_reply(data, address.unwrap_or(1), 0x161E);
         }
-        "renogy" => {
+        Some(Protocol::Renogy) => {
             let _ = protocol::renogy::decode(data, None);
             let _ = protocol::renogy::decode(data, address);
             let _ = protocol::modbus::scan_request(data);
         }
-        "eg4_ll" => {
+        Some(Protocol::Eg4Ll) => {
             let _ = protocol::eg4_ll::decode(data, None);
             let _ = protocol::eg4_ll::decode(data, address);
         }
-        "foxess" => {
+        Some(Protocol::Foxess) => {
             let _ = protocol::foxess::decode_any(data);
             let _ = protocol::foxess::scan_request(data);
         }
-        "jk_rs485" => {
+        Some(Protocol::JkRs485) => {
             let _ = protocol::jk_rs485::decode(data);
         }
-        "daly" => {
+        Some(Protocol::Daly) => {
             let _ = protocol::daly::decode(data);
             let _ = protocol::daly::decode_all(data);
         }
-        "eg4_lifepower" => {
+        Some(Protocol::Eg4Lifepower) => {
             let _ = protocol::eg4_lifepower::decode(data, None);
             let _ = protocol::eg4_lifepower::decode(data, address);
         }
-        _ => {}
+        // CAN frames are fuzzed by `can`; an unknown name has no decoders.
+        Some(Protocol::VictronCan) | None => {}
     }
     // Write acknowledgements are wire data too.
     if let Some(p) = Protocol::from_name(name) {
