@@ -32,7 +32,7 @@ fn frames(protocol: &str) -> Vec<Vec<u8>> {
         .iter()
         .filter(|c| c["direction"] == "response" && c["corrupt"] != true)
         .filter_map(|c| protocol::parse_hex(c["hex"].as_str()?).ok())
-        .filter(|bytes| protocol::decode_named(protocol, bytes).is_ok())
+        .filter(|bytes| bms_bridge::bms::decode_named(protocol, bytes).is_ok())
         .collect()
 }
 
@@ -43,7 +43,7 @@ fn decode(bencher: Bencher, protocol: &str) {
     let bytes: usize = frames.iter().map(Vec::len).sum();
     bencher.counter(ItemsCount::new(frames.len())).counter(BytesCount::new(bytes)).bench(|| {
         for frame in &frames {
-            black_box(protocol::decode_named(protocol, black_box(frame)).ok());
+            black_box(bms_bridge::bms::decode_named(protocol, black_box(frame)).ok());
         }
     });
 }

@@ -137,144 +137,8 @@ impl Default for DbusConfig {
     }
 }
 
-/// The BMS protocols a port can speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// JBD / LLT / Overkill classic UART or RS485 (`DD A5 ...`), one BMS per port.
-    Jbd,
-    /// JBD UP-series RS485 (addressable, CRC-16/MODBUS).
-    JbdUp16s,
-    /// JK PB inverter BMS, RS485 115200: FC16 trigger, 300-byte `55 AA EB 90` reply + ACK.
-    JkPb,
-    /// Renogy smart batteries, Modbus RTU 9600, registers 5000+.
-    Renogy,
-    /// EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses.
-    Eg4Ll,
-    /// FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port.
-    Foxess,
-    /// JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port.
-    JkRs485,
-    /// Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1).
-    Daly,
-    /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
-    Eg4Lifepower,
-    /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
-    VictronCan,
-}
-
-impl Protocol {
-    /// Every protocol, in the order `probe` tries them.
-    pub const ALL: &'static [Protocol] = &[
-        Protocol::Jbd,
-        Protocol::JbdUp16s,
-        Protocol::JkPb,
-        Protocol::Renogy,
-        Protocol::Eg4Ll,
-        Protocol::Foxess,
-        Protocol::JkRs485,
-        Protocol::Daly,
-        Protocol::Eg4Lifepower,
-    ];
-
-    /// The CAN protocols (not probed on serial ports).
-    pub const CAN: &'static [Protocol] = &[Protocol::VictronCan];
-
-    /// The names of every protocol, for messages.
-    pub fn names() -> String {
-        Self::ALL.iter().chain(Self::CAN).map(|p| p.name()).collect::<Vec<_>>().join(", ")
-    }
-
-    /// Addresses `probe` tries (none for protocols without addressing).
-    pub fn probe_addresses(self) -> Vec<Option<u8>> {
-        match self {
-            Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan => vec![None],
-            Protocol::JbdUp16s
-            | Protocol::JkPb
-            | Protocol::Eg4Ll
-            | Protocol::Foxess
-            | Protocol::Eg4Lifepower => {
-                vec![Some(1)]
-            }
-            Protocol::Renogy => vec![Some(0x30), Some(0xF7)],
-            Protocol::Daly => vec![Some(0x40), Some(0x80)],
-        }
-    }
-
-    /// The name used in the config file and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Jbd => "jbd",
-            Protocol::JbdUp16s => "jbd_up16s",
-            Protocol::JkPb => "jk_pb",
-            Protocol::Renogy => "renogy",
-            Protocol::Eg4Ll => "eg4_ll",
-            Protocol::Foxess => "foxess",
-            Protocol::JkRs485 => "jk_rs485",
-            Protocol::Daly => "daly",
-            Protocol::Eg4Lifepower => "eg4_lifepower",
-            Protocol::VictronCan => "victron_can",
-        }
-    }
-
-    /// Parses a config/CLI name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().chain(Self::CAN).copied().find(|p| p.name() == name)
-    }
-
-    /// Line speed the BMS ships with.
-    pub fn default_baud(self) -> u32 {
-        match self {
-            Protocol::JkPb | Protocol::Foxess | Protocol::JkRs485 => 115_200,
-            Protocol::Jbd
-            | Protocol::JbdUp16s
-            | Protocol::Renogy
-            | Protocol::Eg4Ll
-            | Protocol::Daly
-            | Protocol::Eg4Lifepower => 9600,
-            // Unused: a CAN interface has its bit rate set on the interface.
-            Protocol::VictronCan => 0,
-        }
-    }
-
-    /// Whether several BMS can share one bus (the protocol carries an address).
-    pub fn addressable(self) -> bool {
-        !matches!(self, Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan)
-    }
-
-    /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of
-    /// one battery per address.
-    pub fn one_battery_per_port(self) -> bool {
-        matches!(self, Protocol::Foxess)
-    }
-
-    /// Why `address` cannot be a BMS address of this protocol, if it cannot.
-    pub fn address_problem(self, address: u8) -> Option<String> {
-        match self {
-            Protocol::Eg4Lifepower if !(1..=15).contains(&address) => {
-                Some(format!("{address} is outside the EG4 LifePower addresses 1..=15"))
-            }
-            Protocol::Daly if address < 0x40 => Some(format!(
-                "{address} is not a Daly host address (0x40 = board 1, 0x41 = board 2 ..., or 0x80)"
-            )),
-            _ => None,
-        }
-    }
-
-    /// Address used when the config names none.
-    pub fn default_address(self) -> Option<u8> {
-        match self {
-            Protocol::Jbd | Protocol::JkRs485 | Protocol::VictronCan => None,
-            Protocol::JbdUp16s
-            | Protocol::JkPb
-            | Protocol::Eg4Ll
-            | Protocol::Foxess
-            | Protocol::Eg4Lifepower => Some(1),
-            Protocol::Renogy => Some(0x30),
-            Protocol::Daly => Some(0x40),
-        }
-    }
-}
+/// The BMS protocols a port can speak: the key into the registry of `src/bms/`.
+pub use crate::bms::Protocol;
 
 /// `[[port]]`: one serial device and the BMS on it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -688,27 +552,20 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
                     format!("protocol {} has no bus addresses (one BMS per port)", port.protocol.name()),
                 );
             }
-            if port.protocol == Protocol::JkPb && addresses.contains(&0) {
-                fail(
-                    "port",
-                    i,
-                    "addresses",
-                    name("addresses"),
-                    "JK PB address 0 is the bus master (it polls the other packs itself); set the DIP \
-                     switches to 1..=15"
-                        .into(),
-                );
-            }
-            if port.protocol == Protocol::JkPb && addresses.iter().any(|&a| a > 15) {
-                fail("port", i, "addresses", name("addresses"), "JK PB addresses are 1..=15".into());
-            }
             let mut sorted = addresses.clone();
             sorted.sort_unstable();
             sorted.dedup();
             if sorted.len() != addresses.len() {
                 fail("port", i, "addresses", name("addresses"), "an address is listed twice".into());
             }
+            // A rule without the address in its message (JK PB's) is reported once, not per address.
+            let mut problems: Vec<String> = Vec::new();
             for problem in addresses.iter().filter_map(|a| port.protocol.address_problem(*a)) {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+            for problem in problems {
                 fail("port", i, "addresses", name("addresses"), problem);
             }
         }

@@ -2,6 +2,7 @@
 //!
 //! Layers, each usable alone (see `docs/architecture.md`):
 //! - [`protocol`]: pure codecs per BMS (bytes in, typed values out).
+//! - [`bms`]: the registry, one spec per protocol (name, link, baud, addressing, writes).
 //! - [`transport`]: serial request/response over any byte stream.
 //! - [`driver`]: one poll loop per port, stamping readings with the clock.
 //! - [`battery`]: the normalised model every driver fills; [`plausibility`] checks each reading
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod bank;
 pub mod battery;
+pub mod bms;
 pub mod config;
 pub mod control;
 pub mod demo;

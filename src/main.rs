@@ -384,8 +384,8 @@ fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
         }
     };
     let decoded = match can_id {
-        Some(id) => protocol::decode_can_named(name, id, &bytes),
-        None => protocol::decode_named(name, &bytes),
+        Some(id) => bms_bridge::bms::decode_can_named(name, id, &bytes),
+        None => bms_bridge::bms::decode_named(name, &bytes),
     };
     match decoded {
         Ok(decoded) => {

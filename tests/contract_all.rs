@@ -1,5 +1,5 @@
 //! The decoder contract over every protocol in `Protocol::ALL`, through the same entry points the
-//! daemon and the fuzz targets use (`protocol::decode_named`, `protocol::scan_named`): every
+//! daemon and the fuzz targets use (`bms::decode_named`, `bms::scan_named`): every
 //! vector truncated at each length and with each byte flipped gives an error or a valid decode,
 //! never a panic; fed in two chunks split at every index (and byte by byte) it gives the same
 //! frames as fed whole. A protocol added to `Protocol::ALL` without vectors or a scanner fails here.
@@ -9,8 +9,9 @@ mod support {
     pub mod vectors;
 }
 
+use bms_bridge::bms::{decode_can_named, decode_named, scan_named};
 use bms_bridge::config::Protocol;
-use bms_bridge::protocol::{decode_can_named, decode_named, json, scan_named};
+use bms_bridge::protocol::json;
 use support::contract;
 use support::vectors;
 
@@ -54,7 +55,7 @@ fn can_frames_truncated_and_flipped_never_panic() {
         let cases = can_cases(name);
         assert!(!cases.is_empty(), "{name}: no vectors");
         let unknown = matches!(decode_can_named(name, 0, &[]), Err(e) if e.contains("not a CAN protocol"));
-        assert!(!unknown, "{name} is not known to protocol::decode_can_named");
+        assert!(!unknown, "{name} is not known to bms::decode_can_named");
         for (case, id, data) in cases {
             let check = |what: String, id: u32, bytes: &[u8]| {
                 if let Ok(decoded) = decode_can_named(name, id, bytes) {
@@ -85,11 +86,11 @@ fn can_frames_truncated_and_flipped_never_panic() {
 fn every_protocol_has_vectors_and_a_scanner() {
     for p in streams() {
         let name = p.name();
-        assert!(scan_named(name).is_some(), "{name}: no scanner in protocol::scan_named");
+        assert!(scan_named(name).is_some(), "{name}: no scanner in bms::scan_named");
         assert!(!vectors::load(&format!("{name}.json")).is_empty(), "{name}: no vectors");
         assert!(
             decode_named(name, &[]).is_err_and(|e| !e.starts_with("unknown protocol")),
-            "{name}: not known to protocol::decode_named"
+            "{name}: not known to bms::decode_named"
         );
     }
 }

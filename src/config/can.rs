@@ -1,6 +1,6 @@
 //! `[port.can]`: options of a CAN port (`protocol = "victron_can"`, `device = "can0"`).
 
-use super::{PortConfig, Protocol};
+use super::PortConfig;
 use serde::Deserialize;
 
 /// `[port.can]`. Every key has a default; the table may be left out.
@@ -86,11 +86,4 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
         }
     }
     out
-}
-
-impl Protocol {
-    /// Whether the protocol runs on a CAN interface instead of a serial port.
-    pub fn is_can(self) -> bool {
-        matches!(self, Protocol::VictronCan)
-    }
 }

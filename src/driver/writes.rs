@@ -8,8 +8,7 @@
 
 use super::{PollError, PortLink};
 use crate::config::Protocol;
-use crate::protocol::writes::{self, BmsCommand, FetRequest, Write};
-use crate::protocol::{jbd, jbd_up16s, Scan};
+use crate::protocol::writes::{BmsCommand, FetRequest, Write};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -99,20 +98,17 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), PollError> {
     let address = address.or(protocol.default_address()).unwrap_or(1);
-    let Some(request) = writes::request(protocol, address, write) else {
+    let Some(request) = protocol.write_request(address, write) else {
         return Err(crate::protocol::FrameError::InvalidField { field: "write_not_supported" }.into());
     };
-    let scan: fn(&[u8]) -> Scan = match protocol {
-        Protocol::JbdUp16s => jbd_up16s::scan,
-        _ => jbd::scan,
-    };
+    let scan = protocol.ack_scan();
     let link = link.framed()?;
     let mut frame = link.request(&request, scan, timeout).await?;
     // An RS485 adapter may echo the request; the acknowledgement follows it.
     if frame == request {
         frame = link.read_frame(scan, timeout).await?;
     }
-    writes::check_ack(protocol, address, &frame)?;
+    protocol.check_ack(address, &frame)?;
     Ok(())
 }
 

@@ -133,17 +133,8 @@ pub fn unmapped_reason(key: &str) -> Option<&'static str> {
     })
 }
 
-/// bms-bridge protocol for a dbus-serialbattery BMS class name.
+/// bms-bridge protocol for a dbus-serialbattery BMS class name (each spec lists the classes it
+/// replaces, `bms::Spec::serialbattery_classes`).
 pub fn protocol_for_class(class: &str) -> Option<&'static str> {
-    Some(match class.trim() {
-        "LltJbd" => "jbd",
-        "LltJbd_Up16s" => "jbd_up16s",
-        "Jkbms" => "jk_rs485",
-        "Jkbms_pb" => "jk_pb",
-        "Daly" => "daly",
-        "EG4_Lifepower" => "eg4_lifepower",
-        "EG4_LL" => "eg4_ll",
-        "Renogy" => "renogy",
-        _ => return None,
-    })
+    crate::bms::Protocol::for_serialbattery_class(class).map(|p| p.name())
 }

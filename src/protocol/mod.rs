@@ -185,56 +185,10 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// Decodes one frame of the named protocol (the names of the config file and of the vectors).
-/// The frame may carry leading garbage or trailing bytes; the first valid frame is decoded.
-pub fn decode_named(protocol: &str, bytes: &[u8]) -> Result<Decoded, String> {
-    fn first_frame(bytes: &[u8], scan: fn(&[u8]) -> Scan) -> &[u8] {
-        find_frame(bytes, scan).map_or(bytes, |(frame, _)| frame)
-    }
-    let result = match protocol {
-        "jbd" => jbd::decode(first_frame(bytes, jbd::scan)),
-        "jbd_up16s" => jbd_up16s::decode(first_frame(bytes, jbd_up16s::scan), None),
-        "jk_pb" => jk_pb::decode_any(bytes),
-        "renogy" => renogy::decode(first_frame(bytes, modbus::scan_response), None),
-        "eg4_ll" => eg4_ll::decode(first_frame(bytes, modbus::scan_response), None),
-        "foxess" => foxess::decode_any(bytes),
-        "jk_rs485" => jk_rs485::decode(first_frame(bytes, jk_rs485::scan)),
-        // Daly replies come in several sentences: every sentence given is decoded and merged.
-        "daly" => daly::decode_all(bytes),
-        "eg4_lifepower" => eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
-        "victron_can" => return Err("victron_can frames need their CAN id (--can-id 0x351)".to_owned()),
-        other => {
-            return Err(format!("unknown protocol {other:?} (known: {})", crate::config::Protocol::names()))
-        }
-    };
-    result.map_err(|e| e.to_string())
-}
-
-/// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a
-/// protocol that is not a byte stream). Used by the property tests and the fuzz targets to feed
-/// the same bytes whole and in chunks.
-pub fn scan_named(protocol: &str) -> Option<fn(&[u8]) -> Scan> {
-    Some(match protocol {
-        "jbd" => jbd::scan,
-        "jbd_up16s" => jbd_up16s::scan,
-        "jk_pb" => jk_pb::scan_reply,
-        "renogy" | "eg4_ll" => modbus::scan_response,
-        "foxess" => foxess::scan_response,
-        "jk_rs485" => jk_rs485::scan,
-        "daly" => daly::scan,
-        "eg4_lifepower" => eg4_lifepower::scan,
-        _ => return None,
-    })
-}
-
-/// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
-pub fn decode_can_named(protocol: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
-    match protocol {
-        "victron_can" => {
-            victron_can::decode(id, data, &victron_can::Options::default()).map_err(|e| e.to_string())
-        }
-        other => Err(format!("{other:?} is not a CAN protocol (CAN: victron_can)")),
-    }
+/// The first frame `scan` finds in `bytes`, or all of `bytes` when there is none (the decoder
+/// then says what is wrong with them).
+pub fn first_frame(bytes: &[u8], scan: fn(&[u8]) -> Scan) -> &[u8] {
+    find_frame(bytes, scan).map_or(bytes, |(frame, _)| frame)
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 //!   requested state of both ([`FetRequest`]).
 //! - JBD UP16S: SetSoc, function 0x79 at 0x2006 (`jbd_up16s::request_set_soc`).
 //! - Daly: not offered. The sources disagree on the MOS data byte (`docs/protocols/daly.md`).
+//!
+//! Which protocol offers which write is its spec's (`bms::Spec::writes`), which points at the
+//! functions here.
 
 use super::{field, jbd, jbd_up16s, FrameError};
-use crate::config::Protocol;
 use std::fmt;
 
 /// Which writes a protocol offers.
@@ -29,18 +31,6 @@ impl WriteSupport {
     /// Whether any write is offered.
     pub fn any(self) -> bool {
         self.mosfet || self.soc
-    }
-}
-
-impl Protocol {
-    /// The writes this protocol documents (and bms-bridge implements).
-    pub fn writes(self) -> WriteSupport {
-        match self {
-            Protocol::Jbd => WriteSupport { mosfet: true, soc: false },
-            Protocol::JbdUp16s => WriteSupport { mosfet: false, soc: true },
-            // Daly documents 0xD9/0xDA/0x21, but the MOS data byte is disputed: see daly.md.
-            _ => WriteSupport::NONE,
-        }
     }
 }
 
@@ -141,43 +131,45 @@ impl FetRequest {
     }
 }
 
-/// The request for `write` to the BMS at `address`, or `None` when `protocol` does not offer it.
-pub fn request(protocol: Protocol, address: u8, write: Write) -> Option<Vec<u8>> {
-    match (protocol, write) {
-        (Protocol::Jbd, Write::Mosfets(r)) => Some(jbd::request_mos_control(!r.charge_on, !r.discharge_on)),
-        (Protocol::JbdUp16s, Write::Soc(percent)) if (0.0..=100.0).contains(&percent) => {
-            Some(jbd_up16s::request_set_soc(address, (percent * 100.0).round() as u16))
-        }
-        _ => None,
+/// JBD classic: the MOSFET control request (register 0xE1) for `write`; `None` for other writes.
+/// The address is unused: one BMS per port.
+pub fn jbd_request(_address: u8, write: Write) -> Option<Vec<u8>> {
+    match write {
+        Write::Mosfets(r) => Some(jbd::request_mos_control(!r.charge_on, !r.discharge_on)),
+        Write::Soc(_) => None,
     }
 }
 
-/// Checks that `frame` acknowledges a write of `protocol` to `address`: valid frame, status OK,
-/// the written register / window echoed.
-pub fn check_ack(protocol: Protocol, address: u8, frame: &[u8]) -> Result<(), FrameError> {
-    match protocol {
-        Protocol::Jbd => {
-            jbd::decode(frame)?;
-            let register = frame.get(1).copied().unwrap_or_default();
-            if register != jbd::REG_MOS_CONTROL {
-                return Err(FrameError::UnexpectedCommand {
-                    expected: jbd::REG_MOS_CONTROL,
-                    found: register,
-                });
-            }
-            Ok(())
+/// JBD UP16S: the SetSoc request for `write` to `address`; `None` for other writes or a SoC
+/// outside 0..=100 %.
+pub fn jbd_up16s_request(address: u8, write: Write) -> Option<Vec<u8>> {
+    match write {
+        Write::Soc(percent) if (0.0..=100.0).contains(&percent) => {
+            Some(jbd_up16s::request_set_soc(address, (percent * 100.0).round() as u16))
         }
-        Protocol::JbdUp16s => {
-            jbd_up16s::decode(frame, Some(address))?;
-            let func = frame.get(1).copied().unwrap_or_default();
-            let start = field::u16_at(frame, 2);
-            if func != jbd_up16s::FUNC_WRITE || start != Some(jbd_up16s::SET_SOC.start) {
-                return Err(FrameError::UnexpectedCommand { expected: jbd_up16s::FUNC_WRITE, found: func });
-            }
-            Ok(())
-        }
-        _ => Err(FrameError::InvalidField { field: "write_not_supported" }),
+        Write::Soc(_) | Write::Mosfets(_) => None,
     }
+}
+
+/// JBD classic: `frame` acknowledges the MOSFET write (valid frame, status OK, register 0xE1).
+pub fn jbd_check_ack(_address: u8, frame: &[u8]) -> Result<(), FrameError> {
+    jbd::decode(frame)?;
+    let register = frame.get(1).copied().unwrap_or_default();
+    if register != jbd::REG_MOS_CONTROL {
+        return Err(FrameError::UnexpectedCommand { expected: jbd::REG_MOS_CONTROL, found: register });
+    }
+    Ok(())
+}
+
+/// JBD UP16S: `frame` acknowledges the SetSoc write from `address` (function 0x79, window 0x2006).
+pub fn jbd_up16s_check_ack(address: u8, frame: &[u8]) -> Result<(), FrameError> {
+    jbd_up16s::decode(frame, Some(address))?;
+    let func = frame.get(1).copied().unwrap_or_default();
+    let start = field::u16_at(frame, 2);
+    if func != jbd_up16s::FUNC_WRITE || start != Some(jbd_up16s::SET_SOC.start) {
+        return Err(FrameError::UnexpectedCommand { expected: jbd_up16s::FUNC_WRITE, found: func });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,15 +178,6 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
-    }
-
-    #[test]
-    fn support_per_protocol() {
-        assert_eq!(Protocol::Jbd.writes(), WriteSupport { mosfet: true, soc: false });
-        assert_eq!(Protocol::JbdUp16s.writes(), WriteSupport { mosfet: false, soc: true });
-        for p in [Protocol::Daly, Protocol::JkPb, Protocol::Renogy, Protocol::Foxess, Protocol::JkRs485] {
-            assert!(!p.writes().any(), "{}", p.name());
-        }
     }
 
     #[test]
@@ -213,29 +196,25 @@ mod tests {
     #[test]
     fn requests_match_the_vectors() {
         let charge_off = Write::Mosfets(FetRequest { charge_on: false, discharge_on: true });
-        assert_eq!(request(Protocol::Jbd, 1, charge_off), Some(hex("DD 5A E1 02 00 01 FF 1C 77")));
+        assert_eq!(jbd_request(1, charge_off), Some(hex("DD 5A E1 02 00 01 FF 1C 77")));
         let both_on = Write::Mosfets(FetRequest::default());
-        assert_eq!(request(Protocol::Jbd, 1, both_on), Some(hex("DD 5A E1 02 00 00 FF 1D 77")));
-        let soc = request(Protocol::JbdUp16s, 1, Write::Soc(98.0));
+        assert_eq!(jbd_request(1, both_on), Some(hex("DD 5A E1 02 00 00 FF 1D 77")));
+        let soc = jbd_up16s_request(1, Write::Soc(98.0));
         assert_eq!(soc, Some(hex("01 79 20 06 20 08 00 06 11 4A 42 44 26 48 42 10")));
-        assert_eq!(request(Protocol::JbdUp16s, 1, Write::Soc(101.0)), None);
-        assert_eq!(request(Protocol::Jbd, 1, Write::Soc(50.0)), None);
-        assert_eq!(request(Protocol::Daly, 0x40, both_on), None);
+        assert_eq!(jbd_up16s_request(1, Write::Soc(101.0)), None);
+        assert_eq!(jbd_request(1, Write::Soc(50.0)), None);
     }
 
     #[test]
     fn acknowledgements_are_checked() {
-        assert_eq!(check_ack(Protocol::Jbd, 1, &hex("DD E1 00 00 00 00 77")), Ok(()));
+        assert_eq!(jbd_check_ack(1, &hex("DD E1 00 00 00 00 77")), Ok(()));
         let error_status = jbd::encode_response(jbd::REG_MOS_CONTROL, 0x80, &[]);
-        assert!(check_ack(Protocol::Jbd, 1, &error_status).is_err());
+        assert!(jbd_check_ack(1, &error_status).is_err());
         let other_register = hex("DD 01 00 00 00 00 77");
-        assert!(matches!(
-            check_ack(Protocol::Jbd, 1, &other_register),
-            Err(FrameError::UnexpectedCommand { .. })
-        ));
+        assert!(matches!(jbd_check_ack(1, &other_register), Err(FrameError::UnexpectedCommand { .. })));
         let up = hex("01 79 20 06 20 08 00 00 6C 62");
-        assert_eq!(check_ack(Protocol::JbdUp16s, 1, &up), Ok(()));
-        assert!(check_ack(Protocol::JbdUp16s, 2, &up).is_err(), "another pack's ack");
-        assert!(check_ack(Protocol::JbdUp16s, 1, &jbd_up16s::request_pack_status(1)).is_err());
+        assert_eq!(jbd_up16s_check_ack(1, &up), Ok(()));
+        assert!(jbd_up16s_check_ack(2, &up).is_err(), "another pack's ack");
+        assert!(jbd_up16s_check_ack(1, &jbd_up16s::request_pack_status(1)).is_err());
     }
 }

@@ -10,6 +10,7 @@
 //! (§2.3; pinned by `tests/dbus_service.rs`).
 
 use super::paths::{Item, Items, CUSTOM_NAME};
+use super::set_value;
 use super::value::Value;
 use super::writable;
 use crate::protocol::writes::BmsCommand;
@@ -25,16 +26,6 @@ pub const BUS_ITEM: &str = "com.victronenergy.BusItem";
 
 /// Longest `/CustomName` accepted, in characters.
 pub const MAX_CUSTOM_NAME_CHARS: usize = 64;
-
-/// `SetValue` return codes (velib `VeDbusItemExport`).
-pub mod set_value {
-    /// Accepted (also when unchanged).
-    pub const ACCEPTED: i32 = 0;
-    /// Path not writable, or wrong type.
-    pub const NOT_WRITABLE: i32 = 1;
-    /// Refused by the service (name too long, setting out of range, BMS writes backed up).
-    pub const REJECTED: i32 = 2;
-}
 
 /// An accepted `/CustomName` write, with the connection it came in on (used to persist it).
 #[derive(Debug)]

@@ -15,11 +15,12 @@ pub mod diff;
 pub mod paths;
 pub mod private_bus;
 pub mod service;
+pub mod set_value;
 pub mod settings;
 pub mod value;
 pub mod writable;
 
-pub use bus_item::{set_value, set_value_without_bus, BUS_ITEM, MAX_CUSTOM_NAME_CHARS};
+pub use bus_item::{set_value_without_bus, BUS_ITEM, MAX_CUSTOM_NAME_CHARS};
 pub use paths::{Identity, Snapshot, PRODUCT_ID};
 pub use private_bus::{PrivateBus, PrivateBusError};
 pub use service::BatteryService;

@@ -289,12 +289,6 @@ const TABLE: &[Row] = &[
     }),
 ];
 
-/// Whether a client may write `path` with `SetValue` (the `/Settings/*` ones exist only when
-/// the battery allows BMS writes, see `writable.rs`).
-pub fn is_writable(path: &str) -> bool {
-    path == CUSTOM_NAME || super::writable::is_writable_setting(path)
-}
-
 /// Every published path with its value for this context. Always the same set of paths for the
 /// same `max_cells`.
 pub fn collect(ctx: &Context<'_>) -> Items {

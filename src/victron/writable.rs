@@ -3,7 +3,7 @@
 //! registration. An accepted write becomes a [`BmsCommand`] for the port's poll loop; the paths
 //! show what was requested, the real FET state keeps coming from the BMS (`/Io/AllowToCharge`).
 
-use super::paths::{Item, Items};
+use super::paths::{Item, Items, CUSTOM_NAME};
 use super::value::{Unit, Value};
 use crate::protocol::writes::{BmsCommand, WriteSupport};
 use tokio::sync::mpsc;
@@ -30,6 +30,12 @@ pub struct BmsWrites {
     pub support: WriteSupport,
     /// Where accepted writes go (the port's poll loop).
     pub commands: mpsc::Sender<BmsCommand>,
+}
+
+/// Whether a client may write `path` with `SetValue`: `/CustomName`, and the `/Settings/*` ones
+/// (they exist only when the battery allows BMS writes).
+pub fn is_writable(path: &str) -> bool {
+    path == CUSTOM_NAME || is_writable_setting(path)
 }
 
 /// Whether `path` is one of the writable settings (not `/Settings/HasSettings`).
@@ -104,7 +110,7 @@ pub struct Accepted {
 
 /// Validates a `SetValue` on a settings path. `Err` is the velib code: 1 wrong type, 2 out of range.
 pub fn check(items: &Items, path: &str, value: &zvariant::Value<'_>) -> Result<Accepted, i32> {
-    use super::bus_item::set_value::{NOT_WRITABLE, REJECTED};
+    use super::set_value::{NOT_WRITABLE, REJECTED};
     let flag = || match integer(value) {
         None => Err(NOT_WRITABLE),
         Some(v @ (0 | 1)) => Ok(v == 1),
@@ -149,6 +155,14 @@ mod tests {
 
     fn both() -> Items {
         initial_items(WriteSupport { mosfet: true, soc: true })
+    }
+
+    #[test]
+    fn only_custom_name_and_the_settings_are_writable() {
+        assert!(is_writable("/CustomName"));
+        assert!(is_writable(FORCE_CHARGING_OFF) && is_writable(RESET_SOC_TO_APPLY));
+        assert!(!is_writable(HAS_SETTINGS));
+        assert!(!is_writable("/Dc/0/Voltage"));
     }
 
     #[test]

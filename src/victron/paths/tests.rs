@@ -154,9 +154,3 @@ fn alarms_and_summary() {
         assert!(items.contains_key(&format!("/Alarms/{leaf}")));
     }
 }
-
-#[test]
-fn only_custom_name_is_writable() {
-    assert!(is_writable("/CustomName"));
-    assert!(!is_writable("/Dc/0/Voltage"));
-}

@@ -1,0 +1,27 @@
+//! EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15. No writes.
+
+use super::{Codec, Link, Spec, Writes};
+use crate::protocol::{eg4_lifepower, first_frame};
+
+/// The `eg4_lifepower` spec.
+pub const SPEC: Spec = Spec {
+    name: "eg4_lifepower",
+    link: Link::Serial,
+    default_baud: 9600,
+    addressable: true,
+    one_battery_per_port: false,
+    default_address: Some(1),
+    probe_addresses: &[Some(1)],
+    serialbattery_classes: &["EG4_Lifepower"],
+    address_problem,
+    writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: eg4_lifepower::scan,
+        decode: |bytes| eg4_lifepower::decode(first_frame(bytes, eg4_lifepower::scan), None),
+    },
+};
+
+/// EG4 LifePower addresses are 1..=15.
+fn address_problem(address: u8) -> Option<String> {
+    (!(1..=15).contains(&address)).then(|| format!("{address} is outside the EG4 LifePower addresses 1..=15"))
+}

@@ -1,0 +1,19 @@
+//! FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port. No writes.
+
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::foxess;
+
+/// The `foxess` spec.
+pub const SPEC: Spec = Spec {
+    name: "foxess",
+    link: Link::Serial,
+    default_baud: 115_200,
+    addressable: true,
+    one_battery_per_port: true,
+    default_address: Some(1),
+    probe_addresses: &[Some(1)],
+    serialbattery_classes: &[],
+    address_problem: any_address,
+    writes: Writes::NONE,
+    codec: Codec::Bytes { scan: foxess::scan_response, decode: foxess::decode_any },
+};

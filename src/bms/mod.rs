@@ -1,0 +1,343 @@
+//! The BMS registry: one [`Spec`] per protocol, and [`ALL`], the only list of them.
+//!
+//! A spec says what the rest of the daemon needs to know about a protocol without decoding a
+//! byte of it: its name in the config file, the link it runs on, line speed, addressing, and the
+//! writes it offers. [`Protocol`] is the key into this table (config files, CLI arguments and
+//! drivers carry it); every question about a protocol is answered by its spec. Adding a protocol
+//! is one line in [`registry!`] below and its `SPEC` in a file of this folder
+//! (`docs/architecture.md` "Adding a BMS").
+//!
+//! Like `protocol/`, this module is pure and imports nothing from the layers above it
+//! (`tests/architecture.rs`).
+
+mod daly;
+mod eg4_lifepower;
+mod eg4_ll;
+mod foxess;
+mod jbd;
+mod jbd_up16s;
+mod jk_pb;
+mod jk_rs485;
+mod renogy;
+mod victron_can;
+
+use crate::protocol::writes::{Write, WriteSupport};
+use crate::protocol::{Decoded, FrameError, Scan};
+use serde::Deserialize;
+
+/// What a port of this protocol is opened as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A serial port with the protocol's own framing (request, then a frame found by `scan`).
+    Serial,
+    /// A serial port driven as a Modbus RTU master (tokio-modbus).
+    Modbus,
+    /// A SocketCAN interface (`can0`); the bit rate is set on the interface, not by us.
+    Can,
+    // Bluetooth LE and MQTT links come with the protocols that need them (issue 19).
+}
+
+/// Why an address cannot be a BMS address of the protocol (`None`: it can).
+pub type AddressRule = fn(u8) -> Option<String>;
+
+/// The writes a protocol documents, and how they go on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct Writes {
+    /// Which writes are offered.
+    pub support: WriteSupport,
+    /// The request for a write to the BMS at an address (`None`: not offered, or out of range).
+    pub request: fn(u8, Write) -> Option<Vec<u8>>,
+    /// Checks that a frame acknowledges a write to the BMS at an address.
+    pub check_ack: fn(u8, &[u8]) -> Result<(), FrameError>,
+    /// Finds the acknowledgement in the bytes received.
+    pub ack_scan: fn(&[u8]) -> Scan,
+}
+
+impl Writes {
+    /// A protocol that offers no writes.
+    pub const NONE: Writes = Writes {
+        support: WriteSupport::NONE,
+        request: |_, _| None,
+        check_ack: |_, _| Err(FrameError::InvalidField { field: "write_not_supported" }),
+        ack_scan: |_| Scan::Incomplete,
+    };
+}
+
+/// The codec's entry points, for the tools that take a protocol by name (`bms-bridge decode`,
+/// the contract tests, the fuzz targets, the benches).
+#[derive(Debug, Clone, Copy)]
+pub enum Codec {
+    /// A byte stream: replies found by `scan`, one reply (with leading garbage or trailing bytes
+    /// allowed) decoded by `decode`.
+    Bytes {
+        /// The scanner the transport uses for replies.
+        scan: fn(&[u8]) -> Scan,
+        /// Decodes the first reply in the bytes (every sentence given, for multi-sentence replies).
+        decode: fn(&[u8]) -> Result<Decoded, FrameError>,
+    },
+    /// CAN frames: one frame (id, data) decoded at the protocol's standard scales.
+    Can {
+        /// Decodes one frame.
+        decode: fn(u32, &[u8]) -> Result<Decoded, FrameError>,
+    },
+}
+
+/// Everything the daemon knows about one protocol outside its codec.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The name used in the config file, on the command line and in the test vectors.
+    pub name: &'static str,
+    /// What a port of this protocol is opened as.
+    pub link: Link,
+    /// Line speed the BMS ships with (0 on CAN: the interface has its own bit rate).
+    pub default_baud: u32,
+    /// Whether several BMS can share one bus (the protocol carries an address).
+    pub addressable: bool,
+    /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of one
+    /// battery per address.
+    pub one_battery_per_port: bool,
+    /// Address used when the config names none (`None`: the protocol has no addresses).
+    pub default_address: Option<u8>,
+    /// Addresses `probe` tries, in order.
+    pub probe_addresses: &'static [Option<u8>],
+    /// The dbus-serialbattery BMS classes (`BMS_TYPE`) this protocol replaces, for
+    /// `import-serialbattery`.
+    pub serialbattery_classes: &'static [&'static str],
+    /// Which configured addresses are wrong for this protocol, and why.
+    pub address_problem: AddressRule,
+    /// The writes it offers.
+    pub writes: Writes,
+    /// Its codec, by entry point.
+    pub codec: Codec,
+}
+
+/// The address rule of protocols that accept every address they carry.
+pub fn any_address(_: u8) -> Option<String> {
+    None
+}
+
+/// Declares the protocols: the [`Protocol`] key, [`ALL`] and the key-to-spec map, from one list,
+/// so a protocol cannot be in one and missing from another.
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident => $spec:path,)+) => {
+        /// The BMS protocols a port can speak: a key into [`ALL`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Protocol {
+            $($(#[$doc])* $variant,)+
+        }
+
+        /// Every protocol's spec; serial protocols in the order `probe` tries them.
+        pub static ALL: &[&Spec] = &[$(&$spec,)+];
+
+        /// Every protocol, in the order of [`ALL`].
+        const KEYS: &[Protocol] = &[$(Protocol::$variant,)+];
+
+        impl Protocol {
+            /// This protocol's spec.
+            pub const fn spec(self) -> &'static Spec {
+                match self {
+                    $(Protocol::$variant => &$spec,)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    /// JBD / LLT / Overkill classic UART or RS485 (`DD A5 ...`), one BMS per port.
+    Jbd => jbd::SPEC,
+    /// JBD UP-series RS485 (addressable, CRC-16/MODBUS).
+    JbdUp16s => jbd_up16s::SPEC,
+    /// JK PB inverter BMS, RS485 115200: FC16 trigger, 300-byte `55 AA EB 90` reply + ACK.
+    JkPb => jk_pb::SPEC,
+    /// Renogy smart batteries, Modbus RTU 9600, registers 5000+.
+    Renogy => renogy::SPEC,
+    /// EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses.
+    Eg4Ll => eg4_ll::SPEC,
+    /// FoxESS HV2600 packs (V1) in series: Modbus FC03 + `0D 0A`, 115200; one battery per port.
+    Foxess => foxess::SPEC,
+    /// JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port.
+    JkRs485 => jk_rs485::SPEC,
+    /// Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1).
+    Daly => daly::SPEC,
+    /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
+    Eg4Lifepower => eg4_lifepower::SPEC,
+    /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
+    VictronCan => victron_can::SPEC,
+}
+
+/// The protocols of `KEYS` whose link is (`can`) or is not (`!can`) CAN, in order. Const, so
+/// [`Protocol::ALL`] and [`Protocol::CAN`] stay slices derived from the one list.
+const fn keys_where<const N: usize>(can: bool) -> [Protocol; N] {
+    let mut out = [Protocol::Jbd; N];
+    let (mut from, mut to) = (0, 0);
+    while from < KEYS.len() {
+        // Const evaluation: an index out of bounds fails the build, it cannot panic at run time.
+        #[allow(clippy::indexing_slicing)]
+        let key = KEYS[from];
+        if matches!(key.spec().link, Link::Can) == can {
+            #[allow(clippy::indexing_slicing)]
+            {
+                out[to] = key;
+            }
+            to += 1;
+        }
+        from += 1;
+    }
+    out
+}
+
+/// How many of `KEYS` are (`can`) or are not CAN protocols.
+const fn count_where(can: bool) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < KEYS.len() {
+        #[allow(clippy::indexing_slicing)]
+        if matches!(KEYS[i].spec().link, Link::Can) == can {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const SERIAL_KEYS: [Protocol; count_where(false)] = keys_where(false);
+const CAN_KEYS: [Protocol; count_where(true)] = keys_where(true);
+
+impl Protocol {
+    /// Every serial protocol, in the order `probe` tries them.
+    pub const ALL: &'static [Protocol] = &SERIAL_KEYS;
+
+    /// The CAN protocols (not probed on serial ports).
+    pub const CAN: &'static [Protocol] = &CAN_KEYS;
+
+    /// Every protocol, serial and CAN, in the order of [`ALL`].
+    pub fn every() -> impl Iterator<Item = Protocol> {
+        KEYS.iter().copied()
+    }
+
+    /// The names of every protocol, for messages.
+    pub fn names() -> String {
+        ALL.iter().map(|spec| spec.name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The name used in the config file and on the command line.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Parses a config/CLI name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::every().find(|p| p.name() == name)
+    }
+
+    /// Addresses `probe` tries (none for protocols without addressing).
+    pub fn probe_addresses(self) -> Vec<Option<u8>> {
+        self.spec().probe_addresses.to_vec()
+    }
+
+    /// Line speed the BMS ships with.
+    pub fn default_baud(self) -> u32 {
+        self.spec().default_baud
+    }
+
+    /// Whether several BMS can share one bus (the protocol carries an address).
+    pub fn addressable(self) -> bool {
+        self.spec().addressable
+    }
+
+    /// Whether all addresses of a port form ONE battery (FoxESS packs in series) instead of
+    /// one battery per address.
+    pub fn one_battery_per_port(self) -> bool {
+        self.spec().one_battery_per_port
+    }
+
+    /// Why `address` cannot be a BMS address of this protocol, if it cannot.
+    pub fn address_problem(self, address: u8) -> Option<String> {
+        (self.spec().address_problem)(address)
+    }
+
+    /// Address used when the config names none.
+    pub fn default_address(self) -> Option<u8> {
+        self.spec().default_address
+    }
+
+    /// The protocol that replaces the dbus-serialbattery BMS class `class` (`BMS_TYPE`), if any.
+    pub fn for_serialbattery_class(class: &str) -> Option<Self> {
+        Self::every().find(|p| p.spec().serialbattery_classes.contains(&class.trim()))
+    }
+
+    /// Whether the protocol runs on a CAN interface instead of a serial port.
+    pub fn is_can(self) -> bool {
+        self.spec().link == Link::Can
+    }
+
+    /// The writes this protocol documents (and bms-bridge implements).
+    pub fn writes(self) -> WriteSupport {
+        self.spec().writes.support
+    }
+
+    /// The request for `write` to the BMS at `address`, or `None` when the protocol does not
+    /// offer it (or the value is out of range).
+    pub fn write_request(self, address: u8, write: Write) -> Option<Vec<u8>> {
+        (self.spec().writes.request)(address, write)
+    }
+
+    /// Checks that `frame` acknowledges a write to `address`: valid frame, status OK, the
+    /// written register / window echoed.
+    pub fn check_ack(self, address: u8, frame: &[u8]) -> Result<(), FrameError> {
+        (self.spec().writes.check_ack)(address, frame)
+    }
+
+    /// The scanner that finds a write acknowledgement of this protocol.
+    pub fn ack_scan(self) -> fn(&[u8]) -> Scan {
+        self.spec().writes.ack_scan
+    }
+}
+
+/// Decodes one frame of the named protocol (the names of the config file and of the vectors).
+/// The frame may carry leading garbage or trailing bytes; the first valid frame is decoded.
+pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
+    match Protocol::from_name(name).map(|p| p.spec().codec) {
+        Some(Codec::Bytes { decode, .. }) => decode(bytes).map_err(|e| e.to_string()),
+        Some(Codec::Can { .. }) => Err(format!("{name} frames need their CAN id (--can-id 0x351)")),
+        None => Err(format!("unknown protocol {name:?} (known: {})", Protocol::names())),
+    }
+}
+
+/// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a
+/// protocol that is not a byte stream). Used by the property tests and the fuzz targets to feed
+/// the same bytes whole and in chunks.
+pub fn scan_named(name: &str) -> Option<fn(&[u8]) -> Scan> {
+    match Protocol::from_name(name)?.spec().codec {
+        Codec::Bytes { scan, .. } => Some(scan),
+        Codec::Can { .. } => None,
+    }
+}
+
+/// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
+pub fn decode_can_named(name: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
+    match Protocol::from_name(name).map(|p| p.spec().codec) {
+        Some(Codec::Can { decode }) => decode(id, data).map_err(|e| e.to_string()),
+        Some(Codec::Bytes { .. }) | None => {
+            let can: Vec<&str> = Protocol::CAN.iter().map(|p| p.name()).collect();
+            Err(format!("{name:?} is not a CAN protocol (CAN: {})", can.join(", ")))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Protocol::from_name(&name).ok_or_else(|| {
+            let expected: Vec<String> = ALL.iter().map(|spec| format!("`{}`", spec.name)).collect();
+            // serde's own wording for an unknown enum variant, which the config messages show.
+            serde::de::Error::custom(format!(
+                "unknown variant `{name}`, expected one of {}",
+                expected.join(", ")
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
