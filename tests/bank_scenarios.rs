@@ -140,7 +140,7 @@ impl Rig {
     }
 
     /// The physics at once (a pack left or joined the bus: the currents move now).
-    fn settle(&mut self, demand_a: f64) {
+    fn step_now(&mut self, demand_a: f64) {
         self.model.step(0.0, demand_a, self.ccl, self.dcl, CHARGER_SLEW_A_PER_S);
         self.feed_sims();
     }
@@ -219,7 +219,7 @@ impl Rig {
             if demand_a > 0.0 { ("CCL", |s| s.ccl) } else { ("DCL", |s| s.dcl) };
         let from = self.now();
         let took = self
-            .run_until(4.0 * poll_s + 16.0, demand_a, "the split limit", |s| within(limit(s), expected))
+            .run_until(8.0 * poll_s + 12.0, demand_a, "the split limit", |s| within(limit(s), expected))
             .await;
         // The charger/load follows the last step (at 40 A/s).
         self.run(1.5, demand_a).await;
@@ -366,7 +366,7 @@ async fn charge_unplug_replug(poll_s: f64) {
 
     // 2. Unplug pack 0: the two others carry everything; the limits shrink within 2 s.
     let unplugged = rig.unplug(0);
-    rig.settle(200.0);
+    rig.step_now(200.0);
     let safe = 25.0 / (0.41 / 0.705) * 1.01;
     let shrink = rig.run_until(5.0, 200.0, "limits shrunk", |s| s.ccl.is_some_and(|c| c <= safe)).await;
     let offline =
@@ -387,12 +387,13 @@ async fn charge_unplug_replug(poll_s: f64) {
 
     // 3. Plug it back: it counts after three good replies; the limit rises along the ramp.
     let replugged = rig.replug(0);
-    rig.settle(200.0);
+    rig.step_now(200.0);
     let back = rig.run_until(3.0 * poll_s + 3.0, 200.0, "pack back", |s| s.offline == Some(0.0)).await;
     // The limits rise (the rejoined pack is measured, the others' shares fall back): the first
     // rise after the hold, and one more cycle.
     let at_rejoin = rig.last().ccl.unwrap_or(0.0);
-    rig.run_until(poll_s + 4.0, 200.0, "the CCL rising", |s| s.ccl.is_some_and(|c| c > at_rejoin + 1.0)).await;
+    rig.run_until(poll_s + 4.0, 200.0, "the CCL rising", |s| s.ccl.is_some_and(|c| c > at_rejoin + 1.0))
+        .await;
     rig.run(poll_s + 0.5, 200.0).await;
     let rise = rig.fastest_rise(replugged, |s| s.ccl);
     println!("{name}: replug -> counted after {back:.1} s; fastest CCL rise {rise:.1} A/s (ramp {RECOVERY_A_PER_S} A/s)");
@@ -417,10 +418,24 @@ async fn discharge_silent(poll_s: f64) {
         rig.run_until(2.0 * poll_s + 3.0, -300.0, "silent pack offline", |s| s.offline == Some(1.0)).await;
     rig.run(poll_s + 1.0, -300.0).await;
     let s = rig.last();
-    let counted = s.pack_a[0] + s.pack_a[2];
-    println!("{name}: silent -> offline after {out:.1} s; DCL {:.1} A; published {:?} A, counted packs {counted:.1} A", s.dcl.unwrap_or(0.0), s.dc_current);
-    assert!(near(s.dc_current, counted, 0.5), "the silent pack's current is not counted");
-    assert!(s.dcl.is_some_and(|d| d <= 50.0 / (0.41 / 0.705) * 1.01), "limits for the packs that count");
+    // The published current is the counted packs' current as read within the last poll (the
+    // limits still climb for the two packs left), never with the silent pack's ~20 A in it.
+    let counted = |x: &Sample| x.pack_a[0] + x.pack_a[2];
+    let recent: Vec<&Sample> = rig.samples.iter().filter(|x| x.t >= s.t - poll_s - 0.5).collect();
+    let closest = recent
+        .iter()
+        .map(|x| (s.dc_current.unwrap_or(f64::NAN) - counted(x)).abs())
+        .fold(f64::INFINITY, f64::min);
+    println!(
+        "{name}: silent -> offline after {out:.1} s; DCL {:.1} A; published {:?} A, counted packs {:.1} A now, \
+         {closest:.2} A from a reading of the last poll; the silent pack carries {:.1} A",
+        s.dcl.unwrap_or(0.0),
+        s.dc_current,
+        counted(&s),
+        s.pack_a[1]
+    );
+    assert!(closest <= 0.5, "the published current is the counted packs' (off by {closest:.2} A)");
+    assert!(s.pack_a[1].abs() > 5.0, "the silent pack still carries current (the check means something)");
     let _ = silent;
     rig.assert_packs_safe(&name);
     rig.finish();
