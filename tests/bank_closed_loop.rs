@@ -9,23 +9,8 @@ use bms_bridge::bank::config::Topology;
 use bms_bridge::bank::limits::{bank_limits, PackLimitInput, SplitEstimator};
 use bms_bridge::control::current::RampLimiter;
 use bms_bridge::control::ChargeConfig;
-use bms_bridge::sim::bank::{BankModel, BankPack, Wiring};
+use bms_bridge::sim::bank::{BankModel, BankPack, Rng, Wiring};
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
 
 /// What one pack's port last reported.
 #[derive(Clone, Copy)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sim::bank::Rng;
 use std::time::Duration;
 
 fn pack(current: f64, charge_limit_a: f64, discharge_limit_a: f64) -> PackLimitInput {
@@ -176,22 +177,6 @@ fn series_takes_the_smallest_limit_and_stops_without_a_pack() {
     assert_eq!((l.charge.amps, l.discharge.amps), (0.0, 0.0));
 }
 
-/// A small deterministic generator for random banks (no extra dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
-    }
-}
-
 #[test]
 fn random_banks_never_put_a_pack_over_its_limit_at_the_bank_limit() {
     // Oracle: the physics split at the bank limit, not the estimator. 2000 random banks of 2..6
@@ -200,11 +185,11 @@ fn random_banks_never_put_a_pack_over_its_limit_at_the_bank_limit() {
     let mut rng = Rng(0x5eed_1234_abcd_9876);
     let mut measured_cases = 0;
     for case in 0..2000 {
-        let n = 2 + (rng.next() * 5.0) as usize;
+        let n = 2 + (rng.unit() * 5.0) as usize;
         let r: Vec<f64> = (0..n).map(|_| rng.range(0.002, 0.040)).collect();
         let ocv = vec![53.0; n];
         let limits: Vec<f64> = (0..n).map(|_| rng.range(5.0, 200.0)).collect();
-        let direction = if rng.next() < 0.5 { 1.0 } else { -1.0 };
+        let direction = if rng.unit() < 0.5 { 1.0 } else { -1.0 };
         let measured_at = direction * rng.range(0.0, 300.0);
         measured_cases += usize::from(measured_at.abs() >= SPLIT_MIN_CURRENT_A);
         let currents = split_by_physics(&ocv, &r, measured_at);

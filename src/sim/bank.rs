@@ -191,6 +191,26 @@ fn follow(from: f64, target: f64, step: f64) -> f64 {
     }
 }
 
+/// A small deterministic generator (xorshift) for random banks in tests, without an extra
+/// dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number in 0..1.
+    pub fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The next number in `lo..hi`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
