@@ -11,22 +11,27 @@
 //! and SoC tables and FET state.
 //!
 //! `share_i` comes from the packs' own current readings ([`SplitEstimator`]), measured while the
-//! bank current in that direction is at least [`SPLIT_MIN_CURRENT_A`], hardly any current flows
-//! the other way inside the bank (one pack charging another), and the packs' readings were taken
-//! within [`SPLIT_MAX_SPREAD`] of each other (one pack's new reading beside the others' old ones
-//! is no split: the bank runs a cycle on every pack's reading):
+//! net bank current in that direction is at least [`SPLIT_MIN_CURRENT_A`], hardly any current
+//! flows the other way inside the bank (one pack charging another), and the packs' readings were
+//! taken within [`SPLIT_MAX_SPREAD`] of each other (one pack's new reading beside the others' old
+//! ones is no split: the bank runs a cycle on every pack's reading). `measured_i = I_i / I_bank`
+//! (net), so a pack being charged by another makes the others' shares larger, never smaller.
 //!
-//! - while the current is steady (every pack's reading within [`STEADY_CHANGE`] of its previous
-//!   one), the packs' readings agree even though ports are read at slightly different moments:
-//!   the remembered share follows the measured one smoothed over [`SHARE_TAU_S`], except that a
-//!   share more than [`SHARE_JUMP`] above the remembered one counts at once;
-//! - while the current changes, readings taken a moment apart disagree by what changed in
-//!   between: only a share more than [`SHARE_JUMP_CHANGING`] above the remembered one counts (at
-//!   once: a pack that left the bus moves the split that much), nothing else is believed;
-//! - while the current is too small to measure, the remembered share stands; a pack without one
-//!   (just started, rejoined, FET back on) counts with share 1: the worst plausible split is that
-//!   it takes all of it (a capacity-proportional guess is what overloads a small pack with low
-//!   resistance);
+//! - a smaller share is believed from steady readings only (every pack within [`STEADY_CHANGE`]
+//!   of its previous reading), smoothed over [`SHARE_TAU_S`];
+//! - a larger share counts at once beyond [`SHARE_JUMP`] (steady) or [`SHARE_JUMP_CHANGING`]
+//!   (current changing: readings a moment apart disagree by what changed in between), else it is
+//!   smoothed in;
+//! - a split measured at `I` is trusted up to `(1 + SPLIT_EXTRAPOLATION) x I`
+//!   ([`SplitEstimator::trusted_up_to`]): packs at different open-circuit voltages carry a
+//!   circulating part (`I_i = a_i x I + c_i`), so the split shifts with the current; the bank
+//!   limit never exceeds that, or the worst-case limit (the smallest pack limit), whichever is
+//!   larger;
+//! - while nothing is measured (at rest, just started, a pack back or its FET on again), a pack
+//!   without a remembered share counts with share 1: the worst plausible split is that it takes
+//!   all of it (a capacity-proportional guess is what overloads a small pack with low
+//!   resistance); current flowing for [`SPLIT_MAX_UNCONFIRMED`] without comparable readings drops
+//!   the remembered split;
 //! - when a pack leaves (lost, FET off), the others carry its part: their remembered shares are
 //!   scaled up to add up to 1 (parallel resistances keep their ratios); so are they while a pack
 //!   that came back is not measured yet (it may take nothing); shares never count as less than
@@ -59,8 +64,16 @@ pub const SHARE_TAU_S: f64 = 5.0;
 pub const SHARE_JUMP: f64 = 0.02;
 
 /// While the current changes, a measured share this much (relative) above the remembered one
-/// still counts at once.
-pub const SHARE_JUMP_CHANGING: f64 = 0.10;
+/// counts at once (a smaller rise is smoothed).
+pub const SHARE_JUMP_CHANGING: f64 = 0.05;
+
+/// A remembered split is trusted up to this much (relative) above the bank current it was
+/// measured at (see [`SplitEstimator::trusted_up_to`]).
+pub const SPLIT_EXTRAPOLATION: f64 = 0.4;
+
+/// Current flowing this long without comparable readings drops the remembered split (s): the
+/// worst plausible split stands in until the readings can be compared again.
+pub const SPLIT_MAX_UNCONFIRMED: Duration = Duration::from_secs(20);
 
 /// A pack's current is steady when its reading moved by at most this fraction (or
 /// [`STEADY_MIN_A`]) since its previous reading.
@@ -100,10 +113,13 @@ pub struct Limit {
     pub by: Option<usize>,
     /// That pack's share of the bank current used (1 for series).
     pub share: f64,
+    /// The split's own limit before [`SplitEstimator::trusted_up_to`] (equal to `amps` unless
+    /// the split is not trusted that far; for the limitation text).
+    pub untrusted_amps: f64,
 }
 
 impl Limit {
-    const NONE: Limit = Limit { amps: 0.0, by: None, share: 0.0 };
+    const NONE: Limit = Limit { amps: 0.0, by: None, share: 0.0, untrusted_amps: 0.0 };
 }
 
 /// The bank's limits.
@@ -147,11 +163,23 @@ pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -
 /// Remembers each pack's share of the bank current, per direction (see the module doc).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SplitEstimator {
-    charge: Vec<Option<f64>>,
-    discharge: Vec<Option<f64>>,
+    charge: Direction,
+    discharge: Direction,
     /// Per pack: the latest reading seen (time, current) and the current of the one before.
     readings: Vec<PackReadings>,
     last: Option<Instant>,
+}
+
+/// What the estimator remembers for one direction.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Direction {
+    /// Each pack's share, once measured.
+    memory: Vec<Option<f64>>,
+    /// Since when current flows in this direction without a measurement (readings never
+    /// comparable): after [`SPLIT_MAX_UNCONFIRMED`] the remembered split is dropped.
+    unconfirmed_since: Option<Instant>,
+    /// The bank current (A, in this direction) of the last measurement.
+    measured_at_a: Option<f64>,
 }
 
 /// One pack's latest reading seen (time, current) and the current of the reading before.
@@ -163,12 +191,8 @@ pub type Shares = Vec<Option<f64>>;
 impl SplitEstimator {
     /// An estimator that has measured nothing.
     pub fn new(packs: usize) -> Self {
-        Self {
-            charge: vec![None; packs],
-            discharge: vec![None; packs],
-            readings: vec![(None, None); packs],
-            last: None,
-        }
+        let none = Direction { memory: vec![None; packs], unconfirmed_since: None, measured_at_a: None };
+        Self { charge: none.clone(), discharge: none, readings: vec![(None, None); packs], last: None }
     }
 
     /// Takes the packs' readings at `now` and gives the shares for (charge, discharge).
@@ -176,8 +200,8 @@ impl SplitEstimator {
         let dt = self.last.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last = Some(now);
         let follow = 1.0 - (-dt / SHARE_TAU_S).exp();
-        self.charge.resize(packs.len(), None);
-        self.discharge.resize(packs.len(), None);
+        self.charge.memory.resize(packs.len(), None);
+        self.discharge.memory.resize(packs.len(), None);
         self.readings.resize(packs.len(), (None, None));
         for (slot, pack) in self.readings.iter_mut().zip(packs) {
             if let (Some(at), Some(a)) = (pack.read_at, pack.current_a) {
@@ -202,39 +226,63 @@ impl SplitEstimator {
                 _ => false,
             }
         };
-        let shares = |able: &[bool], memory: &mut [Option<f64>], direction: f64| {
-            let measure = coherent(able).then(|| steady(able).then_some(follow));
-            direction_shares(packs, able, memory, direction, measure)
-        };
         let able_charge: Vec<bool> = packs.iter().map(|p| p.online && !p.charge_blocked).collect();
         let able_discharge: Vec<bool> = packs.iter().map(|p| p.online && !p.discharge_blocked).collect();
-        let charge = shares(&able_charge, &mut self.charge, 1.0);
-        let discharge = shares(&able_discharge, &mut self.discharge, -1.0);
+        let measure_charge =
+            Measure { comparable: coherent(&able_charge), steady: steady(&able_charge), follow };
+        let measure_discharge =
+            Measure { comparable: coherent(&able_discharge), steady: steady(&able_discharge), follow };
+        let charge = direction_shares(now, packs, &able_charge, &mut self.charge, 1.0, measure_charge);
+        let discharge =
+            direction_shares(now, packs, &able_discharge, &mut self.discharge, -1.0, measure_discharge);
         (charge, discharge)
+    }
+
+    /// The largest (charge, discharge) bank current the remembered split may be trusted for: a
+    /// split measured at `I` holds near `I` only (packs at different open-circuit voltages shift
+    /// it with the current), so a limit may reach at most [`SPLIT_EXTRAPOLATION`] above the
+    /// current of the last measurement (or the worst-case limit, whichever is larger).
+    pub fn trusted_up_to(&self) -> (Option<f64>, Option<f64>) {
+        let cap = |d: &Direction| d.measured_at_a.map(|a| a * (1.0 + SPLIT_EXTRAPOLATION));
+        (cap(&self.charge), cap(&self.discharge))
     }
 
     /// The remembered (charge, discharge) share of `pack`, if measured.
     pub fn remembered(&self, pack: usize) -> (Option<f64>, Option<f64>) {
-        (self.charge.get(pack).copied().flatten(), self.discharge.get(pack).copied().flatten())
+        let of = |d: &Direction| d.memory.get(pack).copied().flatten();
+        (of(&self.charge), of(&self.discharge))
     }
 }
 
-/// Updates `memory` from the packs' currents in `direction` and gives the shares in force.
-/// `measure`: `None` when the readings are not comparable (no measurement); else how far a
-/// remembered share moves towards the measured one now, `None` while the current changes (only a
-/// much larger share counts then).
+/// Whether this cycle's readings can be compared, and how.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    /// Taken within [`SPLIT_MAX_SPREAD`] of each other.
+    comparable: bool,
+    /// Each within [`STEADY_CHANGE`] of its previous reading.
+    steady: bool,
+    /// How far a remembered share moves towards the measured one now (smoothing).
+    follow: f64,
+}
+
+/// Updates `state` from the packs' currents in `direction` and gives the shares in force.
 fn direction_shares(
+    now: Instant,
     packs: &[PackLimitInput],
     able: &[bool],
-    memory: &mut [Option<f64>],
+    state: &mut Direction,
     direction: f64,
-    measure: Option<Option<f64>>,
+    measure: Measure,
 ) -> Shares {
+    let memory = &mut state.memory;
     // A pack that takes no current now starts from the worst case when it takes current again.
     for (slot, ok) in memory.iter_mut().zip(able) {
         if !ok {
             *slot = None;
         }
+    }
+    if memory.iter().zip(able).all(|(m, ok)| !ok || m.is_none()) {
+        state.measured_at_a = None;
     }
     let flows: Option<Vec<f64>> = packs
         .iter()
@@ -242,23 +290,44 @@ fn direction_shares(
         .filter(|(_, ok)| **ok)
         .map(|(p, _)| p.current_a.filter(|a| a.is_finite()).map(|a| a * direction))
         .collect();
-    if let (Some(flows), Some(follow)) = (flows.filter(|f| !f.is_empty()), measure) {
-        let forward: f64 = flows.iter().map(|a| a.max(0.0)).sum();
-        let backward: f64 = flows.iter().map(|a| (-a).max(0.0)).sum();
-        if forward >= SPLIT_MIN_CURRENT_A && backward <= SPLIT_MAX_COUNTERFLOW * forward {
-            let able_memory = memory.iter_mut().zip(able).filter(|(_, ok)| **ok).map(|(m, _)| m);
-            for (slot, flow) in able_memory.zip(&flows) {
-                let measured = flow.max(0.0) / forward;
-                *slot = match (*slot, follow) {
-                    (Some(old), Some(f)) if measured <= old * (1.0 + SHARE_JUMP) => {
-                        Some(old + f * (measured - old))
-                    }
-                    (Some(old), None) if measured <= old * (1.0 + SHARE_JUMP_CHANGING) => Some(old),
-                    // Nothing known yet: only a steady split is a measurement.
-                    (None, None) => None,
-                    _ => Some(measured),
-                };
-            }
+    let flows = flows.filter(|f| !f.is_empty()).unwrap_or_default();
+    // The share of the bank current: against the net current, so that a pack charged by another
+    // (counterflow) makes the others' shares larger, never smaller.
+    let net: f64 = flows.iter().sum();
+    let backward: f64 = flows.iter().map(|a| (-a).max(0.0)).sum();
+    let flowing = net >= SPLIT_MIN_CURRENT_A;
+    if flowing && measure.comparable && backward <= SPLIT_MAX_COUNTERFLOW * net {
+        state.unconfirmed_since = None;
+        state.measured_at_a = Some(net);
+        let able_memory = memory.iter_mut().zip(able).filter(|(_, ok)| **ok).map(|(m, _)| m);
+        for (slot, flow) in able_memory.zip(&flows) {
+            let measured = flow.max(0.0) / net;
+            *slot = match *slot {
+                // Nothing known yet: only a steady split is a measurement.
+                None if !measure.steady => None,
+                None => Some(measured),
+                Some(old) if measured < old => {
+                    // Smaller: believed from steady readings only, smoothed.
+                    Some(if measure.steady { old + measure.follow * (measured - old) } else { old })
+                }
+                Some(old) => {
+                    // Larger: at once beyond the jump (2 % steady, 5 % while the current changes:
+                    // readings a moment apart disagree by what changed in between), else smoothed.
+                    let jump = if measure.steady { SHARE_JUMP } else { SHARE_JUMP_CHANGING };
+                    Some(if measured > old * (1.0 + jump) {
+                        measured
+                    } else {
+                        old + measure.follow * (measured - old)
+                    })
+                }
+            };
+        }
+    } else if flowing {
+        // Current flows but the readings say nothing: the remembered split ages out.
+        let since = *state.unconfirmed_since.get_or_insert(now);
+        if now.saturating_duration_since(since) > SPLIT_MAX_UNCONFIRMED {
+            memory.iter_mut().for_each(|m| *m = None);
+            state.measured_at_a = None;
         }
     }
     let n = able.iter().filter(|ok| **ok).count().max(1) as f64;
@@ -274,17 +343,19 @@ fn direction_shares(
         .collect()
 }
 
-/// Computes the bank limits from the packs and the shares of [`SplitEstimator::update`].
+/// Computes the bank limits from the packs and the shares of [`SplitEstimator::update`];
+/// `trusted_up_to` from [`SplitEstimator::trusted_up_to`] (charge, discharge).
 pub fn bank_limits(
     topology: Topology,
     packs: &[PackLimitInput],
     charge_shares: &[Option<f64>],
     discharge_shares: &[Option<f64>],
+    trusted_up_to: (Option<f64>, Option<f64>),
 ) -> BankLimits {
     match topology {
         Topology::Parallel => BankLimits {
-            charge: parallel(packs, charge_shares, |p| p.charge_limit_a),
-            discharge: parallel(packs, discharge_shares, |p| p.discharge_limit_a),
+            charge: parallel(packs, charge_shares, trusted_up_to.0, |p| p.charge_limit_a),
+            discharge: parallel(packs, discharge_shares, trusted_up_to.1, |p| p.discharge_limit_a),
         },
         Topology::Series => BankLimits {
             charge: series(packs, |p| p.charge_limit_a, |p| p.charge_blocked),
@@ -293,16 +364,38 @@ pub fn bank_limits(
     }
 }
 
-fn parallel(packs: &[PackLimitInput], shares: &[Option<f64>], limit: fn(&PackLimitInput) -> f64) -> Limit {
+fn parallel(
+    packs: &[PackLimitInput],
+    shares: &[Option<f64>],
+    trusted_up_to: Option<f64>,
+    limit: fn(&PackLimitInput) -> f64,
+) -> Limit {
     let mut best = Limit::NONE;
+    // The worst case (any pack may take it all) is safe whatever the split.
+    let mut worst_case: Option<Limit> = None;
     for (i, (pack, share)) in packs.iter().zip(shares).enumerate() {
         let Some(share) = share.filter(|s| *s > 0.0) else { continue };
-        let amps = limit(pack).max(0.0) / share;
+        let own = limit(pack).max(0.0);
+        let amps = own / share;
         if best.by.is_none() || amps < best.amps {
-            best = Limit { amps, by: Some(i), share };
+            best = Limit { amps, by: Some(i), share, untrusted_amps: amps };
+        }
+        if worst_case.is_none_or(|w| own < w.amps) {
+            worst_case = Some(Limit { amps: own, by: Some(i), share: 1.0, untrusted_amps: own });
         }
     }
-    best
+    match (trusted_up_to, worst_case) {
+        // Beyond what the split was measured for: only as far as it can be trusted, and never
+        // below the worst case.
+        (Some(cap), Some(worst)) if best.amps > cap => {
+            if cap > worst.amps {
+                Limit { amps: cap, ..best }
+            } else {
+                Limit { amps: worst.amps.min(best.amps), untrusted_amps: best.amps, ..worst }
+            }
+        }
+        _ => best,
+    }
 }
 
 fn series(
@@ -314,7 +407,7 @@ fn series(
     for (i, p) in packs.iter().enumerate() {
         let amps = if !p.online || blocked(p) { 0.0 } else { limit(p).max(0.0) };
         if best.is_none_or(|b| amps < b.amps) {
-            best = Some(Limit { amps, by: Some(i), share: 1.0 });
+            best = Some(Limit { amps, by: Some(i), share: 1.0, untrusted_amps: amps });
         }
     }
     best.unwrap_or(Limit::NONE)

@@ -228,7 +228,10 @@ impl BankControl {
             })
             .collect();
         let (charge_shares, discharge_shares) = self.split.update(now, &inputs);
-        let split = bank_limits(self.topology, &inputs, &charge_shares, &discharge_shares);
+        let trusted = self.split.trusted_up_to();
+        let split = bank_limits(self.topology, &inputs, &charge_shares, &discharge_shares, trusted);
+        // The split limit (held to what the measured split is trusted for) is the bank's "BMS
+        // limit": the bank's rate limiter cuts to it at once and ramps up to it.
         battery.charge_current_limit_a = Some(split.charge.amps);
         battery.discharge_current_limit_a = Some(split.discharge.amps);
         let online = counted.iter().filter(|c| **c).count();
@@ -285,8 +288,13 @@ fn limitation_text(index: usize, name: &str, target: &PackTarget, limit: Limit, 
     let share = limit.share * 100.0;
     let name = if name.is_empty() { String::new() } else { format!(" {name}") };
     let recovering = if recovering { " (recovering)" } else { "" };
+    let trusted = if limit.amps < limit.untrusted_amps - 1e-6 {
+        format!("; {:.1} A until the split is measured at a higher current", limit.amps)
+    } else {
+        String::new()
+    };
     format!(
-        "Pack {}{name}: {rules} {:.1} A at {share:.0} % of the bank current{recovering}",
+        "Pack {}{name}: {rules} {:.1} A at {share:.0} % of the bank current{trusted}{recovering}",
         index + 1,
         target.amps
     )

@@ -85,14 +85,14 @@ fn the_bank_publishes_sums_and_the_split_limit_and_pack_services_no_limits() {
     let t0 = Instant::now();
     let mut bank = Bank::new(t0, 3);
     // Unequal packs: 100, 200 and 280 Ah; the 280 Ah pack has the lowest resistance.
-    for (m, (i, c)) in bank.packs.iter_mut().zip([(10.0, 100.0), (15.0, 200.0), (25.0, 280.0)]) {
+    for (m, (i, c)) in bank.packs.iter_mut().zip([(20.0, 100.0), (30.0, 200.0), (50.0, 280.0)]) {
         m.handle_reading(t0, reading(i, c, 3.31));
     }
     let (packs, out) = bank.cycle_steady(t0);
     assert!(out.connected);
-    assert_eq!(out.battery.current_a, Some(50.0));
+    assert_eq!(out.battery.current_a, Some(100.0));
     assert_eq!(out.battery.nominal_capacity_ah, Some(580.0));
-    // 25 A of 50 on pack 3, whose own limit is 50 A: the bank may take 100 A.
+    // 50 A of 100 on pack 3, whose own limit is 50 A: the bank may take 100 A.
     assert_eq!(out.limits.charge_current_a, Some(100.0));
     // No discharge split measured yet: any pack could take it all, 60 A.
     assert_eq!(out.limits.discharge_current_a, Some(60.0));
@@ -100,7 +100,7 @@ fn the_bank_publishes_sums_and_the_split_limit_and_pack_services_no_limits() {
     let shown = pack_output(&packs[0]);
     assert_eq!(shown.limits.charge_voltage_v, None);
     assert_eq!(shown.limits.charge_current_a, None);
-    assert_eq!(shown.battery.current_a, Some(10.0));
+    assert_eq!(shown.battery.current_a, Some(20.0));
 }
 
 #[test]
@@ -112,7 +112,8 @@ fn per_pack_ratings_bound_the_bank_and_the_limitation_names_the_pack() {
     let instant =
         ChargeConfig { current_recovery_hold_s: 0.0, current_recovery_a_per_s: 0.0, ..Default::default() };
     let mut bank = Bank::with(t0, Topology::Parallel, instant, &options);
-    for (m, (i, c)) in bank.packs.iter_mut().zip([(7.375, 100.0), (7.375, 100.0), (10.25, 50.0)]) {
+    // Charging at 100 A (more than the bank may take: the charger's last setting): 29.5 / 29.5 / 41 A.
+    for (m, (i, c)) in bank.packs.iter_mut().zip([(29.5, 100.0), (29.5, 100.0), (41.0, 50.0)]) {
         m.handle_reading(t0, reading(i, c, 3.31));
     }
     let (_, out) = bank.cycle_steady(t0);
@@ -123,9 +124,9 @@ fn per_pack_ratings_bound_the_bank_and_the_limitation_names_the_pack() {
         "Pack 3 /dev/ttyUSB2: Config max 25.0 A at 41 % of the bank current"
     );
     // A BMS reporting a lower limit than the rating lowers the pack's limit, never raises it.
-    let low = Battery { charge_current_limit_a: Some(20.0), ..reading(10.25, 50.0, 3.31) };
+    let low = Battery { charge_current_limit_a: Some(20.0), ..reading(41.0, 50.0, 3.31) };
     bank.packs[2].handle_reading(t0 + Duration::from_secs(1), low);
-    let high = Battery { charge_current_limit_a: Some(80.0), ..reading(7.375, 100.0, 3.31) };
+    let high = Battery { charge_current_limit_a: Some(80.0), ..reading(29.5, 100.0, 3.31) };
     bank.packs[0].handle_reading(t0 + Duration::from_secs(1), high);
     let (_, out) = bank.cycle(t0 + Duration::from_secs(1));
     let ccl = out.limits.charge_current_a.unwrap_or(0.0);
@@ -165,18 +166,18 @@ fn a_pack_that_leaves_shrinks_the_limits_at_once_and_rejoins_through_the_ramp() 
     let mut ccl = 0.0;
     for s in 0..=60 {
         for m in &mut bank.packs {
-            m.handle_reading(at(s), reading(10.0, 100.0, 3.31));
+            m.handle_reading(at(s), reading(40.0, 100.0, 3.31));
         }
         ccl = bank.cycle(at(s)).1.limits.charge_current_a.unwrap_or(0.0);
     }
     assert_eq!(ccl, 100.0, "measured split 50/50: twice a pack's 50 A");
     // Pack 2 leaves (device gone) while its own grace period still runs: not counted anywhere.
     bank.members[1] = false;
-    bank.packs[0].handle_reading(at(61), reading(20.0, 100.0, 3.31));
+    bank.packs[0].handle_reading(at(61), reading(80.0, 100.0, 3.31));
     let (_, out) = bank.cycle(at(61));
     assert!(out.connected, "the bank stays");
     assert_eq!(out.limits.charge_current_a, Some(50.0), "at once");
-    assert_eq!(out.battery.current_a, Some(20.0), "the vanished pack's 10 A is not counted");
+    assert_eq!(out.battery.current_a, Some(80.0), "the vanished pack's 40 A is not counted");
     assert_eq!(out.battery.nominal_capacity_ah, Some(100.0));
     assert_eq!(out.battery.alarms.bms_cable, Some(AlarmLevel::Warning));
     assert_eq!((out.battery.modules_online, out.battery.modules_offline), (Some(1), Some(1)));
@@ -186,7 +187,7 @@ fn a_pack_that_leaves_shrinks_the_limits_at_once_and_rejoins_through_the_ramp() 
     let mut previous = 50.0;
     for s in 62..=200u64 {
         for m in &mut bank.packs {
-            m.handle_reading(at(s), reading(10.0, 100.0, 3.31));
+            m.handle_reading(at(s), reading(40.0, 100.0, 3.31));
         }
         let (_, out) = bank.cycle(at(s));
         let ccl = out.limits.charge_current_a.unwrap_or(0.0);

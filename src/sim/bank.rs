@@ -2,9 +2,10 @@
 //! of different capacity, internal resistance and rating on one DC bus, a charger or load that
 //! obeys the published CCL/DCL, and an overload recorder per pack (the tests' oracle).
 //!
-//! Every pack on the bus sees the bus voltage `V`; pack `i` carries `(V - OCV_i) / R_i`, and the
+//! Parallel ([`Wiring::Parallel`]): every pack on the bus sees the bus voltage `V`; pack `i` carries `(V - OCV_i) / R_i`, and the
 //! currents add up to the bank current: `V = (I + sum OCV_i / R_i) / sum 1 / R_i`. A pack off the
-//! bus (switched off, its BMS tripped) carries nothing. A BMS trips when its pack carries more
+//! bus (switched off, its BMS tripped) carries nothing. Series: one current through every pack,
+//! none while any pack is open. A BMS trips when its pack carries more
 //! than [`TRIP_RATIO`] of its rating for [`TRIP_AFTER_S`]: it leaves the bus, and the recorder
 //! says so.
 
@@ -105,9 +106,20 @@ impl BankPack {
     }
 }
 
-/// Packs in parallel, a charger/load and the time.
+/// How the packs of a [`BankModel`] are wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    /// Side by side on one DC bus: the current splits by resistance.
+    Parallel,
+    /// One string: one current through every pack, none while any pack is open.
+    Series,
+}
+
+/// Packs, a charger/load and the time.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParallelBank {
+pub struct BankModel {
+    /// How the packs are wired.
+    pub wiring: Wiring,
     /// The packs.
     pub packs: Vec<BankPack>,
     /// The bank current now (A, + = charging).
@@ -116,20 +128,31 @@ pub struct ParallelBank {
     pub time_s: f64,
 }
 
-impl ParallelBank {
-    /// A bank of `packs`, at rest.
-    pub fn new(packs: Vec<BankPack>) -> Self {
-        Self { packs, bank_current_a: 0.0, time_s: 0.0 }
+impl BankModel {
+    /// A bank of `packs` wired so, at rest.
+    pub fn new(wiring: Wiring, packs: Vec<BankPack>) -> Self {
+        Self { wiring, packs, bank_current_a: 0.0, time_s: 0.0 }
+    }
+
+    /// Whether current can flow: a pack on the bus (parallel), every pack in the string (series).
+    pub fn closed(&self) -> bool {
+        match self.wiring {
+            Wiring::Parallel => self.packs.iter().any(|p| p.on_bus),
+            Wiring::Series => self.packs.iter().all(|p| p.on_bus),
+        }
     }
 
     /// Each pack's current when the bank carries `bank_a` (0 for packs off the bus; all 0 when
-    /// no pack is on it).
+    /// no current can flow).
     pub fn split(&self, bank_a: f64) -> Vec<f64> {
-        let on: Vec<&BankPack> = self.packs.iter().filter(|p| p.on_bus).collect();
-        let g: f64 = on.iter().map(|p| 1.0 / p.resistance_ohm).sum();
-        if on.is_empty() || g <= 0.0 {
+        if !self.closed() {
             return vec![0.0; self.packs.len()];
         }
+        if self.wiring == Wiring::Series {
+            return vec![bank_a; self.packs.len()];
+        }
+        let on: Vec<&BankPack> = self.packs.iter().filter(|p| p.on_bus).collect();
+        let g: f64 = on.iter().map(|p| 1.0 / p.resistance_ohm).sum();
         let bus_v = (bank_a + on.iter().map(|p| p.ocv_v() / p.resistance_ohm).sum::<f64>()) / g;
         self.packs
             .iter()
@@ -143,8 +166,7 @@ impl ParallelBank {
     pub fn step(&mut self, dt_s: f64, demand_a: f64, ccl_a: f64, dcl_a: f64, slew_a_per_s: f64) {
         self.time_s += dt_s;
         let allowed = demand_a.clamp(-dcl_a.max(0.0), ccl_a.max(0.0));
-        let on_bus = self.packs.iter().any(|p| p.on_bus);
-        let target = if on_bus { allowed } else { 0.0 };
+        let target = if self.closed() { allowed } else { 0.0 };
         self.bank_current_a = follow(self.bank_current_a, target, slew_a_per_s * dt_s);
         let currents = self.split(self.bank_current_a);
         let now = self.time_s;
@@ -152,40 +174,6 @@ impl ParallelBank {
             pack.current_a = current;
             pack.soc_percent =
                 (pack.soc_percent + current * dt_s / 3600.0 / pack.capacity_ah * 100.0).clamp(0.0, 100.0);
-            pack.record(now);
-        }
-    }
-}
-
-/// Packs in series: one current through all of them (the charger/load's), 0 while any pack is
-/// off the string (its BMS opened).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesBank {
-    /// The packs, first to last.
-    pub packs: Vec<BankPack>,
-    /// The string current now (A, + = charging).
-    pub bank_current_a: f64,
-    /// Simulated time (s).
-    pub time_s: f64,
-}
-
-impl SeriesBank {
-    /// A string of `packs`, at rest.
-    pub fn new(packs: Vec<BankPack>) -> Self {
-        Self { packs, bank_current_a: 0.0, time_s: 0.0 }
-    }
-
-    /// Advances `dt_s` as [`ParallelBank::step`] does.
-    pub fn step(&mut self, dt_s: f64, demand_a: f64, ccl_a: f64, dcl_a: f64, slew_a_per_s: f64) {
-        self.time_s += dt_s;
-        let closed = self.packs.iter().all(|p| p.on_bus);
-        let target = if closed { demand_a.clamp(-dcl_a.max(0.0), ccl_a.max(0.0)) } else { 0.0 };
-        self.bank_current_a = follow(self.bank_current_a, target, slew_a_per_s * dt_s);
-        let now = self.time_s;
-        for pack in &mut self.packs {
-            pack.current_a = self.bank_current_a;
-            pack.soc_percent = (pack.soc_percent + pack.current_a * dt_s / 3600.0 / pack.capacity_ah * 100.0)
-                .clamp(0.0, 100.0);
             pack.record(now);
         }
     }
@@ -203,17 +191,40 @@ fn follow(from: f64, target: f64, step: f64) -> f64 {
     }
 }
 
+/// A small deterministic generator (xorshift) for random banks in tests, without an extra
+/// dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number in 0..1.
+    pub fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The next number in `lo..hi`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn issue_bank() -> ParallelBank {
+    fn issue_bank() -> BankModel {
         // The issue's bank: 100/100/50 Ah, the 50 Ah pack with the lowest resistance.
-        ParallelBank::new(vec![
-            BankPack::new(100.0, 0.020, 50.0, 100.0),
-            BankPack::new(100.0, 0.020, 50.0, 100.0),
-            BankPack::new(50.0, 0.0144, 25.0, 50.0),
-        ])
+        BankModel::new(
+            Wiring::Parallel,
+            vec![
+                BankPack::new(100.0, 0.020, 50.0, 100.0),
+                BankPack::new(100.0, 0.020, 50.0, 100.0),
+                BankPack::new(50.0, 0.0144, 25.0, 50.0),
+            ],
+        )
     }
 
     #[test]
@@ -246,5 +257,16 @@ mod tests {
         // The limit drops: the charger follows at once.
         bank.step(0.1, 200.0, 20.0, 100.0, 10.0);
         assert_eq!(bank.bank_current_a, 20.0);
+    }
+
+    #[test]
+    fn a_series_string_carries_one_current_and_none_when_open() {
+        let packs = vec![BankPack::new(100.0, 0.02, 50.0, 100.0), BankPack::new(100.0, 0.02, 50.0, 100.0)];
+        let mut bank = BankModel::new(Wiring::Series, packs);
+        bank.step(1.0, 30.0, 50.0, 50.0, 100.0);
+        assert!(bank.packs.iter().all(|p| p.current_a == 30.0));
+        bank.packs[1].on_bus = false;
+        bank.step(0.1, 30.0, 50.0, 50.0, 100.0);
+        assert!(bank.packs.iter().all(|p| p.current_a == 0.0));
     }
 }
