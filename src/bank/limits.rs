@@ -18,7 +18,7 @@
 
 use super::config::Topology;
 use crate::battery::Battery;
-use crate::control::current::{charge_target, discharge_target, CurrentInputs};
+use crate::control::current::{charge_target, discharge_target, CurrentInputs, LimitReason};
 use crate::control::ChargeConfig;
 
 /// Below this bank current (A) the observed split is noise: capacity shares are used.
@@ -64,10 +64,14 @@ pub struct BankLimits {
     pub discharge: Limit,
 }
 
+/// One pack's own limit in one direction (A) and the rules that set it.
+pub type PackTarget = (f64, Vec<LimitReason>);
+
 /// A pack's own charge and discharge limits now: the charge-control rules (BMS limits, cell
 /// voltage, temperature, MOSFET, SoC tables, FET state) on its reading, without the rate limiter
-/// (the bank's limiter smooths the bank's result; a pack that comes back counts at once).
-pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -> (f64, f64) {
+/// (the bank's limiter smooths the bank's result; a pack that comes back counts at once), each
+/// with the rules that set it.
+pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -> (PackTarget, PackTarget) {
     let inputs = CurrentInputs {
         max_cell_v: b.max_cell().map(|(_, v)| v),
         min_cell_v: b.min_cell().map(|(_, v)| v),
@@ -79,7 +83,7 @@ pub fn pack_targets(cfg: &ChargeConfig, b: &Battery, soc_percent: Option<f64>) -
         bms_charge_limit_a: b.charge_current_limit_a,
         bms_discharge_limit_a: b.discharge_current_limit_a,
     };
-    (charge_target(cfg, &inputs).0, discharge_target(cfg, &inputs).0)
+    (charge_target(cfg, &inputs), discharge_target(cfg, &inputs))
 }
 
 /// Computes the bank limits.

@@ -132,16 +132,18 @@ pub fn bank_cycle(
     let views: Vec<PackView<'_>> =
         pack_outputs.iter().map(|o| PackView { battery: &o.battery, online: o.connected }).collect();
     let mut battery = aggregate(topology, &views);
+    let targets: Vec<_> =
+        pack_outputs.iter().map(|o| pack_targets(charge, &o.battery, o.limits.soc_percent)).collect();
     let inputs: Vec<PackLimitInput> = pack_outputs
         .iter()
-        .map(|o| {
-            let (charge_limit_a, discharge_limit_a) = pack_targets(charge, &o.battery, o.limits.soc_percent);
+        .zip(&targets)
+        .map(|(o, (charge_target, discharge_target))| {
             PackLimitInput {
                 online: o.connected,
                 current_a: o.battery.current_a,
                 capacity_ah: pack_capacity_ah(&o.battery),
-                charge_limit_a,
-                discharge_limit_a,
+                charge_limit_a: charge_target.0,
+                discharge_limit_a: discharge_target.0,
                 charge_blocked: o.battery.charge_fet == Some(false),
                 discharge_blocked: o.battery.discharge_fet == Some(false),
             }
@@ -162,6 +164,7 @@ pub fn bank_cycle(
         }
     }
     let mut out = bank.output(now);
+    super::explain::name_the_packs(&mut out.limits, &split, &targets);
     let online = pack_outputs.iter().filter(|o| o.connected).count();
     out.battery.modules_online = u32::try_from(online).ok();
     out.battery.modules_offline = u32::try_from(pack_outputs.len() - online).ok();
