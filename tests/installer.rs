@@ -27,10 +27,18 @@ fn venus_install_update_rollback_uninstall() {
     run_checks("venus-install-test.sh", "installer checks passed");
 }
 
+/// True (and says the test is skipped) when `tool` cannot be run here.
+fn missing(tool: &str, hint: &str) -> bool {
+    let missing = Command::new(tool).arg("--version").output().is_err();
+    if missing {
+        eprintln!("{tool} not installed ({hint}): skipped");
+    }
+    missing
+}
+
 #[test]
 fn debian_package_layout_unit_and_maintainer_scripts() {
-    if Command::new("dpkg-deb").arg("--version").output().is_err() {
-        eprintln!("dpkg-deb not installed (not a Debian host): skipped");
+    if missing("dpkg-deb", "not a Debian host") {
         return;
     }
     run_checks("deb-test.sh", "deb checks passed");
@@ -38,8 +46,7 @@ fn debian_package_layout_unit_and_maintainer_scripts() {
 
 #[test]
 fn shell_scripts_pass_shellcheck() {
-    if Command::new("shellcheck").arg("--version").output().is_err() {
-        eprintln!("shellcheck not installed (apt-get install -y shellcheck): skipped");
+    if missing("shellcheck", "apt-get install -y shellcheck") {
         return;
     }
     let scripts = [
@@ -52,6 +59,7 @@ fn shell_scripts_pass_shellcheck() {
         "scripts/make-bundle.sh",
         "scripts/make-deb.sh",
         "scripts/release.sh",
+        "tests/installer/checks.sh",
         "tests/installer/venus-install-test.sh",
         "tests/installer/deb-test.sh",
     ];

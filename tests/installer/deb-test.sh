@@ -9,14 +9,8 @@ BIN=$(realpath "$1")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bms-bridge-deb-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-PASS=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; exit 1; }
-check() { # description, command...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+# shellcheck source=tests/installer/checks.sh
+. tests/installer/checks.sh
 
 echo "# build"
 deb=$(scripts/make-deb.sh --out "$WORK" --version 0.0.1-test --arch amd64 --bin "$BIN" --compression none)

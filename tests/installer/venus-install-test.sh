@@ -26,14 +26,8 @@ fake "$ROOT/opt/victronenergy/serial-starter/stop-tty.sh" "echo \"stop-tty \$*\"
 fake "$ROOT/opt/victronenergy/serial-starter/start-tty.sh" "echo \"start-tty \$*\" >>$CALLS"
 export PATH="$FAKES:$PATH" VENUS_ROOT=$ROOT
 
-PASS=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; exit 1; }
-check() { # description, command...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+# shellcheck source=tests/installer/checks.sh
+. tests/installer/checks.sh
 snapshot() { (cd "$ROOT" && find . -printf '%p %s %m %l\n' | LC_ALL=C sort && find . -type f -exec sha256sum {} + | LC_ALL=C sort); }
 
 bundle() { # version -> bundle directory
@@ -153,9 +147,11 @@ check "/data holds nothing of ours" [ -z "$(ls -A "$ROOT/data")" ]
 echo "# the one-line install: a per-architecture release tarball unpacked into /data"
 TARBALLS=$WORK/release
 mkdir -p "$TARBALLS"
+# Stripped, as release binaries are: gzip of the test build's debug info would take minutes.
+strip -o "$WORK/bms-bridge.stripped" "$BIN" 2>/dev/null || cp "$BIN" "$WORK/bms-bridge.stripped"
 for arch in armv7 aarch64; do
     scripts/make-bundle.sh --out "$TARBALLS" --version 0.0.3-test --name bms-bridge-venus \
-        --tarball "bms-bridge-venus-$arch.tar.gz" --bin "$arch=$BIN" >/dev/null
+        --tarball "bms-bridge-venus-$arch.tar.gz" --bin "$arch=$WORK/bms-bridge.stripped" >/dev/null
 done
 check "tarball unpacks to bms-bridge-venus/ only" \
     [ "$(tar -tzf "$TARBALLS/bms-bridge-venus-armv7.tar.gz" | cut -d/ -f1 | sort -u)" = bms-bridge-venus ]
