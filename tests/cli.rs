@@ -101,8 +101,7 @@ fn demo_soc_follows_the_current() {
     // the charge of 100 s: the SoC must rise by the charge the printed currents moved.
     assert!(readings.iter().all(|(a, _)| *a > 15.0), "the demo starts charging:\n{stdout}");
     let (first, last) = (readings[0], readings[readings.len() - 1]);
-    let moved_percent: f64 =
-        readings.iter().skip(1).map(|(a, _)| a * 100.0 / 3600.0 / 100.0 * 100.0).sum();
+    let moved_percent: f64 = readings.iter().skip(1).map(|(a, _)| a * 100.0 / 3600.0 / 100.0 * 100.0).sum();
     assert!(readings.windows(2).all(|w| w[1].1 >= w[0].1), "SoC never falls while charging:\n{stdout}");
     assert!(last.1 > first.1, "SoC rises with the current:\n{stdout}");
     // The BMS reports whole percent: the printed change is the moved charge rounded, ±1 %.

@@ -66,7 +66,10 @@ mod tests {
         let split = Limit { amps: 100.0, by: Some(2) };
         let pack = (25.0, vec![LimitReason::CellVoltage]);
         let bank = limitation(&[LimitReason::BmsLimit], true);
-        assert_eq!(text(&bank, &split, Some(&pack)), "pack 3: Cell voltage 25.0 A, 25 % of the current (recovering)");
+        assert_eq!(
+            text(&bank, &split, Some(&pack)),
+            "pack 3: Cell voltage 25.0 A, 25 % of the current (recovering)"
+        );
     }
 
     #[test]

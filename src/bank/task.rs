@@ -137,16 +137,14 @@ pub fn bank_cycle(
     let inputs: Vec<PackLimitInput> = pack_outputs
         .iter()
         .zip(&targets)
-        .map(|(o, (charge_target, discharge_target))| {
-            PackLimitInput {
-                online: o.connected,
-                current_a: o.battery.current_a,
-                capacity_ah: pack_capacity_ah(&o.battery),
-                charge_limit_a: charge_target.0,
-                discharge_limit_a: discharge_target.0,
-                charge_blocked: o.battery.charge_fet == Some(false),
-                discharge_blocked: o.battery.discharge_fet == Some(false),
-            }
+        .map(|(o, (charge_target, discharge_target))| PackLimitInput {
+            online: o.connected,
+            current_a: o.battery.current_a,
+            capacity_ah: pack_capacity_ah(&o.battery),
+            charge_limit_a: charge_target.0,
+            discharge_limit_a: discharge_target.0,
+            charge_blocked: o.battery.charge_fet == Some(false),
+            discharge_blocked: o.battery.discharge_fet == Some(false),
         })
         .collect();
     let split = bank_limits(topology, &inputs);

@@ -93,8 +93,9 @@ impl SimPack {
         self.current_a =
             (self.swing_a * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
         let charge_dt = dt * self.time_lapse.max(0.0);
-        self.soc_percent =
-            (self.soc_percent + self.current_a * charge_dt / 3600.0 / self.capacity_ah * 100.0).clamp(0.0, 100.0);
+        self.soc_percent = (self.soc_percent
+            + self.current_a * charge_dt / 3600.0 / self.capacity_ah * 100.0)
+            .clamp(0.0, 100.0);
         let warm = 25.0 + self.current_a.abs() * 0.05;
         for (i, t) in self.temperatures_c.iter_mut().enumerate() {
             *t += (warm + i as f64 * 0.5 - *t) * (dt / 60.0).min(1.0);
