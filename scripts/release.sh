@@ -1,12 +1,22 @@
 #!/bin/bash
-# Release build for Venus OS: stripped binaries for armv7 hard-float (Cerbo GX, Venus GX, Ekrano GX:
-# Cortex-A7) and aarch64 (newer Cerbo GX revisions, Raspberry Pi 5), each needing at most
-# GLIBC_2.28 (Venus OS v2.90 and later), and the installable bundle in dist/.
+# Release build: stripped binaries for armv7 hard-float (Cerbo GX, Venus GX, Ekrano GX: Cortex-A7;
+# Raspberry Pi 2 and later on 32-bit Raspberry Pi OS), aarch64 (newer Cerbo GX revisions,
+# Raspberry Pi 5, 64-bit Raspberry Pi OS) and x86-64 (PCs), each needing at most GLIBC_2.28
+# (Venus OS v2.90 and later, Debian 10 and later), and in dist/:
+#   bms-bridge-venus-<armv7|aarch64>.tar.gz  one GX architecture: unpacks to bms-bridge-venus/
+#                                            (install.sh, bin/<arch>/, service, example config)
+#   bms-bridge-<version>-venus.tar.gz        both GX architectures (install.sh picks by uname -m)
+#   bms-bridge_<version>_<armhf|arm64|amd64>.deb   Debian / Raspberry Pi OS (scripts/make-deb.sh)
+#   bms-bridge-linux-<arch>                  the plain binary
+#   SHA256SUMS                               of every file above
+# The release workflow (.github/workflows/release.yml) runs this script as it is.
 # Route (docs/reference/cross-compile.md): Debian's rustc-web + rust-web-src, -Zbuild-std,
 # cargo-zigbuild with zig from PyPI pinning glibc 2.28.
 # Every binary is checked: ELF architecture, highest GLIBC_ symbol version, and under qemu-user
 # `bms-bridge --version` plus the decode of a JBD vector.
-# Usage: scripts/release.sh [--setup]   (--setup installs the toolchain first; needs root)
+# Usage: scripts/release.sh [--setup] [--targets "TRIPLE ..."]
+#   --setup    installs the toolchain first (Debian bookworm, as root)
+#   --targets  only these (default: all three; e.g. --targets x86_64-unknown-linux-gnu)
 # Takes a few minutes per target on 2 cores: not part of `cargo test` or .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +24,7 @@ cd "$(dirname "$0")/.."
 ZIG_VERSION=0.17.1
 ZIGBUILD_VERSION=0.24.1
 MAX_GLIBC=2.28
-TARGETS=(armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu)
+TARGETS=(armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu x86_64-unknown-linux-gnu)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/cross}"
 DIST=dist
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -29,13 +39,26 @@ setup() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src \
-        qemu-user-static libc6-armhf-cross libc6-arm64-cross binutils file >/dev/null
-    python3 -m ziglang version 2>/dev/null | grep -qx "$ZIG_VERSION" || pip install -q "ziglang==$ZIG_VERSION"
+        qemu-user-static libc6-armhf-cross libc6-arm64-cross binutils file \
+        python3-pip ca-certificates >/dev/null
+    # Debian's pip refuses system-wide installs (PEP 668) unless told; on a build host that is fine.
+    python3 -m ziglang version 2>/dev/null | grep -qx "$ZIG_VERSION" \
+        || PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q "ziglang==$ZIG_VERSION"
     cargo-zigbuild --version 2>/dev/null | grep -q "$ZIGBUILD_VERSION" \
         || cargo install --locked "cargo-zigbuild@$ZIGBUILD_VERSION"
 }
 
-[ "${1:-}" = --setup ] && setup
+# cargo install puts cargo-zigbuild here (also where rustup is not installed).
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+while [ $# -gt 0 ]; do
+    case $1 in
+        --setup) setup ;;
+        --targets) shift; read -r -a TARGETS <<<"${1:-}" ;;
+        *) die "unknown option $1 (usage: scripts/release.sh [--setup] [--targets \"TRIPLE ...\"])" ;;
+    esac
+    shift
+done
+[ ${#TARGETS[@]} -gt 0 ] || die "--targets needs at least one target"
 
 # The cross compiler: Debian's rustc in /usr/bin (rustup's toolchain cannot cross-compile here).
 RUSTC=/usr/bin/rustc
@@ -57,12 +80,29 @@ echo "zig $(python3 -m ziglang version)"
 echo "qemu-user-static $(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || echo '?')"
 echo "rust-web-src $(dpkg-query -W -f='${Version}' rust-web-src 2>/dev/null || echo '?')"
 
-declare -A ARCH_DIR=([armv7-unknown-linux-gnueabihf]=armv7 [aarch64-unknown-linux-gnu]=aarch64)
-declare -A ELF_MACHINE=([armv7-unknown-linux-gnueabihf]="ARM, EABI5" [aarch64-unknown-linux-gnu]="ARM aarch64")
+declare -A ARCH_DIR=([armv7-unknown-linux-gnueabihf]=armv7 [aarch64-unknown-linux-gnu]=aarch64
+    [x86_64-unknown-linux-gnu]=x86_64)
+declare -A DEB_ARCH=([armv7-unknown-linux-gnueabihf]=armhf [aarch64-unknown-linux-gnu]=arm64
+    [x86_64-unknown-linux-gnu]=amd64)
+declare -A ELF_MACHINE=([armv7-unknown-linux-gnueabihf]="ARM, EABI5" [aarch64-unknown-linux-gnu]="ARM aarch64"
+    [x86_64-unknown-linux-gnu]="x86-64")
+# How each binary is run for its check: qemu-user for the ARM ones, directly on an x86-64 host.
 declare -A QEMU=([armv7-unknown-linux-gnueabihf]="qemu-arm-static -L /usr/arm-linux-gnueabihf"
-    [aarch64-unknown-linux-gnu]="qemu-aarch64-static -L /usr/aarch64-linux-gnu")
+    [aarch64-unknown-linux-gnu]="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+    [x86_64-unknown-linux-gnu]="")
+if [ "$(uname -m)" != x86_64 ]; then
+    QEMU[x86_64-unknown-linux-gnu]="qemu-x86_64-static -L /usr/x86_64-linux-gnu"
+fi
+# The GX architectures: Venus OS tarballs are made for these.
+declare -A VENUS=([armv7]=1 [aarch64]=1)
 BUNDLE_ARGS=()
 SUMMARY=""
+# A fresh dist/: SHA256SUMS covers exactly this run's files.
+rm -rf "$DIST"
+mkdir -p "$DIST"
+for target in "${TARGETS[@]}"; do
+    [ -n "${ARCH_DIR[$target]:-}" ] || die "unknown target $target (known: ${!ARCH_DIR[*]})"
+done
 
 for target in "${TARGETS[@]}"; do
     step "build $target (glibc $MAX_GLIBC)"
@@ -90,22 +130,44 @@ for target in "${TARGETS[@]}"; do
     echo "needed: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
     read -r -a qemu <<<"${QEMU[$target]}"
     version=$("${qemu[@]}" "$bin" --version)
-    echo "qemu: $version"
+    echo "run${qemu[0]:+ under ${qemu[0]}}: $version"
     [ "$version" = "bms-bridge $VERSION" ] || die "--version under qemu printed '$version'"
     # shellcheck disable=SC2086 # the vector is a list of hex words
     decoded=$("${qemu[@]}" "$bin" decode --protocol jbd $VECTOR)
-    echo "qemu decode: $decoded"
+    echo "decode: $decoded"
     grep -q '"voltage_v":15.6' <<<"$decoded" || die "decode under qemu gave the wrong voltage"
     size=$(stat -c %s "$bin")
     SUMMARY="$SUMMARY$(printf '%-32s %9s bytes  %s  build %ss' "$target" "$size" "$glibc" "$elapsed")"$'\n'
-    BUNDLE_ARGS+=(--bin "${ARCH_DIR[$target]}=$bin")
+    arch=${ARCH_DIR[$target]}
+    step "package $target"
+    cp "$bin" "$DIST/bms-bridge-linux-$arch"
+    if [ -n "${VENUS[$arch]:-}" ]; then
+        BUNDLE_ARGS+=(--bin "$arch=$bin")
+        tarball=$(scripts/make-bundle.sh --out "$DIST" --version "$VERSION" --name bms-bridge-venus \
+            --tarball "bms-bridge-venus-$arch.tar.gz" --bin "$arch=$bin")
+        echo "$tarball ($(stat -c %s "$tarball") bytes)"
+    fi
+    deb=$(scripts/make-deb.sh --out "$DIST" --version "$VERSION" --arch "${DEB_ARCH[$target]}" --bin "$bin")
+    dpkg-deb -I "$deb" | sed -n 's/^ \(Package\|Version\|Architecture\|Depends\):/deb: \1:/p'
+    echo "$deb ($(stat -c %s "$deb") bytes)"
 done
 
-step "bundle"
-mkdir -p "$DIST"
-tarball=$(scripts/make-bundle.sh --out "$DIST" --version "$VERSION" "${BUNDLE_ARGS[@]}")
-echo "$tarball ($(stat -c %s "$tarball") bytes)"
-cat "$tarball.sha256"
+if [ ${#BUNDLE_ARGS[@]} -gt 2 ]; then  # two or more GX architectures
+    step "bundle of every GX architecture"
+    tarball=$(scripts/make-bundle.sh --out "$DIST" --version "$VERSION" "${BUNDLE_ARGS[@]}")
+    echo "$tarball ($(stat -c %s "$tarball") bytes)"
+fi
+# The staging directories are in the tarballs; the release is the files.
+rm -rf "$DIST/bms-bridge-venus" "$DIST/bms-bridge-$VERSION-venus"
+
+step "checksums"
+(
+    cd "$DIST"
+    rm -f ./*.sha256
+    mapfile -t files < <(find . -maxdepth 1 -type f -printf '%f\n' | LC_ALL=C sort)
+    sha256sum "${files[@]}" >SHA256SUMS
+)
+cat "$DIST/SHA256SUMS"
 
 step "summary"
 printf '%s' "$SUMMARY"

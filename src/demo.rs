@@ -14,6 +14,22 @@ use zbus::zvariant::OwnedValue;
 
 mod can;
 
+/// Seconds of charge the demo's simulated packs move per real second: at ±20 A on 100 Ah the SoC
+/// moves about 0.5 % a second, so it visibly follows the current (the current itself is real).
+pub const TIME_LAPSE: f64 = 100.0;
+
+/// The demo's packs: charge in time lapse, and the swing starting at its charging peak (a
+/// quarter of its two-minute period), so the first lines already show SoC rising with the current.
+pub fn demo_pack(pack: &mut sim::model::SimPack) {
+    pack.time_lapse = TIME_LAPSE;
+    pack.elapsed_s = 30.0;
+}
+
+/// The line that tells the viewer about the time lapse.
+fn time_lapse_note() -> String {
+    format!("SoC in time lapse: each second moves the charge of {TIME_LAPSE:.0} s at the current shown")
+}
+
 /// Waits for Ctrl-C or SIGTERM (how systemd and daemontools stop a service).
 pub async fn wait_for_signal() {
     let term = async {
@@ -51,6 +67,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
     let simulator =
         sim::spawn(protocol, &[], cells).map_err(|e| format!("cannot start the simulator: {e}"))?;
+    simulator.configure_all(demo_pack);
     // A stable name for the pty, as /dev/serial/by-id gives for a real adapter.
     let link = scratch.0.join("ttyBMS0");
     std::os::unix::fs::symlink(simulator.path(), &link).map_err(|e| format!("cannot link the pty: {e}"))?;
@@ -69,11 +86,12 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
     });
     println!("private D-Bus: {}", bus.address());
     println!(
-        "simulated {cells}-cell {} pack on {} -> {}   (Ctrl-C to stop)\n",
+        "simulated {cells}-cell {} pack on {} -> {}   (Ctrl-C to stop)",
         protocol.name(),
         link.display(),
         simulator.path().display()
     );
+    println!("{}\n", time_lapse_note());
 
     let address = BusAddress::Address(bus.address().to_owned());
     run_with_viewer(seconds, |stop| crate::app::run(config, address, stop), view(bus.address().to_owned()))

@@ -126,3 +126,79 @@ fn check_config_refuses_an_unwritable_state_dir() {
     assert!(stderr.contains(":2:1: daemon.state_dir: /proc/bms-bridge"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// --- demo: what it prints must look like a battery ---
+
+/// The number before `unit` in a ` | `-separated demo field such as `19.56 A` or `SoC 62.2 %`.
+fn number(field: &str, unit: &str) -> Option<f64> {
+    field.trim().trim_start_matches("SoC ").strip_suffix(unit)?.trim().parse().ok()
+}
+
+/// (current A, SoC %) of a demo line `V | A | SoC % | ...` (after any label before the voltage).
+fn current_and_soc(line: &str) -> Option<(f64, f64)> {
+    let fields: Vec<&str> = line.split(" | ").collect();
+    Some((number(fields.get(1)?, " A")?, number(fields.get(2)?, " %")?))
+}
+
+#[test]
+fn demo_soc_follows_the_current() {
+    let (code, stdout, stderr) = bms_bridge(&["demo", "--seconds", "6"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("each second moves the charge of 100 s"), "{stdout}");
+    let readings: Vec<(f64, f64)> =
+        stdout.lines().filter(|l| l.contains(" V | ")).filter_map(current_and_soc).collect();
+    assert!(readings.len() >= 3, "too few lines:\n{stdout}");
+    // The simulated pack (100 Ah) charges at about 20 A; one line a second, each second moving
+    // the charge of 100 s: the SoC must rise by the charge the printed currents moved.
+    assert!(readings.iter().all(|(a, _)| *a > 15.0), "the demo starts charging:\n{stdout}");
+    let (first, last) = (readings[0], readings[readings.len() - 1]);
+    let moved_percent: f64 = readings.iter().skip(1).map(|(a, _)| a * 100.0 / 3600.0 / 100.0 * 100.0).sum();
+    assert!(readings.windows(2).all(|w| w[1].1 >= w[0].1), "SoC never falls while charging:\n{stdout}");
+    assert!(last.1 > first.1, "SoC rises with the current:\n{stdout}");
+    // The BMS reports whole percent: the printed change is the moved charge rounded, ±1 %.
+    assert!(((last.1 - first.1) - moved_percent).abs() <= 1.5, "moved {moved_percent:.2} %:\n{stdout}");
+}
+
+#[test]
+fn demo_bank_blocks_are_one_instant_and_explain_the_limits() {
+    let (code, stdout, stderr) = bms_bridge(&["demo", "--packs", "4", "--seconds", "6"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let mut blocks = 0;
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with("bank  ")) {
+        let packs: Vec<(f64, f64)> = lines
+            .iter()
+            .skip(i + 1)
+            .skip_while(|l| l.starts_with("      "))
+            .take_while(|l| l.starts_with("  P"))
+            .filter_map(|l| current_and_soc(l))
+            .collect();
+        let Some((bank_a, _)) = current_and_soc(line) else { continue };
+        assert_eq!(packs.len(), 4, "four packs under the bank:\n{stdout}");
+        // A parallel bank carries the sum of its packs' currents (each printed to 0.01 A).
+        let sum: f64 = packs.iter().map(|(a, _)| a).sum();
+        assert!((bank_a - sum).abs() < 0.025, "bank {bank_a} A vs packs {sum:.2} A in one block:\n{stdout}");
+        let limits = lines.get(i + 2).copied().unwrap_or_default();
+        // "limits: CCL Pack 4: Config max 50.0 A at 34 % of the bank current ... | DCL Pack 1 ..."
+        let (ccl, _) = limits.split_once(" | DCL ").unwrap_or_default();
+        let ccl = ccl.trim().strip_prefix("limits: CCL Pack ").unwrap_or_else(|| panic!("{limits}"));
+        let pack: usize = ccl[..1].parse().unwrap();
+        let share: f64 = ccl
+            .split(" at ")
+            .nth(1)
+            .and_then(|s| s.split(" % of the bank current").next())
+            .unwrap_or_else(|| panic!("{limits}"))
+            .parse()
+            .unwrap();
+        // The printed share is that pack's part of the bank current shown above it.
+        let actual = packs[pack - 1].0 / bank_a * 100.0;
+        assert!((share - actual).abs() <= 1.0, "pack {pack}: {share} % vs {actual:.1} %:\n{stdout}");
+        if ccl.contains("Config max") {
+            // Every pack has the same configured maximum: the one carrying most current binds.
+            let most = packs.iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).unwrap().0;
+            assert_eq!(pack, most + 1, "{limits}\n{stdout}");
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 2, "too few bank blocks:\n{stdout}");
+}

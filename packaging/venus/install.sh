@@ -224,7 +224,8 @@ stage() {
 do_install() {
     local arch version old="none"
     arch=$(pick_arch)
-    [ -x "$BUNDLE/bin/$arch/bms-bridge" ] || die "the bundle has no bin/$arch/bms-bridge"
+    [ -x "$BUNDLE/bin/$arch/bms-bridge" ] \
+        || die "this bundle has no binary for $arch (bin/$arch/bms-bridge): download bms-bridge-venus-$arch.tar.gz"
     verify_bundle
     version=$(cat "$BUNDLE/VERSION")
     [ -f "$ROOT$APP/VERSION" ] && old=$(cat "$ROOT$APP/VERSION")

@@ -286,7 +286,9 @@ impl BankControl {
 fn limitation_text(index: usize, name: &str, target: &PackTarget, limit: Limit, recovering: bool) -> String {
     let rules = crate::control::current::Limitation { reasons: target.reasons.clone(), recovering: false };
     let share = limit.share * 100.0;
-    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+    // A pack named "Pack 2" is not "Pack 2 Pack 2".
+    let number = format!("Pack {}", index + 1);
+    let name = if name.is_empty() || name == number { String::new() } else { format!(" {name}") };
     let recovering = if recovering { " (recovering)" } else { "" };
     let trusted = if limit.amps < limit.untrusted_amps - 1e-6 {
         format!("; {:.1} A until the split is measured at a higher current", limit.amps)

@@ -13,13 +13,15 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
     let simulator = sim::victron_can::spawn(cells);
+    simulator.packs.configure_all(super::demo_pack);
     let interface = "simcan0".to_owned();
     let mut config = Config::default();
     config.daemon.state_dir = scratch.0.join("state");
     config.dbus.bus = bus.address().to_owned();
     config.ports.push(PortConfig::can(&interface));
     println!("private D-Bus: {}", bus.address());
-    println!("simulated {cells}-cell victron_can BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)\n");
+    println!("simulated {cells}-cell victron_can BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)");
+    println!("{}\n", super::time_lapse_note());
     let buses = crate::app::MemoryCanBuses::from([(interface, simulator.bus.clone())]);
     let address = BusAddress::Address(bus.address().to_owned());
     super::run_with_viewer(

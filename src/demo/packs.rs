@@ -2,6 +2,7 @@
 //! one pty bus (addresses 1 and 2), the others are JBD packs on ports of their own. Capacities
 //! and current swings differ, so the current splits unevenly. After 30 s the last pack falls
 //! silent for 20 s: the bank carries on with a cable warning and smaller limits, then recovers.
+//! Each printed block is one bank cycle: the bank and its packs as published together.
 
 use super::{format_line, Items, ScratchDir};
 use crate::bank::BankConfig;
@@ -58,6 +59,7 @@ fn build(
         for address in [1u8, 2] {
             let (capacity, swing) = pack_shape(next);
             bus.configure(Some(address), |p| {
+                super::demo_pack(p);
                 p.capacity_ah = capacity;
                 p.swing_a = 0.2 * capacity * swing;
             });
@@ -74,6 +76,7 @@ fn build(
         let path = link(&single, &name)?;
         let (capacity, swing) = pack_shape(next);
         single.configure(None, |p| {
+            super::demo_pack(p);
             p.capacity_ah = capacity;
             p.swing_a = 0.2 * capacity * swing;
             p.cell_resistance_ohm *= swing;
@@ -109,7 +112,8 @@ pub async fn run(seconds: Option<u64>, cells: usize, count: usize) -> Result<(),
         return Err(format!("demo config: {problem}"));
     }
     println!("private D-Bus: {}", bus.address());
-    println!("{count} simulated packs in bank \"Demo\": {}   (Ctrl-C to stop)\n", names.join(", "));
+    println!("{count} simulated packs in bank \"Demo\": {}   (Ctrl-C to stop)", names.join(", "));
+    println!("{}\n", super::time_lapse_note());
 
     let address = BusAddress::Address(bus.address().to_owned());
     let viewer = view(bus.address().to_owned(), names, &sims);
@@ -131,7 +135,6 @@ async fn view(address: String, packs: Vec<String>, sims: &[PtySimulator]) -> Res
         .await
         .map_err(|e| format!("viewer cannot connect: {e}"))?;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let bank = format!("{}bank_Demo", crate::victron::SERVICE_PREFIX);
     let last = sims.last();
     for second in 0u64.. {
         ticker.tick().await;
@@ -146,36 +149,68 @@ async fn view(address: String, packs: Vec<String>, sims: &[PtySimulator]) -> Res
             }
             _ => {}
         }
-        match items(&conn, &bank).await {
-            Some(i) => {
-                let t = |p: &str| super::text(&i, p);
-                println!("bank  {}", format_line(&i));
-                println!(
-                    "      online {} offline {} blocking {} | cells {}..{} | cable {}",
-                    t("/System/NrOfModulesOnline"),
-                    t("/System/NrOfModulesOffline"),
-                    t("/System/NrOfModulesBlockingCharge"),
-                    t("/System/MinVoltageCellId"),
-                    t("/System/MaxVoltageCellId"),
-                    t("/Alarms/BmsCable"),
-                );
-            }
-            None => println!("waiting for the bank service ..."),
-        }
-        for (n, name) in packs.iter().enumerate() {
-            let service = format!("{}{name}", crate::victron::SERVICE_PREFIX);
-            if let Some(i) = items(&conn, &service).await {
-                let t = |p: &str| super::text(&i, p);
-                println!(
-                    "  P{} {name:<10} {} | {} | SoC {} | connected {}",
-                    n + 1,
-                    t("/Dc/0/Voltage"),
-                    t("/Dc/0/Current"),
-                    t("/Soc"),
-                    t("/Connected")
-                );
-            }
-        }
+        println!("{}", one_cycle(&conn, &packs).await.join("\n"));
     }
     Ok(())
+}
+
+/// Most reads of the bank and its packs before the view gives up waiting for a quiet moment.
+const MAX_READS: usize = 10;
+
+/// The bank and its packs as one bank cycle published them. The bank task publishes the bank and
+/// then every pack after each pack reading, so reading them one after the other can straddle two
+/// cycles (a bank current that is not the sum of the packs shown under it): the view reads until
+/// two reads in a row agree.
+async fn one_cycle(conn: &zbus::Connection, packs: &[String]) -> Vec<String> {
+    let mut before = read_all(conn, packs).await;
+    for _ in 1..MAX_READS {
+        let now = read_all(conn, packs).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    before
+}
+
+/// The lines of one read of the bank service and every pack service.
+async fn read_all(conn: &zbus::Connection, packs: &[String]) -> Vec<String> {
+    let bank = format!("{}bank_Demo", crate::victron::SERVICE_PREFIX);
+    let mut lines = Vec::new();
+    match items(conn, &bank).await {
+        Some(i) => {
+            let t = |p: &str| super::text(&i, p);
+            lines.push(format!("bank  {}", format_line(&i)));
+            lines.push(format!(
+                "      online {} offline {} blocking {} | cells {}..{} | cable {}",
+                t("/System/NrOfModulesOnline"),
+                t("/System/NrOfModulesOffline"),
+                t("/System/NrOfModulesBlockingCharge"),
+                t("/System/MinVoltageCellId"),
+                t("/System/MaxVoltageCellId"),
+                t("/Alarms/BmsCable"),
+            ));
+            lines.push(format!(
+                "      limits: CCL {} | DCL {}",
+                t("/Info/ChargeLimitation"),
+                t("/Info/DischargeLimitation")
+            ));
+        }
+        None => lines.push("waiting for the bank service ...".to_owned()),
+    }
+    for (n, name) in packs.iter().enumerate() {
+        let service = format!("{}{name}", crate::victron::SERVICE_PREFIX);
+        if let Some(i) = items(conn, &service).await {
+            let t = |p: &str| super::text(&i, p);
+            lines.push(format!(
+                "  P{} {name:<10} {} | {} | SoC {} | connected {}",
+                n + 1,
+                t("/Dc/0/Voltage"),
+                t("/Dc/0/Current"),
+                t("/Soc"),
+                t("/Connected")
+            ));
+        }
+    }
+    lines
 }

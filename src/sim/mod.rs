@@ -296,6 +296,11 @@ impl Packs {
         true
     }
 
+    /// Changes every pack.
+    pub fn configure_all(&self, mut f: impl FnMut(&mut SimPack)) {
+        self.lock().iter_mut().for_each(|(_, pack)| f(pack));
+    }
+
     /// Runs `f` on the pack at `address`, stepped to `now` unless frozen.
     pub fn with<T>(
         &self,
@@ -411,6 +416,11 @@ impl PtySimulator {
     /// A copy of the pack at `address` as it is now.
     pub fn pack(&self, address: Option<u8>) -> Option<SimPack> {
         self.packs.get(address)
+    }
+
+    /// Changes every pack of this simulator.
+    pub fn configure_all(&self, f: impl FnMut(&mut SimPack)) {
+        self.packs.configure_all(f);
     }
 
     /// Changes the pack at `address` (capacity, resistance, current ...); false if there is none.

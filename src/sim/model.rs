@@ -54,8 +54,11 @@ pub struct SimPack {
     pub temperature_mos_c: f64,
     /// Charge cycles.
     pub cycles: u32,
-    /// Seconds since the start of the simulation.
+    /// Seconds since the start of the simulation (the swing's phase: 30 s starts at the peak).
     pub elapsed_s: f64,
+    /// Seconds of charge moved per real second (1 = real time). The demo speeds the charge up so
+    /// that SoC visibly follows the current within seconds; the current itself stays real.
+    pub time_lapse: f64,
     last_step: Option<Instant>,
 }
 
@@ -76,19 +79,23 @@ impl SimPack {
             temperature_mos_c: 27.0,
             cycles: 42,
             elapsed_s: 0.0,
+            time_lapse: 1.0,
             last_step: None,
         }
     }
 
-    /// Advances the model to `now`: a slow charge/discharge swing of ±`swing_a` over two minutes.
+    /// Advances the model to `now`: a slow charge/discharge swing of ±`swing_a` over two minutes,
+    /// and the charge it moves (coulomb counting, times `time_lapse`).
     pub fn step(&mut self, now: Instant) {
         let dt = self.last_step.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.last_step = Some(now);
         self.elapsed_s += dt;
         self.current_a =
             (self.swing_a * (self.elapsed_s * std::f64::consts::TAU / 120.0).sin() * 100.0).round() / 100.0;
-        self.soc_percent =
-            (self.soc_percent + self.current_a * dt / 3600.0 / self.capacity_ah * 100.0).clamp(0.0, 100.0);
+        let charge_dt = dt * self.time_lapse.max(0.0);
+        self.soc_percent = (self.soc_percent
+            + self.current_a * charge_dt / 3600.0 / self.capacity_ah * 100.0)
+            .clamp(0.0, 100.0);
         let warm = 25.0 + self.current_a.abs() * 0.05;
         for (i, t) in self.temperatures_c.iter_mut().enumerate() {
             *t += (warm + i as f64 * 0.5 - *t) * (dt / 60.0).min(1.0);
@@ -143,6 +150,28 @@ mod tests {
         assert_eq!(cells.len(), 16);
         assert!(cells.iter().all(|v| (3.2..3.45).contains(v)), "{cells:?}");
         assert!((pack.voltage_v() - cells.iter().sum::<f64>()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn soc_follows_the_charge_moved() {
+        // Oracle: the charge booked is the sum of current x time (x the time lapse), per step.
+        let t0 = Instant::now();
+        for (start_s, lapse) in [(30.0, 1.0), (30.0, 100.0), (90.0, 100.0)] {
+            let mut pack = SimPack::new(16);
+            pack.elapsed_s = start_s;
+            pack.time_lapse = lapse;
+            pack.step(t0);
+            let mut booked_ah = 0.0;
+            for s in 1..=10 {
+                pack.step(t0 + Duration::from_secs(s));
+                booked_ah += pack.current_a * lapse / 3600.0;
+            }
+            let moved_ah = (pack.soc_percent - 60.0) / 100.0 * pack.capacity_ah;
+            assert!((moved_ah - booked_ah).abs() < 1e-9, "start {start_s}: {moved_ah} vs {booked_ah}");
+            // At the peak (30 s) it charges, at the trough (90 s) it discharges: ~20 A x 10 s.
+            let expected_ah = if start_s < 60.0 { 20.0 } else { -20.0 } * 10.0 * lapse / 3600.0;
+            assert!((moved_ah - expected_ah).abs() < 0.1 * expected_ah.abs(), "{moved_ah} vs {expected_ah}");
+        }
     }
 
     #[test]

@@ -26,14 +26,8 @@ fake "$ROOT/opt/victronenergy/serial-starter/stop-tty.sh" "echo \"stop-tty \$*\"
 fake "$ROOT/opt/victronenergy/serial-starter/start-tty.sh" "echo \"start-tty \$*\" >>$CALLS"
 export PATH="$FAKES:$PATH" VENUS_ROOT=$ROOT
 
-PASS=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; exit 1; }
-check() { # description, command...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+# shellcheck source=tests/installer/checks.sh
+. tests/installer/checks.sh
 snapshot() { (cd "$ROOT" && find . -printf '%p %s %m %l\n' | LC_ALL=C sort && find . -type f -exec sha256sum {} + | LC_ALL=C sort); }
 
 bundle() { # version -> bundle directory
@@ -149,5 +143,37 @@ check "rc.local created with a shebang" [ "$(head -n 1 "$RC")" = "#!/bin/bash" ]
 check "rc.local we created is gone" [ ! -e "$RC" ]
 check "data dir gone with --purge" [ ! -e "$ROOT/data/bms-bridge" ]
 check "/data holds nothing of ours" [ -z "$(ls -A "$ROOT/data")" ]
+
+echo "# the one-line install: a per-architecture release tarball unpacked into /data"
+TARBALLS=$WORK/release
+mkdir -p "$TARBALLS"
+# Stripped, as release binaries are: gzip of the test build's debug info would take minutes.
+strip -o "$WORK/bms-bridge.stripped" "$BIN" 2>/dev/null || cp "$BIN" "$WORK/bms-bridge.stripped"
+for arch in armv7 aarch64; do
+    scripts/make-bundle.sh --out "$TARBALLS" --version 0.0.3-test --name bms-bridge-venus \
+        --tarball "bms-bridge-venus-$arch.tar.gz" --bin "$arch=$WORK/bms-bridge.stripped" >/dev/null
+done
+check "tarball unpacks to bms-bridge-venus/ only" \
+    [ "$(tar -tzf "$TARBALLS/bms-bridge-venus-armv7.tar.gz" | cut -d/ -f1 | sort -u)" = bms-bridge-venus ]
+check "tarball holds one architecture" \
+    [ "$(tar -tzf "$TARBALLS/bms-bridge-venus-armv7.tar.gz" | grep -c '/bin/.*/bms-bridge$')" = 1 ]
+# As `wget -O - <url> | tar -xz -C /data && /data/bms-bridge-venus/install.sh` on the device.
+tar -xz -C "$ROOT/data" <"$TARBALLS/bms-bridge-venus-armv7.tar.gz"
+"$ROOT/data/bms-bridge-venus/install.sh" >"$WORK/out5"
+check "one-line install: installed" grep -qx 0.0.3-test "$APP/VERSION"
+check "one-line install: binary runs" "$APP/bin/bms-bridge" --version
+check "one-line install: example config written" cmp -s "$CONF" config/bms-bridge.toml
+check "one-line install: service linked" [ "$(readlink "$ROOT/service/bms-bridge")" = /var/volatile/services/bms-bridge ]
+if out=$(FAKE_MACHINE=aarch64 "$ROOT/data/bms-bridge-venus/install.sh" 2>&1); then
+    fail "an armv7 tarball installed on aarch64"
+fi
+check "wrong architecture names the tarball to get" grep -q "download bms-bridge-venus-aarch64.tar.gz" <<<"$out"
+rm -rf "$ROOT/data/bms-bridge-venus"
+tar -xz -C "$ROOT/data" <"$TARBALLS/bms-bridge-venus-aarch64.tar.gz"
+FAKE_MACHINE=aarch64 "$ROOT/data/bms-bridge-venus/install.sh" >/dev/null
+check "aarch64 tarball installs on aarch64" grep -qx 0.0.3-test "$APP/VERSION"
+"$APP/install.sh" --uninstall --purge >/dev/null
+rm -rf "$ROOT/data/bms-bridge-venus"
+check "purged again" [ -z "$(ls -A "$ROOT/data")" ]
 
 echo "all $PASS installer checks passed"
