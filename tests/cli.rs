@@ -190,7 +190,12 @@ fn demo_bank_blocks_are_one_instant_and_explain_the_limits() {
             .unwrap_or_else(|| panic!("{limits}"))
             .parse()
             .unwrap();
-        // The printed share is that pack's part of the bank current shown above it.
+        // Before the split is measured each pack counts as taking it all (100 %, the worst
+        // plausible split, docs/multi-battery.md); after that the printed share is that pack's
+        // part of the bank current shown above it.
+        if share >= 99.5 {
+            continue;
+        }
         let actual = packs[pack - 1].0 / bank_a * 100.0;
         assert!((share - actual).abs() <= 1.0, "pack {pack}: {share} % vs {actual:.1} %:\n{stdout}");
         if ccl.contains("Config max") {
@@ -200,5 +205,5 @@ fn demo_bank_blocks_are_one_instant_and_explain_the_limits() {
         }
         blocks += 1;
     }
-    assert!(blocks >= 2, "too few bank blocks:\n{stdout}");
+    assert!(blocks >= 2, "too few bank blocks with a measured split:\n{stdout}");
 }
