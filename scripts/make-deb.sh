@@ -61,10 +61,14 @@ grep -qx 'User=bms-bridge' "$unit" || die "the unit does not run as user bms-bri
 grep -qx 'StateDirectory=bms-bridge' "$unit" || die "the unit has no StateDirectory=bms-bridge"
 
 install -m 644 systemd/bms-bridge-dbus.conf "$ROOT/usr/share/dbus-1/system.d/bms-bridge.conf"
-# The example config, with the state where the unit's StateDirectory puts it (a [daemon]
-# state_dir left at the Venus OS path would not be writable under ProtectSystem=strict).
-sed 's#^state_dir = "/data/bms-bridge"#state_dir = "/var/lib/bms-bridge"#' config/bms-bridge.toml \
+# The example config, with the state where the unit's StateDirectory puts it, written out (the
+# example leaves state_dir to the per-host default, which is the same path off Venus OS; a
+# Venus OS path would not be writable under ProtectSystem=strict).
+sed -e 's#^state_dir = "/data/bms-bridge"#state_dir = "/var/lib/bms-bridge"#' \
+    -e 's#^\# state_dir = "/var/lib/bms-bridge"#state_dir = "/var/lib/bms-bridge"#' config/bms-bridge.toml \
     >"$ROOT/etc/bms-bridge/bms-bridge.toml"
+grep -qx 'state_dir = "/var/lib/bms-bridge"' "$ROOT/etc/bms-bridge/bms-bridge.toml" \
+    || die "the packaged config does not set state_dir = \"/var/lib/bms-bridge\""
 chmod 644 "$ROOT/etc/bms-bridge/bms-bridge.toml"
 grep -q '^state_dir = "/data' "$ROOT/etc/bms-bridge/bms-bridge.toml" && die "the packaged config keeps state in /data"
 install -m 644 docs/install-linux.md "$ROOT/usr/share/doc/bms-bridge/install-linux.md"
