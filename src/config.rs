@@ -3,6 +3,7 @@
 //! Every problem is reported with file, line, column and field, and all of them at once:
 //! `bms-bridge check-config` prints the whole list. Unknown keys are errors.
 
+pub mod bank;
 pub mod can;
 pub mod rules;
 
@@ -31,7 +32,7 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// Packs grouped into one battery, one `[[bank]]` table each (`docs/multi-battery.md`).
     #[serde(default, rename = "bank")]
-    pub banks: Vec<crate::bank::BankConfig>,
+    pub banks: Vec<bank::BankConfig>,
 }
 
 /// `[daemon]`.
@@ -623,7 +624,7 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             battery_tables += 1;
         }
     }
-    for (i, key, message) in crate::bank::config::problems(config) {
+    for (i, key, message) in bank::problems(config) {
         fail("bank", i, key, format!("bank[{}].{key}", i + 1), message);
     }
     errors

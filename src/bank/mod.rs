@@ -11,7 +11,8 @@
 //! limits; pack services (for visibility) publish them invalid.
 
 pub mod aggregate;
-pub mod config;
+/// The `[[bank]]` tables live with the rest of the config (`config::bank`); re-exported here.
+pub use crate::config::bank as config;
 pub mod health;
 pub mod identity;
 pub mod limits;

@@ -13,7 +13,7 @@
 //! A pack is a port device (when that port has one BMS), `device#address`, or the `name` of a
 //! `[[port.battery]]`.
 
-use crate::config::{Config, PortConfig};
+use super::{Config, PortConfig};
 use serde::Deserialize;
 
 /// How the packs of a bank are connected.
