@@ -75,10 +75,8 @@ pub fn state_dir_problem(dir: &Path) -> Option<String> {
         std::fs::write(&probe, b"")?;
         std::fs::remove_file(&probe)
     };
-    let fix = format!(
-        "create it (mkdir -p {}) or set [daemon] state_dir to a writable directory",
-        dir.display()
-    );
+    let fix =
+        format!("create it (mkdir -p {}) or set [daemon] state_dir to a writable directory", dir.display());
     match std::fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => Some(format!("{} is not a directory; {fix}", dir.display())),
         Ok(_) => writable(dir).err().map(|e| format!("{} is not writable ({e}); {fix}", dir.display())),
@@ -108,9 +106,9 @@ pub fn host_problems(config: &Config, text: &str, file: &str) -> Vec<ConfigError
 
 /// [`load`], then the checks of this host ([`host_problems`]): what `check-config` and `doctor` run.
 pub fn load_for_this_host(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let config = load(path)?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let problems = host_problems(&config, &text, &path.display().to_string());
+    let (text, file) = read(path)?;
+    let config = parse(&text, &file)?;
+    let problems = host_problems(&config, &text, &file);
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -267,9 +265,15 @@ impl fmt::Display for ConfigError {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let (text, file) = read(path)?;
+    parse(&text, &file)
+}
+
+/// The text of the config file at `path` and its name for messages.
+fn read(path: &Path) -> Result<(String, String), Vec<ConfigError>> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file),
+        Ok(text) => Ok((text, file)),
         Err(err) => Err(vec![ConfigError {
             file,
             line: 0,
@@ -309,7 +313,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
                     return Err(errors);
                 }
                 let message = plain_words(&raw, &field, working.lines().nth(line.saturating_sub(1)));
-                errors.push(ConfigError { file: file.to_owned(), line, column, field: field.clone(), message });
+                errors.push(ConfigError {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    field: field.clone(),
+                    message,
+                });
                 commented.push(field);
                 let retry = line > 0
                     && working
@@ -326,12 +336,18 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
     Err(errors)
 }
 
+/// `a`, `b`, `c` of a parser message that continues "x`, expected one of `a`, `b`, `c`": the
+/// name before the first backtick, then every backticked name after it.
+fn named_and_listed(rest: &str) -> (&str, Vec<&str>) {
+    let (named, tail) = rest.split_once('`').unwrap_or((rest, ""));
+    (named, tail.split('`').skip(1).step_by(2).filter(|k| !k.is_empty()).collect())
+}
+
 /// The parser's message in words for people: no Rust type names (`u64`, `f64`), no serde
 /// jargon ("invalid type", "variant"); the value given is named where the message had it.
 fn plain_words(message: &str, field: &str, line: Option<&str>) -> String {
-    let given = line
-        .and_then(|l| l.split_once('=').map(|(_, v)| v.trim().to_owned()))
-        .filter(|v| !v.is_empty());
+    let given =
+        line.and_then(|l| l.split_once('=').map(|(_, v)| v.trim().to_owned())).filter(|v| !v.is_empty());
     let kind = |rust: &str| -> String {
         match rust.trim() {
             "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number >= 0".to_owned(),
@@ -344,16 +360,12 @@ fn plain_words(message: &str, field: &str, line: Option<&str>) -> String {
         }
     };
     if let Some(rest) = message.strip_prefix("unknown variant `") {
-        let (value, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let known: Vec<&str> =
-            tail.split('`').skip(1).step_by(2).filter(|k| !k.is_empty()).collect();
+        let (value, known) = named_and_listed(rest);
         let what = field.rsplit('.').next().unwrap_or(field);
         return format!("unknown {what} {value:?}; known: {}", known.join(", "));
     }
     if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (key, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let known: Vec<&str> =
-            tail.split('`').skip(1).step_by(2).filter(|k| !k.is_empty()).collect();
+        let (key, known) = named_and_listed(rest);
         return if known.is_empty() {
             format!("unknown key `{key}`")
         } else {
@@ -574,8 +586,7 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             // Reported at the key inside its own [[port.battery]] table, with the value given.
             let table = battery_tables;
             if battery.address.is_some() && !port.poll_addresses().contains(&battery.address) {
-                let polled: Vec<String> =
-                    port.poll_addresses().iter().flatten().map(u8::to_string).collect();
+                let polled: Vec<String> = port.poll_addresses().iter().flatten().map(u8::to_string).collect();
                 fail(
                     "port.battery",
                     table,
@@ -584,7 +595,11 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
                     format!(
                         "{} is not polled on this port (addresses polled: {})",
                         battery.address.map_or(String::new(), |a| a.to_string()),
-                        if polled.is_empty() { "none, the protocol has no addresses".to_owned() } else { polled.join(", ") }
+                        if polled.is_empty() {
+                            "none, the protocol has no addresses".to_owned()
+                        } else {
+                            polled.join(", ")
+                        }
                     ),
                 );
             }
@@ -594,17 +609,13 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
                     table,
                     "capacity_ah",
                     name("battery.capacity_ah"),
-                    format!("{c} is outside the allowed range above 0 to 100000 Ah"),
+                    format!("{c} is outside the allowed range above 0 to below 100000 Ah"),
                 );
             }
-            if let Some(n) = battery.cell_count.filter(|n| *n == 0 || *n > 48) {
-                fail(
-                    "port.battery",
-                    table,
-                    "cell_count",
-                    name("battery.cell_count"),
-                    format!("{n} is outside the allowed range 1 to 48"),
-                );
+            if let Some(problem) =
+                battery.cell_count.and_then(|n| rules::BATTERY_CELL_COUNT.check(f64::from(n)))
+            {
+                fail("port.battery", table, problem.key, name("battery.cell_count"), problem.message);
             }
             if battery.allow_writes && !port.protocol.writes().any() {
                 fail(
@@ -727,7 +738,11 @@ name = "Rear"
             parse("[[port]]\ndevice = \"/dev/x\"\nprotocol = \"foo\"\n", "p.toml").expect_err("invalid");
         assert_eq!(errors[0].line, 3);
         assert_eq!(errors[0].field, "port[1].protocol");
-        assert!(errors[0].message.starts_with("unknown protocol \"foo\"; known: jbd, "), "{}", errors[0].message);
+        assert!(
+            errors[0].message.starts_with("unknown protocol \"foo\"; known: jbd, "),
+            "{}",
+            errors[0].message
+        );
         assert_eq!(errors.len(), 1, "no false 'missing field protocol': {errors:?}");
     }
 
@@ -833,7 +848,8 @@ name = "Rear"
 
     #[test]
     fn the_default_state_dir_follows_the_host() {
-        let expected = if Path::new("/opt/victronenergy").is_dir() { "/data/bms-bridge" } else { "/var/lib/bms-bridge" };
+        let expected =
+            if Path::new("/opt/victronenergy").is_dir() { "/data/bms-bridge" } else { "/var/lib/bms-bridge" };
         assert_eq!(DaemonConfig::default().state_dir, PathBuf::from(expected));
     }
 
@@ -846,15 +862,40 @@ name = "Rear"
         for jargon in ["u64", "f64", "invalid type", "invalid value", "target type", "variant"] {
             assert!(shown.iter().all(|s| !s.contains(jargon)), "{jargon:?} in {shown:#?}");
         }
-        assert!(shown.contains(&"m.toml:2:20: daemon.poll_interval_ms: expected a whole number >= 0, found integer `-5`".to_owned()), "{shown:#?}");
-        assert!(shown.contains(&"m.toml:3:17: daemon.stale_after_s: expected a number, found string \"ten\"".to_owned()), "{shown:#?}");
-        assert!(shown.iter().any(|s| s.contains("port[1].timeout_ms") && s.contains("99999999999999999999")), "{shown:#?}");
+        assert!(
+            shown.contains(
+                &"m.toml:2:20: daemon.poll_interval_ms: expected a whole number >= 0, found integer `-5`"
+                    .to_owned()
+            ),
+            "{shown:#?}"
+        );
+        assert!(
+            shown.contains(
+                &"m.toml:3:17: daemon.stale_after_s: expected a number, found string \"ten\"".to_owned()
+            ),
+            "{shown:#?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.contains("port[1].timeout_ms") && s.contains("99999999999999999999")),
+            "{shown:#?}"
+        );
         // Keys of [[port.battery]]: the line of the key in its own table, and the value.
         let text = "[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd_up16s\"\naddresses = [1]\n\n[[port.battery]]\naddress = 1\ncell_count = 0\n\n[[port.battery]]\naddress = 7\n";
         let errors = parse(text, "b.toml").expect_err("invalid");
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(shown.contains(&"b.toml:8:1: port[1].battery.cell_count: 0 is outside the allowed range 1 to 48".to_owned()), "{shown:#?}");
-        assert!(shown.contains(&"b.toml:11:1: port[1].battery.address: 7 is not polled on this port (addresses polled: 1)".to_owned()), "{shown:#?}");
+        assert!(
+            shown.contains(
+                &"b.toml:8:1: port[1].battery.cell_count: 0 is outside the allowed range 1 to 48".to_owned()
+            ),
+            "{shown:#?}"
+        );
+        assert!(
+            shown.contains(
+                &"b.toml:11:1: port[1].battery.address: 7 is not polled on this port (addresses polled: 1)"
+                    .to_owned()
+            ),
+            "{shown:#?}"
+        );
     }
 
     /// The keys of one table as the parser knows them (from its unknown-key message).
@@ -896,7 +937,7 @@ name = "Rear"
             listed.sort();
             assert_eq!(listed, known, "docs/configuration.md {title} vs the parser");
         }
-        for r in rules::CHARGE_RANGES.iter().chain(rules::CHARGE_OPTIONAL_RANGES) {
+        for r in rules::CHARGE_RANGES.iter().chain(rules::CHARGE_OPTIONAL_RANGES).map(|r| &r.range) {
             let row = doc
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{}` |", r.key)))

@@ -43,44 +43,66 @@ const fn above(key: &'static str, min: f64, max: f64, unit: &'static str) -> Ran
     Range { key, min, max, unit, min_exclusive: true }
 }
 
+/// A `[charge]` key's range and how to read its value from the config (`None`: an optional key
+/// left out). Built by `charge!` from the field name, so key and field cannot disagree.
+#[derive(Debug, Clone, Copy)]
+pub struct ChargeRange {
+    /// The key and its range.
+    pub range: Range,
+    /// The key's value in a config.
+    pub value: fn(&ChargeConfig) -> Option<f64>,
+}
+
+macro_rules! charge {
+    (optional $make:ident, $key:ident, $min:expr, $max:expr, $unit:expr) => {
+        ChargeRange { range: $make(stringify!($key), $min, $max, $unit), value: |c| c.$key }
+    };
+    ($make:ident, $key:ident, $min:expr, $max:expr, $unit:expr) => {
+        ChargeRange { range: $make(stringify!($key), $min, $max, $unit), value: |c| Some(c.$key) }
+    };
+}
+
 /// Ranges of the `[charge]` keys that stand alone (relations are checked in
 /// [`charge_problems`]). Cell voltages are checked against the chemistry's window there.
-pub const CHARGE_RANGES: &[Range] = &[
-    range("absorption_entry_cell_margin", 0.0, 0.1, "V"),
-    above("float_switch_cell_diff", 0.0, 0.2, "V"),
-    range("float_switch_cell_diff_hysteresis", 0.0, 0.05, "V"),
-    range("absorption_time_s", 0.0, 86_400.0, "s"),
+pub const CHARGE_RANGES: &[ChargeRange] = &[
+    charge!(range, absorption_entry_cell_margin, 0.0, 0.1, "V"),
+    charge!(above, float_switch_cell_diff, 0.0, 0.2, "V"),
+    charge!(range, float_switch_cell_diff_hysteresis, 0.0, 0.05, "V"),
+    charge!(range, absorption_time_s, 0.0, 86_400.0, "s"),
     // Top balancing extends absorption at most this long (0: never extended).
-    range("balance_max_time_s", 0.0, 86_400.0, "s"),
+    charge!(range, balance_max_time_s, 0.0, 86_400.0, "s"),
     // 0 would never reach float (CVL stays at absorption); 0.1 V/cell/s is a step.
-    range("float_ramp_v_per_cell_per_s", 1e-6, 0.1, "V/cell/s"),
-    above("absorption_exit_cell_margin", 0.0, 0.5, "V"),
-    range("rebulk_soc", 0.0, 100.0, "%"),
-    above("rebulk_cell_diff", 0.0, 0.5, "V"),
+    charge!(range, float_ramp_v_per_cell_per_s, 1e-6, 0.1, "V/cell/s"),
+    charge!(above, absorption_exit_cell_margin, 0.0, 0.5, "V"),
+    charge!(range, rebulk_soc, 0.0, 100.0, "%"),
+    charge!(above, rebulk_cell_diff, 0.0, 0.5, "V"),
     // 0 switches the cell over-voltage controller off; above 1/s it oscillates at a 1 s poll.
-    range("cvl_controller_gain_per_s", 0.001, 1.0, "1/s"),
-    range("cvl_controller_deadband_v", 0.0, 0.05, "V"),
-    range("cvl_recovery_hold_s", 0.0, 3_600.0, "s"),
-    range("cvl_recovery_v_per_s", 1e-4, 1.0, "V/s"),
-    range("max_charge_current", 0.0, 10_000.0, "A"),
-    range("max_discharge_current", 0.0, 10_000.0, "A"),
-    range("current_recovery_hold_s", 0.0, 3_600.0, "s"),
+    charge!(range, cvl_controller_gain_per_s, 0.001, 1.0, "1/s"),
+    charge!(range, cvl_controller_deadband_v, 0.0, 0.05, "V"),
+    charge!(range, cvl_recovery_hold_s, 0.0, 3_600.0, "s"),
+    charge!(range, cvl_recovery_v_per_s, 1e-4, 1.0, "V/s"),
+    charge!(range, max_charge_current, 0.0, 10_000.0, "A"),
+    charge!(range, max_discharge_current, 0.0, 10_000.0, "A"),
+    charge!(range, current_recovery_hold_s, 0.0, 3_600.0, "s"),
     // 0: a recovering limit steps straight to its target after the hold (no ramp).
-    range("current_recovery_a_per_s", 0.0, 10_000.0, "A/s"),
+    charge!(range, current_recovery_a_per_s, 0.0, 10_000.0, "A/s"),
     // A limit at 0 recovers once the new limit exceeds this fraction: 1 or more never would.
-    range("current_recovery_threshold", 0.0, 0.5, ""),
-    range("lost_discharge_timeout_s", 0.0, 86_400.0, "s"),
-    range("current_average_s", 1.0, 86_400.0, "s"),
-    range("time_to_go_soc", 0.0, 100.0, "%"),
+    charge!(range, current_recovery_threshold, 0.0, 0.5, ""),
+    charge!(range, lost_discharge_timeout_s, 0.0, 86_400.0, "s"),
+    charge!(range, current_average_s, 1.0, 86_400.0, "s"),
+    charge!(range, time_to_go_soc, 0.0, 100.0, "%"),
     // Each save is a flash write on a GX; more often than once a minute wears it.
-    range("state_save_interval_s", 60.0, 86_400.0, "s"),
+    charge!(range, state_save_interval_s, 60.0, 86_400.0, "s"),
 ];
 
 /// Optional `[charge]` keys: checked when given.
-pub const CHARGE_OPTIONAL_RANGES: &[Range] = &[
-    above("full_charge_every_days", 0.0, 365.0, "days"),
-    above("capacity_ah", 0.0, 100_000.0, "Ah"),
+pub const CHARGE_OPTIONAL_RANGES: &[ChargeRange] = &[
+    charge!(optional above, full_charge_every_days, 0.0, 365.0, "days"),
+    charge!(optional above, capacity_ah, 0.0, 100_000.0, "Ah"),
 ];
+
+/// `[[port.battery]] cell_count`.
+pub const BATTERY_CELL_COUNT: Range = range("cell_count", 1.0, 48.0, "");
 
 /// How far above `max_cell_voltage` the charge cell-voltage table may still allow current (V).
 pub const CCL_ZERO_ABOVE_MAX_V: f64 = 0.05;
@@ -120,38 +142,6 @@ impl Range {
     }
 }
 
-/// The value of a `[charge]` key by name (every key of [`CHARGE_RANGES`] and
-/// [`CHARGE_OPTIONAL_RANGES`]; `None` for an optional key left out).
-fn charge_value(c: &ChargeConfig, key: &str) -> Option<f64> {
-    Some(match key {
-        "absorption_entry_cell_margin" => c.absorption_entry_cell_margin,
-        "float_switch_cell_diff" => c.float_switch_cell_diff,
-        "float_switch_cell_diff_hysteresis" => c.float_switch_cell_diff_hysteresis,
-        "absorption_time_s" => c.absorption_time_s,
-        "balance_max_time_s" => c.balance_max_time_s,
-        "float_ramp_v_per_cell_per_s" => c.float_ramp_v_per_cell_per_s,
-        "absorption_exit_cell_margin" => c.absorption_exit_cell_margin,
-        "rebulk_soc" => c.rebulk_soc,
-        "rebulk_cell_diff" => c.rebulk_cell_diff,
-        "cvl_controller_gain_per_s" => c.cvl_controller_gain_per_s,
-        "cvl_controller_deadband_v" => c.cvl_controller_deadband_v,
-        "cvl_recovery_hold_s" => c.cvl_recovery_hold_s,
-        "cvl_recovery_v_per_s" => c.cvl_recovery_v_per_s,
-        "max_charge_current" => c.max_charge_current,
-        "max_discharge_current" => c.max_discharge_current,
-        "current_recovery_hold_s" => c.current_recovery_hold_s,
-        "current_recovery_a_per_s" => c.current_recovery_a_per_s,
-        "current_recovery_threshold" => c.current_recovery_threshold,
-        "lost_discharge_timeout_s" => c.lost_discharge_timeout_s,
-        "current_average_s" => c.current_average_s,
-        "time_to_go_soc" => c.time_to_go_soc,
-        "state_save_interval_s" => c.state_save_interval_s,
-        "full_charge_every_days" => c.full_charge_every_days?,
-        "capacity_ah" => c.capacity_ah?,
-        _ => return None,
-    })
-}
-
 /// The allowed `stale_after_s` for a poll interval: from two poll intervals (one missed reply is
 /// not a lost BMS) up to 60 s, or three poll intervals where the poll interval is longer.
 pub fn stale_after_range(poll_interval_ms: u64) -> Range {
@@ -179,7 +169,12 @@ enum ZeroAt {
     UpToAtOrAbove(f64),
 }
 
-fn table_problems(key: &'static str, points: &[[f64; 2]], x_range: Option<(f64, f64)>, zero: ZeroAt) -> Vec<Problem> {
+fn table_problems(
+    key: &'static str,
+    points: &[[f64; 2]],
+    x_range: Option<(f64, f64)>,
+    zero: ZeroAt,
+) -> Vec<Problem> {
     let mut out = Vec::new();
     let problem = |message: String| Problem { key, message };
     if points.is_empty() {
@@ -210,7 +205,10 @@ fn table_problems(key: &'static str, points: &[[f64; 2]], x_range: Option<(f64, 
                      current flows into a cell above its maximum; it {}",
                     number(limit),
                     number(CCL_ZERO_ABOVE_MAX_V),
-                    zero_from.map_or("never reaches 0".to_owned(), |x| format!("reaches 0 only at {} V", number(x)))
+                    zero_from.map_or("never reaches 0".to_owned(), |x| format!(
+                        "reaches 0 only at {} V",
+                        number(x)
+                    ))
                 )));
             }
         }
@@ -222,7 +220,10 @@ fn table_problems(key: &'static str, points: &[[f64; 2]], x_range: Option<(f64, 
                      cell is drained below its minimum; it {}",
                     number(limit),
                     number(DCL_ZERO_BELOW_MIN_V),
-                    zero_to.map_or("never reaches 0".to_owned(), |x| format!("reaches 0 only at {} V", number(x)))
+                    zero_to.map_or("never reaches 0".to_owned(), |x| format!(
+                        "reaches 0 only at {} V",
+                        number(x)
+                    ))
                 )));
             }
         }
@@ -234,8 +235,8 @@ fn table_problems(key: &'static str, points: &[[f64; 2]], x_range: Option<(f64, 
 pub fn charge_problems(c: &ChargeConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     for r in CHARGE_RANGES.iter().chain(CHARGE_OPTIONAL_RANGES) {
-        if let Some(value) = charge_value(c, r.key) {
-            out.extend(r.check(value));
+        if let Some(value) = (r.value)(c) {
+            out.extend(r.range.check(value));
         }
     }
     // The chemistry's window (LFP 2.5 to 3.65 V ...), inside the window of any lithium cell.
@@ -255,8 +256,9 @@ pub fn charge_problems(c: &ChargeConfig) -> Vec<Problem> {
             voltages_ok = false;
         }
     }
-    if let Some(p) = range("lost_discharge_safe_cell_voltage", CELL_VOLTAGE_WINDOW_V.0, CELL_VOLTAGE_WINDOW_V.1, "V")
-        .check(c.lost_discharge_safe_cell_voltage)
+    if let Some(p) =
+        range("lost_discharge_safe_cell_voltage", CELL_VOLTAGE_WINDOW_V.0, CELL_VOLTAGE_WINDOW_V.1, "V")
+            .check(c.lost_discharge_safe_cell_voltage)
     {
         out.push(p);
         voltages_ok = false;
@@ -268,11 +270,7 @@ pub fn charge_problems(c: &ChargeConfig) -> Vec<Problem> {
     if min >= max {
         out.push(Problem {
             key: "min_cell_voltage",
-            message: format!(
-                "{} V must be below max_cell_voltage ({} V)",
-                number(min),
-                number(max)
-            ),
+            message: format!("{} V must be below max_cell_voltage ({} V)", number(min), number(max)),
         });
     } else if !(float > min && float <= max) {
         out.push(Problem {
@@ -389,10 +387,7 @@ mod tests {
     #[test]
     fn messages_name_the_value_and_the_range() {
         let c = ChargeConfig { cvl_controller_gain_per_s: 0.0, ..ChargeConfig::default() };
-        assert_eq!(
-            charge_problems(&c)[0].message,
-            "0 is outside the allowed range 0.001 to 1 1/s"
-        );
+        assert_eq!(charge_problems(&c)[0].message, "0 is outside the allowed range 0.001 to 1 1/s");
         let c = ChargeConfig { min_cell_voltage: 3.6, ..ChargeConfig::default() };
         let p = charge_problems(&c);
         assert_eq!(p[0].key, "min_cell_voltage");
@@ -412,17 +407,28 @@ mod tests {
         };
         let p = charge_problems(&c);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].message.contains("at or below 3.45 V") && p[0].message.contains("only at 3.5 V"), "{p:?}");
-        let never = ChargeConfig { charge_cell_voltage_table: vec![[3.4, 1.0], [3.5, 0.1]], ..ChargeConfig::default() };
+        assert!(
+            p[0].message.contains("at or below 3.45 V") && p[0].message.contains("only at 3.5 V"),
+            "{p:?}"
+        );
+        let never = ChargeConfig {
+            charge_cell_voltage_table: vec![[3.4, 1.0], [3.5, 0.1]],
+            ..ChargeConfig::default()
+        };
         assert!(charge_problems(&never)[0].message.contains("never reaches 0"));
-        let late_dcl =
-            ChargeConfig { discharge_cell_voltage_table: vec![[2.7, 0.0], [3.2, 1.0]], ..ChargeConfig::default() };
+        let late_dcl = ChargeConfig {
+            discharge_cell_voltage_table: vec![[2.7, 0.0], [3.2, 1.0]],
+            ..ChargeConfig::default()
+        };
         assert_eq!(keys(&late_dcl), vec!["discharge_cell_voltage_table"]);
     }
 
     #[test]
     fn tables_must_be_sorted_with_fractions_from_0_to_1() {
-        let c = ChargeConfig { mosfet_temperature_table: vec![[80.0, 0.25], [70.0, 1.0]], ..ChargeConfig::default() };
+        let c = ChargeConfig {
+            mosfet_temperature_table: vec![[80.0, 0.25], [70.0, 1.0]],
+            ..ChargeConfig::default()
+        };
         assert!(charge_problems(&c)[0].message.contains("increasing order"));
         let c = ChargeConfig { charge_soc_table: vec![[85.0, 1.5]], ..ChargeConfig::default() };
         assert_eq!(keys(&c), vec!["charge_soc_table"]);
@@ -434,10 +440,14 @@ mod tests {
 
     #[test]
     fn every_range_has_a_key_that_exists() {
-        let c = ChargeConfig { full_charge_every_days: Some(1.0), capacity_ah: Some(1.0), ..ChargeConfig::default() };
+        let c = ChargeConfig {
+            full_charge_every_days: Some(1.0),
+            capacity_ah: Some(1.0),
+            ..ChargeConfig::default()
+        };
         for r in CHARGE_RANGES.iter().chain(CHARGE_OPTIONAL_RANGES) {
-            assert!(charge_value(&c, r.key).is_some(), "{}", r.key);
-            assert!(r.min < r.max, "{}", r.key);
+            assert!((r.value)(&c).is_some(), "{}", r.range.key);
+            assert!(r.range.min < r.range.max, "{}", r.range.key);
         }
     }
 }
