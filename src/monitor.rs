@@ -116,7 +116,10 @@ impl Monitor {
             let log = self
                 .last_rejection_logged
                 .is_none_or(|t| now.saturating_duration_since(t) >= IMPLAUSIBLE_LOG_EVERY)
-                || self.rejected.as_ref().is_none_or(|r| std::mem::discriminant(r) != std::mem::discriminant(&reason));
+                || self
+                    .rejected
+                    .as_ref()
+                    .is_none_or(|r| std::mem::discriminant(r) != std::mem::discriminant(&reason));
             if log {
                 self.last_rejection_logged = Some(now);
             }
@@ -199,7 +202,8 @@ impl Monitor {
             Alarms::raise(&mut battery.alarms.internal_failure, AlarmLevel::Alarm);
         }
         if let (true, Some(mode)) = (online, self.options.use_bms_limits) {
-            let ceiling = crate::control::bms_limits::Ceiling::of(self.controller.config(), self.cells_in_force);
+            let ceiling =
+                crate::control::bms_limits::Ceiling::of(self.controller.config(), self.cells_in_force);
             crate::control::bms_limits::apply(&mut limits, &battery, mode, ceiling);
         }
         // Lost with BMS limits in use: the fail-safe float voltage must not exceed the charge
@@ -392,7 +396,10 @@ mod tests {
         let rejected = m.handle_reading(t0 + Duration::from_secs(1), wrong.clone()).expect("rejected");
         assert_eq!(rejected.reason, Implausible::CellCount { expected: 16, reported: 24 });
         assert!(rejected.log, "the first rejection is logged");
-        assert!(m.handle_reading(t0 + Duration::from_secs(2), wrong.clone()).is_some_and(|r| !r.log), "then quiet");
+        assert!(
+            m.handle_reading(t0 + Duration::from_secs(2), wrong.clone()).is_some_and(|r| !r.log),
+            "then quiet"
+        );
         let during = m.output(t0 + Duration::from_secs(2));
         assert!(during.limits.charge_voltage_v.unwrap() <= 16.0 * 3.45 + 1e-9, "{:?}", during.limits);
         assert_eq!(during.battery.voltage_v, Some(53.0), "the bad reading is never shown");
@@ -440,8 +447,14 @@ mod tests {
         assert!(m.output(t0 + Duration::from_millis(9_999)).connected);
         assert!(!m.output(t0 + Duration::from_secs(10)).connected);
         // An older reading arriving late never moves the deadline back.
-        let _ = m.handle_reading(t0 + Duration::from_secs(11), Battery { read_at: Some(t0 + Duration::from_secs(8)), ..reading() });
-        let _ = m.handle_reading(t0 + Duration::from_secs(12), Battery { read_at: Some(t0 + Duration::from_secs(5)), ..reading() });
+        let _ = m.handle_reading(
+            t0 + Duration::from_secs(11),
+            Battery { read_at: Some(t0 + Duration::from_secs(8)), ..reading() },
+        );
+        let _ = m.handle_reading(
+            t0 + Duration::from_secs(12),
+            Battery { read_at: Some(t0 + Duration::from_secs(5)), ..reading() },
+        );
         assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(18)));
     }
 
@@ -452,7 +465,12 @@ mod tests {
             use_bms_limits: Some(crate::control::bms_limits::BmsLimits::Only),
             ..Default::default()
         };
-        let mut m = Monitor::new(t0, options, Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        let mut m = Monitor::new(
+            t0,
+            options,
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        );
         let sentinel = Battery {
             charge_voltage_limit_v: Some(6553.5),
             charge_current_limit_a: Some(3276.7),

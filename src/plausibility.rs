@@ -63,7 +63,11 @@ impl fmt::Display for Implausible {
             ),
             Implausible::NoCells => write!(f, "the reading has no cell voltages"),
             Implausible::CellVoltage { cell: Some(n), volts } => {
-                write!(f, "cell {n} at {volts:.3} V is outside {} to {} V", CELL_VOLTAGE_V.0, CELL_VOLTAGE_V.1)
+                write!(
+                    f,
+                    "cell {n} at {volts:.3} V is outside {} to {} V",
+                    CELL_VOLTAGE_V.0, CELL_VOLTAGE_V.1
+                )
             }
             Implausible::CellVoltage { cell: None, volts } => {
                 write!(f, "a cell at {volts:.3} V is outside {} to {} V", CELL_VOLTAGE_V.0, CELL_VOLTAGE_V.1)
@@ -214,7 +218,10 @@ mod tests {
         let mos = Battery { temperature_mos_c: Some(-273.1), ..good() };
         assert!(matches!(check(&mos, None), Err(Implausible::Temperature { sensor: None, .. })));
         assert_eq!(check(&Battery { soc_percent: Some(100.0), ..good() }, None), Ok(()));
-        assert_eq!(check(&Battery { soc_percent: Some(100.5), ..good() }, None), Err(Implausible::Soc(100.5)));
+        assert_eq!(
+            check(&Battery { soc_percent: Some(100.5), ..good() }, None),
+            Err(Implausible::Soc(100.5))
+        );
         assert_eq!(check(&Battery { soc_percent: Some(-1.0), ..good() }, None), Err(Implausible::Soc(-1.0)));
         let max = Battery { max_cell_voltage_v: Some(6553.5), ..good() };
         assert!(check(&max, None).is_err());
@@ -234,7 +241,8 @@ mod tests {
         assert_eq!(b.charge_current_limit_a, None);
         assert_eq!(b.discharge_current_limit_a, None);
         assert_eq!(b.discharge_voltage_limit_v, Some(48.0));
-        let mut real = Battery { charge_voltage_limit_v: Some(55.2), charge_current_limit_a: Some(100.0), ..good() };
+        let mut real =
+            Battery { charge_voltage_limit_v: Some(55.2), charge_current_limit_a: Some(100.0), ..good() };
         drop_unreported_limits(&mut real);
         assert_eq!(real.charge_voltage_limit_v, Some(55.2));
         assert_eq!(real.charge_current_limit_a, Some(100.0));

@@ -63,7 +63,12 @@ fn check_config_lists_every_problem_with_its_place() {
     assert_eq!(code, 1);
     let name = file.display().to_string();
     assert!(stderr.contains(&format!("{name}:3:1: daemon.colour: unknown key `colour`")), "{stderr}");
-    assert!(stderr.contains(&format!("{name}:2:1: daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{name}:2:1: daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{name}:8:1: port[1].baud: 1234")), "{stderr}");
     assert!(stderr.contains("3 problem(s)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -92,7 +97,11 @@ fn help_lists_every_protocol() {
         let (code, stdout, _) = bms_bridge(&[command, "--help"]);
         assert_eq!(code, 0);
         for protocol in bms_bridge::config::Protocol::ALL.iter().chain(bms_bridge::config::Protocol::CAN) {
-            assert!(stdout.contains(protocol.name()), "{command} --help lacks {}:\n{stdout}", protocol.name());
+            assert!(
+                stdout.contains(protocol.name()),
+                "{command} --help lacks {}:\n{stdout}",
+                protocol.name()
+            );
         }
     }
 }
@@ -120,7 +129,11 @@ fn check_config_refuses_an_unwritable_state_dir() {
     let dir = std::env::temp_dir().join(format!("bms-bridge-cli-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("s.toml");
-    std::fs::write(&file, "[daemon]\nstate_dir = \"/proc/bms-bridge\"\n\n[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[daemon]\nstate_dir = \"/proc/bms-bridge\"\n\n[[port]]\ndevice = \"/dev/x\"\nprotocol = \"jbd\"\n",
+    )
+    .unwrap();
     let (code, _, stderr) = bms_bridge(&["check-config", file.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(":2:1: daemon.state_dir: /proc/bms-bridge"), "{stderr}");

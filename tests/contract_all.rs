@@ -148,7 +148,11 @@ fn vector_copy_equals_the_shared_source_where_present() {
         let ours = std::fs::read(root.join("tests/vectors").join(&name))
             .unwrap_or_else(|e| panic!("tests/vectors/{name:?} missing ({e}): copy it from {shared:?}"));
         let theirs = std::fs::read(entry.path()).unwrap();
-        assert!(ours == theirs, "tests/vectors/{name:?} differs from {:?}: never edit a vector", entry.path());
+        assert!(
+            ours == theirs,
+            "tests/vectors/{name:?} differs from {:?}: never edit a vector",
+            entry.path()
+        );
         compared += 1;
     }
     assert!(compared >= 11, "only {compared} vector files in {shared:?}");

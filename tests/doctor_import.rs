@@ -97,7 +97,11 @@ fn doctor_names_a_bad_config_and_a_missing_port() {
     let (code, out, _) =
         bms_bridge(&["doctor", "--config", bad.to_str().unwrap(), "--bus", "unix:path=/nonexistent/bus"]);
     assert_eq!(code, 1);
-    assert!(out.contains("FAIL ") && out.contains("daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms"), "{out}");
+    assert!(
+        out.contains("FAIL ")
+            && out.contains("daemon.poll_interval_ms: 5 is outside the allowed range 100 to 60000 ms"),
+        "{out}"
+    );
     assert!(out.contains("cannot connect to the bus at unix:path=/nonexistent/bus"), "{out}");
 
     let missing = dir.join("missing.toml");
@@ -262,7 +266,10 @@ fn doctor_tells_a_simulator_from_the_daemon_and_checks_the_state_dir() {
     let (_, out, err) = bms_bridge(&["doctor", "--config", config.to_str().unwrap()]);
     let _ = sim.kill();
     let _ = sim.wait();
-    assert!(out.contains("another bms-bridge command (a simulator or the demo, not the daemon)"), "{out}{err}");
+    assert!(
+        out.contains("another bms-bridge command (a simulator or the demo, not the daemon)"),
+        "{out}{err}"
+    );
     assert!(!out.contains("the running daemon uses it"), "{out}");
     assert!(out.contains("FAIL state_dir: /proc/bms-bridge-state"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);

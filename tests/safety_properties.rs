@@ -23,7 +23,12 @@ fn charge_config() -> impl Strategy<Value = ChargeConfig> {
     let currents = (0.0f64..400.0, 0.0f64..600.0, 0.0f64..4000.0, 0.0f64..60.0, 0.0f64..0.6);
     let timing = (0.0f64..7200.0, 0.0000005f64..0.01, 0.0f64..100.0, any::<bool>(), any::<bool>());
     (voltages, control, currents, timing).prop_map(
-        |((min, max, float_at, ccl_zero_over, dcl_zero_under), (gain, deadband, cvl_hold, cvl_rate), (ccl, dcl, hold, ramp, threshold), (absorption, float_ramp, rebulk, soc_ccl, soc_dcl))| {
+        |(
+            (min, max, float_at, ccl_zero_over, dcl_zero_under),
+            (gain, deadband, cvl_hold, cvl_rate),
+            (ccl, dcl, hold, ramp, threshold),
+            (absorption, float_ramp, rebulk, soc_ccl, soc_dcl),
+        )| {
             let float = min + (max - min) * float_at;
             let d = ChargeConfig::default();
             ChargeConfig {
@@ -106,7 +111,14 @@ fn steps(cells: usize) -> impl Strategy<Value = Vec<(u64, Step)>> {
     prop::collection::vec((prop_oneof![3 => 100u64..2000, 1 => 2000u64..30_000], step), 1..120)
 }
 
-fn reading(cells_v: Vec<f64>, current_a: f64, temp_c: f64, soc: f64, charge_fet: bool, discharge_fet: bool) -> Battery {
+fn reading(
+    cells_v: Vec<f64>,
+    current_a: f64,
+    temp_c: f64,
+    soc: f64,
+    charge_fet: bool,
+    discharge_fet: bool,
+) -> Battery {
     Battery {
         voltage_v: Some(cells_v.iter().sum()),
         current_a: Some(current_a),

@@ -16,7 +16,11 @@ use support::daemon::*;
 
 /// Polls `name` until CCL is 0; returns when that was first seen and the last time the battery
 /// was still seen connected.
-async fn time_to_ccl_zero(conn: &zbus::Connection, name: &str, limit: Duration) -> (Instant, Option<Instant>) {
+async fn time_to_ccl_zero(
+    conn: &zbus::Connection,
+    name: &str,
+    limit: Duration,
+) -> (Instant, Option<Instant>) {
     let start = Instant::now();
     let mut last_connected = None;
     loop {

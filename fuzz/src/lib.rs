@@ -150,7 +150,8 @@ pub fn run_accepted(config: &bms_bridge::config::Config, data: &[u8]) {
     use bms_bridge::control::ChargeController;
     use bms_bridge::monitor::Monitor;
     use std::time::{Duration, Instant};
-    let seed = data.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let seed =
+        data.iter().fold(0x9E37_79B9_7F4A_7C15u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
     let mut rng = Rng(seed | 1);
     let cfg = &config.charge;
     let stale = Duration::try_from_secs_f64(config.daemon.stale_after_s).expect("validated stale_after_s");
@@ -194,7 +195,10 @@ pub fn run_accepted(config: &bms_bridge::config::Config, data: &[u8]) {
                     last_good = Some(now);
                 }
             } else if roll < 17 {
-                let nonsense = Battery { cell_voltages_v: Some(vec![rng.range(-10.0, 80.0); cells.into()]), ..Battery::default() };
+                let nonsense = Battery {
+                    cell_voltages_v: Some(vec![rng.range(-10.0, 80.0); cells.into()]),
+                    ..Battery::default()
+                };
                 // Mostly outside physics; a value that happens to be plausible is a reading.
                 if monitor.handle_reading(now, nonsense).is_none() {
                     last_good = Some(now);
@@ -207,7 +211,10 @@ pub fn run_accepted(config: &bms_bridge::config::Config, data: &[u8]) {
             assert!(ccl.is_finite() && (0.0..=cfg.max_charge_current + 1e-9).contains(&ccl), "CCL {ccl}");
             assert!(dcl.is_finite() && (0.0..=cfg.max_discharge_current + 1e-9).contains(&dcl), "DCL {dcl}");
             if let Some(cvl) = l.charge_voltage_v {
-                assert!(cvl.is_finite() && cvl <= cfg.max_cell_voltage * f64::from(cells) + 1e-9, "CVL {cvl}");
+                assert!(
+                    cvl.is_finite() && cvl <= cfg.max_cell_voltage * f64::from(cells) + 1e-9,
+                    "CVL {cvl}"
+                );
             }
             if last_good.is_none_or(|t| now.saturating_duration_since(t) >= stale) {
                 assert_eq!(ccl, 0.0, "lost BMS: CCL 0");
@@ -276,7 +283,9 @@ fn handler(settings: &bms_bridge::victron::paths::Items, path: &str, value: &zva
         ("/CustomName", Some(Value::Text(name))) => {
             assert!(name.chars().count() <= bms_bridge::victron::MAX_CUSTOM_NAME_CHARS)
         }
-        (_, Some(Value::F64(soc))) => assert!(soc.is_finite() && (0.0..=100.0).contains(&soc), "{path}: {soc}"),
+        (_, Some(Value::F64(soc))) => {
+            assert!(soc.is_finite() && (0.0..=100.0).contains(&soc), "{path}: {soc}")
+        }
         (_, Some(Value::I32(flag))) => assert!(flag == 0 || flag == 1, "{path}: {flag}"),
         (_, other) => assert!(writable::is_writable_setting(path), "{path} accepted, now {other:?}"),
     }

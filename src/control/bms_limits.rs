@@ -81,7 +81,9 @@ pub fn apply(limits: &mut ChargeLimits, battery: &Battery, mode: BmsLimits, ceil
                 limits.charge_limitation = bms.to_string();
                 limits.charge_reason = bms.clone();
             }
-            if let Some(dcl) = battery.discharge_current_limit_a.filter(|_| !stopped(limits.discharge_current_a)) {
+            if let Some(dcl) =
+                battery.discharge_current_limit_a.filter(|_| !stopped(limits.discharge_current_a))
+            {
                 limits.discharge_current_a = Some(dcl.clamp(0.0, ceiling.discharge_current_a));
                 limits.discharge_limitation = bms.to_string();
                 limits.discharge_reason = bms;
@@ -159,7 +161,8 @@ mod tests {
         assert_eq!(l.charge_voltage_v, Some(55.2));
         assert_eq!(l.charge_current_a, Some(100.0));
         assert_eq!(l.discharge_current_a, Some(500.0));
-        let mut stopped = ChargeLimits { charge_current_a: Some(0.0), discharge_current_a: Some(0.0), ..ours() };
+        let mut stopped =
+            ChargeLimits { charge_current_a: Some(0.0), discharge_current_a: Some(0.0), ..ours() };
         apply(&mut stopped, &greedy, BmsLimits::Only, CEILING);
         assert_eq!(stopped.charge_current_a, Some(0.0), "a cell over its maximum stops charging");
         assert_eq!(stopped.discharge_current_a, Some(0.0));

@@ -166,12 +166,17 @@ mod tests {
     #[tokio::test]
     async fn a_connect_error_says_where_why_and_what_next() {
         let bus = BusAddress::Address("unix:path=/nonexistent/bms-bridge-bus".to_owned());
-        let Err(source) = async { bus.builder()?.build().await }.await else { panic!("connected to nothing") };
+        let Err(source) = async { bus.builder()?.build().await }.await else {
+            panic!("connected to nothing")
+        };
         let text = DbusError::Connect { bus, source }.to_string();
         assert!(text.contains("unix:path=/nonexistent/bms-bridge-bus"), "{text}");
         assert!(text.contains("No such file") || text.contains("os error"), "{text}");
         assert!(text.contains("bms-bridge doctor"), "{text}");
         let system = BusAddress::System.to_string();
-        assert!(system.starts_with("system bus at unix:") || system.starts_with("system bus at "), "{system}");
+        assert!(
+            system.starts_with("system bus at unix:") || system.starts_with("system bus at "),
+            "{system}"
+        );
     }
 }
