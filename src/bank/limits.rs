@@ -32,8 +32,9 @@
 //!   all of it (a capacity-proportional guess is what overloads a small pack with low
 //!   resistance); current flowing for [`SPLIT_MAX_UNCONFIRMED`] without comparable readings drops
 //!   the remembered split;
-//! - when a pack leaves (lost, FET off), the others carry its part: their remembered shares are
-//!   scaled up to add up to 1 (parallel resistances keep their ratios); so are they while a pack
+//! - when a pack leaves (lost, FET off), readings taken before that cycle are not compared with
+//!   later ones (they may show the old split); the others carry its part: their
+//!   remembered shares are scaled up to add up to 1 (parallel resistances keep their ratios); so are they while a pack
 //!   that came back is not measured yet (it may take nothing); shares never count as less than
 //!   [`SHARE_FLOOR_OF_EQUAL`] of an equal share.
 //!
@@ -180,6 +181,11 @@ struct Direction {
     unconfirmed_since: Option<Instant>,
     /// The bank current (A, in this direction) of the last measurement.
     measured_at_a: Option<f64>,
+    /// Which packs took current in this direction at the previous cycle.
+    able_before: Vec<bool>,
+    /// When a pack last left: readings taken before then saw the old split (the pack still
+    /// carried its part) and are never compared with readings taken after.
+    able_since: Option<Instant>,
 }
 
 /// One pack's latest reading seen (time, current) and the current of the reading before.
@@ -191,7 +197,13 @@ pub type Shares = Vec<Option<f64>>;
 impl SplitEstimator {
     /// An estimator that has measured nothing.
     pub fn new(packs: usize) -> Self {
-        let none = Direction { memory: vec![None; packs], unconfirmed_since: None, measured_at_a: None };
+        let none = Direction {
+            memory: vec![None; packs],
+            unconfirmed_since: None,
+            measured_at_a: None,
+            able_before: Vec::new(),
+            able_since: None,
+        };
         Self { charge: none.clone(), discharge: none, readings: vec![(None, None); packs], last: None }
     }
 
@@ -274,6 +286,25 @@ fn direction_shares(
     direction: f64,
     measure: Measure,
 ) -> Shares {
+    // A pack left: the split changed when it went (before we noticed), and another pack's reading
+    // taken before now may still show the old split. Mixed with a new reading it understates a
+    // pack's share (the bank limit would stay high until the next comparable cycle), so only
+    // readings taken after this cycle are compared. A pack that joins needs no such rule: it
+    // joined physically before it counts, and without a remembered share it is only measured
+    // from steady readings.
+    let left = state.able_before.iter().zip(able).any(|(was, is)| *was && !*is);
+    if left {
+        state.able_since = Some(now);
+    }
+    if state.able_before.as_slice() != able {
+        state.able_before = able.to_vec();
+    }
+    let since_change = state.able_since;
+    let after_change = packs
+        .iter()
+        .zip(able)
+        .filter(|(_, ok)| **ok)
+        .all(|(p, _)| since_change.is_none_or(|since| p.read_at.is_some_and(|at| at >= since)));
     let memory = &mut state.memory;
     // A pack that takes no current now starts from the worst case when it takes current again.
     for (slot, ok) in memory.iter_mut().zip(able) {
@@ -296,7 +327,7 @@ fn direction_shares(
     let net: f64 = flows.iter().sum();
     let backward: f64 = flows.iter().map(|a| (-a).max(0.0)).sum();
     let flowing = net >= SPLIT_MIN_CURRENT_A;
-    if flowing && measure.comparable && backward <= SPLIT_MAX_COUNTERFLOW * net {
+    if flowing && measure.comparable && after_change && backward <= SPLIT_MAX_COUNTERFLOW * net {
         state.unconfirmed_since = None;
         state.measured_at_a = Some(net);
         let able_memory = memory.iter_mut().zip(able).filter(|(_, ok)| **ok).map(|(m, _)| m);

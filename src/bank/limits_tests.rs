@@ -123,6 +123,54 @@ fn a_pack_that_leaves_gives_its_part_to_the_others_in_proportion() {
 }
 
 #[test]
+fn readings_from_before_a_pack_left_are_not_compared_with_readings_after() {
+    // Physics (equal open-circuit voltages): resistances 2, 2, 1.44 mOhm-ish give the issue's
+    // 29.5 / 29.5 / 41 % split; without pack 0 the small pack takes 0.41 / 0.705 of the bank.
+    let (ocv, r) = ([53.0; 3], [1.0 / 0.295, 1.0 / 0.295, 1.0 / 0.41]);
+    let bank_a = 61.0;
+    let before = split_by_physics(&ocv, &r, bank_a);
+    let after = split_by_physics(&ocv[1..], &r[1..], bank_a);
+    let limits = [(50.0, 100.0), (50.0, 100.0), (25.0, 50.0)];
+    let at = |t: Instant, i: usize, a: f64| PackLimitInput {
+        read_at: Some(t),
+        ..pack(a, limits[i].0, limits[i].1)
+    };
+    let t0 = Instant::now();
+    let mut split = SplitEstimator::new(3);
+    for k in 0..4 {
+        let t = t0 + Duration::from_secs(k);
+        split.update(t, &[at(t, 0, before[0]), at(t, 1, before[1]), at(t, 2, before[2])]);
+    }
+    // Pack 0 unplugged at 3.5 s and found gone at 4.2 s; pack 1's reading at 4.1 s shows the new
+    // split, the small pack's latest reading (3.9 s) still the old one: 0.4 s apart, comparable
+    // by time alone.
+    let (t_new, t_old, t_gone) = (
+        t0 + Duration::from_millis(4100),
+        t0 + Duration::from_millis(3900),
+        t0 + Duration::from_millis(4200),
+    );
+    let mut gone = at(t0 + Duration::from_secs(3), 0, before[0]);
+    gone.online = false;
+    let packs = [gone, at(t_new, 1, after[0]), at(t_old, 2, before[2])];
+    let (c, d) = split.update(t_gone, &packs);
+    let l = bank_limits(Topology::Parallel, &packs, &c, &d, split.trusted_up_to());
+    // The small pack really takes `after[1]` of every amp: the bank limit keeps it in its 25 A.
+    let true_share = after[1] / bank_a;
+    assert!(
+        l.charge.amps * true_share <= 25.0 * 1.001,
+        "{:.1} A puts the small pack at {:.1} A",
+        l.charge.amps,
+        l.charge.amps * true_share
+    );
+    // Once both readings are new, the split is measured again and the limit is the true one.
+    let t = t_gone + Duration::from_millis(900);
+    let packs = [gone, at(t, 1, after[0]), at(t, 2, after[1])];
+    let (c, d) = split.update(t, &packs);
+    let l = bank_limits(Topology::Parallel, &packs, &c, &d, split.trusted_up_to());
+    assert!((l.charge.amps - 25.0 / true_share).abs() < 0.05, "{l:?} vs {:.2}", 25.0 / true_share);
+}
+
+#[test]
 fn a_blocking_pack_takes_nothing_and_counts_as_new_when_it_opens_again() {
     let t0 = Instant::now();
     let mut split = SplitEstimator::new(2);
