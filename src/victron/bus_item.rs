@@ -211,7 +211,7 @@ impl BusItem {
         self.item().map_or(Value::Invalid, |item| item.value).to_variant()
     }
 
-    /// The value as text with its unit; `"---"` when invalid.
+    /// The value as text with its unit; three dashes (velib's text for invalid) when invalid.
     fn get_text(&self) -> String {
         self.item().map_or_else(|| Value::Invalid.display(super::value::Unit::Plain), |i| i.text())
     }
