@@ -107,7 +107,8 @@ done
 for target in "${TARGETS[@]}"; do
     step "build $target (glibc $MAX_GLIBC)"
     start=$(date +%s)
-    PATH="/usr/bin:$PATH" cargo-zigbuild zigbuild --locked -Zbuild-std=std,panic_abort --release \
+    # --no-default-features: no `plots` (simulate-charge PNGs, a developer tool): docs/performance.md.
+    PATH="/usr/bin:$PATH" cargo-zigbuild zigbuild --locked -Zbuild-std=std,panic_abort --release --no-default-features \
         --target "$target.$MAX_GLIBC" --bin bms-bridge
     bin=$CARGO_TARGET_DIR/$target/release/bms-bridge
     elapsed=$(($(date +%s) - start))

@@ -153,14 +153,21 @@ fn serial_protocol_names() -> clap::builder::PossibleValuesParser {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    // `Targets` ("info", "debug,bms_bridge::bank=trace"): RUST_LOG-style directives without
+    // EnvFilter's regex engine (~0.3 MB of the GX binary; docs/performance.md).
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .or_else(|| cli.log_level.parse().ok())
+        .unwrap_or_else(|| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let format = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr);
+        tracing_subscriber::registry().with(format).with(filter).init();
+    }
 
     match cli.command {
         Command::Run { config, ports, protocol, bus } => run(config, ports, &protocol, bus),
@@ -399,12 +406,23 @@ fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
     }
 }
 
+/// Renders the run as a PNG (a build without the `plots` feature, such as the GX release, says so).
+#[cfg(feature = "plots")]
+fn plot_png(rows: &[bms_bridge::sim::closed_loop::Row], path: &std::path::Path) -> Result<(), String> {
+    bms_bridge::sim::plot::plot_png(rows, path).map_err(|err| err.to_string())
+}
+
+#[cfg(not(feature = "plots"))]
+fn plot_png(_rows: &[bms_bridge::sim::closed_loop::Row], _path: &std::path::Path) -> Result<(), String> {
+    Err("this build has no plotting (built without the `plots` feature; the CSV has every column)".into())
+}
+
 fn simulate_charge(
     scenario: Option<&str>,
     out: &std::path::Path,
     plot: Option<&std::path::Path>,
 ) -> ExitCode {
-    use bms_bridge::sim::{closed_loop, plot as plotting};
+    use bms_bridge::sim::closed_loop;
     let names = closed_loop::scenario_names().join(", ");
     let Some(name) = scenario else {
         println!("scenarios: {names}");
@@ -426,7 +444,7 @@ fn simulate_charge(
     }
     println!("{}: {} rows written to {}", name, rows.len(), out.display());
     if let Some(path) = plot {
-        if let Err(err) = plotting::plot_png(&rows, path) {
+        if let Err(err) = plot_png(&rows, path) {
             eprintln!("cannot plot to {}: {err}", path.display());
             return ExitCode::FAILURE;
         }

@@ -178,6 +178,7 @@ fn every_scenario_runs_and_writes_csv() {
 
 /// Regenerates `docs/charge-cycle.png`, `docs/charge-balanced.png` and
 /// `docs/charge-one-ahead.png`: `cargo test --test charge_scenarios -- --ignored`.
+#[cfg(feature = "plots")]
 #[test]
 #[ignore = "writes docs/*.png"]
 fn plot_full_charge() {

@@ -21,6 +21,7 @@ pub mod jk_rs485;
 pub mod modbus;
 pub mod model;
 pub mod pack;
+#[cfg(feature = "plots")]
 pub mod plot;
 pub mod pty;
 pub mod renogy;
