@@ -473,6 +473,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         Protocol::VictronCan => {
             return Err(std::io::Error::other("victron_can runs on a CAN bus: use sim::victron_can::spawn"))
         }
+        Protocol::Mqtt => {
+            return Err(std::io::Error::other("mqtt runs on a broker: publish JSON messages (tests/mqtt_broker.rs)"))
+        }
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }
