@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 mod can;
+mod mqtt;
 pub use can::{settings as can_settings, MemoryCanBuses, VENUS_CHECK_EVERY};
 
 /// How often a battery whose D-Bus service could not start tries again.
@@ -68,6 +69,8 @@ pub async fn run_with_can(
     let mut tasks = JoinSet::new();
     // Batteries that report the same serial are kept apart (bank/identity.rs).
     let identities = std::sync::Arc::new(bank::identity::Registry::default());
+    // One connection per MQTT broker and credentials, shared by its batteries.
+    let hub = crate::transport::mqtt::Hub::new(shutdown.clone());
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
@@ -94,6 +97,20 @@ pub async fn run_with_can(
                 shutdown.clone(),
                 ids,
             ));
+            continue;
+        }
+        if port.protocol.is_mqtt() {
+            // MQTT batteries publish: a listener on the topic instead of a poll loop (app/mqtt.rs).
+            let (slot, rx, listener) = mqtt::battery(port, &config, &hub, shutdown.clone());
+            tasks.spawn(listener);
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, None) {
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
+                continue;
+            }
+            let ids = identities.clone();
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
             continue;
         }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
@@ -177,9 +194,13 @@ pub async fn run_with_can(
 }
 
 pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
-    let port_name = Path::new(&slot.port.device)
-        .file_name()
-        .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
+    let port_name = if slot.port.protocol.is_mqtt() {
+        mqtt::port_name(&slot.port.device).unwrap_or_else(|| "mqtt".to_owned())
+    } else {
+        Path::new(&slot.port.device)
+            .file_name()
+            .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned())
+    };
     let suffix = victron::safe_suffix(&port_name, slot.address);
     let protocol = slot.port.protocol.name();
     // The BMS serial survives a USB renumbering; the port name is the fallback. Packs on one
@@ -196,12 +217,22 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
     let unique_id = slot.options.identity.clone().unwrap_or(unique_id);
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
-    let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
+    let kind = if slot.port.protocol.is_can() {
+        "CAN"
+    } else if slot.port.protocol.is_mqtt() {
+        "MQTT"
+    } else {
+        "Serial"
+    };
     Identity {
         service_suffix: suffix,
         unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
-        connection: format!("{kind} {}{at}", slot.port.device),
+        connection: match crate::transport::mqtt::BrokerUrl::parse(&slot.port.device) {
+            // Only the parsed URL: never a password someone put in a malformed one.
+            Ok(url) if slot.port.protocol.is_mqtt() => format!("{kind} {url}"),
+            _ => format!("{kind} {}{at}", slot.port.device),
+        },
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
         hardware_version: battery
@@ -214,6 +245,11 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         fallback_device_instance: config.dbus.device_instance,
         max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
     }
+}
+
+/// Tells the battery task that its driver cannot run (the reason is its `/ErrorCode` text).
+pub(crate) fn driver_failed(sub: &Subscriber, why: String) {
+    sub.tx.send_replace(Some(PollUpdate { at: Instant::now(), result: Err(why), device_gone: true }));
 }
 
 pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {

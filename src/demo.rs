@@ -83,6 +83,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         timeout_ms: 500,
         batteries: Vec::new(),
         can: Default::default(),
+        mqtt: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
     println!(

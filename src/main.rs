@@ -58,7 +58,7 @@ enum Command {
         /// CAN protocols (victron_can): the frame's CAN id, e.g. 0x351.
         #[arg(long, value_parser = parse_can_id)]
         can_id: Option<u32>,
-        /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`.
+        /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`; for mqtt a JSON file, or `-` for stdin.
         #[arg(required = true)]
         hex: Vec<String>,
     },
@@ -305,6 +305,7 @@ fn run(
                 timeout_ms: 500,
                 batteries: Vec::new(),
                 can: Default::default(),
+                mqtt: Default::default(),
             });
         }
     }
@@ -376,7 +377,13 @@ fn replay(log: &std::path::Path, config_path: Option<&std::path::Path>, bus: Opt
 
 fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
     // Every outcome is one JSON object on stdout, as `decode` promises.
-    let bytes = match protocol::parse_hex(&hex.join(" ")) {
+    let bytes = if Protocol::from_name(name).is_some_and(Protocol::is_mqtt) {
+        // MQTT messages are JSON documents: a file, or `-` for standard input.
+        read_message(hex)
+    } else {
+        protocol::parse_hex(&hex.join(" "))
+    };
+    let bytes = match bytes {
         Ok(bytes) => bytes,
         Err(message) => {
             println!("{}", serde_json::json!({ "error": message }));
@@ -396,6 +403,20 @@ fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
             println!("{}", serde_json::json!({ "error": message }));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The JSON message `decode --protocol mqtt FILE|-` reads.
+fn read_message(args: &[String]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    match args {
+        [one] if one == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(bytes)
+        }
+        [path] => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+        _ => Err("mqtt: give one file with the JSON message, or - for standard input".to_owned()),
     }
 }
 

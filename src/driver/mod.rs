@@ -6,6 +6,7 @@
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
 pub mod can;
+pub mod mqtt;
 mod daly;
 mod eg4_lifepower;
 mod eg4_ll;
