@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 mod can;
 mod mqtt;
+pub mod publish;
 pub use can::{settings as can_settings, MemoryCanBuses, VENUS_CHECK_EVERY};
 
 /// How often a battery whose D-Bus service could not start tries again.
@@ -71,6 +72,24 @@ pub async fn run_with_can(
     let identities = std::sync::Arc::new(bank::identity::Registry::default());
     // One connection per MQTT broker and credentials, shared by its batteries.
     let hub = crate::transport::mqtt::Hub::new(shutdown.clone());
+    // `[mqtt_publish]`: states to a broker; a battery task's offer never waits (app/publish.rs).
+    let publisher = match config.mqtt_publish.as_ref().map(publish::PublishSettings::from_config) {
+        None => publish::Publisher::disabled(),
+        Some(Ok(settings)) => match publish::start(settings, shutdown.clone()) {
+            Ok((publisher, task)) => {
+                tasks.spawn(task);
+                publisher
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "MQTT output cannot start; batteries are served without it");
+                publish::Publisher::disabled()
+            }
+        },
+        Some(Err(why)) => {
+            tracing::error!(error = %why, "MQTT output cannot start; batteries are served without it");
+            publish::Publisher::disabled()
+        }
+    };
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
@@ -96,6 +115,7 @@ pub async fn run_with_can(
                 memory,
                 shutdown.clone(),
                 ids,
+                publisher.clone(),
             ));
             continue;
         }
@@ -110,7 +130,7 @@ pub async fn run_with_can(
                 continue;
             }
             let ids = identities.clone();
-            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids, publisher.clone()));
             continue;
         }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
@@ -151,7 +171,7 @@ pub async fn run_with_can(
                 continue;
             }
             let ids = identities.clone();
-            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids, publisher.clone()));
         }
         tasks.spawn(driver::run_port_with_commands(
             port.clone(),
@@ -164,7 +184,15 @@ pub async fn run_with_can(
     for (bank, packs) in config.banks.iter().zip(bank_packs) {
         let packs = packs.into_iter().flatten().collect();
         let ids = identities.clone();
-        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone(), ids));
+        tasks.spawn(bank::task::run(
+            bank.clone(),
+            packs,
+            config.clone(),
+            bus.clone(),
+            shutdown.clone(),
+            ids,
+            publisher.clone(),
+        ));
     }
     loop {
         tokio::select! {
@@ -317,6 +345,7 @@ async fn battery_task(
     mut updates: watch::Receiver<Option<PollUpdate>>,
     mut shutdown: watch::Receiver<bool>,
     identities: std::sync::Arc<bank::identity::Registry>,
+    publisher: publish::Publisher,
 ) {
     let stale_after = stale_after(&config);
     // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
@@ -356,6 +385,7 @@ async fn battery_task(
     loop {
         let now = Instant::now();
         let out = monitor.output(now);
+        publisher.offer(&claimed, &out);
         log_connection_change(&label, &mut was_connected, &out, stale_after);
         log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {
