@@ -164,23 +164,48 @@ pub fn state_json(out: &Output, unix_now: f64) -> Value {
     Value::Object(m)
 }
 
-/// The HA sensors: (field, name, device_class, unit, state_class).
-pub const SENSORS: [(&str, &str, Option<&str>, Option<&str>, bool); 15] = [
-    ("voltage", "Voltage", Some("voltage"), Some("V"), true),
-    ("current", "Current", Some("current"), Some("A"), true),
-    ("power", "Power", Some("power"), Some("W"), true),
-    ("soc", "State of charge", Some("battery"), Some("%"), true),
-    ("soh", "State of health", None, Some("%"), true),
-    ("cell_min", "Lowest cell", Some("voltage"), Some("V"), true),
-    ("cell_max", "Highest cell", Some("voltage"), Some("V"), true),
-    ("cell_delta", "Cell delta", Some("voltage"), Some("V"), true),
-    ("temperature_1", "Temperature 1", Some("temperature"), Some("°C"), true),
-    ("temperature_2", "Temperature 2", Some("temperature"), Some("°C"), true),
-    ("temperature_mos", "MOSFET temperature", Some("temperature"), Some("°C"), true),
-    ("cvl", "Charge voltage limit", Some("voltage"), Some("V"), true),
-    ("ccl", "Charge current limit", Some("current"), Some("A"), true),
-    ("dcl", "Discharge current limit", Some("current"), Some("A"), true),
-    ("charge_phase", "Charge phase", None, None, false),
+/// One Home Assistant sensor of a battery.
+#[derive(Debug, Clone, Copy)]
+pub struct Sensor {
+    /// The state document's field.
+    pub field: &'static str,
+    /// The entity name.
+    pub name: &'static str,
+    /// HA's device class, where one fits.
+    pub device_class: Option<&'static str>,
+    /// The unit.
+    pub unit: Option<&'static str>,
+    /// A measurement (statistics in HA), not a text.
+    pub measurement: bool,
+}
+
+const fn sensor(
+    field: &'static str,
+    name: &'static str,
+    device_class: Option<&'static str>,
+    unit: Option<&'static str>,
+    measurement: bool,
+) -> Sensor {
+    Sensor { field, name, device_class, unit, measurement }
+}
+
+/// The HA sensors.
+pub const SENSORS: [Sensor; 15] = [
+    sensor("voltage", "Voltage", Some("voltage"), Some("V"), true),
+    sensor("current", "Current", Some("current"), Some("A"), true),
+    sensor("power", "Power", Some("power"), Some("W"), true),
+    sensor("soc", "State of charge", Some("battery"), Some("%"), true),
+    sensor("soh", "State of health", None, Some("%"), true),
+    sensor("cell_min", "Lowest cell", Some("voltage"), Some("V"), true),
+    sensor("cell_max", "Highest cell", Some("voltage"), Some("V"), true),
+    sensor("cell_delta", "Cell delta", Some("voltage"), Some("V"), true),
+    sensor("temperature_1", "Temperature 1", Some("temperature"), Some("°C"), true),
+    sensor("temperature_2", "Temperature 2", Some("temperature"), Some("°C"), true),
+    sensor("temperature_mos", "MOSFET temperature", Some("temperature"), Some("°C"), true),
+    sensor("cvl", "Charge voltage limit", Some("voltage"), Some("V"), true),
+    sensor("ccl", "Charge current limit", Some("current"), Some("A"), true),
+    sensor("dcl", "Discharge current limit", Some("current"), Some("A"), true),
+    sensor("charge_phase", "Charge phase", None, None, false),
 ];
 
 /// A topic level / HA object id from a unique id: `[A-Za-z0-9_-]` only.
@@ -200,7 +225,7 @@ pub fn discovery(prefix: &str, discovery_prefix: &str, offer: &Offer) -> Vec<(St
     });
     SENSORS
         .iter()
-        .map(|(field, name, class, unit, measurement)| {
+        .map(|&Sensor { field, name, device_class: class, unit, measurement }| {
             let mut c = json!({
                 "name": name,
                 "unique_id": format!("bms-bridge_{id}_{field}"),
@@ -221,7 +246,7 @@ pub fn discovery(prefix: &str, discovery_prefix: &str, offer: &Offer) -> Vec<(St
                 if let Some(unit) = unit {
                     obj.insert("unit_of_measurement".into(), json!(unit));
                 }
-                if *measurement {
+                if measurement {
                     obj.insert("state_class".into(), json!("measurement"));
                 }
             }
