@@ -30,6 +30,7 @@ pub struct TlsFiles {
 /// A CA and a server certificate for 127.0.0.1/localhost, made now (rcgen), written to `dir`.
 pub fn make_tls(dir: &Path) -> TlsFiles {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    std::fs::create_dir_all(dir).unwrap();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
