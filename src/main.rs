@@ -137,12 +137,12 @@ enum Command {
 
 /// Every protocol name, from the protocol list (so `--help` and errors can never miss one).
 fn protocol_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()))
+    clap::builder::PossibleValuesParser::new(Protocol::every().map(|p| p.name()))
 }
 
 /// `what`, then every protocol name, for an argument that checks the name itself.
 fn protocol_help(what: &str) -> String {
-    let names: Vec<&str> = Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()).collect();
+    let names: Vec<&str> = Protocol::every().map(|p| p.name()).collect();
     format!("{what}: {}", names.join(", "))
 }
 

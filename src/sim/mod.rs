@@ -19,6 +19,7 @@ pub mod jbd_up16s;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod modbus;
+pub mod mqtt;
 pub mod model;
 pub mod pack;
 pub mod plot;
