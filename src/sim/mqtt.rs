@@ -27,8 +27,10 @@ pub fn message(pack: &SimPack, serial: &str, unix_now: f64) -> Value {
         "history": { "charge_cycles": pack.cycles },
         "timestamp": unix_now.floor(),
     });
-    for (i, t) in pack.temperatures_c.iter().take(4).enumerate() {
-        doc[format!("temperature_{}", i + 1)] = json!((t * 10.0).round() / 10.0);
+    if let Some(obj) = doc.as_object_mut() {
+        for (i, t) in pack.temperatures_c.iter().take(4).enumerate() {
+            obj.insert(format!("temperature_{}", i + 1), json!((t * 10.0).round() / 10.0));
+        }
     }
     doc
 }
