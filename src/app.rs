@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 mod can;
+mod mqtt;
+pub mod publish;
 pub use can::{settings as can_settings, MemoryCanBuses, VENUS_CHECK_EVERY};
 
 /// How often a battery whose D-Bus service could not start tries again.
@@ -68,6 +70,26 @@ pub async fn run_with_can(
     let mut tasks = JoinSet::new();
     // Batteries that report the same serial are kept apart (bank/identity.rs).
     let identities = std::sync::Arc::new(bank::identity::Registry::default());
+    // One connection per MQTT broker and credentials, shared by its batteries.
+    let hub = crate::transport::mqtt::Hub::new(shutdown.clone());
+    // `[mqtt_publish]`: states to a broker; a battery task's offer never waits (app/publish.rs).
+    let publisher = match config.mqtt_publish.as_ref().map(publish::PublishSettings::from_config) {
+        None => publish::Publisher::disabled(),
+        Some(Ok(settings)) => match publish::start(settings, shutdown.clone()) {
+            Ok((publisher, task)) => {
+                tasks.spawn(task);
+                publisher
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "MQTT output cannot start; batteries are served without it");
+                publish::Publisher::disabled()
+            }
+        },
+        Some(Err(why)) => {
+            tracing::error!(error = %why, "MQTT output cannot start; batteries are served without it");
+            publish::Publisher::disabled()
+        }
+    };
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
@@ -93,7 +115,22 @@ pub async fn run_with_can(
                 memory,
                 shutdown.clone(),
                 ids,
+                publisher.clone(),
             ));
+            continue;
+        }
+        if port.protocol.is_mqtt() {
+            // MQTT batteries publish: a listener on the topic instead of a poll loop (app/mqtt.rs).
+            let (slot, rx, listener) = mqtt::battery(port, &config, &hub, shutdown.clone());
+            tasks.spawn(listener);
+            if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, None) {
+                if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                    *pack = Some(BankPack::new(slot, rx));
+                }
+                continue;
+            }
+            let ids = identities.clone();
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids, publisher.clone()));
             continue;
         }
         let several = port.poll_addresses().len() > 1 && !port.protocol.one_battery_per_port();
@@ -134,7 +171,7 @@ pub async fn run_with_can(
                 continue;
             }
             let ids = identities.clone();
-            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids));
+            tasks.spawn(battery_task(slot, config.clone(), bus.clone(), rx, shutdown.clone(), ids, publisher.clone()));
         }
         tasks.spawn(driver::run_port_with_commands(
             port.clone(),
@@ -147,7 +184,15 @@ pub async fn run_with_can(
     for (bank, packs) in config.banks.iter().zip(bank_packs) {
         let packs = packs.into_iter().flatten().collect();
         let ids = identities.clone();
-        tasks.spawn(bank::task::run(bank.clone(), packs, config.clone(), bus.clone(), shutdown.clone(), ids));
+        tasks.spawn(bank::task::run(
+            bank.clone(),
+            packs,
+            config.clone(),
+            bus.clone(),
+            shutdown.clone(),
+            ids,
+            publisher.clone(),
+        ));
     }
     loop {
         tokio::select! {
@@ -177,9 +222,13 @@ pub async fn run_with_can(
 }
 
 pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
-    let port_name = Path::new(&slot.port.device)
-        .file_name()
-        .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned());
+    let port_name = if slot.port.protocol.is_mqtt() {
+        mqtt::port_name(&slot.port.device).unwrap_or_else(|| "mqtt".to_owned())
+    } else {
+        Path::new(&slot.port.device)
+            .file_name()
+            .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned())
+    };
     let suffix = victron::safe_suffix(&port_name, slot.address);
     let protocol = slot.port.protocol.name();
     // The BMS serial survives a USB renumbering; the port name is the fallback. Packs on one
@@ -196,12 +245,22 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
     let unique_id = slot.options.identity.clone().unwrap_or(unique_id);
     let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
     let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
-    let kind = if slot.port.protocol.is_can() { "CAN" } else { "Serial" };
+    let kind = if slot.port.protocol.is_can() {
+        "CAN"
+    } else if slot.port.protocol.is_mqtt() {
+        "MQTT"
+    } else {
+        "Serial"
+    };
     Identity {
         service_suffix: suffix,
         unique_id: unique_id.clone(),
         product_name: format!("{model} (bms-bridge)"),
-        connection: format!("{kind} {}{at}", slot.port.device),
+        connection: match crate::transport::mqtt::BrokerUrl::parse(&slot.port.device) {
+            // Only the parsed URL: never a password someone put in a malformed one.
+            Ok(url) if slot.port.protocol.is_mqtt() => format!("{kind} {url}"),
+            _ => format!("{kind} {}{at}", slot.port.device),
+        },
         custom_name: slot.options.name.clone().unwrap_or_default(),
         firmware_version: battery.firmware_version.clone().unwrap_or_default(),
         hardware_version: battery
@@ -214,6 +273,11 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         fallback_device_instance: config.dbus.device_instance,
         max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
     }
+}
+
+/// Tells the battery task that its driver cannot run (the reason is its `/ErrorCode` text).
+pub(crate) fn driver_failed(sub: &Subscriber, why: String) {
+    sub.tx.send_replace(Some(PollUpdate { at: Instant::now(), result: Err(why), device_gone: true }));
 }
 
 pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {
@@ -281,6 +345,7 @@ async fn battery_task(
     mut updates: watch::Receiver<Option<PollUpdate>>,
     mut shutdown: watch::Receiver<bool>,
     identities: std::sync::Arc<bank::identity::Registry>,
+    publisher: publish::Publisher,
 ) {
     let stale_after = stale_after(&config);
     // The tick only watches for a silent BMS (and paces a lost one's updates): a quarter of the
@@ -320,6 +385,7 @@ async fn battery_task(
     loop {
         let now = Instant::now();
         let out = monitor.output(now);
+        publisher.offer(&claimed, &out);
         log_connection_change(&label, &mut was_connected, &out, stale_after);
         log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {

@@ -5,11 +5,13 @@
 
 pub mod bank;
 pub mod can;
+pub mod mqtt;
 pub mod rules;
 
 use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeConfig;
 pub use can::CanOptions;
+pub use mqtt::{MqttClient, MqttPublish};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,8 @@ pub struct Config {
     /// Packs grouped into one battery, one `[[bank]]` table each (`docs/multi-battery.md`).
     #[serde(default, rename = "bank")]
     pub banks: Vec<bank::BankConfig>,
+    /// The JSON state output and Home Assistant discovery (`docs/mqtt-output.md`).
+    pub mqtt_publish: Option<MqttPublish>,
 }
 
 /// `[daemon]`.
@@ -160,6 +164,9 @@ pub struct PortConfig {
     /// CAN ports only: keep-alive and coexistence with Venus OS (`[port.can]`).
     #[serde(default)]
     pub can: CanOptions,
+    /// MQTT ports only: password file, TLS files, client id, QoS (`[port.mqtt]`).
+    #[serde(default)]
+    pub mqtt: MqttClient,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -211,7 +218,13 @@ impl PortConfig {
             timeout_ms: 500,
             batteries: Vec::new(),
             can: Default::default(),
+            mqtt: Default::default(),
         }
+    }
+
+    /// An MQTT battery at `url` (`mqtt://host:port/topic`) with every other setting at its default.
+    pub fn mqtt(url: &str) -> PortConfig {
+        PortConfig { device: url.to_owned(), protocol: Protocol::Mqtt, ..PortConfig::can(url) }
     }
 
     /// The line speed in force.
@@ -530,6 +543,7 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     }
     let mut devices: Vec<&str> = Vec::new();
     let mut battery_tables = 0usize;
+    let mut mqtt_tables = 0usize;
     for (i, port) in config.ports.iter().enumerate() {
         let name = |key: &str| format!("port[{}].{key}", i + 1);
         if port.device.trim().is_empty() {
@@ -540,6 +554,14 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         devices.push(&port.device);
         for (key, message) in can::problems(port) {
             fail("port", i, key, name(key), message);
+        }
+        for (key, message) in mqtt::problems(port) {
+            let table = if key == "device" || key == "baud" { "port" } else { "port.mqtt" };
+            let field = if table == "port" { name(key) } else { name(&format!("mqtt.{key}")) };
+            fail(table, mqtt_tables, key, field, message);
+        }
+        if port.protocol.is_mqtt() || port.mqtt != MqttClient::default() {
+            mqtt_tables += 1;
         }
         if let Some(baud) = port.baud.filter(|_| !port.protocol.is_can()) {
             if ![1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200].contains(&baud) {
@@ -637,6 +659,13 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
     }
     for (i, key, message) in bank::problems(config) {
         fail("bank", i, key, format!("bank[{}].{key}", i + 1), message);
+    }
+    if let Some(publish) = &config.mqtt_publish {
+        for (key, message) in mqtt::publish_problems(publish) {
+            let client_key = !matches!(key, "url" | "prefix" | "discovery_prefix" | "queue");
+            let table = if client_key { "mqtt_publish.client" } else { "mqtt_publish" };
+            fail(table, 0, key, format!("{table}.{key}"), message);
+        }
     }
     errors
 }
@@ -903,7 +932,7 @@ name = "Rear"
         let errors = parse(snippet, "k.toml").expect_err("an unknown key");
         let message = &errors[0].message;
         let list = message.split("this table has: ").nth(1).unwrap_or_else(|| panic!("{message}"));
-        list.split(", ").map(str::to_owned).filter(|k| k != "battery" && k != "can").collect()
+        list.split(", ").map(str::to_owned).filter(|k| !matches!(k.as_str(), "battery" | "can" | "mqtt" | "client")).collect()
     }
 
     /// `docs/configuration.md` cannot drift: every key the parser takes is listed under its
@@ -919,6 +948,9 @@ name = "Rear"
             ("[[port]]", "[[port]]\nzz = 1\n".to_owned()),
             ("[[port.battery]]", format!("{port}[[port.battery]]\nzz = 1\n")),
             ("[port.can]", format!("{port}[port.can]\nzz = 1\n")),
+            ("[port.mqtt]", format!("{port}[port.mqtt]\nzz = 1\n")),
+            ("[mqtt_publish]", "[mqtt_publish]\nurl = \"mqtt://h\"\nzz = 1\n".to_owned()),
+            ("[mqtt_publish.client]", "[mqtt_publish]\nurl = \"mqtt://h\"\n[mqtt_publish.client]\nzz = 1\n".to_owned()),
             ("[[bank]]", "[[bank]]\nzz = 1\n".to_owned()),
         ] {
             let section = doc

@@ -13,6 +13,7 @@ use std::time::Duration;
 use zbus::zvariant::OwnedValue;
 
 mod can;
+mod mqtt;
 
 /// Seconds of charge the demo's simulated packs move per real second: at ±20 A on 100 Ah the SoC
 /// moves about 0.5 % a second, so it visibly follows the current (the current itself is real).
@@ -62,6 +63,9 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
     if protocol.is_can() {
         return can::run(seconds, cells).await;
     }
+    if protocol.is_mqtt() {
+        return mqtt::run(seconds, cells).await;
+    }
     let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
@@ -83,6 +87,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         timeout_ms: 500,
         batteries: Vec::new(),
         can: Default::default(),
+        mqtt: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
     println!(

@@ -58,7 +58,7 @@ enum Command {
         /// CAN protocols (victron_can): the frame's CAN id, e.g. 0x351.
         #[arg(long, value_parser = parse_can_id)]
         can_id: Option<u32>,
-        /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`.
+        /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`; for mqtt a JSON file, or `-` for stdin.
         #[arg(required = true)]
         hex: Vec<String>,
     },
@@ -137,12 +137,12 @@ enum Command {
 
 /// Every protocol name, from the protocol list (so `--help` and errors can never miss one).
 fn protocol_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()))
+    clap::builder::PossibleValuesParser::new(Protocol::every().map(|p| p.name()))
 }
 
 /// `what`, then every protocol name, for an argument that checks the name itself.
 fn protocol_help(what: &str) -> String {
-    let names: Vec<&str> = Protocol::ALL.iter().chain(Protocol::CAN).map(|p| p.name()).collect();
+    let names: Vec<&str> = Protocol::every().map(|p| p.name()).collect();
     format!("{what}: {}", names.join(", "))
 }
 
@@ -312,6 +312,7 @@ fn run(
                 timeout_ms: 500,
                 batteries: Vec::new(),
                 can: Default::default(),
+                mqtt: Default::default(),
             });
         }
     }
@@ -383,7 +384,13 @@ fn replay(log: &std::path::Path, config_path: Option<&std::path::Path>, bus: Opt
 
 fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
     // Every outcome is one JSON object on stdout, as `decode` promises.
-    let bytes = match protocol::parse_hex(&hex.join(" ")) {
+    let bytes = if Protocol::from_name(name).is_some_and(Protocol::is_mqtt) {
+        // MQTT messages are JSON documents: a file, or `-` for standard input.
+        read_message(hex)
+    } else {
+        protocol::parse_hex(&hex.join(" "))
+    };
+    let bytes = match bytes {
         Ok(bytes) => bytes,
         Err(message) => {
             println!("{}", serde_json::json!({ "error": message }));
@@ -415,6 +422,20 @@ fn plot_png(rows: &[bms_bridge::sim::closed_loop::Row], path: &std::path::Path) 
 #[cfg(not(feature = "plots"))]
 fn plot_png(_rows: &[bms_bridge::sim::closed_loop::Row], _path: &std::path::Path) -> Result<(), String> {
     Err("this build has no plotting (built without the `plots` feature; the CSV has every column)".into())
+}
+
+/// The JSON message `decode --protocol mqtt FILE|-` reads.
+fn read_message(args: &[String]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    match args {
+        [one] if one == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(bytes)
+        }
+        [path] => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+        _ => Err("mqtt: give one file with the JSON message, or - for standard input".to_owned()),
+    }
 }
 
 fn simulate_charge(

@@ -26,6 +26,7 @@ async fn two_packs_share_one_bus() {
         timeout_ms: 300,
         batteries: Vec::new(),
         can: Default::default(),
+        mqtt: Default::default(),
     };
     let (tx1, mut rx1) = watch::channel(None);
     let (tx2, mut rx2) = watch::channel(None);

@@ -36,6 +36,7 @@ async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u
         timeout_ms: 150,
         batteries: Vec::new(),
         can: Default::default(),
+        mqtt: Default::default(),
     };
     let mut receivers = Vec::new();
     let mut subscribers = Vec::new();
@@ -94,6 +95,7 @@ async fn invert_current_flips_the_sign() {
         timeout_ms: 150,
         batteries: vec![bms_bridge::config::BatteryConfig { invert_current: true, ..Default::default() }],
         can: Default::default(),
+        mqtt: Default::default(),
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -164,6 +166,7 @@ async fn foxess_stack_is_one_battery() {
         timeout_ms: 150,
         batteries: Vec::new(),
         can: Default::default(),
+        mqtt: Default::default(),
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -172,3 +172,18 @@ fn set_value_conversion_on_regressions_and_mutations() {
         fuzz_common::set_value(&mutate(&mut rng, a, b));
     }
 }
+
+#[test]
+fn mqtt_json_codec_on_the_schema_examples_and_mutations() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mqtt");
+    let seeds: Vec<Vec<u8>> =
+        ["minimal.json", "full.json"].iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
+    for input in seeds.iter().chain(&regressions("decode_mqtt")) {
+        fuzz_common::mqtt_json(input);
+    }
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    for _ in 0..MUTATIONS {
+        let (a, b) = (&seeds[rng.below(seeds.len())], &seeds[rng.below(seeds.len())]);
+        fuzz_common::mqtt_json(&mutate(&mut rng, a, b));
+    }
+}

@@ -96,8 +96,9 @@ pub fn protocol(name: &str, data: &[u8]) {
             let _ = protocol::eg4_lifepower::decode(data, None);
             let _ = protocol::eg4_lifepower::decode(data, address);
         }
-        // CAN frames are fuzzed by `can`; an unknown name has no decoders.
-        Some(Protocol::VictronCan) | None => {}
+        // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
+        // decoders.
+        Some(Protocol::VictronCan | Protocol::Mqtt) | None => {}
     }
     // Write acknowledgements are wire data too.
     if let Some(p) = Protocol::from_name(name) {
@@ -290,4 +291,15 @@ fn handler(settings: &bms_bridge::victron::paths::Items, path: &str, value: &zva
         (_, other) => assert!(writable::is_writable_setting(path), "{path} accepted, now {other:?}"),
     }
     assert!(path != "/Soc", "/Soc accepted a write");
+}
+
+/// One MQTT message: the JSON codec never panics, and what it accepts is inside its ranges.
+pub fn mqtt_json(data: &[u8]) {
+    if let Ok(message) = bms::mqtt::decode(data) {
+        let b = &message.battery;
+        let cells = b.cell_voltages_v.as_deref().unwrap_or_default();
+        assert_eq!(Some(cells.len()), b.cell_count.map(usize::from));
+        assert!(cells.iter().all(|v| (0.5..=5.0).contains(v)));
+        assert!(b.soc_percent.is_some_and(|s| (0.0..=100.0).contains(&s)));
+    }
 }

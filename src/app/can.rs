@@ -115,6 +115,7 @@ pub async fn run_port(
     memory: Option<MemoryCanBus>,
     shutdown: watch::Receiver<bool>,
     identities: std::sync::Arc<crate::bank::identity::Registry>,
+    publisher: super::publish::Publisher,
 ) {
     let venus = venus_service(&port.device);
     if !port.can.alongside_venus && service_exists(&bus, &venus).await {
@@ -135,7 +136,7 @@ pub async fn run_port(
     let (tx, rx) = watch::channel(None);
     let sub = Subscriber { address: None, tx };
     let settings = settings(&port, &config);
-    let battery = battery_task(slot, config, bus, rx, shutdown.clone(), identities);
+    let battery = battery_task(slot, config, bus, rx, shutdown.clone(), identities, publisher);
     tokio::join!(battery, listen(settings, memory, sub, shutdown));
 }
 

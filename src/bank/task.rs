@@ -330,6 +330,7 @@ pub async fn run(
     bus: BusAddress,
     mut shutdown: watch::Receiver<bool>,
     identities: std::sync::Arc<super::identity::Registry>,
+    publisher: crate::app::publish::Publisher,
 ) {
     let stale_after = crate::app::stale_after(&config);
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
@@ -427,6 +428,7 @@ pub async fn run(
             let present = packs.iter().filter(|p| p.monitor.latest().read_at.is_some()).count();
             tracing::info!(battery = %label, present, configured = packs.len(), "bank running");
         }
+        publisher.offer(&identity, &out);
         if bank.publishes_aggregate() {
             service.publish(&bus, || identity.clone(), &app::snapshot(&out)).await;
         }
@@ -441,6 +443,7 @@ pub async fn run(
                 packs.iter_mut().zip(&outputs).zip(&members).zip(idents.iter())
             {
                 let shown = if *member { pack_output(out) } else { left_output(out) };
+                publisher.offer(ident, &shown);
                 pack.service.publish(&bus, || ident.clone(), &app::snapshot(&shown)).await;
             }
         }

@@ -18,6 +18,7 @@ mod jbd;
 mod jbd_up16s;
 mod jk_pb;
 mod jk_rs485;
+pub mod mqtt;
 mod renogy;
 mod victron_can;
 
@@ -34,7 +35,21 @@ pub enum Link {
     Modbus,
     /// A SocketCAN interface (`can0`); the bit rate is set on the interface, not by us.
     Can,
-    // Bluetooth LE and MQTT links come with the protocols that need them (issue 19).
+    /// An MQTT broker: JSON messages on a topic (`device` is `mqtt://host[:port]/topic`).
+    Mqtt,
+    // Bluetooth LE comes with the protocols that need it (issue 19).
+}
+
+impl Link {
+    /// The link's family: 0 a serial port (own framing or Modbus), 1 CAN, 2 MQTT. Const, for the
+    /// key lists below.
+    const fn family(self) -> u8 {
+        match self {
+            Link::Serial | Link::Modbus => 0,
+            Link::Can => 1,
+            Link::Mqtt => 2,
+        }
+    }
 }
 
 /// Why an address cannot be a BMS address of the protocol (`None`: it can).
@@ -79,6 +94,11 @@ pub enum Codec {
     Can {
         /// Decodes one frame.
         decode: fn(u32, &[u8]) -> Result<Decoded, FrameError>,
+    },
+    /// One JSON message (MQTT): the whole battery, or the field at fault and why.
+    Json {
+        /// Decodes one message.
+        decode: fn(&[u8]) -> Result<Decoded, mqtt::MessageError>,
     },
 }
 
@@ -164,18 +184,20 @@ registry! {
     Eg4Lifepower => eg4_lifepower::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
     VictronCan => victron_can::SPEC,
+    /// Generic MQTT: dbus-serialbattery's JSON battery document on a broker topic.
+    Mqtt => mqtt::SPEC,
 }
 
-/// The protocols of `KEYS` whose link is (`can`) or is not (`!can`) CAN, in order. Const, so
-/// [`Protocol::ALL`] and [`Protocol::CAN`] stay slices derived from the one list.
-const fn keys_where<const N: usize>(can: bool) -> [Protocol; N] {
+/// The protocols of `KEYS` whose link is of `family` ([`Link::family`]), in order. Const, so
+/// [`Protocol::ALL`], [`Protocol::CAN`] and [`Protocol::MQTT`] stay slices derived from the one list.
+const fn keys_where<const N: usize>(family: u8) -> [Protocol; N] {
     let mut out = [Protocol::Jbd; N];
     let (mut from, mut to) = (0, 0);
     while from < KEYS.len() {
         // Const evaluation: an index out of bounds fails the build, it cannot panic at run time.
         #[allow(clippy::indexing_slicing)]
         let key = KEYS[from];
-        if matches!(key.spec().link, Link::Can) == can {
+        if key.spec().link.family() == family {
             #[allow(clippy::indexing_slicing)]
             {
                 out[to] = key;
@@ -187,12 +209,12 @@ const fn keys_where<const N: usize>(can: bool) -> [Protocol; N] {
     out
 }
 
-/// How many of `KEYS` are (`can`) or are not CAN protocols.
-const fn count_where(can: bool) -> usize {
+/// How many of `KEYS` have a link of `family`.
+const fn count_where(family: u8) -> usize {
     let (mut i, mut n) = (0, 0);
     while i < KEYS.len() {
         #[allow(clippy::indexing_slicing)]
-        if matches!(KEYS[i].spec().link, Link::Can) == can {
+        if KEYS[i].spec().link.family() == family {
             n += 1;
         }
         i += 1;
@@ -200,8 +222,9 @@ const fn count_where(can: bool) -> usize {
     n
 }
 
-const SERIAL_KEYS: [Protocol; count_where(false)] = keys_where(false);
-const CAN_KEYS: [Protocol; count_where(true)] = keys_where(true);
+const SERIAL_KEYS: [Protocol; count_where(0)] = keys_where(0);
+const CAN_KEYS: [Protocol; count_where(1)] = keys_where(1);
+const MQTT_KEYS: [Protocol; count_where(2)] = keys_where(2);
 
 impl Protocol {
     /// Every serial protocol, in the order `probe` tries them.
@@ -210,7 +233,10 @@ impl Protocol {
     /// The CAN protocols (not probed on serial ports).
     pub const CAN: &'static [Protocol] = &CAN_KEYS;
 
-    /// Every protocol, serial and CAN, in the order of [`ALL`].
+    /// The MQTT protocols (not probed on serial ports).
+    pub const MQTT: &'static [Protocol] = &MQTT_KEYS;
+
+    /// Every protocol, serial, CAN and MQTT, in the order of [`ALL`].
     pub fn every() -> impl Iterator<Item = Protocol> {
         KEYS.iter().copied()
     }
@@ -271,6 +297,11 @@ impl Protocol {
         self.spec().link == Link::Can
     }
 
+    /// Whether the protocol reads JSON messages from an MQTT broker.
+    pub fn is_mqtt(self) -> bool {
+        self.spec().link == Link::Mqtt
+    }
+
     /// The writes this protocol documents (and bms-bridge implements).
     pub fn writes(self) -> WriteSupport {
         self.spec().writes.support
@@ -300,6 +331,7 @@ pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
     match Protocol::from_name(name).map(|p| p.spec().codec) {
         Some(Codec::Bytes { decode, .. }) => decode(bytes).map_err(|e| e.to_string()),
         Some(Codec::Can { .. }) => Err(format!("{name} frames need their CAN id (--can-id 0x351)")),
+        Some(Codec::Json { decode }) => decode(bytes).map_err(|e| e.to_string()),
         None => Err(format!("unknown protocol {name:?} (known: {})", Protocol::names())),
     }
 }
@@ -310,7 +342,7 @@ pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
 pub fn scan_named(name: &str) -> Option<fn(&[u8]) -> Scan> {
     match Protocol::from_name(name)?.spec().codec {
         Codec::Bytes { scan, .. } => Some(scan),
-        Codec::Can { .. } => None,
+        Codec::Can { .. } | Codec::Json { .. } => None,
     }
 }
 
@@ -318,7 +350,7 @@ pub fn scan_named(name: &str) -> Option<fn(&[u8]) -> Scan> {
 pub fn decode_can_named(name: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
     match Protocol::from_name(name).map(|p| p.spec().codec) {
         Some(Codec::Can { decode }) => decode(id, data).map_err(|e| e.to_string()),
-        Some(Codec::Bytes { .. }) | None => {
+        Some(Codec::Bytes { .. } | Codec::Json { .. }) | None => {
             let can: Vec<&str> = Protocol::CAN.iter().map(|p| p.name()).collect();
             Err(format!("{name:?} is not a CAN protocol (CAN: {})", can.join(", ")))
         }

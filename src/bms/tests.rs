@@ -9,7 +9,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn specs_answer_what_the_old_matches_answered() {
     type Row = (Protocol, &'static str, u32, bool, bool, Option<u8>, &'static [Option<u8>]);
-    let before: [Row; 10] = [
+    let before: [Row; 11] = [
         (Protocol::Jbd, "jbd", 9600, false, false, None, &[None]),
         (Protocol::JbdUp16s, "jbd_up16s", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::JkPb, "jk_pb", 115_200, true, false, Some(1), &[Some(1)]),
@@ -20,6 +20,8 @@ fn specs_answer_what_the_old_matches_answered() {
         (Protocol::Daly, "daly", 9600, true, false, Some(0x40), &[Some(0x40), Some(0x80)]),
         (Protocol::Eg4Lifepower, "eg4_lifepower", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::VictronCan, "victron_can", 0, false, false, None, &[None]),
+        // Added with issue 20, not in the old matches.
+        (Protocol::Mqtt, "mqtt", 0, false, false, None, &[None]),
     ];
     assert_eq!(ALL.len(), before.len());
     for (p, name, baud, addressable, one_per_port, default, probe) in before {
@@ -31,6 +33,7 @@ fn specs_answer_what_the_old_matches_answered() {
         assert_eq!(p.default_address(), default, "{name}");
         assert_eq!(p.probe_addresses(), probe.to_vec(), "{name}");
         assert_eq!(p.is_can(), p == Protocol::VictronCan, "{name}");
+        assert_eq!(p.is_mqtt(), p == Protocol::Mqtt, "{name}");
     }
     let serial: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
     assert_eq!(
@@ -39,10 +42,11 @@ fn specs_answer_what_the_old_matches_answered() {
         "probe order"
     );
     assert_eq!(Protocol::CAN, &[Protocol::VictronCan]);
+    assert_eq!(Protocol::MQTT, &[Protocol::Mqtt]);
     assert_eq!(Protocol::from_name("nope"), None);
     assert_eq!(
         Protocol::names(),
-        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can"
+        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, mqtt"
     );
 }
 
@@ -55,13 +59,15 @@ fn every_key_has_its_own_spec_in_all() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), ALL.len(), "two specs share a name");
-    // ALL and CAN partition the keys by link.
-    let mut split: Vec<Protocol> = Protocol::ALL.iter().chain(Protocol::CAN).copied().collect();
+    // ALL, CAN and MQTT partition the keys by link.
+    let mut split: Vec<Protocol> =
+        Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).copied().collect();
     split.sort_by_key(|p| p.name());
     let mut every: Vec<Protocol> = Protocol::every().collect();
     every.sort_by_key(|p| p.name());
     assert_eq!(split, every);
-    assert!(Protocol::ALL.iter().all(|p| !p.is_can()) && Protocol::CAN.iter().all(|p| p.is_can()));
+    assert!(Protocol::ALL.iter().all(|p| !p.is_can() && !p.is_mqtt()));
+    assert!(Protocol::CAN.iter().all(|p| p.is_can()) && Protocol::MQTT.iter().all(|p| p.is_mqtt()));
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn port(device: &Path, protocol: Protocol, addresses: Option<Vec<u8>>, name: Str
         timeout_ms: 500,
         batteries: vec![BatteryConfig { name: Some(name), ..BatteryConfig::default() }],
         can: Default::default(),
+        mqtt: Default::default(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! cycle; the loop never exits because a BMS is silent or its device is gone.
 
 pub mod can;
+pub mod mqtt;
 mod daly;
 mod eg4_lifepower;
 mod eg4_ll;
@@ -274,9 +275,10 @@ pub async fn poll_once(
         Protocol::JkRs485 => jk_rs485::poll(link.framed()?, timeout).await,
         Protocol::Daly => daly::poll(link.framed()?, address, need_identity, timeout).await,
         Protocol::Eg4Lifepower => eg4_lifepower::poll(link.framed()?, address, need_identity, timeout).await,
-        Protocol::VictronCan => {
-            Err(LinkError::Protocol("victron_can is a CAN protocol, not polled on serial ports".into())
-                .into())
-        }
+        Protocol::VictronCan | Protocol::Mqtt => Err(LinkError::Protocol(format!(
+            "{} is not a serial protocol: it is not polled on serial ports",
+            protocol.name()
+        ))
+        .into()),
     }
 }

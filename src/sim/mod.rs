@@ -19,6 +19,7 @@ pub mod jbd_up16s;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod modbus;
+pub mod mqtt;
 pub mod model;
 pub mod pack;
 #[cfg(feature = "plots")]
@@ -473,6 +474,9 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         Protocol::Eg4Lifepower => tokio::spawn(eg4_lifepower::serve(master, p, c)),
         Protocol::VictronCan => {
             return Err(std::io::Error::other("victron_can runs on a CAN bus: use sim::victron_can::spawn"))
+        }
+        Protocol::Mqtt => {
+            return Err(std::io::Error::other("mqtt runs on a broker: publish JSON messages (tests/mqtt_broker.rs)"))
         }
     };
     Ok(PtySimulator { path, control, packs, task, _guard: guard })

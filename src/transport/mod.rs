@@ -6,6 +6,7 @@
 pub mod can;
 pub mod framed;
 pub mod modbus;
+pub mod mqtt;
 pub mod serial;
 
 use std::time::Duration;
