@@ -6,9 +6,10 @@
 //!   cycle, and both together (what `BatteryService::publish` does before it sends anything).
 
 use bms_bridge::battery::Battery;
+use bms_bridge::bms::jbd::codec as jbd;
 use bms_bridge::control::{ChargeConfig, ChargeController, Link};
-use bms_bridge::protocol::{self, jbd};
-use bms_bridge::sim::{self, model::SimPack, SimControl};
+use bms_bridge::protocol;
+use bms_bridge::sim::{model::SimPack, SimControl};
 use bms_bridge::victron::diff::diff;
 use bms_bridge::victron::paths::{collect, Context, Items};
 use bms_bridge::victron::{Identity, Snapshot};
@@ -54,7 +55,8 @@ fn battery() -> Battery {
     let control = SimControl::default();
     let mut battery = Battery::default();
     for register in [jbd::REG_BASIC_INFO, jbd::REG_CELLS, jbd::REG_HARDWARE] {
-        let reply = sim::jbd::respond(&jbd::request_read(register), &pack, &control).unwrap();
+        let reply =
+            bms_bridge::bms::jbd::sim::respond(&jbd::request_read(register), &pack, &control).unwrap();
         battery.merge(&jbd::decode(&reply).unwrap().battery);
     }
     battery.read_at = Some(Instant::now());

@@ -23,8 +23,9 @@
 //! `{config}` / `BMS_CONFIG` (a bms-bridge config for the same packs), `{dir}` / `BMS_DIR` (a
 //! scratch directory).
 
+use bms_bridge::bms::jbd::codec as jbd;
+use bms_bridge::bms::jbd_up16s::codec as jbd_up16s;
 use bms_bridge::config::Protocol;
-use bms_bridge::protocol::{jbd, jbd_up16s};
 use bms_bridge::sim::{self, Exchange, PtySimulator, WireTiming};
 use bms_bridge::victron::private_bus::PrivateBus;
 use clap::Parser;

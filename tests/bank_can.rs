@@ -18,7 +18,7 @@ const BANK: &str = "com.victronenergy.battery.bank_Mixed";
 async fn a_can_pack_and_a_serial_pack_in_one_bank() {
     let dir = scratch_dir("bank-can");
     let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
-    let can = sim::victron_can::spawn(16);
+    let can = bms_bridge::bms::victron_can::sim::spawn(16);
     can.control.set_frozen(true);
     assert!(can.packs.update(None, |p| p.current_a = 80.0));
     let jbd = sim::spawn(Protocol::Jbd, &[], 16).unwrap();

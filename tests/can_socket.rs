@@ -5,9 +5,9 @@
 //! `vcan0` and runs the ignored test below. On a host with vcan0 up it runs directly:
 //! `cargo test --test can_socket -- --ignored`.
 
+use bms_bridge::bms::victron_can::codec::{self as vc, encode, Options};
 use bms_bridge::driver::can::{run_can, CanSettings};
 use bms_bridge::driver::Subscriber;
-use bms_bridge::protocol::victron_can::{self as vc, encode, Options};
 use bms_bridge::transport::can::{CanFrame, CanLink, SocketCanLink};
 use std::time::Duration;
 use tokio::sync::watch;

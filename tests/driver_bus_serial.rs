@@ -78,7 +78,7 @@ async fn daly_packs_share_one_bus() {
 async fn eg4_packs_share_one_bus() {
     let (first, second) = two_packs_and_a_silent_one(Protocol::Eg4Lifepower, [1, 2], 3).await;
     assert_eq!((first.soc_percent, second.soc_percent), (Some(60.0), Some(55.0)));
-    assert_eq!(first.firmware_version.as_deref(), Some(sim::eg4_lifepower::SIM_FIRMWARE));
+    assert_eq!(first.firmware_version.as_deref(), Some(bms_bridge::bms::eg4_lifepower::sim::SIM_FIRMWARE));
     assert_eq!(first.cell_voltages_v.as_ref().map(Vec::len), Some(16));
     assert_eq!(first.soh_percent, Some(100.0));
 }

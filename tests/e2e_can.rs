@@ -57,7 +57,7 @@ const OURS: &str = "com.victronenergy.battery.simcan0";
 struct Rig {
     bus: PrivateBus,
     dir: std::path::PathBuf,
-    simulator: bms_bridge::sim::victron_can::CanSimulator,
+    simulator: bms_bridge::bms::victron_can::sim::CanSimulator,
     stop: tokio::sync::watch::Sender<bool>,
     daemon: tokio::task::JoinHandle<()>,
 }
@@ -68,7 +68,7 @@ impl Rig {
         let bus = PrivateBus::start().unwrap();
         let dir = std::env::temp_dir().join(format!("bms-bridge-e2e-can-{tag}-{}", std::process::id()));
         let venus = if venus_first { Some(venus_service(&bus).await) } else { None };
-        let simulator = bms_bridge::sim::victron_can::spawn(16);
+        let simulator = bms_bridge::bms::victron_can::sim::spawn(16);
         let buses = app::MemoryCanBuses::from([("simcan0".to_owned(), simulator.bus.clone())]);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let address = BusAddress::Address(bus.address().to_owned());

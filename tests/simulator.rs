@@ -1,8 +1,9 @@
 //! The simulators behave like the real BMS on the wire: garbage and malformed requests are
 //! skipped, a valid request after them is answered, a silent simulator answers nothing.
 
+use bms_bridge::bms::jbd::codec as jbd;
 use bms_bridge::config::Protocol;
-use bms_bridge::protocol::{find_frame, jbd};
+use bms_bridge::protocol::find_frame;
 use bms_bridge::sim;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -102,7 +102,7 @@ async fn serial_bms_lost_at_the_deadline_at_short_and_long_poll_intervals() {
 async fn can_bms_lost_at_the_deadline() {
     let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
     let dir = scratch_dir("deadline-can");
-    let simulator = sim::victron_can::spawn(16);
+    let simulator = bms_bridge::bms::victron_can::sim::spawn(16);
     let mut config = Config::default();
     config.daemon.state_dir = dir.clone();
     config.daemon.stale_after_s = 3.0;

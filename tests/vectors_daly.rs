@@ -7,7 +7,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::daly::{self, sentence};
+use bms_bridge::bms::daly::codec::{self as daly, sentence};
 use bms_bridge::protocol::{json::to_json, Decoded, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};
@@ -179,14 +179,14 @@ fn every_alarm_bit() {
 fn simulator_sentences_decode() {
     let pack = bms_bridge::sim::model::SimPack::new(16);
     let control = bms_bridge::sim::SimControl::default();
-    let cells = bms_bridge::sim::daly::respond(0x40, daly::CMD_CELL_VOLTAGES, &pack, &control).unwrap();
+    let cells = bms_bridge::bms::daly::sim::respond(0x40, daly::CMD_CELL_VOLTAGES, &pack, &control).unwrap();
     assert_eq!(cells.len(), 16 * 13);
     let frames: Vec<&[u8]> = cells.chunks(13).collect();
     let want: Vec<f64> = pack.cell_voltages_mv().iter().map(|mv| f64::from(*mv) / 1000.0).collect();
     assert_eq!(daly::cells(&frames, 16).unwrap(), want);
-    let code = bms_bridge::sim::daly::respond(0x41, daly::CMD_BATTERY_CODE, &pack, &control).unwrap();
+    let code = bms_bridge::bms::daly::sim::respond(0x41, daly::CMD_BATTERY_CODE, &pack, &control).unwrap();
     assert_eq!(daly::battery_code(&code.chunks(13).collect::<Vec<_>>()).as_deref(), Some("DALY-SIM-41"));
-    let soc = bms_bridge::sim::daly::respond(0x40, daly::CMD_SOC, &pack, &control).unwrap();
+    let soc = bms_bridge::bms::daly::sim::respond(0x40, daly::CMD_SOC, &pack, &control).unwrap();
     let b = daly::decode(&soc).unwrap().battery;
     assert_eq!(b.soc_percent, Some(60.0));
     assert_eq!(b.current_a, Some(0.0));

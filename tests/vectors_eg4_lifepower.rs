@@ -7,7 +7,7 @@ mod support {
     pub mod vectors;
 }
 
-use bms_bridge::protocol::eg4_lifepower::{self as eg4, ascii};
+use bms_bridge::bms::eg4_lifepower::codec::{self as eg4, ascii};
 use bms_bridge::protocol::{json::to_json, Decoded, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};

@@ -6,7 +6,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::eg4_ll::{self, Block};
+use bms_bridge::bms::eg4_ll::codec::{self as eg4_ll, Block};
 use bms_bridge::protocol::{json::to_json, modbus, Decoded, FrameError};
 use serde_json::json;
 use support::{contract, vectors};

@@ -8,7 +8,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::foxess::{self, Block};
+use bms_bridge::bms::foxess::codec::{self as foxess, Block};
 use bms_bridge::protocol::{json::to_json, modbus, FrameError, Scan};
 use serde_json::json;
 use support::{contract, vectors};

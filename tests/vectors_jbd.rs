@@ -7,7 +7,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::jbd::{self, BasicInfo};
+use bms_bridge::bms::jbd::codec::{self as jbd, BasicInfo};
 use bms_bridge::protocol::{checksum, find_frame, json::to_json, Decoded, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};

@@ -7,7 +7,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::jbd_up16s::{self as up, Block, PackStatus};
+use bms_bridge::bms::jbd_up16s::codec::{self as up, Block, PackStatus};
 use bms_bridge::protocol::{json::to_json, Decoded, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};

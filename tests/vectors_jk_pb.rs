@@ -8,7 +8,8 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::{jk_pb, json::to_json, modbus, FrameError, Scan};
+use bms_bridge::bms::jk_pb::codec as jk_pb;
+use bms_bridge::protocol::{json::to_json, modbus, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};
 

@@ -8,7 +8,7 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
-use bms_bridge::protocol::jk_rs485::{self, encode_current, encode_temperature, Status};
+use bms_bridge::bms::jk_rs485::codec::{self as jk_rs485, encode_current, encode_temperature, Status};
 use bms_bridge::protocol::{json::to_json, Decoded, FrameError, Scan};
 use serde_json::{json, Value};
 use support::{contract, vectors};

@@ -7,7 +7,7 @@ mod support {
     pub mod vectors;
 }
 
-use bms_bridge::protocol::renogy::{self, Block};
+use bms_bridge::bms::renogy::codec::{self as renogy, Block};
 use bms_bridge::protocol::{json::to_json, modbus, Decoded, FrameError};
 use serde_json::{json, Value};
 use support::{contract, vectors};

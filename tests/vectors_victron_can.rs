@@ -5,8 +5,8 @@ mod support {
 }
 
 use bms_bridge::battery::AlarmLevel;
+use bms_bridge::bms::victron_can::codec::{self as victron_can, Options};
 use bms_bridge::protocol::json::to_json;
-use bms_bridge::protocol::victron_can::{self, Options};
 use serde_json::{json, Value};
 use support::vectors;
 

@@ -4,9 +4,10 @@
 //! back to back, with no idle line beyond the protocol's inter-frame gap (3.5 characters for the
 //! Modbus-style UP16S framing).
 
+use bms_bridge::bms::jbd::codec as jbd;
+use bms_bridge::bms::jbd_up16s::codec as jbd_up16s;
 use bms_bridge::config::{self, Protocol};
 use bms_bridge::driver::{self, Subscriber};
-use bms_bridge::protocol::{jbd, jbd_up16s};
 use bms_bridge::sim::{self, Exchange, WireTiming};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;

@@ -57,44 +57,44 @@ pub fn protocol(name: &str, data: &[u8]) {
     // Exhaustive: a new protocol does not compile here until its extra decoders are listed.
     match Protocol::from_name(name) {
         Some(Protocol::Jbd) => {
-            let _ = protocol::jbd::decode(data);
-            let _ = protocol::jbd::decode_basic_info(data);
-            let _ = protocol::jbd::decode_cells(data);
-            let _ = protocol::jbd::decode_hardware(data);
+            let _ = bms::jbd::codec::decode(data);
+            let _ = bms::jbd::codec::decode_basic_info(data);
+            let _ = bms::jbd::codec::decode_cells(data);
+            let _ = bms::jbd::codec::decode_hardware(data);
         }
         Some(Protocol::JbdUp16s) => {
-            let _ = protocol::jbd_up16s::decode(data, None);
-            let _ = protocol::jbd_up16s::decode(data, address);
+            let _ = bms::jbd_up16s::codec::decode(data, None);
+            let _ = bms::jbd_up16s::codec::decode(data, address);
         }
         Some(Protocol::JkPb) => {
-            let _ = protocol::jk_pb::decode(data);
-            let _ = protocol::jk_pb::decode_any(data);
-            let _ = protocol::jk_pb::scan(data);
-            let _ = protocol::jk_pb::decode_reply(data, address.unwrap_or(1), 0x161E);
+            let _ = bms::jk_pb::codec::decode(data);
+            let _ = bms::jk_pb::codec::decode_any(data);
+            let _ = bms::jk_pb::codec::scan(data);
+            let _ = bms::jk_pb::codec::decode_reply(data, address.unwrap_or(1), 0x161E);
         }
         Some(Protocol::Renogy) => {
-            let _ = protocol::renogy::decode(data, None);
-            let _ = protocol::renogy::decode(data, address);
+            let _ = bms::renogy::codec::decode(data, None);
+            let _ = bms::renogy::codec::decode(data, address);
             let _ = protocol::modbus::scan_request(data);
         }
         Some(Protocol::Eg4Ll) => {
-            let _ = protocol::eg4_ll::decode(data, None);
-            let _ = protocol::eg4_ll::decode(data, address);
+            let _ = bms::eg4_ll::codec::decode(data, None);
+            let _ = bms::eg4_ll::codec::decode(data, address);
         }
         Some(Protocol::Foxess) => {
-            let _ = protocol::foxess::decode_any(data);
-            let _ = protocol::foxess::scan_request(data);
+            let _ = bms::foxess::codec::decode_any(data);
+            let _ = bms::foxess::codec::scan_request(data);
         }
         Some(Protocol::JkRs485) => {
-            let _ = protocol::jk_rs485::decode(data);
+            let _ = bms::jk_rs485::codec::decode(data);
         }
         Some(Protocol::Daly) => {
-            let _ = protocol::daly::decode(data);
-            let _ = protocol::daly::decode_all(data);
+            let _ = bms::daly::codec::decode(data);
+            let _ = bms::daly::codec::decode_all(data);
         }
         Some(Protocol::Eg4Lifepower) => {
-            let _ = protocol::eg4_lifepower::decode(data, None);
-            let _ = protocol::eg4_lifepower::decode(data, address);
+            let _ = bms::eg4_lifepower::codec::decode(data, None);
+            let _ = bms::eg4_lifepower::codec::decode(data, address);
         }
         // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
         // decoders.

@@ -2,11 +2,11 @@
 //! same monitor, charge control and D-Bus service as for serial ports).
 
 use super::{battery_task, BatterySlot};
+use crate::bms::victron_can::codec::Options;
 use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
 use crate::driver::can::{run_can, CanSettings};
 use crate::driver::Subscriber;
-use crate::protocol::victron_can::Options;
 use crate::transport::can::{CanFrame, MemoryCanBus, SocketCanLink};
 use crate::victron::BusAddress;
 use std::collections::HashMap;

@@ -10,17 +10,17 @@
 //! Like `protocol/`, this module is pure and imports nothing from the layers above it
 //! (`tests/architecture.rs`).
 
-mod daly;
-mod eg4_lifepower;
-mod eg4_ll;
-mod foxess;
-mod jbd;
-mod jbd_up16s;
-mod jk_pb;
-mod jk_rs485;
+pub mod daly;
+pub mod eg4_lifepower;
+pub mod eg4_ll;
+pub mod foxess;
+pub mod jbd;
+pub mod jbd_up16s;
+pub mod jk_pb;
+pub mod jk_rs485;
 pub mod mqtt;
-mod renogy;
-mod victron_can;
+pub mod renogy;
+pub mod victron_can;
 
 use crate::protocol::writes::{Write, WriteSupport};
 use crate::protocol::{Decoded, FrameError, Scan};

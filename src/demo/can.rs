@@ -3,7 +3,6 @@
 
 use super::{view, ScratchDir};
 use crate::config::{Config, PortConfig};
-use crate::sim;
 use crate::victron::private_bus::PrivateBus;
 use crate::victron::BusAddress;
 
@@ -12,7 +11,7 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
-    let simulator = sim::victron_can::spawn(cells);
+    let simulator = crate::bms::victron_can::sim::spawn(cells);
     simulator.packs.configure_all(super::demo_pack);
     let interface = "simcan0".to_owned();
     let mut config = Config::default();

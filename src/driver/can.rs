@@ -8,7 +8,7 @@
 
 use super::{publish, Subscriber};
 use crate::battery::Battery;
-use crate::protocol::victron_can::{self as vc, Options};
+use crate::bms::victron_can::codec::{self as vc, Options};
 use crate::protocol::FrameError;
 use crate::transport::can::{CanFrame, CanLink};
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::victron_can::encode;
+use crate::bms::victron_can::codec::encode;
 use crate::transport::can::MemoryCanBus;
 
 fn settings() -> CanSettings {

@@ -7,7 +7,7 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::daly::{self, FRAME_LEN};
+use crate::bms::daly::codec::{self as daly, FRAME_LEN};
 use crate::protocol::FrameError;
 use crate::transport::framed::FramedLink;
 use crate::transport::LinkError;

@@ -2,7 +2,8 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::{eg4_lifepower as eg4, FrameError};
+use crate::bms::eg4_lifepower::codec as eg4;
+use crate::protocol::FrameError;
 use crate::transport::framed::FramedLink;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -3,7 +3,7 @@
 
 use super::{read_block, PollError};
 use crate::battery::Battery;
-use crate::protocol::eg4_ll;
+use crate::bms::eg4_ll::codec as eg4_ll;
 use crate::transport::modbus::ModbusLink;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 
 use super::{PollError, PortLink};
 use crate::battery::Battery;
-use crate::protocol::foxess::{self, Block};
+use crate::bms::foxess::codec::{self as foxess, Block};
 use crate::protocol::FrameError;
 use crate::transport::serial::SerialLink;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::{jbd, FrameError};
+use crate::bms::jbd::codec as jbd;
+use crate::protocol::FrameError;
 use crate::transport::framed::FramedLink;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -2,7 +2,7 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::jbd_up16s;
+use crate::bms::jbd_up16s::codec as jbd_up16s;
 use crate::transport::framed::FramedLink;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -4,7 +4,7 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::jk_pb;
+use crate::bms::jk_pb::codec as jk_pb;
 use crate::transport::framed::FramedLink;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -2,7 +2,8 @@
 
 use super::PollError;
 use crate::battery::Battery;
-use crate::protocol::{jk_rs485, FrameError};
+use crate::bms::jk_rs485::codec as jk_rs485;
+use crate::protocol::FrameError;
 use crate::transport::framed::FramedLink;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -234,7 +234,7 @@ pub fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tok
         }
         Protocol::JkPb => {
             let mut link = serial::open(device, baud)?;
-            link.set_min_gap(crate::protocol::jk_pb::COMMAND_GAP);
+            link.set_min_gap(crate::bms::jk_pb::codec::COMMAND_GAP);
             PortLink::Framed(link)
         }
         _ => PortLink::Framed(serial::open(device, baud)?),

@@ -3,7 +3,7 @@
 
 use super::{read_block, PollError};
 use crate::battery::Battery;
-use crate::protocol::renogy::{self, Block};
+use crate::bms::renogy::codec::{self as renogy, Block};
 use crate::transport::modbus::ModbusLink;
 use std::time::Duration;
 

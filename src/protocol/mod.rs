@@ -4,19 +4,9 @@
 //! [`FrameError`] out. `tests/architecture.rs` enforces that.
 
 pub mod checksum;
-pub mod daly;
-pub mod eg4_lifepower;
-pub mod eg4_ll;
 pub mod field;
-pub mod foxess;
-pub mod jbd;
-pub mod jbd_up16s;
-pub mod jk_pb;
-pub mod jk_rs485;
 pub mod json;
 pub mod modbus;
-pub mod renogy;
-pub mod victron_can;
 pub mod writes;
 
 use crate::battery::Battery;

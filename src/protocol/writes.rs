@@ -12,7 +12,9 @@
 //! Which protocol offers which write is its spec's (`bms::Spec::writes`), which points at the
 //! functions here.
 
-use super::{field, jbd, jbd_up16s, FrameError};
+use super::{field, FrameError};
+use crate::bms::jbd::codec as jbd;
+use crate::bms::jbd_up16s::codec as jbd_up16s;
 use std::fmt;
 
 /// Which writes a protocol offers.

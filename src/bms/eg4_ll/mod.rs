@@ -1,0 +1,25 @@
+//! EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses. No writes.
+
+pub mod codec;
+pub mod sim;
+
+use super::{any_address, Codec, Link, Spec, Writes};
+use crate::protocol::{first_frame, modbus};
+
+/// The `eg4_ll` spec.
+pub const SPEC: Spec = Spec {
+    name: "eg4_ll",
+    link: Link::Modbus,
+    default_baud: 9600,
+    addressable: true,
+    one_battery_per_port: false,
+    default_address: Some(1),
+    probe_addresses: &[Some(1)],
+    serialbattery_classes: &["EG4_LL"],
+    address_problem: any_address,
+    writes: Writes::NONE,
+    codec: Codec::Bytes {
+        scan: modbus::scan_response,
+        decode: |bytes| codec::decode(first_frame(bytes, modbus::scan_response), None),
+    },
+};
