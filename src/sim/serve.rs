@@ -362,3 +362,9 @@ pub async fn drop_pending<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), ()
         }
     }
 }
+
+/// A running simulator task.
+pub type SimTask = tokio::task::JoinHandle<()>;
+
+/// Starts a protocol's simulator on the master side of a pty (a spec's `simulator`).
+pub type Simulator = fn(tokio_serial::SerialStream, Packs, Arc<SimControl>) -> SimTask;
