@@ -36,5 +36,6 @@ pub mod probe;
 pub mod protocol;
 pub mod replay;
 pub mod sim;
+pub mod task;
 pub mod transport;
 pub mod victron;
