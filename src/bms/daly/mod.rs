@@ -22,7 +22,7 @@ pub const SPEC: Spec = Spec {
     codec: Codec::Bytes { scan: codec::scan, decode: codec::decode_all },
     poll: Some(plan::plan),
     command_gap: None,
-    simulator: Some(sim::start),
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
 };
 

@@ -52,12 +52,3 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, packs: Packs, c
     })
     .await;
 }
-
-/// Starts this simulator on a pty (the spec's `simulator`; needs a tokio runtime).
-pub fn start(
-    stream: tokio_serial::SerialStream,
-    packs: crate::sim::serve::Packs,
-    control: Arc<crate::sim::serve::SimControl>,
-) -> crate::sim::serve::SimTask {
-    tokio::spawn(serve(stream, packs, control))
-}

@@ -25,6 +25,8 @@ pub const SPEC: Spec = Spec {
     },
     poll: Some(plan::plan),
     command_gap: None,
-    simulator: Some(sim::start),
+    simulator: Some(|stream, packs, control| {
+        crate::sim::serve::start(crate::sim::modbus::serve(stream, packs, control, sim::registers))
+    }),
     cells_per_pack: None,
 };

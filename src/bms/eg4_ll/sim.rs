@@ -48,13 +48,3 @@ pub fn registers(address: u8, pack: &SimPack, control: &SimControl) -> (u16, Vec
     }
     (0, r.to_vec())
 }
-
-/// Starts this simulator, a Modbus RTU slave answering from [`registers`], on a pty (the
-/// spec's `simulator`; needs a tokio runtime).
-pub fn start(
-    stream: tokio_serial::SerialStream,
-    packs: crate::sim::serve::Packs,
-    control: std::sync::Arc<crate::sim::serve::SimControl>,
-) -> crate::sim::serve::SimTask {
-    tokio::spawn(crate::sim::modbus::serve(stream, packs, control, registers))
-}

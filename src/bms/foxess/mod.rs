@@ -21,6 +21,6 @@ pub const SPEC: Spec = Spec {
     codec: Codec::Bytes { scan: codec::scan_response, decode: codec::decode_any },
     poll: Some(plan::plan),
     command_gap: None,
-    simulator: Some(sim::start),
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: Some(codec::CELLS_PER_PACK),
 };

@@ -85,12 +85,3 @@ fn set_soc(request: &[u8], address: u8, packs: &Packs, control: &SimControl) -> 
     control.count_write();
     Some(jbd_up16s::encode_write_ack(address, jbd_up16s::SET_SOC))
 }
-
-/// Starts this simulator on a pty (the spec's `simulator`; needs a tokio runtime).
-pub fn start(
-    stream: tokio_serial::SerialStream,
-    packs: crate::sim::serve::Packs,
-    control: Arc<crate::sim::serve::SimControl>,
-) -> crate::sim::serve::SimTask {
-    tokio::spawn(serve(stream, packs, control))
-}

@@ -21,7 +21,7 @@ pub const SPEC: Spec = Spec {
     codec: Codec::Bytes { scan: codec::scan_reply, decode: codec::decode_any },
     poll: Some(plan::plan),
     command_gap: Some(codec::COMMAND_GAP),
-    simulator: Some(sim::start),
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
 };
 

@@ -22,6 +22,6 @@ pub const SPEC: Spec = Spec {
     codec: Codec::Bytes { scan: codec::scan, decode: |bytes| codec::decode(first_frame(bytes, codec::scan)) },
     poll: Some(plan::plan),
     command_gap: None,
-    simulator: Some(sim::start),
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
 };
