@@ -21,8 +21,14 @@ fn main() {
     divan::main();
 }
 
-const PROTOCOLS: &[&str] =
-    &["jbd", "jbd_up16s", "jk_rs485", "jk_pb", "daly", "renogy", "eg4_lifepower", "eg4_ll", "foxess"];
+/// Every byte-stream protocol of the registry: a new BMS is benched without being listed here.
+fn protocols() -> Vec<&'static str> {
+    bms_bridge::bms::ALL
+        .iter()
+        .filter(|spec| matches!(spec.codec, bms_bridge::bms::Codec::Bytes { .. }))
+        .map(|spec| spec.name)
+        .collect()
+}
 
 /// The good response frames of `protocol` that `decode_named` accepts.
 fn frames(protocol: &str) -> Vec<Vec<u8>> {
@@ -37,7 +43,7 @@ fn frames(protocol: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[divan::bench(args = PROTOCOLS)]
+#[divan::bench(args = protocols())]
 fn decode(bencher: Bencher, protocol: &str) {
     let frames = frames(protocol);
     assert!(!frames.is_empty(), "{protocol}: no decodable response frame in the vectors");

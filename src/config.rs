@@ -932,7 +932,10 @@ name = "Rear"
         let errors = parse(snippet, "k.toml").expect_err("an unknown key");
         let message = &errors[0].message;
         let list = message.split("this table has: ").nth(1).unwrap_or_else(|| panic!("{message}"));
-        list.split(", ").map(str::to_owned).filter(|k| !matches!(k.as_str(), "battery" | "can" | "mqtt" | "client")).collect()
+        list.split(", ")
+            .map(str::to_owned)
+            .filter(|k| !matches!(k.as_str(), "battery" | "can" | "mqtt" | "client"))
+            .collect()
     }
 
     /// `docs/configuration.md` cannot drift: every key the parser takes is listed under its
@@ -950,7 +953,10 @@ name = "Rear"
             ("[port.can]", format!("{port}[port.can]\nzz = 1\n")),
             ("[port.mqtt]", format!("{port}[port.mqtt]\nzz = 1\n")),
             ("[mqtt_publish]", "[mqtt_publish]\nurl = \"mqtt://h\"\nzz = 1\n".to_owned()),
-            ("[mqtt_publish.client]", "[mqtt_publish]\nurl = \"mqtt://h\"\n[mqtt_publish.client]\nzz = 1\n".to_owned()),
+            (
+                "[mqtt_publish.client]",
+                "[mqtt_publish]\nurl = \"mqtt://h\"\n[mqtt_publish.client]\nzz = 1\n".to_owned(),
+            ),
             ("[[bank]]", "[[bank]]\nzz = 1\n".to_owned()),
         ] {
             let section = doc

@@ -1,16 +1,19 @@
 //! bms-bridge: lithium BMS data to Victron Venus OS.
 //!
 //! Layers, each usable alone (see `docs/architecture.md`):
-//! - [`protocol`]: pure codecs per BMS (bytes in, typed values out).
-//! - [`bms`]: the registry, one spec per protocol (name, link, baud, addressing, writes).
-//! - [`transport`]: serial request/response over any byte stream.
-//! - [`driver`]: one poll loop per port, stamping readings with the clock.
+//! - [`protocol`]: what the codecs share (scan results, frame errors, checksums, field tables).
+//! - [`bms`]: one folder per BMS (spec, pure codec, sans-IO poll plan, simulator) and the
+//!   registry `ALL`.
+//! - [`transport`]: serial request/response over any byte stream, Modbus, CAN.
+//! - [`driver`]: one poll loop per port and the one executor of the BMSes' poll plans.
 //! - [`battery`]: the normalised model every driver fills; [`plausibility`] checks each reading
 //!   before [`monitor`] and charge control use it.
 //! - [`control`]: CVL/CCL/DCL, pure, time passed in.
-//! - [`victron`]: the `com.victronenergy.battery.*` D-Bus service.
+//! - [`victron`]: the `com.victronenergy.battery.*` D-Bus service; [`mqtt_output`] beside it
+//!   (`[mqtt_publish]`: JSON states and Home Assistant discovery).
 //! - [`config`]: the TOML file, validated with file:line:column errors.
 //! - [`sim`]: BMS simulators shared by tests and the demo.
+//! - [`task`]: the battery and bank tasks behind the D-Bus services.
 //! - [`app`]: wiring of the above; owns shutdown.
 //! - [`doctor`], [`import`]: `bms-bridge doctor` and `import-serialbattery`.
 
@@ -31,10 +34,12 @@ pub mod doctor;
 pub mod driver;
 pub mod import;
 pub mod monitor;
+pub mod mqtt_output;
 pub mod plausibility;
 pub mod probe;
 pub mod protocol;
 pub mod replay;
 pub mod sim;
+pub mod task;
 pub mod transport;
 pub mod victron;

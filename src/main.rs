@@ -430,7 +430,9 @@ fn read_message(args: &[String]) -> Result<Vec<u8>, String> {
     match args {
         [one] if one == "-" => {
             let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).map_err(|e| format!("cannot read standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
             Ok(bytes)
         }
         [path] => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),

@@ -73,7 +73,7 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
     let start = Instant::now();
     let t0 = frames.first().map_or(0.0, |f| f.0);
     let at = |t: f64| start + Duration::from_secs_f64((t - t0).max(0.0));
-    let stale = crate::app::stale_after(config);
+    let stale = crate::task::stale_after(config);
     let mut monitor = Monitor::new(start, options, stale, ChargeController::new(config.charge.clone()));
     let mut assembler = Assembler::default();
     let step = settings.publish_every.as_secs_f64();

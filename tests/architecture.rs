@@ -69,15 +69,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// module -> the modules it uses.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// Circles that are allowed for now, each as the edge whose removal breaks it; the next slice of
-/// issue 19 removes the last one (battery and bank tasks in one `task/` module; the `[[bank]]`
-/// config already moved under `config/`). REMOVE an entry when that work lands:
-/// `circle_allowlist_is_current` fails as soon as an entry no longer closes a circle.
-const ALLOWED_CIRCLE_EDGES: &[(&str, &str)] = &[
-    // src/app.rs <-> src/bank/task.rs: bank/task.rs imports app::BatterySlot and seven app helpers,
-    // app.rs imports bank::task::BankPack.
-    ("bank::task", "app"),
-];
+/// Circles that are allowed: none. An entry would be the edge whose removal breaks a circle;
+/// `circle_allowlist_is_current` fails as soon as an entry no longer closes one.
+const ALLOWED_CIRCLE_EDGES: &[(&str, &str)] = &[];
 
 /// What the pure layers (`protocol/`, `bms/`) must never import: I/O, tasks, the bus, the file.
 const ABOVE_THE_CODECS: [&str; 7] = ["driver", "app", "task", "victron", "config", "bank", "monitor"];
@@ -423,6 +417,25 @@ fn no_module_import_circles() {
     let found = circles(&without_allowed(&graph, ALLOWED_CIRCLE_EDGES));
     let text: Vec<String> = found.iter().map(|c| describe(&graph, c)).collect();
     assert!(found.is_empty(), "module import circles (a module reaches itself):\n{}", text.join("\n"));
+}
+
+#[test]
+fn bms_folders_import_nothing_from_driver_task_victron_or_config() {
+    let graph = import_graph(&library_sources());
+    let folders: Vec<&String> = graph.keys().filter(|m| m.starts_with("bms::")).collect();
+    assert!(folders.iter().any(|m| m.as_str() == "bms::jbd::plan"), "no BMS folder found: {folders:?}");
+    let offences: Vec<String> = folders
+        .iter()
+        .flat_map(|module| {
+            graph[module.as_str()]
+                .iter()
+                .filter(|t| {
+                    ["driver", "task", "victron", "config"].contains(&t.split("::").next().unwrap_or(""))
+                })
+                .map(move |t| format!("{module} -> {t}"))
+        })
+        .collect();
+    assert!(offences.is_empty(), "a BMS folder imports a layer above it:\n{}", offences.join("\n"));
 }
 
 #[test]

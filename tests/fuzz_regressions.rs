@@ -187,3 +187,37 @@ fn mqtt_json_codec_on_the_schema_examples_and_mutations() {
         fuzz_common::mqtt_json(&mutate(&mut rng, a, b));
     }
 }
+
+/// Every protocol of the registry has its fuzz target, its `[[bin]]`, its place in `run.sh` and
+/// (byte-stream protocols) its seeds in `seed.sh`: a new BMS that forgets one fails here instead
+/// of silently going unfuzzed.
+#[test]
+fn every_registered_protocol_is_fuzzed() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let read = |name: &str| std::fs::read_to_string(fuzz.join(name)).unwrap();
+    let (cargo, run, seed) = (read("Cargo.toml"), read("run.sh"), read("seed.sh"));
+    let words = |text: &str| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .into_iter()
+    };
+    let mut missing = Vec::new();
+    for spec in bms_bridge::bms::ALL {
+        let target = format!("decode_{}", spec.name);
+        if !fuzz.join("fuzz_targets").join(format!("{target}.rs")).exists() {
+            missing.push(format!("fuzz/fuzz_targets/{target}.rs"));
+        }
+        if !cargo.contains(&format!("name = \"{target}\"")) {
+            missing.push(format!("[[bin]] {target} in fuzz/Cargo.toml"));
+        }
+        if !words(&run).any(|word| word == target) {
+            missing.push(format!("{target} in fuzz/run.sh"));
+        }
+        let bytes = matches!(spec.codec, bms_bridge::bms::Codec::Bytes { .. });
+        if bytes && !words(&seed).any(|word| word == spec.name) {
+            missing.push(format!("{} in fuzz/seed.sh", spec.name));
+        }
+    }
+    assert!(missing.is_empty(), "protocols without fuzzing:\n{}", missing.join("\n"));
+}

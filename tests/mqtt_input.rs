@@ -112,7 +112,9 @@ async fn schema_examples_reach_dbus_and_absent_fields_are_unknown_not_leftovers(
     let publisher = Client::connect(broker.port, "test-publisher").await;
 
     publisher.publish("batteries/1", FULL, false).await;
-    let items = rig.wait(&name, Duration::from_secs(15), "the full example", |i| voltage_is(i, 13.2) && connected(i)).await;
+    let items = rig
+        .wait(&name, Duration::from_secs(15), "the full example", |i| voltage_is(i, 13.2) && connected(i))
+        .await;
     assert_eq!(number(&items, "/Soc"), Some(45.87));
     assert_eq!(number(&items, "/Dc/0/Current"), Some(5.2));
     assert_eq!(number(&items, "/Soh"), Some(98.5));
@@ -121,13 +123,18 @@ async fn schema_examples_reach_dbus_and_absent_fields_are_unknown_not_leftovers(
     assert_eq!(number(&items, "/System/NrOfCellsPerBattery"), Some(4.0));
     assert_eq!(number(&items, "/System/MinCellVoltage"), Some(3.29));
     assert_eq!(number(&items, "/System/MaxCellVoltage"), Some(3.31));
-    assert_eq!(number(&items, "/Dc/0/Temperature").map(|t| (t * 10.0).round()), Some(257.0), "mean of 25.5..25.8");
+    assert_eq!(
+        number(&items, "/Dc/0/Temperature").map(|t| (t * 10.0).round()),
+        Some(257.0),
+        "mean of 25.5..25.8"
+    );
     // The BMS's own charge current limit (50 A) caps ours.
     assert!(number(&items, "/Info/MaxChargeCurrent").is_some_and(|a| a <= 50.0));
 
     // The minimal example next: everything only the full one had is unknown now.
     publisher.publish("batteries/1", with(MINIMAL, json!({"voltage": 13.25})), false).await;
-    let items = rig.wait(&name, Duration::from_secs(5), "the minimal example", |i| voltage_is(i, 13.25)).await;
+    let items =
+        rig.wait(&name, Duration::from_secs(5), "the minimal example", |i| voltage_is(i, 13.25)).await;
     for path in ["/Soh", "/Capacity"] {
         assert!(!valid(&items, path), "{path} kept a value from the older message: {:?}", items.get(path));
     }
@@ -143,7 +150,8 @@ async fn each_bad_message_is_rejected_and_leaves_the_reading_alone() {
     let name = service("bad/1");
     let publisher = Client::connect(broker.port, "test-publisher").await;
     publisher.publish("bad/1", with(MINIMAL, json!({"voltage": 13.21})), false).await;
-    rig.wait(&name, Duration::from_secs(15), "the good reading", |i| voltage_is(i, 13.21) && connected(i)).await;
+    rig.wait(&name, Duration::from_secs(15), "the good reading", |i| voltage_is(i, 13.21) && connected(i))
+        .await;
 
     let bad = [
         ("not JSON", "{\"voltage\": 13.9".to_owned()),
@@ -177,9 +185,8 @@ async fn each_bad_message_is_rejected_and_leaves_the_reading_alone() {
             }
         }
     });
-    let items = rig
-        .wait(&name, Duration::from_secs(6), "lost while only bad messages come", |i| !connected(i))
-        .await;
+    let items =
+        rig.wait(&name, Duration::from_secs(6), "lost while only bad messages come", |i| !connected(i)).await;
     flood.abort();
     let lost_after = last_good.elapsed().as_secs_f64();
     assert!(lost_after < STALE_S + 1.0, "lost after {lost_after:.2} s");
@@ -201,7 +208,10 @@ async fn publisher_dying_means_ccl_zero_within_stale_after_plus_one_second() {
         publisher.publish("dying/1", MINIMAL, false).await;
         let last_sent = Instant::now();
         let items = get_items_of(&rig.conn, &name).await.ok();
-        if items.as_ref().is_some_and(|i| connected(i) && number(i, "/Info/MaxChargeCurrent").is_some_and(|a| a > 0.0)) {
+        if items
+            .as_ref()
+            .is_some_and(|i| connected(i) && number(i, "/Info/MaxChargeCurrent").is_some_and(|a| a > 0.0))
+        {
             break last_sent;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "never charging");
@@ -274,11 +284,16 @@ async fn broker_restart_and_broker_down_at_start_keep_the_service_and_values_ret
 async fn two_batteries_on_one_broker_share_one_connection() {
     let dir = scratch("two");
     let broker = broker_or_skip!(&dir, Auth::Anonymous, None);
-    let ports = vec![PortConfig::mqtt(&broker.url("site/pack1")), PortConfig::mqtt(&broker.url("site/pack2"))];
+    let ports =
+        vec![PortConfig::mqtt(&broker.url("site/pack1")), PortConfig::mqtt(&broker.url("site/pack2"))];
     let rig = Rig::start(&dir, ports).await;
     let mut publisher = Client::connect(broker.port, "test-publisher").await;
-    publisher.publish("site/pack1", with(MINIMAL, json!({"voltage": 13.1, "serial_number": "P1"})), true).await;
-    publisher.publish("site/pack2", with(MINIMAL, json!({"voltage": 13.4, "serial_number": "P2"})), true).await;
+    publisher
+        .publish("site/pack1", with(MINIMAL, json!({"voltage": 13.1, "serial_number": "P1"})), true)
+        .await;
+    publisher
+        .publish("site/pack2", with(MINIMAL, json!({"voltage": 13.4, "serial_number": "P2"})), true)
+        .await;
     rig.wait(&service("site/pack1"), Duration::from_secs(15), "pack 1", |i| voltage_is(i, 13.1)).await;
     rig.wait(&service("site/pack2"), Duration::from_secs(15), "pack 2", |i| voltage_is(i, 13.4)).await;
     // The broker's own count: the daemon and this publisher, nobody else.
@@ -287,7 +302,9 @@ async fn two_batteries_on_one_broker_share_one_connection() {
     let mut count = None;
     let until = Instant::now() + Duration::from_millis(2500);
     while let Some((_, c, _)) = publisher
-        .next_where(until.saturating_duration_since(Instant::now()), |t, _| t == "$SYS/broker/clients/connected")
+        .next_where(until.saturating_duration_since(Instant::now()), |t, _| {
+            t == "$SYS/broker/clients/connected"
+        })
         .await
     {
         count = Some(String::from_utf8_lossy(&c).into_owned());
@@ -301,7 +318,8 @@ async fn a_retained_message_with_an_old_timestamp_is_never_a_live_battery() {
     let dir = scratch("retained");
     let broker = broker_or_skip!(&dir, Auth::Anonymous, None);
     let publisher = Client::connect(broker.port, "test-publisher").await;
-    let yesterday = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 86_400;
+    let yesterday =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 86_400;
     publisher.publish("old/1", with(MINIMAL, json!({"timestamp": yesterday})), true).await;
     let rig = Rig::start(&dir, vec![PortConfig::mqtt(&broker.url("old/1"))]).await;
     let name = service("old/1");
@@ -312,6 +330,7 @@ async fn a_retained_message_with_an_old_timestamp_is_never_a_live_battery() {
     // A fresh timestamp is live.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     publisher.publish("old/1", with(MINIMAL, json!({"timestamp": now, "voltage": 13.26})), true).await;
-    rig.wait(&name, Duration::from_secs(5), "the fresh message", |i| voltage_is(i, 13.26) && connected(i)).await;
+    rig.wait(&name, Duration::from_secs(5), "the fresh message", |i| voltage_is(i, 13.26) && connected(i))
+        .await;
     rig.stop().await;
 }

@@ -131,7 +131,8 @@ async fn output_round_trips_into_another_host_and_discovery_reads_as_home_assist
     assert!(state["charge_phase"].is_string() && state["charge_limitation"].is_string());
 
     // Host B reads host A's output as a battery.
-    let host_b = Rig::start(&dir.join("b"), vec![PortConfig::mqtt(&broker.url("hostA/SN12345678/state"))], None).await;
+    let host_b =
+        Rig::start(&dir.join("b"), vec![PortConfig::mqtt(&broker.url("hostA/SN12345678/state"))], None).await;
     let items = host_b
         .wait("com.victronenergy.battery.hostA_SN12345678_state", "host B from host A's output", |i| {
             connected(i) && number(i, "/Dc/0/Voltage") == Some(13.2)
@@ -153,8 +154,21 @@ async fn output_round_trips_into_another_host_and_discovery_reads_as_home_assist
         configs.insert(topic, serde_json::from_slice(&payload).expect("discovery config is JSON"));
     }
 
-    let expected_units = [("voltage", "V"), ("current", "A"), ("power", "W"), ("battery", "%"), ("temperature", "°C")];
-    for field in ["voltage", "current", "power", "soc", "cell_min", "cell_max", "cell_delta", "temperature_1", "cvl", "ccl", "dcl"] {
+    let expected_units =
+        [("voltage", "V"), ("current", "A"), ("power", "W"), ("battery", "%"), ("temperature", "°C")];
+    for field in [
+        "voltage",
+        "current",
+        "power",
+        "soc",
+        "cell_min",
+        "cell_max",
+        "cell_delta",
+        "temperature_1",
+        "cvl",
+        "ccl",
+        "dcl",
+    ] {
         let topic = format!("homeassistant/sensor/SN12345678/{field}/config");
         let c = configs.get(&topic).unwrap_or_else(|| panic!("no {topic} among {:?}", configs.keys()));
         assert_eq!(c["state_topic"], "hostA/SN12345678/state");
@@ -162,23 +176,35 @@ async fn output_round_trips_into_another_host_and_discovery_reads_as_home_assist
         assert_eq!(c["state_class"], "measurement");
         let class = c["device_class"].as_str().unwrap();
         let unit = c["unit_of_measurement"].as_str().unwrap();
-        assert_eq!(expected_units.iter().find(|(k, _)| *k == class).map(|(_, u)| *u), Some(unit), "{field}: {class} in {unit}");
+        assert_eq!(
+            expected_units.iter().find(|(k, _)| *k == class).map(|(_, u)| *u),
+            Some(unit),
+            "{field}: {class} in {unit}"
+        );
         assert_eq!(c["device"]["serial_number"], "SN12345678");
         assert!(c["device"]["identifiers"].as_array().is_some_and(|a| !a.is_empty()));
         assert!(c["device"]["manufacturer"].is_string() && c["device"]["model"].is_string());
-        let value = render(c["value_template"].as_str().unwrap(), &state).unwrap_or_else(|| panic!("{field} renders nothing"));
+        let value = render(c["value_template"].as_str().unwrap(), &state)
+            .unwrap_or_else(|| panic!("{field} renders nothing"));
         assert!(value.is_number(), "{field}: {value}");
-        let topics: Vec<&str> = c["availability"].as_array().unwrap().iter().map(|a| a["topic"].as_str().unwrap()).collect();
+        let topics: Vec<&str> =
+            c["availability"].as_array().unwrap().iter().map(|a| a["topic"].as_str().unwrap()).collect();
         assert_eq!(topics, ["hostA/availability", "hostA/SN12345678/availability"]);
     }
-    assert_eq!(render("{{ value_json.power }}", &state).and_then(|v| v.as_f64()), Some(68.6), "13.2 V x 5.2 A");
+    assert_eq!(
+        render("{{ value_json.power }}", &state).and_then(|v| v.as_f64()),
+        Some(68.6),
+        "13.2 V x 5.2 A"
+    );
     // Both availability topics say online (retained).
     let mut avail = Client::connect(broker.port, "test-avail").await;
     avail.subscribe("hostA/+/availability").await;
     avail.subscribe("hostA/availability").await;
     let mut seen = HashMap::new();
     let until = Instant::now() + Duration::from_secs(2);
-    while let Some((t, p, _)) = avail.next_where(until.saturating_duration_since(Instant::now()), |_, _| true).await {
+    while let Some((t, p, _)) =
+        avail.next_where(until.saturating_duration_since(Instant::now()), |_, _| true).await
+    {
         seen.insert(t, String::from_utf8(p).unwrap());
     }
     assert_eq!(seen.get("hostA/availability").map(String::as_str), Some("online"), "{seen:?}");
@@ -225,15 +251,21 @@ async fn password_broker_last_will_and_no_password_in_the_log() {
     // see it: its output says so).
     let state = watcher
         .next_where(Duration::from_secs(20), |t, p| {
-            t == "out/SN12345678/state" && serde_json::from_slice::<Value>(p).is_ok_and(|v| v["voltage"] == 13.2)
+            t == "out/SN12345678/state"
+                && serde_json::from_slice::<Value>(p).is_ok_and(|v| v["voltage"] == 13.2)
         })
         .await;
-    assert!(state.is_some(), "no state through the password broker; log:\n{}", support::daemon::daemon_log(&dir));
+    assert!(
+        state.is_some(),
+        "no state through the password broker; log:\n{}",
+        support::daemon::daemon_log(&dir)
+    );
     // Killed hard: the broker sends the last will.
     let mut daemon = daemon;
     let _ = daemon.0.kill();
     let _ = daemon.0.wait();
-    let will = watcher.next_where(Duration::from_secs(5), |t, p| t == "out/availability" && p == b"offline").await;
+    let will =
+        watcher.next_where(Duration::from_secs(5), |t, p| t == "out/availability" && p == b"offline").await;
     assert!(will.is_some(), "no last will after the daemon was killed");
     feeder.abort();
     let log = support::daemon::daemon_log(&dir);
@@ -261,7 +293,9 @@ async fn tls_with_a_ca_made_at_test_time() {
     })
     .unwrap();
     let mut o = rumqttc::MqttOptions::new("test-publisher", "localhost", broker.port);
-    o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(config))));
+    o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+        std::sync::Arc::new(config),
+    )));
     let publisher = Client::connect_with(o).await;
     let _feed = keep_publishing(&publisher, "tls/1", FULL.to_owned());
 
@@ -280,7 +314,10 @@ async fn tls_with_a_ca_made_at_test_time() {
     with_cert.mqtt.client_key = Some(tls.client_key.clone());
     let _feed3 = keep_publishing(&publisher, "tls/3", FULL.to_owned());
     let rig = Rig::start(&dir, vec![good, wrong_ca, with_cert], None).await;
-    rig.wait("com.victronenergy.battery.tls_1", "TLS battery", |i| connected(i) && number(i, "/Dc/0/Voltage") == Some(13.2)).await;
+    rig.wait("com.victronenergy.battery.tls_1", "TLS battery", |i| {
+        connected(i) && number(i, "/Dc/0/Voltage") == Some(13.2)
+    })
+    .await;
     rig.wait("com.victronenergy.battery.tls_3", "TLS battery with a client certificate", connected).await;
     let items = rig.wait("com.victronenergy.battery.tls_2", "the untrusted one, registered", |_| true).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

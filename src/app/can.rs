@@ -1,12 +1,13 @@
 //! A CAN port: the Venus coexistence check, then the CAN listener and the battery task (the
 //! same monitor, charge control and D-Bus service as for serial ports).
 
-use super::{battery_task, BatterySlot};
 use crate::bms::victron_can::codec::Options;
 use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
 use crate::driver::can::{run_can, CanSettings};
 use crate::driver::Subscriber;
+use crate::task::battery::battery_task;
+use crate::task::BatterySlot;
 use crate::transport::can::{CanFrame, MemoryCanBus, SocketCanLink};
 use crate::victron::BusAddress;
 use std::collections::HashMap;
@@ -100,7 +101,7 @@ pub fn settings(port: &PortConfig, config: &Config) -> CanSettings {
         interface: port.device.clone(),
         decode: Options { voltage_scale_v: options.can_voltage_scale.unwrap_or(0.01) },
         cell_count: options.cell_count,
-        stale_after: super::stale_after(config),
+        stale_after: crate::task::stale_after(config),
         publish_every: Duration::from_millis(config.daemon.poll_interval_ms),
         keepalive,
         invert_current: options.invert_current,
@@ -115,7 +116,7 @@ pub async fn run_port(
     memory: Option<MemoryCanBus>,
     shutdown: watch::Receiver<bool>,
     identities: std::sync::Arc<crate::bank::identity::Registry>,
-    publisher: super::publish::Publisher,
+    publisher: crate::mqtt_output::Publisher,
 ) {
     let venus = venus_service(&port.device);
     if !port.can.alongside_venus && service_exists(&bus, &venus).await {

@@ -2,10 +2,10 @@
 //! battery on that broker, `transport::mqtt::Hub`) and the battery task (the same monitor, charge
 //! control and D-Bus service as for serial ports).
 
-use super::BatterySlot;
 use crate::config::{Config, PortConfig};
 use crate::driver::mqtt::{run_mqtt, MqttSettings};
 use crate::driver::{PollUpdate, Subscriber};
+use crate::task::{stale_after, BatterySlot};
 use crate::transport::mqtt::{qos, BrokerUrl, Hub};
 use tokio::sync::watch;
 
@@ -22,8 +22,11 @@ pub(crate) fn battery(
     let options = port.battery(None);
     let slot = BatterySlot { port: port.clone(), address: None, options: options.clone(), writes: None };
     let source = BrokerUrl::parse(&port.device).map_or_else(|_| port.device.clone(), |u| u.to_string());
-    let settings =
-        MqttSettings { source: source.clone(), stale_after: super::stale_after(config), invert_current: options.invert_current };
+    let settings = MqttSettings {
+        source: source.clone(),
+        stale_after: stale_after(config),
+        invert_current: options.invert_current,
+    };
     let messages = port.mqtt.settings(&port.device).and_then(|s| {
         let conn = hub.connection(&s)?;
         Ok(conn.subscribe(&s.broker.topic, qos(port.mqtt.qos.unwrap_or(0))))
@@ -34,7 +37,7 @@ pub(crate) fn battery(
             Ok(messages) => run_mqtt(settings, messages, sub, shutdown).await,
             Err(why) => {
                 tracing::error!(source = %source, error = %why, "cannot connect this MQTT battery; it stays lost");
-                super::driver_failed(&sub, format!("MQTT {source}: {why}"));
+                driver_failed(&sub, format!("MQTT {source}: {why}"));
                 let mut shutdown = shutdown;
                 let _ = shutdown.wait_for(|stop| *stop).await;
             }
@@ -43,7 +46,11 @@ pub(crate) fn battery(
     (slot, rx, listener)
 }
 
-/// The name of an MQTT battery's port for its service name: the topic, `/` as `_`.
-pub(crate) fn port_name(device: &str) -> Option<String> {
-    BrokerUrl::parse(device).ok().map(|u| u.topic.replace('/', "_"))
+/// Tells the battery task that its driver cannot run (the reason is its `/ErrorCode` text).
+fn driver_failed(sub: &Subscriber, why: String) {
+    sub.tx.send_replace(Some(PollUpdate {
+        at: std::time::Instant::now(),
+        result: Err(why),
+        device_gone: true,
+    }));
 }

@@ -16,6 +16,5 @@ pub use crate::config::bank as config;
 pub mod health;
 pub mod identity;
 pub mod limits;
-pub mod task;
 
 pub use config::{BankConfig, PackRef, Publish, Topology};

@@ -22,9 +22,15 @@ pub mod mqtt;
 pub mod renogy;
 pub mod victron_can;
 
+pub mod plan;
+
+pub use plan::PollError;
+
 use crate::protocol::writes::{Write, WriteSupport};
 use crate::protocol::{Decoded, FrameError, Scan};
+use plan::{PollPlan, PollTarget};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// What a port of this protocol is opened as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +135,17 @@ pub struct Spec {
     pub writes: Writes,
     /// Its codec, by entry point.
     pub codec: Codec,
+    /// Its poll plan, built for each poll (`None`: not polled, e.g. CAN protocols that
+    /// broadcast).
+    pub poll: Option<fn(PollTarget<'_>) -> Box<dyn PollPlan>>,
+    /// Least time between the end of a reply and the next request, for BMSes that drop
+    /// requests sent too soon (`None`: no gap).
+    pub command_gap: Option<Duration>,
+    /// Starts its simulator on a pty (`None`: no serial simulator; CAN has its own).
+    pub simulator: Option<crate::sim::serve::Simulator>,
+    /// Cells of every pack of this protocol, whatever the simulator is asked for (FoxESS HV2600:
+    /// 18), `None`: any count.
+    pub cells_per_pack: Option<usize>,
 }
 
 /// The address rule of protocols that accept every address they carry.

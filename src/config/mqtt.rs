@@ -152,9 +152,13 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
 /// Problems of `[mqtt_publish]`, as (key, message).
 pub fn publish_problems(publish: &MqttPublish) -> Vec<(&'static str, String)> {
     let mut out = publish.client.problems(&publish.url, false);
-    let topic_safe = |s: &str| !s.is_empty() && !s.contains(['+', '#']) && !s.starts_with('/') && !s.ends_with('/');
+    let topic_safe =
+        |s: &str| !s.is_empty() && !s.contains(['+', '#']) && !s.starts_with('/') && !s.ends_with('/');
     if !topic_safe(&publish.prefix) {
-        out.push(("prefix", format!("{:?} is not a topic prefix (no wildcards, no leading or trailing /)", publish.prefix)));
+        out.push((
+            "prefix",
+            format!("{:?} is not a topic prefix (no wildcards, no leading or trailing /)", publish.prefix),
+        ));
     }
     if !topic_safe(&publish.discovery_prefix) {
         out.push(("discovery_prefix", format!("{:?} is not a topic prefix", publish.discovery_prefix)));
@@ -179,11 +183,17 @@ mod tests {
         let text = "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://u:secret@h/t\"\n";
         let p = problems(text);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("m.toml:3:1: port[1].device: a password in the URL") && !p[0].contains("secret"));
+        assert!(
+            p[0].starts_with("m.toml:3:1: port[1].device: a password in the URL") && !p[0].contains("secret")
+        );
         let text = "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://h/t\"\n[port.mqtt]\nqos = 2\nca_file = \"/nonexistent.pem\"\n";
         let p = problems(text);
         assert!(p.iter().any(|l| l.starts_with("m.toml:5:1: port[1].mqtt.qos: 2 is not supported")), "{p:?}");
-        assert!(p.iter().any(|l| l.starts_with("m.toml:6:1: port[1].mqtt.ca_file: /nonexistent.pem does not exist")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("m.toml:6:1: port[1].mqtt.ca_file: /nonexistent.pem does not exist")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|l| l.contains("mqtts://")), "TLS option on plain mqtt: {p:?}");
         let text = "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://h\"\n";
         assert!(problems(text)[0].contains("no topic"));
@@ -195,11 +205,15 @@ mod tests {
     fn mqtt_publish_keys_are_checked_at_their_line() {
         let text = "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://h/t\"\n[mqtt_publish]\nurl = \"mqtt://h/x\"\nprefix = \"a/#\"\nqueue = 0\n[mqtt_publish.client]\nclient_id = \"\"\n";
         let p = problems(text);
-        assert!(p.iter().any(|l| l.starts_with("m.toml:5:1: mqtt_publish.url: the output has no topic")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.starts_with("m.toml:5:1: mqtt_publish.url: the output has no topic")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|l| l.starts_with("m.toml:6:1: mqtt_publish.prefix:")), "{p:?}");
         assert!(p.iter().any(|l| l.starts_with("m.toml:7:1: mqtt_publish.queue:")), "{p:?}");
         assert!(p.iter().any(|l| l.starts_with("m.toml:9:1: mqtt_publish.client.client_id:")), "{p:?}");
-        let good = "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://h/t\"\n[mqtt_publish]\nurl = \"mqtt://h\"\n";
+        let good =
+            "[[port]]\nprotocol = \"mqtt\"\ndevice = \"mqtt://h/t\"\n[mqtt_publish]\nurl = \"mqtt://h\"\n";
         assert_eq!(problems(good), Vec::<String>::new());
     }
 }

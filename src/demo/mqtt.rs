@@ -96,16 +96,21 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
         client: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
-    println!("private mosquitto on 127.0.0.1:{port}; a simulated {cells}-cell ESP32 bridge publishes {topic}");
+    println!(
+        "private mosquitto on 127.0.0.1:{port}; a simulated {cells}-cell ESP32 bridge publishes {topic}"
+    );
     println!(
         "the daemon's own state: mosquitto_sub -p {port} -t 'bms-bridge/#' -v   (HA discovery under homeassistant/)   (Ctrl-C to stop)"
     );
     println!("{}\n", super::time_lapse_note());
     let bridge = tokio::spawn(simulated_bridge(port, topic, cells));
     let address = BusAddress::Address(bus.address().to_owned());
-    let outcome =
-        super::run_with_viewer(seconds, |stop| crate::app::run(config, address, stop), view(bus.address().to_owned()))
-            .await;
+    let outcome = super::run_with_viewer(
+        seconds,
+        |stop| crate::app::run(config, address, stop),
+        view(bus.address().to_owned()),
+    )
+    .await;
     bridge.abort();
     drop(broker);
     drop(bus);

@@ -7,22 +7,15 @@
 
 pub mod can;
 pub mod mqtt;
-mod daly;
-mod eg4_lifepower;
-mod eg4_ll;
-mod foxess;
-mod jbd;
-mod jbd_up16s;
-mod jk_pb;
-mod jk_rs485;
-mod renogy;
+mod poll;
 mod writes;
 
 pub use writes::{send as send_write, CommandSource, MAX_RETRIES};
 
 use crate::battery::Battery;
+use crate::bms::plan::PollTarget;
+use crate::bms::Link;
 use crate::config::{PortConfig, Protocol};
-use crate::protocol::FrameError;
 use crate::transport::modbus::ModbusLink;
 use crate::transport::serial::{self, SerialLink};
 use crate::transport::LinkError;
@@ -49,16 +42,7 @@ pub struct PollUpdate {
     pub device_gone: bool,
 }
 
-/// Why one poll failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    /// The exchange failed (timeout, garbage, I/O).
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// A reply arrived but was not a valid frame.
-    #[error("bad reply: {0}")]
-    Frame(#[from] FrameError),
-}
+pub use crate::bms::PollError;
 
 /// Where a battery's updates go: its address on the bus and the channel.
 #[derive(Debug)]
@@ -142,7 +126,7 @@ pub async fn run_port_with_commands(
             let Some(open) = link.as_mut() else { break };
             let need_identity = !identity_read.get(index).copied().unwrap_or(false);
             let result = if port.protocol.one_battery_per_port() {
-                foxess::poll_stack(open, &packs, need_identity, timeout).await
+                poll_addresses(port.protocol, open, &packs, need_identity, timeout).await
             } else {
                 poll_once(port.protocol, open, sub.address, need_identity, timeout).await
             };
@@ -228,31 +212,19 @@ impl PortLink {
 
 /// Opens `device` with the link kind `protocol` needs.
 pub fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
-    Ok(match protocol {
-        Protocol::Renogy | Protocol::Eg4Ll => {
-            PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud)?))
-        }
-        Protocol::JkPb => {
+    let spec = protocol.spec();
+    Ok(match spec.link {
+        Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud)?)),
+        // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs); a caller that
+        // opens one as a serial port gets the serial error for its device.
+        Link::Serial | Link::Can | Link::Mqtt => {
             let mut link = serial::open(device, baud)?;
-            link.set_min_gap(crate::bms::jk_pb::codec::COMMAND_GAP);
+            if let Some(gap) = spec.command_gap {
+                link.set_min_gap(gap);
+            }
             PortLink::Framed(link)
         }
-        _ => PortLink::Framed(serial::open(device, baud)?),
     })
-}
-
-/// Registers `start..start+count` of `address`; an exception reply is a `FrameError::Exception`.
-async fn read_block(
-    link: &mut ModbusLink,
-    address: u8,
-    start: u16,
-    count: u16,
-    timeout: Duration,
-) -> Result<Vec<u16>, PollError> {
-    match link.read_holding(address, start, count, timeout).await? {
-        Ok(registers) => Ok(registers),
-        Err(code) => Err(FrameError::Exception { code }.into()),
-    }
 }
 
 /// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.
@@ -265,20 +237,25 @@ pub async fn poll_once(
     timeout: Duration,
 ) -> Result<Battery, PollError> {
     let address = address.or(protocol.default_address()).unwrap_or(1);
-    match protocol {
-        Protocol::Jbd => jbd::poll(link.framed()?, need_identity, timeout).await,
-        Protocol::JbdUp16s => jbd_up16s::poll(link.framed()?, address, need_identity, timeout).await,
-        Protocol::JkPb => jk_pb::poll(link.framed()?, address, need_identity, timeout).await,
-        Protocol::Renogy => renogy::poll(link.modbus()?, address, need_identity, timeout).await,
-        Protocol::Eg4Ll => eg4_ll::poll(link.modbus()?, address, need_identity, timeout).await,
-        Protocol::Foxess => foxess::poll_stack(link, &[address], need_identity, timeout).await,
-        Protocol::JkRs485 => jk_rs485::poll(link.framed()?, timeout).await,
-        Protocol::Daly => daly::poll(link.framed()?, address, need_identity, timeout).await,
-        Protocol::Eg4Lifepower => eg4_lifepower::poll(link.framed()?, address, need_identity, timeout).await,
-        Protocol::VictronCan | Protocol::Mqtt => Err(LinkError::Protocol(format!(
-            "{} is not a serial protocol: it is not polled on serial ports",
-            protocol.name()
+    poll_addresses(protocol, link, &[address], need_identity, timeout).await
+}
+
+/// One poll of the BMS (or, `one_battery_per_port`, the stack) at `addresses`: the protocol's
+/// plan run by the one executor.
+async fn poll_addresses(
+    protocol: Protocol,
+    link: &mut PortLink,
+    addresses: &[u8],
+    need_identity: bool,
+    timeout: Duration,
+) -> Result<Battery, PollError> {
+    let spec = protocol.spec();
+    let Some(plan) = spec.poll else {
+        return Err(LinkError::Protocol(format!(
+            "{} is a CAN protocol, not polled on serial ports",
+            spec.name
         ))
-        .into()),
-    }
+        .into());
+    };
+    poll::run(plan(PollTarget { addresses, need_identity }).as_mut(), link, timeout).await
 }

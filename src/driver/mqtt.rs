@@ -110,7 +110,11 @@ mod tests {
     const MINIMAL: &str = include_str!("../../tests/mqtt/minimal.json");
 
     fn settings() -> MqttSettings {
-        MqttSettings { source: "mqtt://h:1883/t".into(), stale_after: Duration::from_secs(10), invert_current: false }
+        MqttSettings {
+            source: "mqtt://h:1883/t".into(),
+            stale_after: Duration::from_secs(10),
+            invert_current: false,
+        }
     }
 
     fn message(payload: String) -> Incoming {

@@ -12,8 +12,8 @@
 pub mod bank;
 pub mod closed_loop;
 pub mod modbus;
-pub mod mqtt;
 pub mod model;
+pub mod mqtt;
 pub mod pack;
 #[cfg(feature = "plots")]
 pub mod plot;
@@ -22,7 +22,6 @@ pub mod serve;
 
 pub use serve::{drop_pending, serve_requests, AddressedPack, Exchange, Packs, SimControl, WireTiming};
 
-use crate::bms;
 use crate::config::Protocol;
 use model::SimPack;
 use pty::{Pty, PtyGuard};
@@ -94,28 +93,16 @@ pub fn spawn(protocol: Protocol, addresses: &[u8], cells: usize) -> std::io::Res
         vec![None]
     };
     let control = Arc::new(SimControl::default());
-    // An HV2600 pack always has 18 cells.
-    let cells = if protocol == Protocol::Foxess { bms::foxess::codec::CELLS_PER_PACK } else { cells };
-    let packs = Packs::new(&addresses, cells);
-    let (c, p) = (Arc::clone(&control), packs.clone());
-    let task = match protocol {
-        Protocol::Jbd => tokio::spawn(bms::jbd::sim::serve(master, p, c)),
-        Protocol::JbdUp16s => tokio::spawn(bms::jbd_up16s::sim::serve(master, p, c)),
-        Protocol::JkPb => tokio::spawn(bms::jk_pb::sim::serve(master, p, c)),
-        Protocol::Renogy => tokio::spawn(modbus::serve(master, p, c, bms::renogy::sim::registers)),
-        Protocol::Eg4Ll => tokio::spawn(modbus::serve(master, p, c, bms::eg4_ll::sim::registers)),
-        Protocol::Foxess => tokio::spawn(bms::foxess::sim::serve(master, p, c)),
-        Protocol::JkRs485 => tokio::spawn(bms::jk_rs485::sim::serve(master, p, c)),
-        Protocol::Daly => tokio::spawn(bms::daly::sim::serve(master, p, c)),
-        Protocol::Eg4Lifepower => tokio::spawn(bms::eg4_lifepower::sim::serve(master, p, c)),
-        Protocol::VictronCan => {
-            return Err(std::io::Error::other(
-                "victron_can runs on a CAN bus: use bms::victron_can::sim::spawn",
-            ))
-        }
-        Protocol::Mqtt => {
-            return Err(std::io::Error::other("mqtt runs on a broker: publish JSON messages (tests/mqtt_broker.rs)"))
-        }
+    // A FoxESS HV2600 pack always has 18 cells (`cells_per_pack`).
+    let spec = protocol.spec();
+    let cells = spec.cells_per_pack.unwrap_or(cells);
+    let Some(simulator) = spec.simulator else {
+        return Err(std::io::Error::other(format!(
+            "{} has no serial simulator (CAN: bms::victron_can::sim::spawn)",
+            spec.name
+        )));
     };
+    let packs = Packs::new(&addresses, cells);
+    let task = simulator(master, packs.clone(), Arc::clone(&control));
     Ok(PtySimulator { path, control, packs, task, _guard: guard })
 }

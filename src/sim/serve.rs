@@ -362,3 +362,15 @@ pub async fn drop_pending<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), ()
         }
     }
 }
+
+/// A running simulator task.
+pub type SimTask = tokio::task::JoinHandle<()>;
+
+/// Starts a protocol's simulator on the master side of a pty (a spec's `simulator`).
+pub type Simulator = fn(tokio_serial::SerialStream, Packs, Arc<SimControl>) -> SimTask;
+
+/// Runs a simulator's serve loop as a task (needs a tokio runtime): what every spec's
+/// `simulator` does with its `serve`.
+pub fn start(serve: impl std::future::Future<Output = ()> + Send + 'static) -> SimTask {
+    tokio::spawn(serve)
+}

@@ -5,7 +5,9 @@
 //! refused, it belongs in `password_file`), [`BrokerUrl`]'s `Display` shows no secret, and the
 //! password itself lives only in [`ClientSettings::password`], whose `Debug` is redacted.
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -69,7 +71,8 @@ impl BrokerUrl {
         };
         let (host, port) = match host_port.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number 1..=65535"))?;
+                let port: u16 =
+                    port.parse().map_err(|_| format!("port {port:?} is not a number 1..=65535"))?;
                 if port == 0 {
                     return Err("port 0 is not a broker port".into());
                 }
@@ -206,7 +209,8 @@ pub fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, String> {
                 .map_err(|e| format!("client_cert {}: {e}", cert.display()))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("client_key {}: {e}", key.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("client_key {}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate: {e}"))
         }
         (None, None) => Ok(builder.with_no_client_auth()),
@@ -499,6 +503,11 @@ pub fn qos(level: u8) -> QoS {
     }
 }
 
+/// The name of an MQTT battery's port for its service name: the topic, `/` as `_`.
+pub fn port_name(device: &str) -> Option<String> {
+    BrokerUrl::parse(device).ok().map(|u| u.topic.replace('/', "_"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,7 +515,10 @@ mod tests {
     #[test]
     fn urls_parse_with_defaults_and_refuse_passwords() {
         let u = BrokerUrl::parse("mqtt://127.0.0.1:1884/batteries/1").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port, u.topic.as_str()), (false, "127.0.0.1", 1884, "batteries/1"));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.topic.as_str()),
+            (false, "127.0.0.1", 1884, "batteries/1")
+        );
         let u = BrokerUrl::parse("mqtts://bms@broker.lan/a/b/c").unwrap();
         assert_eq!((u.tls, u.user.as_deref(), u.port, u.topic.as_str()), (true, Some("bms"), 8883, "a/b/c"));
         assert_eq!(u.to_string(), "mqtts://bms@broker.lan:8883/a/b/c");

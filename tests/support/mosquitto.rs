@@ -119,12 +119,22 @@ impl Broker {
     /// Starts the process (again) on the same port and waits until it accepts connections.
     pub fn run(&mut self) {
         let bin = mosquitto_bin().unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mosquitto.log")).unwrap();
-        let child = Command::new(bin).arg("-c").arg(&self.config).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("mosquitto.log"))
+            .unwrap();
+        let child =
+            Command::new(bin).arg("-c").arg(&self.config).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "mosquitto did not listen on {}: {}", self.port, self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

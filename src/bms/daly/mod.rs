@@ -1,6 +1,7 @@
 //! Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1). No writes: the sources disagree on the MOS data byte (`docs/protocols/daly.md`).
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{Codec, Link, Spec, Writes};
@@ -19,6 +20,10 @@ pub const SPEC: Spec = Spec {
     writes: Writes::NONE,
     // Daly replies come in several sentences: every sentence given is decoded and merged.
     codec: Codec::Bytes { scan: codec::scan, decode: codec::decode_all },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };
 
 /// Daly host addresses: 0x40 + board - 1, or 0x80.

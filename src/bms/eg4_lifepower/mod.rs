@@ -1,6 +1,7 @@
 //! EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15. No writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{Codec, Link, Spec, Writes};
@@ -22,6 +23,10 @@ pub const SPEC: Spec = Spec {
         scan: codec::scan,
         decode: |bytes| codec::decode(first_frame(bytes, codec::scan), None),
     },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };
 
 /// EG4 LifePower addresses are 1..=15.

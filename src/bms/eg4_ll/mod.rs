@@ -1,6 +1,7 @@
 //! EG4-LL / LL-S v2, Modbus RTU 9600, DIP addresses. No writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{any_address, Codec, Link, Spec, Writes};
@@ -22,4 +23,10 @@ pub const SPEC: Spec = Spec {
         scan: modbus::scan_response,
         decode: |bytes| codec::decode(first_frame(bytes, modbus::scan_response), None),
     },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| {
+        crate::sim::serve::start(crate::sim::modbus::serve(stream, packs, control, sim::registers))
+    }),
+    cells_per_pack: None,
 };

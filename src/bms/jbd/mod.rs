@@ -1,6 +1,7 @@
 //! JBD / LLT / Overkill classic (`DD A5 ...`): one BMS per port, MOSFET writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{any_address, Codec, Link, Spec, Writes};
@@ -25,4 +26,8 @@ pub const SPEC: Spec = Spec {
         ack_scan: codec::scan,
     },
     codec: Codec::Bytes { scan: codec::scan, decode: |bytes| codec::decode(first_frame(bytes, codec::scan)) },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };

@@ -1,6 +1,7 @@
 //! JBD UP-series RS485 (addressable, CRC-16/MODBUS): SetSoc writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{any_address, Codec, Link, Spec, Writes};
@@ -28,4 +29,8 @@ pub const SPEC: Spec = Spec {
         scan: codec::scan,
         decode: |bytes| codec::decode(first_frame(bytes, codec::scan), None),
     },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };

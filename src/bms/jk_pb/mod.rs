@@ -1,6 +1,7 @@
 //! JK PB inverter BMS, RS485 115200: FC16 trigger, 300-byte `55 AA EB 90` reply + ACK. No writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{Codec, Link, Spec, Writes};
@@ -18,6 +19,10 @@ pub const SPEC: Spec = Spec {
     address_problem,
     writes: Writes::NONE,
     codec: Codec::Bytes { scan: codec::scan_reply, decode: codec::decode_any },
+    poll: Some(plan::plan),
+    command_gap: Some(codec::COMMAND_GAP),
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

@@ -1,6 +1,7 @@
 //! JK BMS, older RS485/TTL protocol (`4E 57 ...`), one BMS per port. No writes.
 
 pub mod codec;
+pub mod plan;
 pub mod sim;
 
 use super::{any_address, Codec, Link, Spec, Writes};
@@ -19,4 +20,8 @@ pub const SPEC: Spec = Spec {
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Bytes { scan: codec::scan, decode: |bytes| codec::decode(first_frame(bytes, codec::scan)) },
+    poll: Some(plan::plan),
+    command_gap: None,
+    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
+    cells_per_pack: None,
 };

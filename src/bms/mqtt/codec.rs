@@ -117,9 +117,13 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::Number(n)) => n
                 .as_u64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 4.0e9).map(|f| f as u64))
+                .or_else(|| {
+                    n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 4.0e9).map(|f| f as u64)
+                })
                 .map(Some)
-                .ok_or_else(|| MessageError::new(&self.name(key), format!("expected a whole number >= 0, got {n}"))),
+                .ok_or_else(|| {
+                    MessageError::new(&self.name(key), format!("expected a whole number >= 0, got {n}"))
+                }),
             Some(other) => Err(self.wrong(key, "a whole number", other)),
         }
     }
@@ -325,7 +329,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
                 Some(1) => Some(AlarmLevel::Warning),
                 Some(2) => Some(AlarmLevel::Alarm),
                 Some(other) => {
-                    return Err(MessageError::new(&pf.name(key), format!("{other} is not a level (0, 1 or 2)")))
+                    return Err(MessageError::new(
+                        &pf.name(key),
+                        format!("{other} is not a level (0, 1 or 2)"),
+                    ))
                 }
             };
         }

@@ -23,4 +23,10 @@ pub const SPEC: Spec = Spec {
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Json { decode: |bytes| decode(bytes).map(Message::into_decoded) },
+    // The BMS side publishes; nothing is polled (driver/mqtt.rs listens on the topic).
+    poll: None,
+    command_gap: None,
+    // The simulated publisher is `sim::mqtt` on a broker, not a pty simulator.
+    simulator: None,
+    cells_per_pack: None,
 };

@@ -19,4 +19,8 @@ pub const SPEC: Spec = Spec {
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Can { decode: |id, data| codec::decode(id, data, &codec::Options::default()) },
+    poll: None,
+    command_gap: None,
+    simulator: None,
+    cells_per_pack: None,
 };

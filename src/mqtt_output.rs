@@ -375,7 +375,12 @@ async fn run(
         }
     }
     for id in sent.keys() {
-        let _ = client.try_publish(format!("{}/{id}/availability", settings.prefix), QoS::AtLeastOnce, true, "offline");
+        let _ = client.try_publish(
+            format!("{}/{id}/availability", settings.prefix),
+            QoS::AtLeastOnce,
+            true,
+            "offline",
+        );
     }
     let _ = client.try_publish(bridge, QoS::AtLeastOnce, true, "offline");
     conn_stop.send_replace(true);
@@ -424,7 +429,10 @@ mod tests {
         assert_eq!(back.battery.balancing_cells, Some(vec![false, true, false, false]));
         assert_eq!(back.battery.temperatures_c, Some(vec![21.0, 22.5]));
         assert_eq!(back.timestamp_s, Some(1_000_000.0));
-        assert_eq!((state["cvl"].as_f64(), state["ccl"].as_f64(), state["dcl"].as_f64()), (Some(55.2), Some(100.0), Some(150.0)));
+        assert_eq!(
+            (state["cvl"].as_f64(), state["ccl"].as_f64(), state["dcl"].as_f64()),
+            (Some(55.2), Some(100.0), Some(150.0))
+        );
         assert_eq!(state["charge_phase"], "Bulk");
         assert_eq!(state["power"].as_f64(), Some(-532.0));
         assert_eq!(state["cell_delta"].as_f64(), Some(0.05));

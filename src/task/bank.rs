@@ -1,26 +1,23 @@
 //! The bank task: every pack's monitor (online/lost, its own limits), the bank's monitor on the
-//! aggregated battery (charge control on the bank's cells, CCL/DCL capped by [`super::limits`]),
+//! aggregated battery (charge control on the bank's cells, CCL/DCL capped by [`crate::bank::limits`]),
 //! and their D-Bus services. One task per bank, woken by any pack's reading and by the poll
 //! interval; a pack that falls silent costs nothing but its own freshness.
 
-use super::aggregate::{aggregate, PackView, BANK_MODEL};
-use super::config::{BankConfig, Topology};
-use super::health::{Change, PackHealth};
-use super::limits::{bank_limits, pack_targets, Limit, PackLimitInput, PackTarget, SplitEstimator};
-use crate::app::{self, BatterySlot};
+use crate::bank::aggregate::{aggregate, PackView, BANK_MODEL};
+use crate::bank::config::{BankConfig, Topology};
+use crate::bank::health::{Change, PackHealth};
+use crate::bank::limits::{bank_limits, pack_targets, Limit, PackLimitInput, PackTarget, SplitEstimator};
 use crate::battery::{AlarmLevel, Battery};
 use crate::config::{BatteryConfig, Config};
 use crate::control::current::LimitReason;
 use crate::control::{ChargeConfig, ChargeController, ChargeLimits};
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
+use crate::task::{self, BatterySlot, SERVICE_RETRY};
 use crate::victron::{BatteryService, BusAddress, Identity, Snapshot};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-
-/// How often a service that could not start tries again.
-const SERVICE_RETRY: Duration = Duration::from_secs(5);
 
 /// One pack of the bank as the task gets it from `app::run`.
 #[derive(Debug)]
@@ -32,7 +29,7 @@ pub struct BankPack {
 }
 
 impl BankPack {
-    /// A pack at `address` of `port` (the address as `app::run` normalises it).
+    /// A pack at `address` of `port` (the address as `task::run` normalises it).
     pub(crate) fn new(slot: BatterySlot, updates: watch::Receiver<Option<PollUpdate>>) -> Self {
         Self { slot, updates }
     }
@@ -95,7 +92,7 @@ struct PackState {
 
 /// The bank's charge config: each pack's ratings (`max_charge_current` ... of its
 /// `[[port.battery]]`, default `[charge]`) add up in parallel; in series the smallest counts.
-/// This is the bank controller's ceiling only: the split limit ([`super::limits`]) is what keeps
+/// This is the bank controller's ceiling only: the split limit ([`crate::bank::limits`]) is what keeps
 /// each pack inside its rating.
 pub fn bank_charge_config(
     charge: &ChargeConfig,
@@ -329,10 +326,10 @@ pub async fn run(
     config: Config,
     bus: BusAddress,
     mut shutdown: watch::Receiver<bool>,
-    identities: std::sync::Arc<super::identity::Registry>,
-    publisher: crate::app::publish::Publisher,
+    identities: std::sync::Arc<crate::bank::identity::Registry>,
+    publisher: crate::mqtt_output::Publisher,
 ) {
-    let stale_after = crate::app::stale_after(&config);
+    let stale_after = task::stale_after(&config);
     let interval = Duration::from_millis(config.daemon.poll_interval_ms);
     let start = Instant::now();
     let ready_at = start + Duration::try_from_secs_f64(bank.startup_wait_s).unwrap_or(Duration::ZERO);
@@ -365,8 +362,8 @@ pub async fn run(
         Monitor::new(start, BatteryConfig::default(), stale_after, controller)
     });
     let identity = bank_identity(&bank, &config);
-    let state_path = app::state_file(&config, &identity.unique_id);
-    app::restore_state(&mut control.monitor, &state_path, &label);
+    let state_path = task::state_file(&config, &identity.unique_id);
+    task::restore_state(&mut control.monitor, &state_path, &label);
     let mut service = ServiceSlot::new(label.clone());
     let mut last_limits = None;
     let mut announced = false;
@@ -389,7 +386,7 @@ pub async fn run(
         for pack in &mut packs {
             if pack.updates.has_changed().unwrap_or(false) {
                 let update = pack.updates.borrow_and_update().clone();
-                app::take_update(&mut pack.monitor, &pack.updates, &pack.label);
+                task::take_update(&mut pack.monitor, &pack.updates, &pack.label);
                 if let Some(update) = update {
                     let change = match &update.result {
                         Ok(_) => pack.health.on_reading(),
@@ -419,9 +416,9 @@ pub async fn run(
             continue;
         }
         let out = control.cycle(&outputs, &members, now);
-        app::log_limit_change(&label, &mut last_limits, &out);
+        task::log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = control.monitor.take_state_to_save() {
-            app::save_state(state_path.clone(), state, &label).await;
+            task::save_state(state_path.clone(), state, &label).await;
         }
         if !announced {
             announced = true;
@@ -430,13 +427,13 @@ pub async fn run(
         }
         publisher.offer(&identity, &out);
         if bank.publishes_aggregate() {
-            service.publish(&bus, || identity.clone(), &app::snapshot(&out)).await;
+            service.publish(&bus, || identity.clone(), &task::snapshot(&out)).await;
         }
         if bank.publishes_packs() {
             let idents = pack_identities.get_or_insert_with(|| {
                 let each: Vec<Identity> =
-                    packs.iter().map(|p| app::identity(&p.slot, &config, p.monitor.latest())).collect();
-                let each = super::identity::distinct(each, &label);
+                    packs.iter().map(|p| task::identity(&p.slot, &config, p.monitor.latest())).collect();
+                let each = crate::bank::identity::distinct(each, &label);
                 each.into_iter().zip(&packs).map(|(ident, p)| identities.claim(ident, &p.label)).collect()
             });
             for (((pack, out), member), ident) in
@@ -444,14 +441,14 @@ pub async fn run(
             {
                 let shown = if *member { pack_output(out) } else { left_output(out) };
                 publisher.offer(ident, &shown);
-                pack.service.publish(&bus, || ident.clone(), &app::snapshot(&shown)).await;
+                pack.service.publish(&bus, || ident.clone(), &task::snapshot(&shown)).await;
             }
         }
         tokio::select! {
             _ = wake.notified() => {}
             _ = ticker.tick() => {}
             _ = shutdown.changed() => if *shutdown.borrow() {
-                app::save_state(state_path.clone(), control.monitor.control_state(), &label).await;
+                task::save_state(state_path.clone(), control.monitor.control_state(), &label).await;
                 return;
             },
         }
@@ -486,5 +483,5 @@ async fn wait(
 }
 
 #[cfg(test)]
-#[path = "task_tests.rs"]
+#[path = "bank_tests.rs"]
 mod tests;

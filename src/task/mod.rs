@@ -1,0 +1,204 @@
+//! The long-running tasks behind each D-Bus service: one per battery ([`battery`]) and one per
+//! bank ([`bank`]), and what they share (the battery's slot, state file, identity, the service
+//! retry interval). `app` only wires them.
+
+pub mod bank;
+pub mod battery;
+
+use crate::config::{BatteryConfig, Config, PortConfig};
+use crate::control::{persist, ChargeLimits, ControlState};
+use crate::driver::PollUpdate;
+use crate::monitor::{Monitor, Output};
+use crate::victron::{self, BmsWrites, Identity, Snapshot};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+/// How often a battery or bank whose D-Bus service could not start tries again.
+pub(crate) const SERVICE_RETRY: Duration = Duration::from_secs(5);
+
+/// `[daemon] stale_after_s` as a duration. Validation keeps it within 60 s (or three poll
+/// intervals); a value that slipped past it (a config built in code) still never panics and
+/// falls back to the default rather than to "never stale".
+pub(crate) fn stale_after(config: &Config) -> Duration {
+    Duration::try_from_secs_f64(config.daemon.stale_after_s)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Everything one battery task needs to know about its battery.
+#[derive(Debug, Clone)]
+pub struct BatterySlot {
+    pub(crate) port: PortConfig,
+    pub(crate) address: Option<u8>,
+    pub(crate) options: BatteryConfig,
+    /// Writable `/Settings/*` paths and where their commands go (`allow_writes`).
+    pub(crate) writes: Option<BmsWrites>,
+}
+
+pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::battery::Battery) -> Identity {
+    let port_name = if slot.port.protocol.is_mqtt() {
+        crate::transport::mqtt::port_name(&slot.port.device).unwrap_or_else(|| "mqtt".to_owned())
+    } else {
+        Path::new(&slot.port.device)
+            .file_name()
+            .map_or_else(|| slot.port.device.clone(), |n| n.to_string_lossy().into_owned())
+    };
+    let suffix = victron::safe_suffix(&port_name, slot.address);
+    let protocol = slot.port.protocol.name();
+    // The BMS serial survives a USB renumbering; the port name is the fallback. Packs on one
+    // bus may share a serial (two UP16S in the capture both say JBD48100000), so the bus
+    // address is part of the id.
+    let unique_id = match battery.serial.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(serial) => match slot.address {
+            Some(address) => format!("{serial}_a{address}"),
+            None => serial.to_owned(),
+        },
+        None => format!("{protocol}_{suffix}"),
+    };
+    // `identity = "..."` in [[port.battery]]: the user's choice (packs with the same serial).
+    let unique_id = slot.options.identity.clone().unwrap_or(unique_id);
+    let model = battery.model.clone().unwrap_or_else(|| protocol.to_uppercase());
+    let at = slot.address.map_or(String::new(), |a| format!(" address {a}"));
+    let kind = if slot.port.protocol.is_can() {
+        "CAN"
+    } else if slot.port.protocol.is_mqtt() {
+        "MQTT"
+    } else {
+        "Serial"
+    };
+    Identity {
+        service_suffix: suffix,
+        unique_id: unique_id.clone(),
+        product_name: format!("{model} (bms-bridge)"),
+        connection: match crate::transport::mqtt::BrokerUrl::parse(&slot.port.device) {
+            // Only the parsed URL: never a password someone put in a malformed one.
+            Ok(url) if slot.port.protocol.is_mqtt() => format!("{kind} {url}"),
+            _ => format!("{kind} {}{at}", slot.port.device),
+        },
+        custom_name: slot.options.name.clone().unwrap_or_default(),
+        firmware_version: battery.firmware_version.clone().unwrap_or_default(),
+        hardware_version: battery
+            .hardware_version
+            .clone()
+            .or_else(|| battery.model.clone())
+            .unwrap_or_default(),
+        // /Serial is a generic path every device has; a BMS without a serial gets its unique id.
+        serial: battery.serial.clone().unwrap_or_else(|| unique_id.clone()),
+        fallback_device_instance: config.dbus.device_instance,
+        max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
+    }
+}
+
+pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {
+    Snapshot {
+        battery: &out.battery,
+        limits: &out.limits,
+        connected: out.connected,
+        state: out.state,
+        error_code: out.error_code,
+        history: Some(&out.history),
+    }
+}
+
+/// The charge-control state file of one battery: `<state_dir>/<unique id>.json`.
+pub(crate) fn state_file(config: &Config, unique_id: &str) -> PathBuf {
+    let safe: String = unique_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    config.daemon.state_dir.join(format!("{safe}.json"))
+}
+
+/// Loads a saved control state; a missing file is a fresh start, a bad one is logged and ignored
+/// (the control then starts in bulk, which is safe: CVL is still capped per cell).
+pub(crate) fn restore_state(monitor: &mut Monitor, path: &Path, label: &str) {
+    match persist::load_state_file(path) {
+        Ok(Some(state)) => {
+            let offline = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            monitor.restore_control_state(&state, Instant::now(), offline);
+            tracing::info!(battery = %label, file = %path.display(), offline_s = offline.as_secs(), "charge state restored");
+        }
+        Ok(None) => {
+            tracing::info!(battery = %label, file = %path.display(), "no saved charge state; starting fresh")
+        }
+        Err(err) => {
+            tracing::warn!(battery = %label, file = %path.display(), error = %err, "cannot read the saved charge state; starting fresh")
+        }
+    }
+}
+
+/// Writes the state off the async thread (fsync can take a while on flash).
+pub(crate) async fn save_state(path: PathBuf, state: ControlState, label: &str) {
+    let result = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        persist::save_state_file(&path, &state)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => tracing::debug!(battery = %label, "charge state saved"),
+        Ok(Err(err)) => tracing::warn!(battery = %label, error = %err, "cannot save the charge state"),
+        Err(err) => tracing::warn!(battery = %label, error = %err, "charge state save task failed"),
+    }
+}
+
+pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
+    let update = updates.borrow().clone();
+    let Some(update) = update else { return };
+    let was_online = monitor.is_online(update.at);
+    match update.result {
+        Ok(battery) => match monitor.handle_reading(update.at, battery) {
+            None if !was_online => tracing::info!(battery = %label, "BMS answering"),
+            None => {}
+            Some(rejected) if rejected.log => tracing::warn!(
+                battery = %label,
+                reason = %rejected.reason,
+                "BMS reading rejected: not used for the limits; charging stops if no good reading \
+                 comes within the grace period (said at most once a minute)"
+            ),
+            Some(_) => {}
+        },
+        Err(error) => {
+            if monitor.handle_failure(error.clone()) {
+                tracing::warn!(battery = %label, %error, "poll failed");
+            }
+        }
+    }
+}
+
+/// `55.20 V`, `50.0 A`, or `none` for a limit that is not published.
+fn shown(value: Option<f64>, unit: &str) -> String {
+    match value {
+        Some(v) if unit == "V" => format!("{v:.2} V"),
+        Some(v) => format!("{v:.1} {unit}"),
+        None => "none".to_owned(),
+    }
+}
+
+/// One INFO line when the limits change in a way worth telling: plain `key=value` words, the
+/// same texts as `/Info/ChargeMode`, `/Info/ChargeLimitation` and `/Info/DischargeLimitation`.
+pub(crate) fn log_limit_change(label: &str, last: &mut Option<ChargeLimits>, out: &Output) {
+    let l = &out.limits;
+    // `notable` is control's verdict (control::LimitLog): reason flaps within the recovery hold
+    // are not changes.
+    if last.is_none() || l.notable {
+        tracing::info!(
+            battery = %label,
+            cvl = %shown(l.charge_voltage_v, "V"),
+            ccl = %shown(l.charge_current_a, "A"),
+            dcl = %shown(l.discharge_current_a, "A"),
+            mode = %l.charge_mode,
+            charge_reason = %l.charge_limitation,
+            discharge_reason = %l.discharge_limitation,
+            "limits changed"
+        );
+        *last = Some(l.clone());
+    }
+}
