@@ -284,3 +284,64 @@ async fn series_bank_aggregate_only_and_a_packs_only_bank() {
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[dbus] properties_changed = false` holds for a bank's services as for a battery's (a 2-pack
+/// bank once sent 848 PropertiesChanged in 10 s with it off): with values changing every poll,
+/// no PropertiesChanged at all, and at most one ItemsChanged per service per poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_with_properties_changed_off_sends_none_and_one_items_changed_per_poll() {
+    use futures_util::StreamExt;
+    let dir = scratch_dir("multi-quiet");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    // Not frozen: the simulated packs charge, so voltage, current and SoC move every poll.
+    let packs = [sim::spawn(Protocol::Jbd, &[], 16).unwrap(), sim::spawn(Protocol::Jbd, &[], 16).unwrap()];
+    let d = dir.display();
+    let mut text = format!(
+        "[daemon]\npoll_interval_ms = 250\nstale_after_s = 2.0\nstate_dir = \"{d}/state\"\n\n\
+         [dbus]\nbus = \"{}\"\ndevice_instance = 7\nproperties_changed = false\n",
+        bus.address()
+    );
+    for (i, sim) in packs.iter().enumerate() {
+        link_pty(&dir.join(format!("ttyQ{i}")), sim.path());
+        text += &format!("\n[[port]]\ndevice = \"{d}/ttyQ{i}\"\nprotocol = \"jbd\"\ntimeout_ms = 200\n");
+    }
+    text += &format!(
+        "\n[[bank]]\nname = \"Quiet\"\npacks = [\"{d}/ttyQ0\", \"{d}/ttyQ1\"]\nstartup_wait_s = 10\n"
+    );
+    let daemon = start_daemon_with_config(&dir, &text);
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    wait_for_service(&conn, "com.victronenergy.battery.bank_Quiet", WAIT, "the bank", connected).await;
+    for i in 0..2 {
+        wait_for_service(&conn, &format!("com.victronenergy.battery.ttyQ{i}"), WAIT, "a pack", connected)
+            .await;
+    }
+
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(bms_bridge::victron::BUS_ITEM)
+        .unwrap()
+        .build();
+    let mut signals = zbus::MessageStream::for_match_rule(rule, &conn, None).await.unwrap();
+    let window = Duration::from_secs(5);
+    let polls = (window.as_millis() / 250) as usize;
+    let mut items_changed: std::collections::HashMap<String, usize> = Default::default();
+    let mut properties_changed = 0usize;
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(end, signals.next()).await {
+        let header = msg.header();
+        let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        match header.member().map(|m| m.as_str().to_owned()).as_deref() {
+            Some("ItemsChanged") => *items_changed.entry(sender).or_default() += 1,
+            Some("PropertiesChanged") => properties_changed += 1,
+            _ => {}
+        }
+    }
+    println!("in {window:?} ({polls} polls): ItemsChanged per service {items_changed:?}, PropertiesChanged {properties_changed}");
+    assert_eq!(items_changed.len(), 3, "the bank and both packs changed: {items_changed:?}");
+    assert_eq!(properties_changed, 0, "properties_changed = false");
+    for (sender, count) in &items_changed {
+        // One per poll; one more for a window that starts just before a cycle.
+        assert!(*count <= polls + 1, "{sender}: {count} ItemsChanged in {polls} polls");
+    }
+    drop(daemon);
+}

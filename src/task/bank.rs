@@ -13,8 +13,8 @@ use crate::control::current::LimitReason;
 use crate::control::{ChargeConfig, ChargeController, ChargeLimits};
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
-use crate::task::{self, BatterySlot, SERVICE_RETRY};
-use crate::victron::{BatteryService, BusAddress, Identity, Snapshot};
+use crate::task::{self, BatterySlot, ServiceSlot};
+use crate::victron::{BusAddress, Identity};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -32,52 +32,6 @@ impl BankPack {
     /// A pack at `address` of `port` (the address as `task::run` normalises it).
     pub(crate) fn new(slot: BatterySlot, updates: watch::Receiver<Option<PollUpdate>>) -> Self {
         Self { slot, updates }
-    }
-}
-
-/// A D-Bus service that is started on first use and retried while it cannot start.
-#[derive(Debug)]
-struct ServiceSlot {
-    label: String,
-    service: Option<BatteryService>,
-    next_attempt: tokio::time::Instant,
-    failing: bool,
-}
-
-impl ServiceSlot {
-    fn new(label: String) -> Self {
-        Self { label, service: None, next_attempt: tokio::time::Instant::now(), failing: false }
-    }
-
-    async fn publish(&mut self, bus: &BusAddress, identity: impl FnOnce() -> Identity, snap: &Snapshot<'_>) {
-        let label = &self.label;
-        match self.service.as_mut() {
-            Some(svc) => match svc.publish(snap).await {
-                Ok(()) if self.failing => {
-                    tracing::info!(battery = %label, "D-Bus publishing works again");
-                    self.failing = false;
-                }
-                Ok(()) => {}
-                Err(err) if !self.failing => {
-                    tracing::warn!(battery = %label, error = %err, "D-Bus publish failed; retrying every cycle");
-                    self.failing = true;
-                }
-                Err(_) => {}
-            },
-            None if tokio::time::Instant::now() >= self.next_attempt => {
-                match BatteryService::start(bus, identity(), snap).await {
-                    Ok(svc) => {
-                        tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
-                        self.service = Some(svc);
-                    }
-                    Err(err) => {
-                        tracing::warn!(battery = %label, error = %err, "cannot register the D-Bus service; retrying in 5 s");
-                        self.next_attempt = tokio::time::Instant::now() + SERVICE_RETRY;
-                    }
-                }
-            }
-            None => {}
-        }
     }
 }
 
@@ -343,7 +297,7 @@ pub async fn run(
             PackState {
                 monitor: Monitor::new(start, p.slot.options.clone(), stale_after, controller),
                 health: PackHealth::default(),
-                service: ServiceSlot::new(label.clone()),
+                service: ServiceSlot::new(label.clone(), None, config.dbus.properties_changed),
                 slot: p.slot,
                 label,
                 updates: p.updates,
@@ -364,8 +318,12 @@ pub async fn run(
     let identity = bank_identity(&bank, &config);
     let state_path = task::state_file(&config, &identity.unique_id);
     task::restore_state(&mut control.monitor, &state_path, &label);
-    let mut service = ServiceSlot::new(label.clone());
+    let mut service = ServiceSlot::new(label.clone(), None, config.dbus.properties_changed);
     let mut last_limits = None;
+    // The bank cycles on every pack's reading and on the tick; its services publish at most once
+    // per poll interval, except at once when a limit falls, a pack joins or leaves, or the
+    // bank's connection changes.
+    let mut published: Option<Published> = None;
     let mut announced = false;
     let mut pack_identities: Option<Vec<Identity>> = None;
 
@@ -426,6 +384,28 @@ pub async fn run(
             tracing::info!(battery = %label, present, configured = packs.len(), "bank running");
         }
         publisher.offer(&identity, &out);
+        let clock = tokio::time::Instant::now();
+        let due = published.as_ref().is_none_or(|last| last.due(clock, interval, &out, &members));
+        if !due {
+            // Held back, never dropped: published at the latest one interval after the last.
+            let publish_at = published.as_ref().map_or(clock, |last| last.at + interval);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = ticker.tick() => {}
+                () = tokio::time::sleep_until(publish_at) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() {
+                    task::save_state(state_path.clone(), control.monitor.control_state(), &label).await;
+                    return;
+                },
+            }
+            continue;
+        }
+        published = Some(Published {
+            at: clock,
+            limits: out.limits.clone(),
+            members: members.clone(),
+            connected: out.connected,
+        });
         if bank.publishes_aggregate() {
             service.publish(&bus, || identity.clone(), &task::snapshot(&out)).await;
         }
@@ -452,6 +432,33 @@ pub async fn run(
                 return;
             },
         }
+    }
+}
+
+/// What a bank's services last published, and when.
+struct Published {
+    at: tokio::time::Instant,
+    limits: ChargeLimits,
+    members: Vec<bool>,
+    connected: bool,
+}
+
+impl Published {
+    /// A publish is due a poll interval after the last, or at once when a limit fell (CVL, CCL,
+    /// DCL lower or no longer known), a pack joined or left, or the connection changed.
+    fn due(&self, now: tokio::time::Instant, interval: Duration, out: &Output, members: &[bool]) -> bool {
+        let fell = |was: Option<f64>, is: Option<f64>| match (was, is) {
+            (Some(was), Some(is)) => is < was,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let l = &out.limits;
+        now.saturating_duration_since(self.at) >= interval
+            || fell(self.limits.charge_voltage_v, l.charge_voltage_v)
+            || fell(self.limits.charge_current_a, l.charge_current_a)
+            || fell(self.limits.discharge_current_a, l.discharge_current_a)
+            || self.members.as_slice() != members
+            || self.connected != out.connected
     }
 }
 

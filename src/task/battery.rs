@@ -3,14 +3,14 @@
 
 use super::{
     identity, log_limit_change, restore_state, save_state, snapshot, stale_after, state_file, take_update,
-    BatterySlot, SERVICE_RETRY,
+    BatterySlot, ServiceSlot,
 };
 use crate::config::Config;
 use crate::control::ChargeController;
 use crate::control::ChargeLimits;
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
-use crate::victron::{BatteryService, BusAddress};
+use crate::victron::BusAddress;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -51,10 +51,8 @@ pub(crate) async fn battery_task(
     let state_path = state_file(&config, &claimed.unique_id);
     restore_state(&mut monitor, &state_path, &label);
 
-    let mut service: Option<BatteryService> = None;
-    let mut next_attempt = tokio::time::Instant::now();
+    let mut service = ServiceSlot::new(label.clone(), slot.writes.clone(), config.dbus.properties_changed);
     let mut last_limits: Option<ChargeLimits> = None;
-    let mut publish_failed = false;
     let mut was_connected = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,39 +65,13 @@ pub(crate) async fn battery_task(
         if let Some(state) = monitor.take_state_to_save() {
             save_state(state_path.clone(), state, &label).await;
         }
-        match service.as_mut() {
-            Some(svc) => match svc.publish(&snapshot(&out)).await {
-                Ok(()) => {
-                    if publish_failed {
-                        tracing::info!(battery = %label, "D-Bus publishing works again");
-                    }
-                    publish_failed = false;
-                }
-                Err(err) => {
-                    if !publish_failed {
-                        tracing::warn!(battery = %label, error = %err, "D-Bus publish failed; retrying every cycle");
-                    }
-                    publish_failed = true;
-                }
-            },
-            None if tokio::time::Instant::now() >= next_attempt => {
-                let ident = identities.claim(identity(&slot, &config, monitor.latest()), &label);
-                match BatteryService::start_with_writes(&bus, ident, &snapshot(&out), slot.writes.clone())
-                    .await
-                {
-                    Ok(mut svc) => {
-                        svc.set_properties_changed(config.dbus.properties_changed);
-                        tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
-                        service = Some(svc);
-                    }
-                    Err(err) => {
-                        tracing::warn!(battery = %label, error = %err, "cannot register the D-Bus service; retrying in 5 s");
-                        next_attempt = tokio::time::Instant::now() + SERVICE_RETRY;
-                    }
-                }
-            }
-            None => {}
-        }
+        service
+            .publish(
+                &bus,
+                || identities.claim(identity(&slot, &config, monitor.latest()), &label),
+                &snapshot(&out),
+            )
+            .await;
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() { return; }
@@ -109,7 +81,7 @@ pub(crate) async fn battery_task(
                 // take the poll's jitter) comes first, and a cycle gives one publish, one signal.
                 ticker.reset_after(interval + interval / 2);
             }
-            _ = due_tick(&mut ticker, &monitor, service.is_some()) => {}
+            _ = due_tick(&mut ticker, &monitor, service.is_registered()) => {}
             // Loss is a deadline at exactly last good reading + stale_after_s, whatever the poll
             // interval: armed only while online, so it fires once per silent stretch.
             () = stale_deadline(&monitor) => {}

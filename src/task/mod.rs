@@ -9,7 +9,7 @@ use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::{persist, ChargeLimits, ControlState};
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
-use crate::victron::{self, BmsWrites, Identity, Snapshot};
+use crate::victron::{self, BatteryService, BmsWrites, BusAddress, Identity, Snapshot};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -25,6 +25,76 @@ pub(crate) fn stale_after(config: &Config) -> Duration {
         .ok()
         .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
         .unwrap_or(Duration::from_secs(10))
+}
+
+/// One D-Bus service, for a battery, a bank or a bank's pack: started on first use, retried every
+/// [`SERVICE_RETRY`] while it cannot start, one log line per change between working and failing.
+/// Every service goes through it, so every one honours `[dbus] properties_changed`.
+#[derive(Debug)]
+pub(crate) struct ServiceSlot {
+    label: String,
+    service: Option<BatteryService>,
+    next_attempt: tokio::time::Instant,
+    failing: bool,
+    writes: Option<BmsWrites>,
+    properties_changed: bool,
+}
+
+impl ServiceSlot {
+    /// A slot for the service of `label`, with its writable paths and `[dbus] properties_changed`.
+    pub(crate) fn new(label: String, writes: Option<BmsWrites>, properties_changed: bool) -> Self {
+        Self {
+            label,
+            service: None,
+            next_attempt: tokio::time::Instant::now(),
+            failing: false,
+            writes,
+            properties_changed,
+        }
+    }
+
+    /// Whether the service is on the bus.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.service.is_some()
+    }
+
+    /// Publishes `snap`, registering the service first (with `identity()`) when it is not yet.
+    pub(crate) async fn publish(
+        &mut self,
+        bus: &BusAddress,
+        identity: impl FnOnce() -> Identity,
+        snap: &Snapshot<'_>,
+    ) {
+        let label = &self.label;
+        match self.service.as_mut() {
+            Some(svc) => match svc.publish(snap).await {
+                Ok(()) if self.failing => {
+                    tracing::info!(battery = %label, "D-Bus publishing works again");
+                    self.failing = false;
+                }
+                Ok(()) => {}
+                Err(err) if !self.failing => {
+                    tracing::warn!(battery = %label, error = %err, "D-Bus publish failed; retrying every cycle");
+                    self.failing = true;
+                }
+                Err(_) => {}
+            },
+            None if tokio::time::Instant::now() >= self.next_attempt => {
+                match BatteryService::start_with_writes(bus, identity(), snap, self.writes.clone()).await {
+                    Ok(mut svc) => {
+                        svc.set_properties_changed(self.properties_changed);
+                        tracing::info!(battery = %label, service = svc.service_name(), instance = svc.device_instance(), "D-Bus service registered");
+                        self.service = Some(svc);
+                    }
+                    Err(err) => {
+                        tracing::warn!(battery = %label, error = %err, "cannot register the D-Bus service; retrying in 5 s");
+                        self.next_attempt = tokio::time::Instant::now() + SERVICE_RETRY;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 /// Everything one battery task needs to know about its battery.
