@@ -93,6 +93,20 @@ async fn set_value_codes_and_custom_name_notification() {
     let long = "x".repeat(65);
     assert_eq!(set(&client, name, "/CustomName", Value::from(long.as_str())).await, set_value::REJECTED);
     assert_eq!(service.custom_name(), "Bank A");
+
+    // A flood of names (a misbehaving client): the channel to the persister keeps only the
+    // latest (bounded, issue 26), and that latest one is what the service ends with.
+    for i in 0..300 {
+        assert_eq!(
+            set(&client, name, "/CustomName", Value::from(format!("n{i}").as_str())).await,
+            set_value::ACCEPTED
+        );
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while service.custom_name() != "n299" && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(service.custom_name(), "n299");
 }
 
 /// A publish that changes only the voltage sends exactly one ItemsChanged holding only the

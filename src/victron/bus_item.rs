@@ -16,7 +16,7 @@ use super::writable;
 use crate::protocol::writes::BmsCommand;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zbus::names::BusName;
 use zbus::zvariant::{self, OwnedValue};
 use zbus::{interface, Connection};
@@ -28,7 +28,7 @@ pub const BUS_ITEM: &str = "com.victronenergy.BusItem";
 pub const MAX_CUSTOM_NAME_CHARS: usize = 64;
 
 /// An accepted `/CustomName` write, with the connection it came in on (used to persist it).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CustomNameWrite {
     pub(crate) name: String,
     pub(crate) connection: Option<Connection>,
@@ -38,12 +38,14 @@ pub(crate) struct CustomNameWrite {
 #[derive(Debug)]
 pub(crate) struct Shared {
     items: Mutex<Items>,
-    writes: mpsc::UnboundedSender<CustomNameWrite>,
+    /// The latest accepted `/CustomName` write (bounded: a flood of writes keeps only the last,
+    /// the one that must be stored).
+    writes: watch::Sender<Option<CustomNameWrite>>,
     commands: Option<mpsc::Sender<BmsCommand>>,
 }
 
 impl Shared {
-    pub(crate) fn new(items: Items, writes: mpsc::UnboundedSender<CustomNameWrite>) -> Self {
+    pub(crate) fn new(items: Items, writes: watch::Sender<Option<CustomNameWrite>>) -> Self {
         Self { items: Mutex::new(items), writes, commands: None }
     }
 
@@ -139,7 +141,7 @@ pub fn set_value_without_bus(
     path: &str,
     value: &zvariant::Value<'_>,
 ) -> (i32, Option<Item>, Option<BmsCommand>) {
-    let (names, _names_rx) = mpsc::unbounded_channel();
+    let (names, _names_rx) = watch::channel(None);
     let (commands, mut commands_rx) = mpsc::channel(1);
     let shared = Shared::new(items, names).with_commands(Some(commands));
     let (code, _) = shared.write(path, value);
@@ -226,7 +228,8 @@ impl BusItem {
                     _ => String::new(),
                 };
                 let write = CustomNameWrite { name, connection: Some(connection.clone()) };
-                if self.shared.writes.send(write).is_err() {
+                self.shared.writes.send_replace(Some(write));
+                if self.shared.writes.is_closed() {
                     // The service that would persist it is gone (shutting down); the value still
                     // changed on the bus, so there is nothing else to undo.
                     tracing::warn!("custom name write not persisted: service is shutting down");

@@ -19,7 +19,7 @@ use super::writable::{self, BmsWrites};
 use super::{is_safe_suffix, BusAddress, DbusError, SERVICE_PREFIX};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::Connection;
@@ -80,7 +80,7 @@ impl BatteryService {
             custom_name: &custom_name,
             snapshot: first,
         };
-        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+        let (writes_tx, writes_rx) = watch::channel(None);
         let mut items = collect(&ctx);
         if let Some(w) = &writes {
             items.extend(writable::initial_items(w.support));
@@ -251,11 +251,14 @@ async fn connect(bus: &BusAddress) -> Result<Connection, DbusError> {
 
 /// Hands accepted `/CustomName` writes to the caller and to the settings service.
 async fn persist_custom_names(
-    mut writes: mpsc::UnboundedReceiver<CustomNameWrite>,
+    mut writes: watch::Receiver<Option<CustomNameWrite>>,
     uid: String,
     names: watch::Sender<String>,
 ) {
-    while let Some(write) = writes.recv().await {
+    while writes.changed().await.is_ok() {
+        let Some(write) = writes.borrow_and_update().clone() else {
+            continue;
+        };
         names.send_replace(write.name.clone());
         let Some(connection) = write.connection else {
             continue;

@@ -4,7 +4,7 @@ use super::*;
 use crate::victron::value::Unit;
 use std::sync::Arc;
 
-fn shared() -> (Arc<Shared>, mpsc::UnboundedReceiver<CustomNameWrite>) {
+fn shared() -> (Arc<Shared>, watch::Receiver<Option<CustomNameWrite>>) {
     let mut items = Items::new();
     let mut put = |path: &str, value: Value, unit: Unit| {
         items.insert(path.to_owned(), Item { value, unit });
@@ -13,7 +13,7 @@ fn shared() -> (Arc<Shared>, mpsc::UnboundedReceiver<CustomNameWrite>) {
     put("/Dc/0/Current", Value::Invalid, Unit::Amp);
     put("/Soc", Value::F64(80.0), Unit::Percent);
     put("/CustomName", Value::Text(String::new()), Unit::Plain);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = watch::channel(None);
     (Arc::new(Shared::new(items, tx)), rx)
 }
 
@@ -80,7 +80,7 @@ fn tree_nodes_are_every_prefix() {
 fn settings_writes_become_commands() {
     use crate::protocol::writes::{BmsCommand, WriteSupport};
     use crate::victron::writable::{initial_items, FORCE_CHARGING_OFF, HAS_SETTINGS, RESET_SOC_TO};
-    let (tx, _names) = mpsc::unbounded_channel();
+    let (tx, _names) = watch::channel(None);
     let (commands, mut rx) = mpsc::channel(1);
     let items = initial_items(WriteSupport { mosfet: true, soc: false });
     let shared = Shared::new(items, tx).with_commands(Some(commands));
