@@ -24,7 +24,7 @@ pub async fn probe(device: &str, timeout: Duration) -> Vec<ProbeResult> {
     for &protocol in Protocol::ALL {
         let baud = protocol.default_baud();
         for address in protocol.probe_addresses() {
-            let outcome = match open(protocol, device, baud) {
+            let outcome = match open(protocol, device, baud).await {
                 Err(err) => Err(format!("cannot open {device}: {err}")),
                 Ok(mut link) => match poll_once(protocol, &mut link, address, true, timeout).await {
                     Ok(b) => Ok(format!(

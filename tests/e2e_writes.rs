@@ -172,7 +172,7 @@ async fn driver_writes_are_acknowledged_by_the_simulators() {
     let timeout = Duration::from_millis(300);
     let up = sim::spawn(Protocol::JbdUp16s, &[1, 2], 16).unwrap();
     up.control().set_frozen(true);
-    let mut link = driver::open(Protocol::JbdUp16s, &up.path().to_string_lossy(), 9600).unwrap();
+    let mut link = driver::open(Protocol::JbdUp16s, &up.path().to_string_lossy(), 9600).await.unwrap();
     send_write(Protocol::JbdUp16s, &mut link, Some(2), Write::Soc(87.5), timeout).await.unwrap();
     assert_eq!(up.pack(Some(2)).map(|p| p.soc_percent), Some(87.5));
     assert_ne!(up.pack(Some(1)).map(|p| p.soc_percent), Some(87.5), "only the addressed pack");
@@ -182,7 +182,7 @@ async fn driver_writes_are_acknowledged_by_the_simulators() {
     assert_eq!(up.control().writes(), 1);
 
     let jbd = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
-    let mut link = driver::open(Protocol::Jbd, &jbd.path().to_string_lossy(), 9600).unwrap();
+    let mut link = driver::open(Protocol::Jbd, &jbd.path().to_string_lossy(), 9600).await.unwrap();
     let both_off = Write::Mosfets(FetRequest { charge_on: false, discharge_on: false });
     send_write(Protocol::Jbd, &mut link, None, both_off, timeout).await.unwrap();
     assert!(jbd.control().charge_fet_off() && jbd.control().discharge_fet_off());

@@ -73,7 +73,7 @@ async fn probe(report: &mut Report, port: &PortConfig, options: &Options) {
     let mut answered = 0;
     for address in port.poll_addresses() {
         let at = address.map_or(String::new(), |a| format!(" address {a}"));
-        let result = match open(port.protocol, &port.device, port.baud()) {
+        let result = match open(port.protocol, &port.device, port.baud()).await {
             Err(err) => Err(format!("cannot open: {err}")),
             Ok(mut link) => {
                 poll_once(port.protocol, &mut link, address, true, timeout).await.map_err(|e| e.to_string())

@@ -99,7 +99,7 @@ pub async fn run_port_with_commands(
             return;
         }
         if link.is_none() {
-            match open(port.protocol, &port.device, port.baud()) {
+            match open(port.protocol, &port.device, port.baud()).await {
                 Ok(opened) => {
                     if quiet {
                         tracing::debug!(port = %port.device, baud = port.baud(), "port open");
@@ -211,14 +211,14 @@ impl PortLink {
 }
 
 /// Opens `device` with the link kind `protocol` needs.
-pub fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
+pub async fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
     let spec = protocol.spec();
     Ok(match spec.link {
-        Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud)?)),
+        Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud).await?)),
         // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs); a caller that
         // opens one as a serial port gets the serial error for its device.
         Link::Serial | Link::Can | Link::Mqtt => {
-            let mut link = serial::open(device, baud)?;
+            let mut link = serial::open(device, baud).await?;
             if let Some(gap) = spec.command_gap {
                 link.set_min_gap(gap);
             }

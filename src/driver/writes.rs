@@ -138,7 +138,8 @@ mod tests {
     async fn a_failed_write_is_retried_at_most_three_times() {
         let simulator = crate::sim::spawn(Protocol::Jbd, &[], 4).unwrap();
         simulator.control().set_silent(true);
-        let mut link = super::super::open(Protocol::Jbd, &simulator.path().to_string_lossy(), 9600).unwrap();
+        let mut link =
+            super::super::open(Protocol::Jbd, &simulator.path().to_string_lossy(), 9600).await.unwrap();
         let (tx, rx) = mpsc::channel(8);
         let mut writer = Writer::new(vec![(None, rx)]);
         tx.try_send(BmsCommand::SetChargeFet(false)).unwrap();

@@ -2,26 +2,39 @@
 
 use super::framed::FramedLink;
 use std::time::Duration;
-use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tokio_serial::SerialStream;
 
 /// A request/response link on an open serial port.
 pub type SerialLink = FramedLink<SerialStream>;
 
 /// Opens `device` at `baud`, 8N1, no flow control.
-pub fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::Error> {
-    open_stream(device, baud).map(FramedLink::new)
+pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::Error> {
+    open_stream(device, baud).await.map(FramedLink::new)
 }
 
 /// The bare stream of [`open`], for links that do their own framing (tokio-modbus).
-pub fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial::Error> {
-    let mut port = tokio_serial::new(device, baud)
-        .data_bits(tokio_serial::DataBits::Eight)
-        .parity(tokio_serial::Parity::None)
-        .stop_bits(tokio_serial::StopBits::One)
-        .flow_control(tokio_serial::FlowControl::None)
-        .timeout(Duration::from_millis(100))
-        .open_native_async()
-        .map_err(|err| busy_error(err, device))?;
+///
+/// The open itself (the kernel's tty open and the termios set-up) runs on tokio's blocking pool:
+/// a dead or re-enumerating USB adapter can block it for seconds, and on the runtime that would
+/// stall every other battery and the D-Bus services. Only the registration with the reactor
+/// happens on the runtime.
+pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial::Error> {
+    let path = device.to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        tokio_serial::new(&path, baud)
+            .data_bits(tokio_serial::DataBits::Eight)
+            .parity(tokio_serial::Parity::None)
+            .stop_bits(tokio_serial::StopBits::One)
+            .flow_control(tokio_serial::FlowControl::None)
+            .timeout(Duration::from_millis(100))
+            .open_native()
+            .map_err(|err| busy_error(err, &path))
+    })
+    .await
+    .map_err(|join| {
+        tokio_serial::Error::new(tokio_serial::ErrorKind::Unknown, format!("opening {device}: {join}"))
+    })??;
+    let mut port = SerialStream::try_from(opened)?;
     // Not TIOCEXCL: an exclusive flag left on a tty that another process keeps open would make
     // our own reopen after a fault fail with EBUSY. An advisory lock instead (below).
     port.set_exclusive(false)?;
@@ -94,14 +107,14 @@ mod tests {
     async fn a_second_open_of_a_locked_port_names_the_holder() {
         let sim = crate::sim::spawn(crate::config::Protocol::Jbd, &[], 4).unwrap();
         let device = sim.path().to_string_lossy().into_owned();
-        let first = open_stream(&device, 9600).unwrap();
-        let err = open_stream(&device, 9600).unwrap_err();
+        let first = open_stream(&device, 9600).await.unwrap();
+        let err = open_stream(&device, 9600).await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("in use by process") && text.contains(&std::process::id().to_string()),
             "{text}"
         );
         drop(first);
-        assert!(open_stream(&device, 9600).is_ok(), "closing the port releases the lock");
+        assert!(open_stream(&device, 9600).await.is_ok(), "closing the port releases the lock");
     }
 }
