@@ -16,14 +16,21 @@ for case in cases:
     (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
 done
-mkdir -p corpus/decode_victron_can
-python3 - "$vectors/victron_can.json" corpus/decode_victron_can <<'PY'
+# CAN frames: the id first, two bytes for an 11-bit id, four with the top bit set for a 29-bit
+# one (fuzz/src/lib.rs `can`).
+for can in victron_can daly_can jk_can; do
+    [ -f "$vectors/$can.json" ] || continue
+    mkdir -p "corpus/decode_$can"
+    python3 - "$vectors/$can.json" "corpus/decode_$can" <<'PY'
 import json, sys, hashlib, pathlib
 out = pathlib.Path(sys.argv[2])
 for case in json.load(open(sys.argv[1])):
-    data = int(case["can_id"], 16).to_bytes(2, "big") + bytes.fromhex(case["hex"].replace(" ", ""))
+    can_id = int(case["can_id"], 16)
+    head = can_id.to_bytes(2, "big") if can_id <= 0x7FF else (0x80000000 | can_id).to_bytes(4, "big")
+    data = head + bytes.fromhex(case["hex"].replace(" ", ""))
     (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
+done
 mkdir -p corpus/config_parse corpus/set_value
 cp ../config/*.toml corpus/config_parse/ 2>/dev/null || true
 # The example config is mostly comments, which the fuzzer would spend its time mutating: also

@@ -71,7 +71,42 @@ pub async fn run_with_can(
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
-        if port.protocol.is_can() {
+        if port.protocol == crate::config::Protocol::JkCan {
+            // JK CAN: one listener for the bus, one battery (or bank pack) per DIP address.
+            let memory = can_buses.get(&port.device).cloned();
+            let several = port.poll_addresses().len() > 1;
+            let mut subs = Vec::new();
+            let mut in_bank = false;
+            for address in port.poll_addresses() {
+                let (tx, rx) = watch::channel(None);
+                subs.push(Subscriber { address, tx });
+                let slot = BatterySlot {
+                    port: port.clone(),
+                    address: if several || port.addresses.is_some() { address } else { None },
+                    options: can::options_at(port, address),
+                    writes: None,
+                };
+                if let Some((b, p)) = bank::config::bank_of(&resolved, port_index, address) {
+                    if let Some(pack) = bank_packs.get_mut(b).and_then(|bank| bank.get_mut(p)) {
+                        *pack = Some(BankPack::new(slot, rx));
+                    }
+                    in_bank = true;
+                    continue;
+                }
+                tasks.spawn(battery_task(
+                    slot,
+                    config.clone(),
+                    bus.clone(),
+                    rx,
+                    shutdown.clone(),
+                    identities.clone(),
+                    publisher.clone(),
+                ));
+            }
+            tasks.spawn(can::jk_listener(port, &config, memory, subs, in_bank, shutdown.clone()));
+            continue;
+        }
+        if port.protocol.is_can() && !port.protocol.is_polled_can() {
             // CAN batteries broadcast: a listener instead of a poll loop (app/can.rs), feeding a
             // battery task of their own or their bank (docs/multi-battery.md).
             let memory = can_buses.get(&port.device).cloned();
@@ -165,11 +200,13 @@ pub async fn run_with_can(
                 publisher.clone(),
             ));
         }
-        tasks.spawn(driver::run_port_with_commands(
+        // A polled CAN port (Daly CAN) is polled like a serial bus, over its interface.
+        tasks.spawn(driver::run_port_on(
             port.clone(),
             interval,
             subscribers,
             commands,
+            can_buses.get(&port.device).cloned(),
             shutdown.clone(),
         ));
     }

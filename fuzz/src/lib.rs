@@ -98,7 +98,7 @@ pub fn protocol(name: &str, data: &[u8]) {
         }
         // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
         // decoders.
-        Some(Protocol::VictronCan | Protocol::Mqtt) | None => {}
+        Some(Protocol::VictronCan | Protocol::DalyCan | Protocol::JkCan | Protocol::Mqtt) | None => {}
     }
     // Write acknowledgements are wire data too.
     if let Some(p) = Protocol::from_name(name) {
@@ -106,13 +106,16 @@ pub fn protocol(name: &str, data: &[u8]) {
     }
 }
 
-/// A CAN protocol: the first two bytes are the 11-bit id (big endian), the rest the data.
+/// A CAN protocol: the first two bytes are an 11-bit id (big endian), or, when the first byte's
+/// top bit is set, the first four a 29-bit id; the rest is the data.
 pub fn can(name: &str, data: &[u8]) {
-    let id = match data {
-        [hi, lo, ..] => u32::from(u16::from_be_bytes([*hi, *lo]) & 0x7FF),
+    let (id, payload) = match data {
+        [a, b, c, d, rest @ ..] if a & 0x80 != 0 => {
+            (u32::from_be_bytes([*a, *b, *c, *d]) & 0x1FFF_FFFF, rest)
+        }
+        [hi, lo, rest @ ..] => (u32::from(u16::from_be_bytes([*hi, *lo]) & 0x7FF), rest),
         _ => return,
     };
-    let payload = data.get(2..).unwrap_or_default();
     let _ = bms::decode_can_named(name, id, payload);
     let _ = bms::decode_can_named(name, id, payload.get(..8.min(payload.len())).unwrap_or_default());
 }

@@ -4,7 +4,7 @@
 use crate::bms::victron_can::codec::Options;
 use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
-use crate::driver::can::{run_can, CanSettings};
+use crate::driver::can::{run_can, run_listener, CanSettings, JkListener};
 use crate::driver::Subscriber;
 use crate::task::battery::battery_task;
 use crate::task::BatterySlot;
@@ -143,7 +143,12 @@ pub async fn run_port(
 
 /// The options of a CAN battery: its BMS's own limits capped by ours unless configured.
 pub fn options(port: &PortConfig) -> crate::config::BatteryConfig {
-    let mut options = port.battery(None);
+    options_at(port, None)
+}
+
+/// [`options`] of the battery at `address` of the port.
+pub fn options_at(port: &PortConfig, address: Option<u8>) -> crate::config::BatteryConfig {
+    let mut options = port.battery(address);
     options.use_bms_limits.get_or_insert(BmsLimits::Cap);
     options
 }
@@ -168,6 +173,42 @@ pub(crate) fn bank_member(
     let mut settings = settings(port, config);
     settings.stale_after = settings.stale_after.min(BANK_MEMBER_STALE);
     (slot, rx, listen(settings, memory, Subscriber { address: None, tx }, shutdown))
+}
+
+/// The JK CAN listener of `port`: one battery per address, its readings to `subs` (battery tasks
+/// or banks). With `bank_member`, frames older than [`BANK_MEMBER_STALE`] count as gone.
+pub(crate) fn jk_listener(
+    port: &PortConfig,
+    config: &Config,
+    memory: Option<MemoryCanBus>,
+    subs: Vec<Subscriber>,
+    bank_member: bool,
+    shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
+    let mut settings = settings(port, config);
+    // JK CAN is listen-only: nothing is sent.
+    settings.keepalive = None;
+    if bank_member {
+        settings.stale_after = settings.stale_after.min(BANK_MEMBER_STALE);
+    }
+    let options = subs
+        .iter()
+        .map(|sub| {
+            let battery = port.battery(sub.address);
+            (sub.address.unwrap_or(0), (battery.invert_current, battery.cell_count))
+        })
+        .collect();
+    let listener = JkListener::new(settings.clone(), options);
+    async move {
+        match memory {
+            Some(mem) => run_listener(settings, listener, move || Ok(mem.connect()), subs, shutdown).await,
+            None => {
+                let interface = settings.interface.clone();
+                run_listener(settings, listener, move || SocketCanLink::open(&interface), subs, shutdown)
+                    .await;
+            }
+        }
+    }
 }
 
 /// The listener alone, its readings to `sub` (the battery task, or a bank that takes the pack).

@@ -11,11 +11,13 @@
 //! (`tests/architecture.rs`).
 
 pub mod daly;
+pub mod daly_can;
 pub mod eg4_lifepower;
 pub mod eg4_ll;
 pub mod foxess;
 pub mod jbd;
 pub mod jbd_up16s;
+pub mod jk_can;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod mqtt;
@@ -146,6 +148,9 @@ pub struct Spec {
     /// Cells of every pack of this protocol, whatever the simulator is asked for (FoxESS HV2600:
     /// 18), `None`: any count.
     pub cells_per_pack: Option<usize>,
+    /// A CAN protocol that is polled: how its sentences travel as CAN frames, so its poll plan
+    /// runs over the CAN bus as over a serial port (Daly CAN). `None`: not polled over CAN.
+    pub can_bridge: Option<crate::transport::can_bridge::CanBridge>,
 }
 
 /// The address rule of protocols that accept every address they carry.
@@ -201,6 +206,10 @@ registry! {
     Eg4Lifepower => eg4_lifepower::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
     VictronCan => victron_can::SPEC,
+    /// Daly over CAN, 250 kbit/s, 29-bit ids, polled by CAN address (`0x18 CC BB 40`).
+    DalyCan => daly_can::SPEC,
+    /// JK BMS CAN broadcast (`0x02F4 + address` ...), listened to.
+    JkCan => jk_can::SPEC,
     /// Generic MQTT: dbus-serialbattery's JSON battery document on a broker topic.
     Mqtt => mqtt::SPEC,
 }
@@ -312,6 +321,12 @@ impl Protocol {
     /// Whether the protocol runs on a CAN interface instead of a serial port.
     pub fn is_can(self) -> bool {
         self.spec().link == Link::Can
+    }
+
+    /// Whether the protocol runs on a CAN interface and is polled there (request/response by
+    /// address, like a serial bus) instead of listened to.
+    pub fn is_polled_can(self) -> bool {
+        self.is_can() && self.spec().can_bridge.is_some() && self.spec().poll.is_some()
     }
 
     /// Whether the protocol reads JSON messages from an MQTT broker.

@@ -9,7 +9,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn specs_answer_what_the_old_matches_answered() {
     type Row = (Protocol, &'static str, u32, bool, bool, Option<u8>, &'static [Option<u8>]);
-    let before: [Row; 11] = [
+    let before: [Row; 13] = [
         (Protocol::Jbd, "jbd", 9600, false, false, None, &[None]),
         (Protocol::JbdUp16s, "jbd_up16s", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::JkPb, "jk_pb", 115_200, true, false, Some(1), &[Some(1)]),
@@ -20,7 +20,9 @@ fn specs_answer_what_the_old_matches_answered() {
         (Protocol::Daly, "daly", 9600, true, false, Some(0x40), &[Some(0x40), Some(0x80)]),
         (Protocol::Eg4Lifepower, "eg4_lifepower", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::VictronCan, "victron_can", 0, false, false, None, &[None]),
-        // Added with issue 20, not in the old matches.
+        // Added with issues 20 and 22, not in the old matches.
+        (Protocol::DalyCan, "daly_can", 0, true, false, Some(1), &[Some(1)]),
+        (Protocol::JkCan, "jk_can", 0, true, false, Some(0), &[Some(0)]),
         (Protocol::Mqtt, "mqtt", 0, false, false, None, &[None]),
     ];
     assert_eq!(ALL.len(), before.len());
@@ -32,7 +34,7 @@ fn specs_answer_what_the_old_matches_answered() {
         assert_eq!(p.one_battery_per_port(), one_per_port, "{name}");
         assert_eq!(p.default_address(), default, "{name}");
         assert_eq!(p.probe_addresses(), probe.to_vec(), "{name}");
-        assert_eq!(p.is_can(), p == Protocol::VictronCan, "{name}");
+        assert_eq!(p.is_can(), Protocol::CAN.contains(&p), "{name}");
         assert_eq!(p.is_mqtt(), p == Protocol::Mqtt, "{name}");
     }
     let serial: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
@@ -41,12 +43,12 @@ fn specs_answer_what_the_old_matches_answered() {
         ["jbd", "jbd_up16s", "jk_pb", "renogy", "eg4_ll", "foxess", "jk_rs485", "daly", "eg4_lifepower"],
         "probe order"
     );
-    assert_eq!(Protocol::CAN, &[Protocol::VictronCan]);
+    assert_eq!(Protocol::CAN, &[Protocol::VictronCan, Protocol::DalyCan, Protocol::JkCan]);
     assert_eq!(Protocol::MQTT, &[Protocol::Mqtt]);
     assert_eq!(Protocol::from_name("nope"), None);
     assert_eq!(
         Protocol::names(),
-        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, mqtt"
+        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, daly_can, jk_can, mqtt"
     );
 }
 
@@ -144,7 +146,7 @@ fn tools_reach_the_codec_by_name() {
     assert_eq!(can, "victron_can frames need their CAN id (--can-id 0x351)");
     assert_eq!(
         decode_can_named("jbd", 0x351, &[0; 8]).unwrap_err(),
-        "\"jbd\" is not a CAN protocol (CAN: victron_can)"
+        "\"jbd\" is not a CAN protocol (CAN: victron_can, daly_can, jk_can)"
     );
     assert!(scan_named("victron_can").is_none() && scan_named("nope").is_none());
     for p in Protocol::ALL {
@@ -173,6 +175,9 @@ fn serialbattery_classes_map_as_before() {
         ("EG4_Lifepower", "eg4_lifepower"),
         ("EG4_LL", "eg4_ll"),
         ("Renogy", "renogy"),
+        // Added with issue 22.
+        ("Daly_Can", "daly_can"),
+        ("Jkbms_Can", "jk_can"),
     ];
     for (class, name) in before {
         assert_eq!(Protocol::for_serialbattery_class(class).map(Protocol::name), Some(name), "{class}");

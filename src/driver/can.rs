@@ -127,18 +127,116 @@ impl Assembler {
     }
 }
 
-/// Listens on the link `open` gives until `shutdown` turns true; reopens it when it fails.
-pub async fn run_can<L, F>(
+/// What a CAN listener does with the frames of its dialect: keeps them, and builds the reading
+/// of each battery on the bus from them.
+pub trait Listener: Send {
+    /// Takes one frame; one the dialect cannot decode is refused (and not kept).
+    fn feed(&mut self, now: Instant, frame: &CanFrame) -> Result<(), FrameError>;
+    /// The battery at `address` now (`None`: the one battery of the bus), or why there is none.
+    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, String>;
+    /// Forgets everything (link reopened).
+    fn reset(&mut self);
+}
+
+/// The Victron/Pylontech dialect: one battery per bus.
+#[derive(Debug)]
+pub struct VictronListener {
+    assembler: Assembler,
     settings: CanSettings,
+}
+
+impl Listener for VictronListener {
+    fn feed(&mut self, now: Instant, frame: &CanFrame) -> Result<(), FrameError> {
+        self.assembler.feed(now, frame, &self.settings.decode)
+    }
+
+    fn reading(&mut self, now: Instant, _: Option<u8>) -> Result<Battery, String> {
+        self.assembler.reading(now, &self.settings)
+    }
+
+    fn reset(&mut self) {
+        self.assembler.reset();
+    }
+}
+
+/// JK's own CAN protocol: one battery per DIP address.
+#[derive(Debug)]
+pub struct JkListener {
+    assembler: crate::bms::jk_can::assemble::Assembler,
+    settings: CanSettings,
+    /// Per address: reverse the current sign, series cells from the config.
+    options: BTreeMap<u8, (bool, Option<u16>)>,
+}
+
+impl JkListener {
+    /// A listener for the packs at the addresses of `options` (address -> (invert current, cells)).
+    pub fn new(settings: CanSettings, options: BTreeMap<u8, (bool, Option<u16>)>) -> Self {
+        Self { assembler: Default::default(), settings, options }
+    }
+}
+
+impl Listener for JkListener {
+    fn feed(&mut self, now: Instant, frame: &CanFrame) -> Result<(), FrameError> {
+        self.assembler.feed(now, frame.id, &frame.data)
+    }
+
+    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, String> {
+        let address = address.unwrap_or(0);
+        let interface = &self.settings.interface;
+        let mut battery = self
+            .assembler
+            .reading(now, address, self.settings.stale_after)
+            .map_err(|why| format!("CAN {interface} address {address}: {why}"))?;
+        let (invert, cells) = self.options.get(&address).copied().unwrap_or((false, None));
+        if invert {
+            battery.current_a = battery.current_a.map(|a| -a);
+        }
+        // A pack without cell frames (JK CAN "V1"): the configured count, else derived.
+        if battery.cell_count.is_none() {
+            battery.cell_count = cells.or_else(|| {
+                let (v, lo, hi) =
+                    (battery.voltage_v?, battery.min_cell_voltage_v?, battery.max_cell_voltage_v?);
+                vc::derive_cell_count(v, lo, hi)
+            });
+        }
+        Ok(battery)
+    }
+
+    fn reset(&mut self) {
+        self.assembler.reset();
+    }
+}
+
+/// Listens on the link `open` gives until `shutdown` turns true; reopens it when it fails.
+pub async fn run_can<L, F>(settings: CanSettings, open: F, sub: Subscriber, shutdown: watch::Receiver<bool>)
+where
+    L: CanLink,
+    F: FnMut() -> std::io::Result<L> + Send,
+{
+    let listener = VictronListener { assembler: Assembler::default(), settings: settings.clone() };
+    run_listener(settings, listener, open, vec![sub], shutdown).await;
+}
+
+/// Feeds every frame of the link `open` gives to `listener` and hands each subscriber its
+/// battery every `publish_every`, until `shutdown` turns true; reopens the link when it fails.
+pub async fn run_listener<L, F, D>(
+    settings: CanSettings,
+    mut listener: D,
     mut open: F,
-    sub: Subscriber,
+    subs: Vec<Subscriber>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     L: CanLink,
     F: FnMut() -> std::io::Result<L> + Send,
+    D: Listener,
 {
-    let mut assembler = Assembler::default();
     let mut bad_frames_logged = false;
+    // The link itself failed: every battery of the bus is gone.
+    let publish_all = |message: String| {
+        for sub in &subs {
+            publish(sub, Err(message.clone()), true);
+        }
+    };
     loop {
         let mut link = match open() {
             Ok(link) => {
@@ -146,14 +244,15 @@ pub async fn run_can<L, F>(
                 link
             }
             Err(err) => {
-                publish(&sub, Err(format!("CAN {}: cannot open: {err}", settings.interface)), true);
+                let message = format!("CAN {}: cannot open: {err}", settings.interface);
+                publish_all(message);
                 tokio::select! {
                     _ = tokio::time::sleep(settings.publish_every) => continue,
                     _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
                 }
             }
         };
-        assembler.reset();
+        listener.reset();
         let mut ticker = tokio::time::interval(settings.publish_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let keepalive_period = settings.keepalive.as_ref().map_or(Duration::from_secs(3600), |(_, p)| *p);
@@ -163,7 +262,7 @@ pub async fn run_can<L, F>(
             tokio::select! {
                 frame = link.recv() => match frame {
                     Ok(frame) => {
-                        if let Err(err) = assembler.feed(Instant::now(), &frame, &settings.decode) {
+                        if let Err(err) = listener.feed(Instant::now(), &frame) {
                             if !bad_frames_logged {
                                 tracing::warn!(interface = %settings.interface, id = frame.id, error = %err, "CAN frame ignored (logged once)");
                                 bad_frames_logged = true;
@@ -172,15 +271,19 @@ pub async fn run_can<L, F>(
                     }
                     Err(err) => {
                         tracing::warn!(interface = %settings.interface, error = %err, "CAN interface failed; reopening");
-                        publish(&sub, Err(format!("CAN {}: {err}", settings.interface)), true);
+                        let message = format!("CAN {}: {err}", settings.interface);
+                        publish_all(message);
                         break;
                     }
                 },
                 _ = ticker.tick() => {
-                    // Frames that stopped are a device gone, not a missed reply (bank/health.rs).
-                    let reading = assembler.reading(Instant::now(), &settings);
-                    let gone = reading.is_err();
-                    publish(&sub, reading, gone);
+                    let now = Instant::now();
+                    for sub in &subs {
+                        // Frames that stopped are a device gone, not a missed reply (bank/health.rs).
+                        let reading = listener.reading(now, sub.address);
+                        let gone = reading.is_err();
+                        publish(sub, reading, gone);
+                    }
                 }
                 _ = keepalive.tick(), if settings.keepalive.is_some() => {
                     if let Some((frame, _)) = &settings.keepalive {

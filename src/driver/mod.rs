@@ -16,8 +16,12 @@ use crate::battery::Battery;
 use crate::bms::plan::PollTarget;
 use crate::bms::Link;
 use crate::config::{PortConfig, Protocol};
+use crate::transport::can::{MemoryCanBus, SocketCanLink};
+use crate::transport::can_bridge;
+use crate::transport::framed::FramedLink;
 use crate::transport::modbus::ModbusLink;
 use crate::transport::serial::{self, SerialLink};
+use crate::transport::stream::ByteStream;
 use crate::transport::LinkError;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -70,6 +74,19 @@ pub async fn run_port_with_commands(
     interval: Duration,
     subscribers: Vec<Subscriber>,
     commands: Vec<CommandSource>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_port_on(port, interval, subscribers, commands, None, shutdown).await;
+}
+
+/// [`run_port_with_commands`]; a polled CAN port (Daly CAN) whose interface is `memory_can`
+/// runs on that in-memory bus instead of SocketCAN (demo, tests).
+pub async fn run_port_on(
+    port: PortConfig,
+    interval: Duration,
+    subscribers: Vec<Subscriber>,
+    commands: Vec<CommandSource>,
+    memory_can: Option<MemoryCanBus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut writer = writes::Writer::new(commands);
@@ -85,7 +102,8 @@ pub async fn run_port_with_commands(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => {}
-            () = vanished(&port.device), if link.is_some() => {
+            // A CAN interface is no path: a link that fails is reopened from its I/O error.
+            () = vanished(&port.device), if link.is_some() && !port.protocol.is_can() => {
                 tracing::warn!(port = %port.device, "device gone; reopening when it is back");
                 let message = format!("port {}: device gone", port.device);
                 for sub in &subscribers {
@@ -99,7 +117,7 @@ pub async fn run_port_with_commands(
             return;
         }
         if link.is_none() {
-            match open(port.protocol, &port.device, port.baud()).await {
+            match open_on(port.protocol, &port.device, port.baud(), memory_can.as_ref()).await {
                 Ok(opened) => {
                     if quiet {
                         tracing::debug!(port = %port.device, baud = port.baud(), "port open");
@@ -212,7 +230,27 @@ impl PortLink {
 
 /// Opens `device` with the link kind `protocol` needs.
 pub async fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
+    open_on(protocol, device, baud, None).await
+}
+
+/// [`open`]; a polled CAN protocol on `memory_can` when given, else on the SocketCAN interface
+/// `device`, its sentences carried by the protocol's bridge.
+pub async fn open_on(
+    protocol: Protocol,
+    device: &str,
+    baud: u32,
+    memory_can: Option<&MemoryCanBus>,
+) -> Result<PortLink, tokio_serial::Error> {
     let spec = protocol.spec();
+    if let (Link::Can, Some(bridge)) = (spec.link, spec.can_bridge) {
+        let stream = match memory_can {
+            Some(bus) => can_bridge::spawn(bus.connect(), bridge),
+            None => {
+                can_bridge::spawn(SocketCanLink::open(device).map_err(|err| can_error(device, err))?, bridge)
+            }
+        };
+        return Ok(PortLink::Framed(FramedLink::new(ByteStream::Can(stream))));
+    }
     Ok(match spec.link {
         Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud).await?)),
         // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs); a caller that
@@ -225,6 +263,14 @@ pub async fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLin
             PortLink::Framed(link)
         }
     })
+}
+
+/// A CAN interface that cannot be opened, in the error type of the other ports.
+fn can_error(device: &str, err: std::io::Error) -> tokio_serial::Error {
+    tokio_serial::Error::new(
+        tokio_serial::ErrorKind::Io(err.kind()),
+        format!("CAN interface {device}: {err} (is it up? ip link set {device} up type can bitrate 250000)"),
+    )
 }
 
 /// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.

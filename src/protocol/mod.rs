@@ -111,6 +111,16 @@ pub enum FrameError {
     /// A reply without the acknowledgement that names its sender.
     #[error("no FC16 acknowledgement after the frame: the sender is unknown")]
     MissingAck,
+    /// A CAN frame whose id the dialect does not define.
+    #[error("CAN id 0x{id:X} is not a {dialect} frame ({expected})")]
+    UnknownCanId {
+        /// The frame's id.
+        id: u32,
+        /// The dialect decoding it.
+        dialect: &'static str,
+        /// The ids the dialect has.
+        expected: &'static str,
+    },
     /// A Modbus exception reply.
     #[error("Modbus exception code 0x{code:02X}")]
     Exception {

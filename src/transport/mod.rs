@@ -4,10 +4,12 @@
 //! waits, resynchronises and reports what went wrong.
 
 pub mod can;
+pub mod can_bridge;
 pub mod framed;
 pub mod modbus;
 pub mod mqtt;
 pub mod serial;
+pub mod stream;
 
 use std::time::Duration;
 

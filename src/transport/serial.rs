@@ -1,15 +1,16 @@
 //! Serial ports (USB adapters, RS485 dongles, ptys in tests) opened with tokio-serial.
 
 use super::framed::FramedLink;
+use super::stream::ByteStream;
 use std::time::Duration;
 use tokio_serial::SerialStream;
 
-/// A request/response link on an open serial port.
-pub type SerialLink = FramedLink<SerialStream>;
+/// A request/response link on an open serial port, or on a CAN bus carrying sentences.
+pub type SerialLink = FramedLink<ByteStream>;
 
 /// Opens `device` at `baud`, 8N1, no flow control.
 pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::Error> {
-    open_stream(device, baud).await.map(FramedLink::new)
+    open_stream(device, baud).await.map(|stream| FramedLink::new(ByteStream::Serial(stream)))
 }
 
 /// The bare stream of [`open`], for links that do their own framing (tokio-modbus).

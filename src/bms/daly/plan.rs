@@ -16,9 +16,15 @@ use std::collections::VecDeque;
 
 /// The plan of one Daly poll.
 pub fn plan(target: PollTarget<'_>) -> Box<dyn PollPlan> {
+    plan_at(target.address(), target.need_identity)
+}
+
+/// The plan of one poll of the pack at host address `address` (0x3F + board): Daly CAN
+/// (`bms/daly_can`) runs the same plan, its CAN address n being board n.
+pub fn plan_at(address: u8, need_identity: bool) -> Box<dyn PollPlan> {
     Box::new(DalyPlan {
-        address: target.address(),
-        need_identity: target.need_identity,
+        address,
+        need_identity,
         queue: [daly::CMD_SOC, daly::CMD_MOS, daly::CMD_STATUS].into_iter().map(Exchange::required).collect(),
         current: None,
         frames: Vec::new(),

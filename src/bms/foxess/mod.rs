@@ -23,4 +23,5 @@ pub const SPEC: Spec = Spec {
     command_gap: None,
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: Some(codec::CELLS_PER_PACK),
+    can_bridge: None,
 };

@@ -30,4 +30,5 @@ pub const SPEC: Spec = Spec {
     command_gap: None,
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
+    can_bridge: None,
 };

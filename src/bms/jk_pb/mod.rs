@@ -23,6 +23,7 @@ pub const SPEC: Spec = Spec {
     command_gap: Some(codec::COMMAND_GAP),
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
+    can_bridge: None,
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

@@ -29,4 +29,5 @@ pub const SPEC: Spec = Spec {
     // The simulated publisher is `sim::mqtt` on a broker, not a pty simulator.
     simulator: None,
     cells_per_pack: None,
+    can_bridge: None,
 };

@@ -29,4 +29,5 @@ pub const SPEC: Spec = Spec {
         crate::sim::serve::start(crate::sim::modbus::serve(stream, packs, control, sim::registers))
     }),
     cells_per_pack: None,
+    can_bridge: None,
 };

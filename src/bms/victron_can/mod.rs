@@ -23,4 +23,5 @@ pub const SPEC: Spec = Spec {
     command_gap: None,
     simulator: None,
     cells_per_pack: None,
+    can_bridge: None,
 };

@@ -1,0 +1,152 @@
+//! The battery of each JK pack on the bus from the latest frame of each kind it sent, when fresh.
+//! Pure: frames and the time they came are passed in.
+//!
+//! Complete: BATT_ST1 (voltage, current, SoC) and CELL_VOLT (min/max cell) within the grace
+//! period, and every cell frame the pack has sent so far (a pack with 16 cells sends two). The
+//! reading's time is that of its oldest essential frame, so the monitor's fail-safe sees how old
+//! the data is.
+
+use super::codec::{self, Kind};
+use crate::battery::Battery;
+use crate::protocol::FrameError;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Frames by (address, kind) with the time they came.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    frames: BTreeMap<(u8, KindKey), (Vec<u8>, Instant)>,
+    /// Cell frames each pack has sent since the link opened: all must be fresh for a reading.
+    cell_frames: BTreeMap<u8, u32>,
+}
+
+/// An orderable [`Kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum KindKey {
+    Frame(u32),
+    Cells(u32),
+}
+
+impl Assembler {
+    /// Takes one frame; frames JK does not send are refused, undocumented ones ignored.
+    pub fn feed(&mut self, now: Instant, id: u32, data: &[u8]) -> Result<(), FrameError> {
+        codec::decode(id, data)?;
+        let (kind, address) = codec::classify(id)?;
+        let key = match kind {
+            Kind::Frame(base) => KindKey::Frame(base),
+            Kind::Cells(k) => {
+                let seen = self.cell_frames.entry(address).or_default();
+                *seen = (*seen).max(k + 1);
+                KindKey::Cells(k)
+            }
+            Kind::Undocumented(_) => return Ok(()),
+        };
+        self.frames.insert((address, key), (data.to_vec(), now));
+        Ok(())
+    }
+
+    /// The battery of the pack at `address`, or why there is none.
+    pub fn reading(&mut self, now: Instant, address: u8, stale_after: Duration) -> Result<Battery, String> {
+        self.frames.retain(|_, (_, at)| now.saturating_duration_since(*at) < stale_after);
+        let ours: Vec<(KindKey, &[u8], Instant)> = self
+            .frames
+            .iter()
+            .filter(|((a, _), _)| *a == address)
+            .map(|((_, key), (data, at))| (*key, data.as_slice(), *at))
+            .collect();
+        let essential = [KindKey::Frame(codec::BATT_ST1), KindKey::Frame(codec::CELL_VOLT)];
+        let missing: Vec<String> = essential
+            .iter()
+            .filter(|key| !ours.iter().any(|(k, _, _)| k == *key))
+            .map(|key| match key {
+                KindKey::Frame(id) => format!("0x{:X}", id + u32::from(address)),
+                KindKey::Cells(k) => format!("cells {k}"),
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("no fresh {} within {stale_after:?}", missing.join(", ")));
+        }
+        let mut battery = Battery::default();
+        let mut cells: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+        for (key, data, _) in &ours {
+            let id = match key {
+                KindKey::Frame(id) => *id,
+                KindKey::Cells(k) => codec::CELLS + (k << 16),
+            };
+            let Ok(decoded) = codec::decode(id + u32::from(address), data) else { continue };
+            battery.merge(&decoded.battery);
+            if let KindKey::Cells(k) = key {
+                cells.insert(*k, codec::cell_values(data));
+            }
+        }
+        let sent = self.cell_frames.get(&address).copied().unwrap_or(0);
+        if sent > 0 {
+            // Every cell frame the pack sends, fresh: half a cell list is no cell list.
+            let list: Vec<f64> = cells.values().flatten().copied().collect();
+            if !cells.keys().copied().eq(0..sent) || list.is_empty() {
+                let stale: Vec<u32> = (0..sent).filter(|k| !cells.contains_key(k)).collect();
+                return Err(format!("no fresh cell frame {stale:?} within {stale_after:?}"));
+            }
+            battery.cell_count = u16::try_from(list.len()).ok();
+            battery.cell_voltages_v = Some(list);
+        }
+        battery.read_at = ours
+            .iter()
+            .filter(|(k, _, _)| essential.contains(k) || matches!(k, KindKey::Cells(_)))
+            .map(|(_, _, at)| *at)
+            .min();
+        Ok(battery)
+    }
+
+    /// Forgets everything (link reopened).
+    pub fn reset(&mut self) {
+        self.frames.clear();
+        self.cell_frames.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn battery_frames(a: &mut Assembler, now: Instant, address: u8) {
+        let at = u32::from(address);
+        // 53.1 V, +1.8 A, 81 %; cells 3.327 / 3.324 V.
+        a.feed(now, codec::BATT_ST1 + at, &[0x13, 0x02, 0xB2, 0x0F, 0x51, 0, 0, 0]).unwrap();
+        a.feed(now, codec::CELL_VOLT + at, &[0xFF, 0x0C, 0x06, 0xFC, 0x0C, 0x01, 0, 0]).unwrap();
+    }
+
+    #[test]
+    fn packs_are_kept_apart_by_address() {
+        let now = Instant::now();
+        let mut a = Assembler::default();
+        battery_frames(&mut a, now, 2);
+        let stale = Duration::from_secs(3);
+        assert!(a.reading(now, 0, stale).is_err());
+        let b = a.reading(now, 2, stale).unwrap();
+        assert_eq!(b.voltage_v, Some(53.1));
+        assert_eq!(b.soc_percent, Some(81.0));
+        assert_eq!(b.max_cell_voltage_v, Some(3.327));
+    }
+
+    #[test]
+    fn cells_come_from_the_cell_frames_and_a_missing_one_is_no_reading() {
+        let now = Instant::now();
+        let mut a = Assembler::default();
+        battery_frames(&mut a, now, 0);
+        let mv = |v: u16| v.to_le_bytes();
+        let frame = |c: [u16; 4]| [mv(c[0]), mv(c[1]), mv(c[2]), mv(c[3])].concat();
+        a.feed(now, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
+        a.feed(now, codec::CELLS + (1 << 16), &frame([3304, 3305, 0, 0])).unwrap();
+        let stale = Duration::from_secs(3);
+        let b = a.reading(now, 0, stale).unwrap();
+        assert_eq!(b.cell_voltages_v, Some(vec![3.3, 3.301, 3.302, 3.303, 3.304, 3.305]));
+        assert_eq!(b.cell_count, Some(6));
+        // The second cell frame stops; the first goes on: no reading with half the cells.
+        let later = now + Duration::from_secs(2);
+        battery_frames(&mut a, later, 0);
+        a.feed(later, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
+        let error = a.reading(now + Duration::from_secs(4), 0, stale).unwrap_err();
+        assert_eq!(error, "no fresh cell frame [1] within 3s");
+    }
+}
