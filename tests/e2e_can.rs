@@ -109,6 +109,9 @@ async fn can_battery_end_to_end_and_fail_safe() {
     // CVL: ours (16 x 3.45 = 55.2 V) capped by the BMS's 0x351 (16 x 3.5 = 56 V): ours.
     assert_eq!(f64_at(&it, "/Info/MaxChargeVoltage"), Some(55.2));
     assert!(rig.simulator.control.requests() >= 1, "the BMS got the keep-alive frame");
+    // The serial a JBD pack sends in 0x380/0x381 is the battery's identity (a stable instance).
+    let serial = it.get("/Serial").and_then(|v| String::try_from(v.get("Value")?.clone()).ok());
+    assert_eq!(serial.as_deref(), Some("UP16S-SIM-0001"));
     // The BMS falls silent: the fail-safe applies after the 3 s grace period, counted from its
     // last frames (at most one 1 s cycle before this), plus 1 s (tests/stale_deadline.rs has
     // the exact timing).

@@ -16,7 +16,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Frames that describe the battery, not its state: kept while the link is up.
-const IDENTITY: [u32; 9] = [0x35E, 0x35F, 0x370, 0x371, 0x374, 0x375, 0x376, 0x377, 0x379];
+const IDENTITY: [u32; 12] = [
+    0x35E,
+    0x35F,
+    0x370,
+    0x371,
+    0x374,
+    0x375,
+    0x376,
+    0x377,
+    0x379,
+    vc::SERIAL_1,
+    vc::SERIAL_2,
+    vc::PRODUCT_ID,
+];
 /// Frames without which a reading is incomplete.
 const ESSENTIAL: [u32; 3] = [vc::LIMITS, vc::SOC, vc::MEASUREMENTS];
 

@@ -37,6 +37,14 @@ pub const MODULES: u32 = 0x372;
 pub const CELLS: u32 = 0x373;
 /// Installed capacity (Ah).
 pub const INSTALLED_CAPACITY: u32 = 0x379;
+/// JBD extension: serial number, first 8 characters.
+pub const SERIAL_1: u32 = 0x380;
+/// JBD extension: serial number, next 8 characters.
+pub const SERIAL_2: u32 = 0x381;
+/// JBD extension: product id (ASCII).
+pub const PRODUCT_ID: u32 = 0x382;
+/// The serial a JBD UP pack sends until one is set (study 2.4): no identity at all.
+pub const JBD_DUMMY_SERIAL: &str = "JBD87654321";
 
 /// How a frame is read: the known deviations a BMS may need, set per battery in the config.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,7 +204,7 @@ pub fn decode(id: u32, data: &[u8], options: &Options) -> Result<Decoded, FrameE
                 d.extra.insert("bytes6_7_raw", json!(raw));
             }
         }
-        NAME_1 | NAME_2 | 0x374..=0x377 => {
+        NAME_1 | NAME_2 | 0x374..=0x377 | SERIAL_1 | SERIAL_2 | PRODUCT_ID => {
             d.extra.insert("ascii", json!(ascii(data)));
         }
         MODULES => {
@@ -283,6 +291,11 @@ fn decode_alarms(data: &[u8], d: &mut Decoded) {
     if let Some(short) = levels[10] {
         Alarms::raise(&mut a.high_discharge_current, short);
     }
+    // General (item 0) and contactor (item 9) have no slot of their own in Venus OS's battery
+    // paths: both are a fault inside the battery (JBD sets them; study 2.4 ignored them).
+    for item in [levels[0], levels[9]].into_iter().flatten() {
+        Alarms::raise(&mut a.internal_failure, item);
+    }
 }
 
 /// Pylontech 0x359: bytes 0-1 protection (alarm), bytes 2-3 alarm (warning), byte 4 modules.
@@ -315,6 +328,11 @@ fn decode_pylon_alarms(data: &[u8], d: &mut Decoded) {
     if let Some(tail) = data.get(5..) {
         d.extra.insert("bytes5_6_ascii", json!(ascii(tail)));
     }
+}
+
+/// The serial from JBD's 0x380 + 0x381, unless it is JBD's factory placeholder.
+pub fn serial(first: &[u8], second: &[u8]) -> Option<String> {
+    text(ascii(first) + &ascii(second)).filter(|s| s != JBD_DUMMY_SERIAL)
 }
 
 /// The battery name from 0x370 + 0x371 (`"Discover" + " AES"`), if any text is present.
@@ -350,6 +368,7 @@ pub fn assemble(frames: &[(u32, &[u8])], options: &Options) -> Battery {
     if let Some(full) = name(part(NAME_1), part(NAME_2)) {
         battery.model = Some(full);
     }
+    battery.serial = serial(part(SERIAL_1), part(SERIAL_2));
     battery
 }
 
@@ -371,6 +390,36 @@ mod tests {
     fn hires_soc_wins_when_sent() {
         let d = decode(SOC, &[0x3E, 0, 0x64, 0, 0x2A, 0x18, 0, 0], &Options::default()).unwrap();
         assert_eq!(d.battery.soc_percent, Some(61.86));
+    }
+
+    #[test]
+    fn jbd_serial_frames_give_the_serial_unless_it_is_the_placeholder() {
+        let frames: [(u32, &[u8]); 2] = [(SERIAL_1, b"UP16S015"), (SERIAL_2, b"-2208061")];
+        assert_eq!(assemble(&frames, &Options::default()).serial.as_deref(), Some("UP16S015-2208061"));
+        let dummy: [(u32, &[u8]); 2] = [(SERIAL_1, b"JBD87654"), (SERIAL_2, b"321\0\0\0\0\0")];
+        assert_eq!(assemble(&dummy, &Options::default()).serial, None);
+        assert_eq!(assemble(&[], &Options::default()).serial, None);
+    }
+
+    #[test]
+    fn jbd_capacity_zero_in_0x35f_leaves_the_capacity_to_0x379() {
+        let frames: [(u32, &[u8]); 2] =
+            [(INFO, &[0x4C, 0x49, 0x01, 0x03, 0, 0, 0, 0]), (INSTALLED_CAPACITY, &[0x18, 0x01])];
+        let b = assemble(&frames, &Options::default());
+        assert_eq!(b.full_capacity_ah, None);
+        assert_eq!(b.nominal_capacity_ah, Some(280.0));
+    }
+
+    #[test]
+    fn every_0x35a_item_reaches_an_alarm() {
+        // One item at a time set to "alarm" (01): each raises some alarm of the model.
+        for item in 0..13usize {
+            let mut data = [0u8; 8];
+            data[item / 4] = 0b01 << ((item % 4) * 2);
+            let d = decode(ALARMS, &data, &Options::default()).unwrap();
+            let raised = d.battery.alarms.entries().iter().any(|(_, _, l)| *l == Some(AlarmLevel::Alarm));
+            assert!(raised, "0x35A item {item} maps to no alarm");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub fn battery(pack: &crate::sim::model::SimPack, control: &SimControl) -> Batte
         charge_fet: Some(!control.charge_fet_off()),
         discharge_fet: Some(true),
         model: Some("SIMCAN".to_owned()),
+        // As a JBD UP pack sends it in 0x380/0x381.
+        serial: Some("UP16S-SIM-0001".to_owned()),
         ..Battery::default()
     }
 }

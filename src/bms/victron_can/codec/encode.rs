@@ -1,7 +1,10 @@
 //! Frames a BMS of this dialect broadcasts, built from a [`Battery`] (for the simulator and
 //! tests). Standard layout and scales, 8 bytes each.
 
-use super::{ALARMS, CELLS, INSTALLED_CAPACITY, LIMITS, MANUFACTURER, MEASUREMENTS, MODULES, REQUESTS, SOC};
+use super::{
+    ALARMS, CELLS, INSTALLED_CAPACITY, LIMITS, MANUFACTURER, MEASUREMENTS, MODULES, REQUESTS, SERIAL_1,
+    SERIAL_2, SOC,
+};
 use crate::battery::{AlarmLevel, Battery};
 
 fn words(values: [u16; 4]) -> Vec<u8> {
@@ -107,16 +110,36 @@ pub fn frame(id: u32, b: &Battery) -> Option<Vec<u8>> {
             ])
         }
         INSTALLED_CAPACITY => words([scaled(b.nominal_capacity_ah, 1.0), 0, 0, 0]),
+        // JBD's extension: the serial in two halves, only when there is one.
+        SERIAL_1 | SERIAL_2 => {
+            let serial = b.serial.as_deref()?;
+            let skip = if id == SERIAL_1 { 0 } else { 8 };
+            let mut out: Vec<u8> = serial.bytes().skip(skip).take(8).collect();
+            out.resize(8, 0);
+            out
+        }
         _ => return None,
     })
 }
 
 /// Every frame a full broadcast cycle sends, in the order a BMS sends them.
 pub fn cycle(b: &Battery) -> Vec<(u32, Vec<u8>)> {
-    [LIMITS, SOC, MEASUREMENTS, ALARMS, REQUESTS, MANUFACTURER, MODULES, CELLS, INSTALLED_CAPACITY]
-        .iter()
-        .filter_map(|&id| frame(id, b).map(|data| (id, data)))
-        .collect()
+    [
+        LIMITS,
+        SOC,
+        MEASUREMENTS,
+        ALARMS,
+        REQUESTS,
+        MANUFACTURER,
+        MODULES,
+        CELLS,
+        INSTALLED_CAPACITY,
+        SERIAL_1,
+        SERIAL_2,
+    ]
+    .iter()
+    .filter_map(|&id| frame(id, b).map(|data| (id, data)))
+    .collect()
 }
 
 #[cfg(test)]
