@@ -37,6 +37,7 @@ pub mod monitor;
 pub mod mqtt_output;
 pub mod plausibility;
 pub mod probe;
+pub mod probe_can;
 pub mod protocol;
 pub mod replay;
 pub mod sim;

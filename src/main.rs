@@ -39,11 +39,18 @@ enum Command {
     },
     /// Find out which BMS answers on a serial port (read requests only).
     Probe {
-        /// The serial device.
+        /// The serial device, or a CAN interface (`can0`: listened to, see --listen-ms).
         port: String,
         /// Reply timeout per request (ms).
         #[arg(long, default_value_t = 500)]
         timeout_ms: u64,
+        /// CAN: how long to listen (ms).
+        #[arg(long, default_value_t = 3000)]
+        listen_ms: u64,
+        /// CAN: also send one Daly request (0x90) to each address 1..=16 (Daly packs speak only
+        /// when asked); without it nothing is sent.
+        #[arg(long)]
+        active: bool,
     },
     /// Validate a configuration file; prints every problem with file:line:column.
     CheckConfig {
@@ -190,7 +197,31 @@ fn main() -> ExitCode {
         Command::SimulateCharge { scenario, out, plot } => {
             simulate_charge(scenario.as_deref(), &out, plot.as_deref())
         }
-        Command::Probe { port, timeout_ms } => runtime_block_on(async move {
+        Command::Probe { port, listen_ms, active, .. } if bms_bridge::probe_can::is_can_interface(&port) => {
+            runtime_block_on(async move {
+                let link = bms_bridge::transport::can::SocketCanLink::open(&port).map_err(|err| {
+                    format!("cannot open CAN interface {port}: {err} (is it up? ip link set {port} up type can bitrate 250000)")
+                })?;
+                let listen = std::time::Duration::from_millis(listen_ms);
+                let heard = bms_bridge::probe_can::probe(link, listen, active)
+                    .await
+                    .map_err(|err| format!("CAN interface {port}: {err}"))?;
+                for line in heard.lines() {
+                    println!("{line}");
+                }
+                match heard.batteries.keys().next() {
+                    Some((dialect, _)) => {
+                        println!("config: [[port]] device = \"{port}\" protocol = \"{dialect}\"");
+                        Ok(())
+                    }
+                    None if active => Err(format!("no known BMS dialect heard on {port}")),
+                    None => Err(format!(
+                        "no known BMS dialect heard on {port} (Daly packs answer only when asked: --active)"
+                    )),
+                }
+            })
+        }
+        Command::Probe { port, timeout_ms, .. } => runtime_block_on(async move {
             let results = bms_bridge::probe::probe(&port, std::time::Duration::from_millis(timeout_ms)).await;
             let mut found = 0;
             // One line per distinct failure: a device that cannot be opened fails every attempt

@@ -208,3 +208,22 @@ async fn jk_can_two_packs_by_address_and_one_falls_silent() {
     wait_within(&conn, name_1, "pack 1 back", START, |i| f64_at(i, "/Connected") == Some(1.0)).await;
     daemon.stop().await;
 }
+
+/// `probe can0` on a bus with a JK pack (address 3) and a Daly pack (address 2): listening alone
+/// hears the JK broadcast; `--active` asks the Daly addresses and hears the Daly pack too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_names_the_dialects_it_hears() {
+    use bms_bridge::probe_can::probe;
+    let can = MemoryCanBus::new();
+    let _jk = bms_bridge::bms::jk_can::sim::spawn(&can, &[3], 16);
+    let _daly = bms_bridge::bms::daly_can::sim::spawn(&can, &[2], 16);
+    let passive = probe(can.connect(), Duration::from_millis(1500), false).await.unwrap();
+    let found: Vec<_> = passive.batteries.keys().copied().collect();
+    assert_eq!(found, [("jk_can", Some(3))], "{:?}", passive.lines());
+    // JK sends BATT_ST1 at 0x02F4 + address once a second here.
+    assert!(passive.batteries[&("jk_can", Some(3))].contains_key(&0x2F7), "{:?}", passive.lines());
+    let active = probe(can.connect(), Duration::from_millis(1500), true).await.unwrap();
+    let found: Vec<_> = active.batteries.keys().copied().collect();
+    assert_eq!(found, [("daly_can", Some(2)), ("jk_can", Some(3))], "{:?}", active.lines());
+    assert!(active.lines()[0].starts_with("FOUND  daly_can address 2: 0x18904002"), "{:?}", active.lines());
+}

@@ -5,7 +5,7 @@
 use super::codec;
 use crate::bms::daly::codec as daly;
 use crate::sim::serve::{Packs, SimControl, SimTask};
-use crate::transport::can::MemoryCanBus;
+use crate::transport::can::{CanLink, MemoryCanBus};
 use crate::transport::can_bridge::{self, CanBridge};
 use std::sync::Arc;
 
@@ -26,6 +26,11 @@ pub struct DalyCanSim {
 
 /// Starts the packs on `bus` (needs a tokio runtime).
 pub fn spawn(bus: &MemoryCanBus, addresses: &[u8], cells: usize) -> DalyCanSim {
+    spawn_on(bus.connect(), addresses, cells)
+}
+
+/// [`spawn`] on any CAN link (a SocketCAN socket on vcan0 in the VM test).
+pub fn spawn_on<L: CanLink + 'static>(link: L, addresses: &[u8], cells: usize) -> DalyCanSim {
     let hosts: Vec<Option<u8>> = if addresses.is_empty() {
         vec![Some(0x40)]
     } else {
@@ -33,7 +38,7 @@ pub fn spawn(bus: &MemoryCanBus, addresses: &[u8], cells: usize) -> DalyCanSim {
     };
     let packs = Packs::new(&hosts, cells);
     let control = Arc::new(SimControl::default());
-    let stream = can_bridge::spawn(bus.connect(), SIM_BRIDGE);
+    let stream = can_bridge::spawn(link, SIM_BRIDGE);
     let task = tokio::spawn(crate::bms::daly::sim::serve(stream, packs.clone(), Arc::clone(&control)));
     DalyCanSim { packs, control, task }
 }

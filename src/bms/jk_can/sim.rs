@@ -6,7 +6,7 @@
 use super::codec;
 use crate::sim::model::SimPack;
 use crate::sim::serve::{Packs, SimControl};
-use crate::transport::can::{CanFrame, CanLink, MemoryCanBus, MemoryCanLink};
+use crate::transport::can::{CanFrame, CanLink, MemoryCanBus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,7 @@ pub fn frames(pack: &SimPack, control: &SimControl) -> Vec<(u32, Vec<u8>)> {
 }
 
 /// Broadcasts every pack of `packs` (its address added to the ids) every `period` until aborted.
-pub async fn serve(mut link: MemoryCanLink, packs: Packs, control: Arc<SimControl>, period: Duration) {
+pub async fn serve<L: CanLink>(mut link: L, packs: Packs, control: Arc<SimControl>, period: Duration) {
     let mut ticker = tokio::time::interval(period);
     let addresses: Vec<Option<u8>> = packs.lock().iter().map(|(a, _)| *a).collect();
     loop {
@@ -94,11 +94,15 @@ impl Drop for JkCanSimulator {
 
 /// Starts `cells`-cell JK packs at `addresses` (0 if empty) on `bus` (needs a tokio runtime).
 pub fn spawn(bus: &MemoryCanBus, addresses: &[u8], cells: usize) -> JkCanSimulator {
+    spawn_on(bus.connect(), addresses, cells)
+}
+
+/// [`spawn`] on any CAN link (a SocketCAN socket on vcan0 in the VM test).
+pub fn spawn_on<L: CanLink + 'static>(link: L, addresses: &[u8], cells: usize) -> JkCanSimulator {
     let list: Vec<Option<u8>> =
         if addresses.is_empty() { vec![Some(0)] } else { addresses.iter().map(|a| Some(*a)).collect() };
     let packs = Packs::new(&list, cells);
     let control = Arc::new(SimControl::default());
-    let task =
-        tokio::spawn(serve(bus.connect(), packs.clone(), Arc::clone(&control), Duration::from_secs(1)));
+    let task = tokio::spawn(serve(link, packs.clone(), Arc::clone(&control), Duration::from_secs(1)));
     JkCanSimulator { packs, control, task }
 }
