@@ -61,7 +61,7 @@ impl Drop for ScratchDir {
 /// Runs the demo for `seconds` (or until Ctrl-C).
 pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Result<(), String> {
     if protocol.is_can() {
-        return can::run(seconds, cells).await;
+        return can::run(seconds, cells, protocol).await;
     }
     if protocol.is_mqtt() {
         return mqtt::run(seconds, cells).await;
