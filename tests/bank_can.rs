@@ -72,3 +72,59 @@ async fn a_can_pack_and_a_serial_pack_in_one_bank() {
     daemon.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The other CAN dialects as bank members: a JK CAN pack (listened to, DIP address 0) and a Daly
+/// CAN pack (polled, address 1) on two interfaces in one parallel bank. The split the bank
+/// measures is the simulated packs' currents (60 A and 40 A); its CCL is the Daly pack's 50 A
+/// rating at its 40 % share. The Daly pack falls silent: it leaves, the JK pack alone may take
+/// its own 100 A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jk_can_and_daly_can_packs_in_one_bank() {
+    let dir = scratch_dir("bank-can-dialects");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let jk_bus = bms_bridge::transport::can::MemoryCanBus::new();
+    let daly_bus = bms_bridge::transport::can::MemoryCanBus::new();
+    let jk = bms_bridge::bms::jk_can::sim::spawn(&jk_bus, &[0], 16);
+    let daly = bms_bridge::bms::daly_can::sim::spawn(&daly_bus, &[1], 16);
+    jk.control.set_frozen(true);
+    daly.control.set_frozen(true);
+    assert!(jk.packs.update(Some(0), |p| p.current_a = 60.0));
+    assert!(daly.packs.update(Some(0x40), |p| p.current_a = 40.0));
+    let d = dir.display();
+    let text = format!(
+        "[daemon]\npoll_interval_ms = 1000\nstate_dir = \"{d}/state\"\n\n\
+         [dbus]\nbus = \"{}\"\ndevice_instance = 7\n\n\
+         [charge]\ncurrent_recovery_hold_s = 0\ncurrent_recovery_a_per_s = 0\n\n\
+         [[port]]\ndevice = \"jkcan0\"\nprotocol = \"jk_can\"\n\n\
+         [[port.battery]]\nname = \"Jk\"\nmax_charge_current = 100.0\n\n\
+         [[port]]\ndevice = \"dalycan0\"\nprotocol = \"daly_can\"\naddresses = [1]\ntimeout_ms = 300\n\n\
+         [[port.battery]]\naddress = 1\nname = \"Daly\"\nmax_charge_current = 50.0\n\n\
+         [[bank]]\nname = \"Mixed\"\npacks = [\"Jk\", \"Daly\"]\nstartup_wait_s = 10\n",
+        bus.address()
+    );
+    let cfg = config::parse(&text, "bank-can-dialects.toml").expect("valid config");
+    let buses = app::MemoryCanBuses::from([("jkcan0".to_owned(), jk_bus), ("dalycan0".to_owned(), daly_bus)]);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let address = BusAddress::Address(bus.address().to_owned());
+    let daemon = tokio::spawn(app::run_with_can(cfg, address, stop_rx, buses));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let items = wait_for_service(&conn, BANK, Duration::from_secs(20), "both packs, split measured", |i| {
+        number(i, "/System/NrOfModulesOnline") == Some(2.0)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|c| (c - 125.0).abs() < 0.01)
+    })
+    .await;
+    assert!(number(&items, "/Dc/0/Current").is_some_and(|a| (a - 100.0).abs() < 0.05));
+    let limitation: String = value(&items, "/Info/ChargeLimitation").clone().try_into().unwrap();
+    assert!(limitation.starts_with("Pack 2 Daly:"), "{limitation}");
+    daly.control.set_silent(true);
+    let silent = Instant::now();
+    wait_for_service(&conn, BANK, Duration::from_secs(15), "the Daly pack gone", |i| {
+        number(i, "/System/NrOfModulesOffline") == Some(1.0)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|c| (c - 100.0).abs() < 0.01)
+    })
+    .await;
+    println!("Daly pack silent -> out of the bank, CCL 100 A after {:.1} s", silent.elapsed().as_secs_f64());
+    stop.send_replace(true);
+    daemon.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
