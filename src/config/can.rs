@@ -64,6 +64,17 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
         ));
     }
     let c = &port.can;
+    if port.protocol != crate::config::Protocol::VictronCan && *c != CanOptions::default() {
+        // Daly CAN is polled and JK CAN is listen-only: a keep-alive or the Venus check would
+        // silently do nothing.
+        out.push((
+            "can",
+            format!(
+                "[port.can] applies to victron_can only; protocol {} has no options there",
+                port.protocol.name()
+            ),
+        ));
+    }
     if c.keepalive_id > 0x7FF {
         out.push(("keepalive_id", format!("0x{:X} is not an 11-bit CAN id", c.keepalive_id)));
     }
@@ -86,4 +97,37 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text, "t.toml").err().unwrap_or_default().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn can_dialect_ports_are_checked() {
+        let daly = "[[port]]\ndevice = \"can0\"\nprotocol = \"daly_can\"\naddresses = [1, 2]\n";
+        assert!(errors(daly).is_empty(), "{:?}", errors(daly));
+        let bad_address = "[[port]]\ndevice = \"can0\"\nprotocol = \"daly_can\"\naddresses = [64]\n";
+        assert!(
+            errors(bad_address).iter().any(|e| e.contains("not a Daly CAN address")),
+            "{:?}",
+            errors(bad_address)
+        );
+        let jk = "[[port]]\ndevice = \"can0\"\nprotocol = \"jk_can\"\naddresses = [0, 15]\n";
+        assert!(errors(jk).is_empty(), "{:?}", errors(jk));
+        let jk_bad = "[[port]]\ndevice = \"can0\"\nprotocol = \"jk_can\"\naddresses = [16]\n";
+        assert!(errors(jk_bad).iter().any(|e| e.contains("not a JK CAN address")), "{:?}", errors(jk_bad));
+        let keepalive = "[[port]]\ndevice = \"can0\"\nprotocol = \"jk_can\"\n[port.can]\nkeepalive = false\n";
+        assert!(
+            errors(keepalive).iter().any(|e| e.contains("applies to victron_can only")),
+            "{:?}",
+            errors(keepalive)
+        );
+        let baud = "[[port]]\ndevice = \"can0\"\nprotocol = \"daly_can\"\nbaud = 250000\n";
+        assert!(errors(baud).iter().any(|e| e.contains("has no baud")), "{:?}", errors(baud));
+    }
 }
