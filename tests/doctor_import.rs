@@ -113,6 +113,27 @@ fn doctor_names_a_bad_config_and_a_missing_port() {
         out.contains("port[1] /dev/ttyNOPE7 (daly)") && out.contains("/dev/ttyNOPE7 does not exist"),
         "{out}"
     );
+
+    // A CAN interface that is not there and a broker that does not listen: named as such, not
+    // as missing serial devices.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let other = dir.join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[[port]]\ndevice = \"nocan9\"\nprotocol = \"jk_can\"\n\n\
+             [[port]]\ndevice = \"mqtt://127.0.0.1:{port}/bms/1\"\nprotocol = \"mqtt\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, _) =
+        bms_bridge(&["doctor", "--config", other.to_str().unwrap(), "--bus", "unix:path=/nonexistent/bus"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no network interface nocan9"), "{out}");
+    assert!(out.contains(&format!("broker mqtt://127.0.0.1:{port} unreachable")), "{out}");
+    assert!(!out.contains("does not exist"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 
 pub(super) async fn check_port(report: &mut Report, index: usize, port: &PortConfig, options: &Options) {
     report.section(&format!("port[{}] {} ({})", index + 1, port.device, port.protocol.name()));
+    if port.protocol.is_mqtt() {
+        check_broker(report, port, options).await;
+        return;
+    }
+    if port.protocol.is_can() {
+        check_can(report, port, options).await;
+        return;
+    }
     let device = Path::new(&port.device);
     let Ok(real) = std::fs::canonicalize(device) else {
         report.add(
@@ -66,6 +74,91 @@ pub(super) async fn check_port(report: &mut Report, index: usize, port: &PortCon
         return;
     }
     probe(report, port, options).await;
+}
+
+/// An MQTT port: the URL, the password file, and whether the broker's TCP port answers. No
+/// credential is shown (the URL cannot carry a password; the file's content is never printed).
+async fn check_broker(report: &mut Report, port: &PortConfig, options: &Options) {
+    let url = match crate::transport::mqtt::BrokerUrl::parse(&port.device) {
+        Ok(url) => url,
+        Err(why) => {
+            report.add(Status::Fail, format!("not a broker URL: {why}"));
+            return;
+        }
+    };
+    if let Some(path) = &port.mqtt.password_file {
+        match crate::transport::mqtt::read_password_file(path) {
+            Ok(_) => report.add(Status::Ok, format!("password file {} readable", path.display())),
+            Err(why) => report.add(Status::Fail, why),
+        }
+    }
+    if options.no_probe {
+        return;
+    }
+    let connect = tokio::net::TcpStream::connect((url.host.as_str(), url.port));
+    match tokio::time::timeout(options.probe_timeout.max(std::time::Duration::from_secs(2)), connect).await {
+        Ok(Ok(_)) => report
+            .add(Status::Ok, format!("broker {} accepts connections (topic {})", url.broker(), url.topic)),
+        Ok(Err(err)) => report.add(Status::Fail, format!("broker {} unreachable: {err}", url.broker())),
+        Err(_) => report.add(Status::Fail, format!("broker {} does not answer", url.broker())),
+    }
+}
+
+/// A CAN port: the interface exists and is up; a listened dialect is heard for 2 s (nothing is
+/// sent), a polled one (Daly CAN) is asked like a serial BMS.
+async fn check_can(report: &mut Report, port: &PortConfig, options: &Options) {
+    let sys = Path::new("/sys/class/net").join(&port.device);
+    if !sys.exists() {
+        report.add(
+            Status::Fail,
+            format!(
+                "no network interface {}: CAN adapter missing, or another name (ip -details link show)",
+                port.device
+            ),
+        );
+        return;
+    }
+    let state = std::fs::read_to_string(sys.join("operstate")).unwrap_or_default();
+    let flags = std::fs::read_to_string(sys.join("flags")).unwrap_or_default();
+    // IFF_UP is bit 0 of the flags; a vcan's operstate stays "unknown" while up.
+    let up = state.trim() == "up"
+        || u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+    if up {
+        report.add(Status::Ok, format!("{} is up", port.device));
+    } else {
+        report.add(
+            Status::Fail,
+            format!(
+                "{} is down: ip link set {} up type can bitrate 250000 (500000 for victron_can)",
+                port.device, port.device
+            ),
+        );
+        return;
+    }
+    if options.no_probe {
+        return;
+    }
+    if port.protocol.is_polled_can() {
+        probe(report, port, options).await;
+        return;
+    }
+    let link = match crate::transport::can::SocketCanLink::open(&port.device) {
+        Ok(link) => link,
+        Err(err) => {
+            report.add(Status::Fail, format!("cannot open {}: {err}", port.device));
+            return;
+        }
+    };
+    match crate::probe_can::probe(link, std::time::Duration::from_secs(2), false).await {
+        Ok(heard) => {
+            let ours = heard.batteries.keys().any(|(dialect, _)| *dialect == port.protocol.name());
+            let status = if ours { Status::Ok } else { Status::Fail };
+            for line in heard.lines() {
+                report.add(status, line);
+            }
+        }
+        Err(err) => report.add(Status::Fail, format!("{}: {err}", port.device)),
+    }
 }
 
 async fn probe(report: &mut Report, port: &PortConfig, options: &Options) {
