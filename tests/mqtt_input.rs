@@ -334,3 +334,60 @@ async fn a_retained_message_with_an_old_timestamp_is_never_a_live_battery() {
         .await;
     rig.stop().await;
 }
+
+/// Two MQTT batteries as the packs of one parallel bank: the bank's CCL comes from each pack's
+/// rating and its share of the current the messages report (30 A and 10 A: 75 % and 25 %; 60 A
+/// and 10 A ratings: min(60 / 0.75, 10 / 0.25) = 40 A, set by pack 2). Pack 2's messages stop:
+/// it leaves the bank, which may then take pack 1's own 60 A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_batteries_as_bank_packs() {
+    let dir = scratch("bank");
+    let broker = broker_or_skip!(&dir, Auth::Anonymous, None);
+    let bus = PrivateBus::start().unwrap();
+    let d = dir.display();
+    let text = format!(
+        "[daemon]\npoll_interval_ms = 500\nstale_after_s = {STALE_S}\nstate_dir = \"{d}/state\"\n\n\
+         [dbus]\nbus = \"{}\"\n\n\
+         [charge]\ncurrent_recovery_hold_s = 0\ncurrent_recovery_a_per_s = 0\n\n\
+         [[port]]\nprotocol = \"mqtt\"\ndevice = \"{}\"\n[[port.battery]]\nname = \"A\"\nmax_charge_current = 60.0\n\n\
+         [[port]]\nprotocol = \"mqtt\"\ndevice = \"{}\"\n[[port.battery]]\nname = \"B\"\nmax_charge_current = 10.0\n\n\
+         [[bank]]\nname = \"Mqtt\"\npacks = [\"A\", \"B\"]\nstartup_wait_s = 10\n",
+        bus.address(),
+        broker.url("bank/a"),
+        broker.url("bank/b"),
+    );
+    let config = bms_bridge::config::parse(&text, "bank.toml").expect("valid config");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let daemon = tokio::spawn(app::run(config, BusAddress::Address(bus.address().to_owned()), stop_rx));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let publisher = std::sync::Arc::new(Client::connect(broker.port, "bank-publisher").await);
+    let b_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let (publisher, b_running) = (publisher.clone(), b_running.clone());
+        tokio::spawn(async move {
+            loop {
+                publisher.publish("bank/a", with(MINIMAL, json!({"current": 30.0})), false).await;
+                if b_running.load(std::sync::atomic::Ordering::Relaxed) {
+                    publisher.publish("bank/b", with(MINIMAL, json!({"current": 10.0})), false).await;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        })
+    };
+    let bank = "com.victronenergy.battery.bank_Mqtt";
+    let items = support::daemon::wait_for_service(&conn, bank, Duration::from_secs(20), "both packs", |i| {
+        number(i, "/System/NrOfModulesOnline") == Some(2.0)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|c| (c - 40.0).abs() < 0.01)
+    })
+    .await;
+    assert!(number(&items, "/Dc/0/Current").is_some_and(|a| (a - 40.0).abs() < 0.05));
+    b_running.store(false, std::sync::atomic::Ordering::Relaxed);
+    support::daemon::wait_for_service(&conn, bank, Duration::from_secs(10), "pack B gone", |i| {
+        number(i, "/System/NrOfModulesOffline") == Some(1.0)
+            && number(i, "/Info/MaxChargeCurrent").is_some_and(|c| (c - 60.0).abs() < 0.01)
+    })
+    .await;
+    feeder.abort();
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), daemon).await;
+}
