@@ -143,11 +143,14 @@ fn status_scaling() {
     let mut groups = status_groups();
     groups[0].1[0] = 0xC000 | 3300;
     groups[1].1 = vec![30_000 - 1234]; // charging 12.34 A
-    groups[4].1 = vec![45, 50, 70, 60, 80, 20];
+    // The last two words carry flag bits in the high byte (0x8042 and 0x2042 in the README
+    // capture): the value is the low byte, with the same -50 °C offset.
+    groups[4].1 = vec![45, 50, 70, 60, 0x8000 | 80, 0x2000 | 20];
     let b = decode(&eg4::encode_status(3, &groups)).unwrap().battery;
     assert_eq!(b.cell_voltages_v.as_ref().map(|c| c[0]), Some(3.3));
     assert_eq!(b.current_a, Some(12.34));
-    assert_eq!(b.temperatures_c, Some(vec![-5.0, 0.0, 20.0, 10.0]));
+    // All six reach the model: T1..T4 and the 6th in the list, the 5th as the MOSFET sensor.
+    assert_eq!(b.temperatures_c, Some(vec![-5.0, 0.0, 20.0, 10.0, -30.0]));
     assert_eq!(b.temperature_mos_c, Some(30.0));
 }
 

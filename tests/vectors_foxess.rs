@@ -133,3 +133,15 @@ fn contract_holds_for_the_responses() {
         contract::trailing_bytes_stay(bytes, &[0x01], &foxess::scan_response);
     }
 }
+
+/// A 9-register reply to 0x0008 (cells 1-9) gives its cells in `cells_v`, like every decoder.
+#[test]
+fn cell_block_replies_give_cells_v() {
+    let mv = [3301u16, 3302, 3303, 3304, 3305, 3306, 3307, 3308, 3309];
+    let reply = bms_bridge::protocol::modbus::read_response(1, &mv);
+    let decoded = bms_bridge::bms::decode_named("foxess", &reply).unwrap();
+    let json = bms_bridge::protocol::json::to_json(&decoded);
+    let want: Vec<f64> = mv.iter().map(|v| f64::from(*v) / 1000.0).collect();
+    assert_eq!(decoded.battery.cell_voltages_v, Some(want));
+    assert!(json.get("cells_v").is_some(), "{json}");
+}

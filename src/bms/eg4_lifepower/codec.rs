@@ -203,7 +203,11 @@ fn status(data: &[u8]) -> Result<Decoded, FrameError> {
     if temps.iter().any(|t| !(-50.0..=150.0).contains(t)) {
         return Err(invalid("temperatures"));
     }
-    b.temperatures_c = Some(temps.iter().take(4).copied().collect::<Vec<_>>()).filter(|t| !t.is_empty());
+    // Six words: T1..T4 (cells), then two with flag bits in the high byte: the 5th is taken as
+    // the MOSFET sensor, the 6th (environment) joins the list, so all six reach the model.
+    let mut listed: Vec<f64> = temps.iter().take(4).copied().collect();
+    listed.extend(temps.get(5).copied());
+    b.temperatures_c = Some(listed).filter(|t| !t.is_empty());
     b.temperature_mos_c = temps.get(4).copied();
     let alarms = group(6).unwrap_or(&[]);
     if let Some(&word) = alarms.get(1) {

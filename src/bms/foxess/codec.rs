@@ -115,6 +115,8 @@ pub fn decode_registers(block: Block, r: &[u16]) -> Result<Decoded, FrameError> 
             e.insert("battery_type", json!(format!("0x{kind:02X}")));
         }
         (CELLS_LOW | CELLS_HIGH, _) => {
+            // In `cells_v` like every decoder (the raw mV stay in `extra` for comparison).
+            d.battery.cell_voltages_v = Some(r.iter().map(|&mv| f64::from(mv) / 1000.0).collect());
             d.extra.insert("cells_mv", json!(r));
         }
         _ => {}
