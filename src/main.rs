@@ -62,9 +62,13 @@ enum Command {
         /// Protocol of the frame (an unknown name is answered in JSON, as every outcome).
         #[arg(long, help = protocol_help("Protocol of the frame"))]
         protocol: String,
-        /// CAN protocols (victron_can): the frame's CAN id, e.g. 0x351.
+        /// CAN protocols (victron_can, daly_can, jk_can): the frame's CAN id, e.g. 0x351.
         #[arg(long, value_parser = parse_can_id)]
         can_id: Option<u32>,
+        /// Modbus protocols (renogy): the first register the request read, e.g. 5122 (a Modbus
+        /// reply does not say which register it answers; without it the size decides).
+        #[arg(long)]
+        register: Option<u16>,
         /// Bytes, e.g. `DD 03 00 1D ...` or `DD03001D...`; for mqtt a JSON file, or `-` for stdin.
         #[arg(required = true)]
         hex: Vec<String>,
@@ -192,7 +196,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Decode { protocol: name, can_id, hex } => decode(&name, can_id, &hex),
+        Command::Decode { protocol: name, can_id, register, hex } => decode(&name, can_id, register, &hex),
         Command::Replay { can, config, bus } => replay(&can, config.as_deref(), bus),
         Command::SimulateCharge { scenario, out, plot } => {
             simulate_charge(scenario.as_deref(), &out, plot.as_deref())
@@ -413,7 +417,7 @@ fn replay(log: &std::path::Path, config_path: Option<&std::path::Path>, bus: Opt
     }
 }
 
-fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
+fn decode(name: &str, can_id: Option<u32>, register: Option<u16>, hex: &[String]) -> ExitCode {
     // Every outcome is one JSON object on stdout, as `decode` promises.
     let bytes = if Protocol::from_name(name).is_some_and(Protocol::is_mqtt) {
         // MQTT messages are JSON documents: a file, or `-` for standard input.
@@ -428,9 +432,10 @@ fn decode(name: &str, can_id: Option<u32>, hex: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let decoded = match can_id {
-        Some(id) => bms_bridge::bms::decode_can_named(name, id, &bytes),
-        None => bms_bridge::bms::decode_named(name, &bytes),
+    let decoded = match (can_id, register) {
+        (Some(id), _) => bms_bridge::bms::decode_can_named(name, id, &bytes),
+        (None, Some(register)) => bms_bridge::bms::decode_register_named(name, register, &bytes),
+        (None, None) => bms_bridge::bms::decode_named(name, &bytes),
     };
     match decoded {
         Ok(decoded) => {

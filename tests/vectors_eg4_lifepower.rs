@@ -143,8 +143,8 @@ fn status_scaling() {
     let mut groups = status_groups();
     groups[0].1[0] = 0xC000 | 3300;
     groups[1].1 = vec![30_000 - 1234]; // charging 12.34 A
-    // The last two words carry flag bits in the high byte (0x8042 and 0x2042 in the README
-    // capture): the value is the low byte, with the same -50 °C offset.
+                                       // The last two words carry flag bits in the high byte (0x8042 and 0x2042 in the README
+                                       // capture): the value is the low byte, with the same -50 °C offset.
     groups[4].1 = vec![45, 50, 70, 60, 0x8000 | 80, 0x2000 | 20];
     let b = decode(&eg4::encode_status(3, &groups)).unwrap().battery;
     assert_eq!(b.cell_voltages_v.as_ref().map(|c| c[0]), Some(3.3));

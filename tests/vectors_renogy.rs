@@ -108,3 +108,27 @@ fn all_cells_and_negative_temperatures_decode() {
     assert_eq!(d.battery.cell_voltages_v.as_ref().map(Vec::len), Some(8));
     assert_eq!(d.battery.temperatures_c, Some(vec![-5.5, 2.0]));
 }
+
+/// A 16-byte reply to 5122 is the model string, not the status block (which has the same size):
+/// with the register asked it is exact; without, text is recognised and never read as alarms.
+#[test]
+fn the_model_string_is_a_string() {
+    let reply = bms_bridge::protocol::modbus::read_response(
+        0x30,
+        &b"RBT100LFP12-BT\0\0".chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>(),
+    );
+    let at = bms_bridge::bms::decode_register_named("renogy", 5122, &reply).unwrap();
+    assert_eq!(at.battery.model.as_deref(), Some("RBT100LFP12-BT"));
+    assert_eq!(at.battery.alarms, Default::default());
+    let guessed = bms_bridge::bms::decode_named("renogy", &reply).unwrap();
+    assert_eq!(guessed.battery.model.as_deref(), Some("RBT100LFP12-BT"));
+    assert_eq!(guessed.battery.alarms, Default::default(), "alarms read out of ASCII");
+    // The status block decoded at its register still gives its alarms and FETs.
+    let status = bms_bridge::protocol::modbus::read_response(0x30, &[0, 0, 0, 0, 0, 0, 0x0006, 0]);
+    let d = bms_bridge::bms::decode_register_named("renogy", 5100, &status).unwrap();
+    assert_eq!(d.battery.charge_fet, Some(true));
+    assert!(bms_bridge::bms::decode_register_named("renogy", 4999, &status).is_err());
+    assert!(bms_bridge::bms::decode_register_named("jbd", 5100, &status)
+        .unwrap_err()
+        .contains("--register is for Modbus"));
+}

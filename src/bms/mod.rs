@@ -151,6 +151,9 @@ pub struct Spec {
     /// A CAN protocol that is polled: how its sentences travel as CAN frames, so its poll plan
     /// runs over the CAN bus as over a serial port (Daly CAN). `None`: not polled over CAN.
     pub can_bridge: Option<crate::transport::can_bridge::CanBridge>,
+    /// Modbus protocols: decodes a reply as the answer to a read from `register` (a Modbus reply
+    /// does not say which register it answers; `decode --register N`). `None`: by size only.
+    pub decode_at_register: Option<fn(&[u8], u16) -> Result<Decoded, FrameError>>,
 }
 
 /// The address rule of protocols that accept every address they carry.
@@ -366,6 +369,17 @@ pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
         Some(Codec::Json { decode }) => decode(bytes).map_err(|e| e.to_string()),
         None => Err(format!("unknown protocol {name:?} (known: {})", Protocol::names())),
     }
+}
+
+/// Decodes one reply of the named protocol as the answer to a read from `register`.
+pub fn decode_register_named(name: &str, register: u16, bytes: &[u8]) -> Result<Decoded, String> {
+    let spec = Protocol::from_name(name)
+        .map(|p| p.spec())
+        .ok_or_else(|| format!("unknown protocol {name:?} (known: {})", Protocol::names()))?;
+    let decode = spec.decode_at_register.ok_or_else(|| {
+        format!("{name} replies say what they are; --register is for Modbus protocols that read registers")
+    })?;
+    decode(bytes, register).map_err(|e| e.to_string())
 }
 
 /// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a

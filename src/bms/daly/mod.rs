@@ -25,6 +25,7 @@ pub const SPEC: Spec = Spec {
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: None,
 };
 
 /// Daly host addresses: 0x40 + board - 1, or 0x80.

@@ -29,6 +29,7 @@ pub const SPEC: Spec = Spec {
     simulator: None,
     cells_per_pack: None,
     can_bridge: Some(BRIDGE),
+    decode_at_register: None,
 };
 
 /// The host's side: request sentences out as frames, reply frames in as sentences.

@@ -24,4 +24,5 @@ pub const SPEC: Spec = Spec {
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: Some(codec::CELLS_PER_PACK),
     can_bridge: None,
+    decode_at_register: None,
 };

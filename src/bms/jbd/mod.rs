@@ -31,4 +31,5 @@ pub const SPEC: Spec = Spec {
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: None,
 };

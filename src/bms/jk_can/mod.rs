@@ -26,6 +26,7 @@ pub const SPEC: Spec = Spec {
     simulator: None,
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: None,
 };
 
 /// JK CAN addresses: the DIP switch, 0..=15.

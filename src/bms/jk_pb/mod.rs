@@ -24,6 +24,7 @@ pub const SPEC: Spec = Spec {
     simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: None,
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

@@ -40,6 +40,9 @@ pub const STATUS: Block = Block { name: "status", start: 5100, count: 8 };
 pub const INFO: Block = Block { name: "info", start: 5104, count: 28 };
 /// Every block, in poll order.
 pub const BLOCKS: [Block; 4] = [SUMMARY, CELLS, STATUS, INFO];
+/// Text registers inside the info block: serial (5110, 8 registers), model (5122, 8), firmware
+/// (5130, 2). A reply to a read of one of them alone is a string.
+pub const TEXTS: [(&str, u16, u16); 3] = [("serial", 5110, 8), ("model", 5122, 8), ("sw_version", 5130, 2)];
 
 /// Largest cell count the cell block can hold.
 pub const MAX_CELLS: usize = 16;
@@ -70,9 +73,59 @@ pub fn decode(frame: &[u8], expected_address: Option<u8>) -> Result<Decoded, Fra
     let registers = modbus::parse_read_response(frame, expected_address)?;
     let block =
         block_for_byte_count(registers.len() * 2).ok_or(FrameError::InvalidField { field: "byte_count" })?;
+    // 16 bytes are the status block (5100) and also the model string (5122): text is never read
+    // as alarm bits. `decode_at` with the register asked is exact.
+    if block == STATUS && looks_like_text(&bytes(&registers)) {
+        let mut d = decode_at(frame, expected_address, 5122)?;
+        d.extra.insert(
+            "register_guessed",
+            json!("16 bytes of text: the model (5122); give the register to be sure"),
+        );
+        return Ok(d);
+    }
     let mut decoded = decode_registers(block, &registers)?;
     decoded.extra.extend(modbus::header_extra(frame));
     Ok(decoded)
+}
+
+/// Decodes a reply as the answer to a read from `register`: a block the driver reads, or one of
+/// the text registers ([`TEXTS`]) as a string. The size must match what that read returns.
+pub fn decode_at(frame: &[u8], expected_address: Option<u8>, register: u16) -> Result<Decoded, FrameError> {
+    let registers = modbus::parse_read_response(frame, expected_address)?;
+    let mut decoded = if let Some(block) = BLOCKS.into_iter().find(|b| b.start == register) {
+        decode_registers(block, &registers)?
+    } else if let Some((name, start, count)) = TEXTS.into_iter().find(|(_, start, _)| *start == register) {
+        let text = modbus::registers_text(registers.get(..usize::from(count)).unwrap_or(&registers));
+        if registers.len() < usize::from(count) {
+            return Err(FrameError::TooShort { need: usize::from(count) * 2, got: registers.len() * 2 });
+        }
+        let mut d = Decoded::default();
+        d.extra.insert("block", json!(name));
+        d.extra.insert("start_register", json!(start));
+        d.extra.insert(name, json!(text));
+        let b = &mut d.battery;
+        let value = Some(text).filter(|t| !t.is_empty());
+        match name {
+            "serial" => b.serial = value,
+            "model" => b.model = value,
+            _ => b.firmware_version = value,
+        }
+        d
+    } else {
+        return Err(FrameError::InvalidField { field: "register" });
+    };
+    decoded.extra.extend(modbus::header_extra(frame));
+    Ok(decoded)
+}
+
+/// Printable ASCII with at most NUL padding after it, and a few letters: a string register.
+fn looks_like_text(data: &[u8]) -> bool {
+    let text_len = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+    let (text, padding) = data.split_at(text_len);
+    text.len() >= 4
+        && text.iter().all(|b| (0x20..0x7F).contains(b))
+        && text.iter().filter(|b| b.is_ascii_alphabetic()).count() >= 3
+        && padding.iter().all(|b| *b == 0)
 }
 
 fn bytes(registers: &[u16]) -> Vec<u8> {

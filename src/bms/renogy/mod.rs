@@ -30,4 +30,7 @@ pub const SPEC: Spec = Spec {
     }),
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: Some(|bytes, register| {
+        codec::decode_at(first_frame(bytes, modbus::scan_response), None, register)
+    }),
 };

@@ -24,4 +24,5 @@ pub const SPEC: Spec = Spec {
     simulator: None,
     cells_per_pack: None,
     can_bridge: None,
+    decode_at_register: None,
 };
