@@ -110,6 +110,9 @@ pub enum Codec {
     },
 }
 
+/// Decodes a Modbus reply as the answer to a read from the given register.
+pub type DecodeAtRegister = fn(&[u8], u16) -> Result<Decoded, FrameError>;
+
 /// Everything the daemon knows about one protocol outside its codec.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
@@ -153,7 +156,7 @@ pub struct Spec {
     pub can_bridge: Option<crate::transport::can_bridge::CanBridge>,
     /// Modbus protocols: decodes a reply as the answer to a read from `register` (a Modbus reply
     /// does not say which register it answers; `decode --register N`). `None`: by size only.
-    pub decode_at_register: Option<fn(&[u8], u16) -> Result<Decoded, FrameError>>,
+    pub decode_at_register: Option<DecodeAtRegister>,
 }
 
 /// The address rule of protocols that accept every address they carry.
