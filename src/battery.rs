@@ -178,6 +178,20 @@ pub struct Battery {
     pub extreme_ids: Option<ExtremeIds>,
     /// When the driver finished the reading this data comes from.
     pub read_at: Option<Instant>,
+    /// Which way the BMS itself says the current flows (Daly 0x93 state), independent of the
+    /// current's sign: the check of that sign (`current_sign.rs`).
+    pub current_flow: Option<CurrentFlow>,
+}
+
+/// A BMS's own statement of the current's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentFlow {
+    /// Neither charging nor discharging.
+    Idle,
+    /// Charging.
+    Charging,
+    /// Discharging.
+    Discharging,
 }
 
 macro_rules! merge_fields {
@@ -197,7 +211,7 @@ impl Battery {
             charge_voltage_limit_v, charge_current_limit_a, discharge_current_limit_a,
             discharge_voltage_limit_v, model, serial, firmware_version, hardware_version,
             production_date, modules_online, modules_offline, modules_blocking_charge,
-            modules_blocking_discharge, extreme_ids, read_at);
+            modules_blocking_discharge, extreme_ids, read_at, current_flow);
         self.alarms.merge(&newer.alarms);
     }
 

@@ -186,10 +186,10 @@ pub struct BatteryConfig {
     /// Series cell count, authoritative: a reading with another count is rejected (InternalFailure
     /// alarm, CCL 0 once no good reading came within the grace period). Unset: the first count seen.
     pub cell_count: Option<u16>,
-    /// Reverse the sign of the current the BMS reports (Daly: decoders disagree on the sign, see
-    /// `docs/protocols/daly.md`); applied by the poll loop, for any protocol.
-    #[serde(default)]
-    pub invert_current: bool,
+    /// Reverse the sign of the current the BMS reports (`true`), or keep it (`false`). Unset: the
+    /// decoder's convention, checked against the direction the BMS itself reports where it does
+    /// (Daly; `current_sign.rs`, `docs/protocols/daly.md`). Applied in one place for every protocol.
+    pub invert_current: Option<bool>,
     /// Offer the BMS writes the protocol documents (MOSFET off, SoC set) as writable D-Bus
     /// `/Settings/*` paths. Off by default; `docs/dbus.md` "Writable paths".
     #[serde(default)]

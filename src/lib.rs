@@ -29,6 +29,7 @@ pub mod battery;
 pub mod bms;
 pub mod config;
 pub mod control;
+pub mod current_sign;
 pub mod demo;
 pub mod doctor;
 pub mod driver;

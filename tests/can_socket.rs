@@ -73,7 +73,6 @@ async fn socketcan_end_to_end_on_vcan0() {
         stale_after: Duration::from_millis(1500),
         publish_every: Duration::from_millis(100),
         keepalive: Some((CanFrame { id: 0x35E, data: b"BMSBRIDG".to_vec() }, Duration::from_millis(250))),
-        invert_current: false,
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -190,12 +189,11 @@ async fn jk_can_listened_on_vcan0() {
         stale_after: Duration::from_millis(1500),
         publish_every: Duration::from_millis(100),
         keepalive: None,
-        invert_current: false,
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     let name = interface.clone();
-    let listener = JkListener::new(settings.clone(), [(2, (false, None))].into_iter().collect());
+    let listener = JkListener::new(settings.clone(), [(2, None)].into_iter().collect());
     let driver = tokio::spawn(run_listener(
         settings,
         listener,

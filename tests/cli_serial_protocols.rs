@@ -15,7 +15,8 @@ fn decode(protocol: &str, hex: &str) -> (i32, serde_json::Value) {
 fn daly_reply_and_a_multi_sentence_capture() {
     let (code, json) = decode("daly", "A5 01 90 08 02 14 00 00 75 45 03 78 89");
     assert_eq!(code, 0);
-    assert_eq!((json["voltage_v"].as_f64(), json["current_a"].as_f64()), (Some(53.2), Some(2.1)));
+    // raw 30021: the default convention, (30000 - raw) / 10 (docs/protocols/daly.md "Current sign").
+    assert_eq!((json["voltage_v"].as_f64(), json["current_a"].as_f64()), (Some(53.2), Some(-2.1)));
     let two = "A5 01 95 08 01 0C FD 0C FE 0C FE 40 A1 A5 01 95 08 02 0C FE 0C FE 0C FE 40 A3";
     let (code, json) = decode("daly", two);
     assert_eq!(code, 0);

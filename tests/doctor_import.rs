@@ -189,7 +189,7 @@ fn import_serialbattery_writes_a_valid_equivalent_config() {
     assert_eq!(port.device, "/dev/serial/by-id/usb-daly");
     assert_eq!(port.protocol, Protocol::Daly);
     assert_eq!(port.addresses, Some(vec![0x40, 0x41]));
-    assert!(port.battery(Some(0x41)).invert_current);
+    assert_eq!(port.battery(Some(0x41)).invert_current, Some(true));
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("#   TELEMETRY = False"), "unmapped keys are noted in the file too:\n{text}");
 

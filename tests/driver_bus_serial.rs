@@ -83,44 +83,6 @@ async fn eg4_packs_share_one_bus() {
     assert_eq!(first.soh_percent, Some(100.0));
 }
 
-/// `invert_current` flips the sign the BMS reports, in the poll loop.
-#[tokio::test]
-async fn invert_current_flips_the_sign() {
-    let sim = sim::spawn(Protocol::Daly, &[], 16).unwrap();
-    let port = PortConfig {
-        device: sim.path().display().to_string(),
-        protocol: Protocol::Daly,
-        baud: None,
-        addresses: None,
-        timeout_ms: 150,
-        batteries: vec![bms_bridge::config::BatteryConfig { invert_current: true, ..Default::default() }],
-        can: Default::default(),
-        mqtt: Default::default(),
-    };
-    let (tx, mut rx) = watch::channel(None);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let poller = tokio::spawn(run_port(
-        port,
-        Duration::from_millis(200),
-        vec![Subscriber { address: Some(0x40), tx }],
-        stop_rx,
-    ));
-    // The simulated current swings between +-20 A: wait until it is clearly non-zero.
-    let mut seen = None;
-    for _ in 0..50 {
-        let b = next_ok(&mut rx).await;
-        let truth = sim.pack(Some(0x40)).unwrap().current_a;
-        if let Some(a) = b.current_a.filter(|a| a.abs() > 0.5 && truth.abs() > 0.5) {
-            seen = Some((a, truth));
-            break;
-        }
-    }
-    let (reported, truth) = seen.expect("a non-zero current");
-    assert!(reported.signum() == -truth.signum(), "{reported} vs {truth}");
-    stop_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the loop stops").unwrap();
-}
-
 /// The Modbus-family BMSes on a shared bus: two packs answer with their own identity, a third
 /// address stays silent without holding up the others.
 async fn distinct_packs(protocol: Protocol, live: [u8; 2], silent: u8) {

@@ -150,7 +150,7 @@ async fn each_bad_message_is_rejected_and_leaves_the_reading_alone() {
     let name = service("bad/1");
     let publisher = Client::connect(broker.port, "test-publisher").await;
     publisher.publish("bad/1", with(MINIMAL, json!({"voltage": 13.21})), false).await;
-    rig.wait(&name, Duration::from_secs(15), "the good reading", |i| voltage_is(i, 13.21) && connected(i))
+    rig.wait(&name, Duration::from_secs(20), "the good reading", |i| voltage_is(i, 13.21) && connected(i))
         .await;
 
     let bad = [
@@ -170,7 +170,7 @@ async fn each_bad_message_is_rejected_and_leaves_the_reading_alone() {
         publisher.publish("bad/1", payload.clone(), false).await;
         let marker = 13.3 + i as f64 / 100.0;
         publisher.publish("bad/1", with(MINIMAL, json!({"voltage": marker})), false).await;
-        let items = rig.wait(&name, Duration::from_secs(5), "the marker", |i| voltage_is(i, marker)).await;
+        let items = rig.wait(&name, Duration::from_secs(10), "the marker", |i| voltage_is(i, marker)).await;
         assert!(connected(&items), "{what}");
     }
     // Only bad messages from here on: they must not keep the battery alive.

@@ -40,12 +40,29 @@ fn daly_can_replies_decode_to_the_reporters_values() {
         let b = &d.battery;
         assert_eq!(b.voltage_v, number(&expected["voltage_v"]), "{name}");
         assert_eq!(b.soc_percent, number(&expected["soc_percent"]), "{name}");
-        // The Daly UART sign rule: raw below 30000 is discharge, negative.
+        // This pack pairs raw below 30000 with discharging, the other way round from the default
+        // convention (dbus-serialbattery's, `daly_polls.json`): decoded alone the frame reads
+        // +8.7 A; told the direction the BMS reports (as its 0x93 state does each poll), the sign
+        // check reverses it within three readings and the reporter's -8.7 A stands.
+        let stated = expected["current_a"].as_f64().unwrap();
         let current = b.current_a.unwrap();
-        assert!((current - expected["current_a"].as_f64().unwrap()).abs() < 1e-9, "{name}: {current}");
+        assert!((current + stated).abs() < 1e-9, "{name}: {current}");
         assert_eq!(d.extra["current_raw"], expected["current_raw"], "{name}");
-        let discharging = expected["reporter_state"] == "discharging";
-        assert_eq!(current < 0.0, discharging, "{name}: sign");
+        let flow = if expected["reporter_state"] == "discharging" {
+            bms_bridge::battery::CurrentFlow::Discharging
+        } else {
+            bms_bridge::battery::CurrentFlow::Charging
+        };
+        if stated.abs() > bms_bridge::current_sign::CLEAR_CURRENT_A {
+            let mut sign = bms_bridge::current_sign::CurrentSign::new(None);
+            let mut shown = 0.0;
+            for _ in 0..bms_bridge::current_sign::POLLS_TO_FLIP {
+                let mut reading = bms_bridge::battery::Battery { current_flow: Some(flow), ..b.clone() };
+                sign.apply(&mut reading);
+                shown = reading.current_a.unwrap();
+            }
+            assert!((shown - stated).abs() < 1e-9, "{name}: {shown} after the sign check");
+        }
         assert_eq!(d.extra["bms_address"], 1, "{name}");
         assert_eq!(d.extra["direction"], "reply", "{name}");
     }

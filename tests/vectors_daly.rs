@@ -20,8 +20,10 @@ fn derived(decoded: &Decoded, key: &str) -> Option<Value> {
     let b = &decoded.battery;
     let cells = b.cell_voltages_v.as_ref();
     match key {
-        // Both decoders read (raw - 30000) / 10, the sign this project follows.
-        "current_a_mppsolar" | "current_a_dalybms" => b.current_a.map(|a| json!(a)),
+        // Both decoders read (raw - 30000) / 10: the opposite of the default convention here,
+        // dbus-serialbattery's (30000 - raw) / 10, which `daly_polls.json` confirms with the
+        // BMS's own 0x93 state. Same magnitude, other sign.
+        "current_a_mppsolar" | "current_a_dalybms" => b.current_a.map(|a| json!(-a)),
         "cells_v_1_to_16" => cells.map(|c| json!(c[..16])),
         "cells_v_17_to_48" => cells.map(|c| json!(c[16..])),
         _ => None,
@@ -190,4 +192,28 @@ fn simulator_sentences_decode() {
     let b = daly::decode(&soc).unwrap().battery;
     assert_eq!(b.soc_percent, Some(60.0));
     assert_eq!(b.current_a, Some(0.0));
+}
+
+/// Five real polls (`daly_polls.json`): the BMS's own 0x93 state says discharging in each, and
+/// the default convention gives a discharge current for each; the sign check, fed the five
+/// readings, never reverses it.
+#[test]
+fn the_default_sign_agrees_with_the_bms_state_in_five_real_polls() {
+    use bms_bridge::battery::CurrentFlow;
+    let cases = vectors::load("daly_polls.json");
+    let mut sign = bms_bridge::current_sign::CurrentSign::new(None);
+    for poll in 1..=5 {
+        let soc = vectors::case(&cases, &format!("poll{poll}_0x90"));
+        let mos = vectors::case(&cases, &format!("poll{poll}_0x93"));
+        let mut reading = bms_bridge::bms::daly::codec::decode(&soc.bytes).unwrap().battery;
+        let state = bms_bridge::bms::daly::codec::decode(&mos.bytes).unwrap();
+        assert_eq!(state.extra["state"], mos.expected["state"], "poll {poll}");
+        assert_eq!(state.battery.current_flow, Some(CurrentFlow::Discharging), "poll {poll}");
+        reading.merge(&state.battery);
+        let raw = soc.expected["current_raw"].as_f64().unwrap();
+        assert_eq!(reading.current_a, Some((30_000.0 - raw) / 10.0), "poll {poll}");
+        assert!(reading.current_a.unwrap() < -1.0, "poll {poll}: discharging is negative");
+        assert_eq!(sign.apply(&mut reading), None, "poll {poll}: no reversal");
+        assert!(reading.current_a.unwrap() < 0.0);
+    }
 }

@@ -104,7 +104,6 @@ pub fn settings(port: &PortConfig, config: &Config) -> CanSettings {
         stale_after: crate::task::stale_after(config),
         publish_every: Duration::from_millis(config.daemon.poll_interval_ms),
         keepalive,
-        invert_current: options.invert_current,
     }
 }
 
@@ -195,7 +194,7 @@ pub(crate) fn jk_listener(
         .iter()
         .map(|sub| {
             let battery = port.battery(sub.address);
-            (sub.address.unwrap_or(0), (battery.invert_current, battery.cell_count))
+            (sub.address.unwrap_or(0), battery.cell_count)
         })
         .collect();
     let listener = JkListener::new(settings.clone(), options);

@@ -22,11 +22,7 @@ pub(crate) fn battery(
     let options = port.battery(None);
     let slot = BatterySlot { port: port.clone(), address: None, options: options.clone(), writes: None };
     let source = BrokerUrl::parse(&port.device).map_or_else(|_| port.device.clone(), |u| u.to_string());
-    let settings = MqttSettings {
-        source: source.clone(),
-        stale_after: stale_after(config),
-        invert_current: options.invert_current,
-    };
+    let settings = MqttSettings { source: source.clone(), stale_after: stale_after(config) };
     let messages = port.mqtt.settings(&port.device).and_then(|s| {
         let conn = hub.connection(&s)?;
         Ok(conn.subscribe(&s.broker.topic, qos(port.mqtt.qos.unwrap_or(0))))

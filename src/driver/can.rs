@@ -48,8 +48,6 @@ pub struct CanSettings {
     pub publish_every: Duration,
     /// Keep-alive frame and period; `None` = off.
     pub keepalive: Option<(CanFrame, Duration)>,
-    /// Reverse the current sign.
-    pub invert_current: bool,
 }
 
 /// The latest frame of each id and when it came; builds readings from them.
@@ -102,9 +100,6 @@ impl Assembler {
             self.frames.iter().map(|(id, (data, _))| (*id, data.as_slice())).collect();
         let mut battery = vc::assemble(&refs, &settings.decode);
         battery.read_at = Some(oldest);
-        if settings.invert_current {
-            battery.current_a = battery.current_a.map(|a| -a);
-        }
         if self.cell_count.is_none() {
             self.cell_count = settings.cell_count.or_else(|| {
                 let (v, lo, hi) =
@@ -177,13 +172,13 @@ impl Listener for VictronListener {
 pub struct JkListener {
     assembler: crate::bms::jk_can::assemble::Assembler,
     settings: CanSettings,
-    /// Per address: reverse the current sign, series cells from the config.
-    options: BTreeMap<u8, (bool, Option<u16>)>,
+    /// Per address: series cells from the config.
+    options: BTreeMap<u8, Option<u16>>,
 }
 
 impl JkListener {
-    /// A listener for the packs at the addresses of `options` (address -> (invert current, cells)).
-    pub fn new(settings: CanSettings, options: BTreeMap<u8, (bool, Option<u16>)>) -> Self {
+    /// A listener for the packs at the addresses of `options` (address -> configured cell count).
+    pub fn new(settings: CanSettings, options: BTreeMap<u8, Option<u16>>) -> Self {
         Self { assembler: Default::default(), settings, options }
     }
 }
@@ -200,10 +195,7 @@ impl Listener for JkListener {
             .assembler
             .reading(now, address, self.settings.stale_after)
             .map_err(|why| format!("CAN {interface} address {address}: {why}"))?;
-        let (invert, cells) = self.options.get(&address).copied().unwrap_or((false, None));
-        if invert {
-            battery.current_a = battery.current_a.map(|a| -a);
-        }
+        let cells = self.options.get(&address).copied().flatten();
         // A pack without cell frames (JK CAN "V1"): the configured count, else derived.
         if battery.cell_count.is_none() {
             battery.cell_count = cells.or_else(|| {

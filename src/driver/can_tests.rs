@@ -10,7 +10,6 @@ fn settings() -> CanSettings {
         stale_after: Duration::from_millis(600),
         publish_every: Duration::from_millis(50),
         keepalive: Some((CanFrame { id: 0x35E, data: b"BMSBRIDG".to_vec() }, Duration::from_millis(100))),
-        invert_current: false,
     }
 }
 

@@ -149,11 +149,8 @@ pub async fn run_port_on(
                 poll_once(port.protocol, open, sub.address, need_identity, timeout).await
             };
             match result {
-                Ok(mut battery) => {
+                Ok(battery) => {
                     answered = true;
-                    if port.battery(sub.address).invert_current {
-                        battery.current_a = battery.current_a.map(|a| -a);
-                    }
                     if let Some(read) = identity_read.get_mut(index) {
                         *read |= need_identity;
                     }

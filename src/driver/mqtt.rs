@@ -22,8 +22,6 @@ pub struct MqttSettings {
     pub source: String,
     /// A message whose `timestamp` is older than this is stale.
     pub stale_after: Duration,
-    /// Reverse the current sign.
-    pub invert_current: bool,
 }
 
 /// What became of one message.
@@ -56,9 +54,6 @@ pub fn judge(message: &Incoming, unix_now: f64, settings: &MqttSettings) -> Verd
         read_at = message.at.checked_sub(Duration::from_secs_f64(age)).unwrap_or(message.at);
     }
     battery.read_at = Some(read_at);
-    if settings.invert_current {
-        battery.current_a = battery.current_a.map(|a| -a);
-    }
     Verdict::Reading(Box::new(battery))
 }
 
@@ -110,11 +105,7 @@ mod tests {
     const MINIMAL: &str = include_str!("../../tests/mqtt/minimal.json");
 
     fn settings() -> MqttSettings {
-        MqttSettings {
-            source: "mqtt://h:1883/t".into(),
-            stale_after: Duration::from_secs(10),
-            invert_current: false,
-        }
+        MqttSettings { source: "mqtt://h:1883/t".into(), stale_after: Duration::from_secs(10) }
     }
 
     fn message(payload: String) -> Incoming {
@@ -143,12 +134,5 @@ mod tests {
         // A clock ahead: age 0.
         let Verdict::Reading(b) = judge(&m, 999_990.0, &settings()) else { panic!("rejected") };
         assert_eq!(b.read_at, Some(m.at));
-    }
-
-    #[test]
-    fn invert_current_applies() {
-        let s = MqttSettings { invert_current: true, ..settings() };
-        let Verdict::Reading(b) = judge(&message(MINIMAL.into()), 0.0, &s) else { panic!("rejected") };
-        assert_eq!(b.current_a, Some(-5.2));
     }
 }

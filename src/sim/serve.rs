@@ -21,6 +21,7 @@ pub struct SimControl {
     partial: AtomicBool,
     delay_ms: AtomicU64,
     cross_talk: AtomicBool,
+    current_sign_reversed: AtomicBool,
     wire: Mutex<Option<WireTiming>>,
     log: Mutex<Option<Vec<Exchange>>>,
     last_sent: Mutex<Option<Instant>>,
@@ -202,6 +203,17 @@ impl SimControl {
     /// True while requests are answered by another address.
     pub fn cross_talk(&self) -> bool {
         self.cross_talk.load(Ordering::SeqCst)
+    }
+
+    /// Daly: send the current word with the other sign convention, as some Daly models do (raw
+    /// above 30000 while charging), with the 0x93 state as usual.
+    pub fn set_current_sign_reversed(&self, on: bool) {
+        self.current_sign_reversed.store(on, Ordering::SeqCst);
+    }
+
+    /// True while the current word uses the other sign convention.
+    pub fn current_sign_reversed(&self) -> bool {
+        self.current_sign_reversed.load(Ordering::SeqCst)
     }
 
     /// Applies the garbage / partial / delay knobs to a reply about to be sent.

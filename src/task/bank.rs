@@ -42,6 +42,7 @@ struct PackState {
     monitor: Monitor,
     health: PackHealth,
     service: ServiceSlot,
+    sign: crate::current_sign::CurrentSign,
 }
 
 /// The bank's charge config: each pack's ratings (`max_charge_current` ... of its
@@ -298,6 +299,7 @@ pub async fn run(
                 monitor: Monitor::new(start, p.slot.options.clone(), stale_after, controller),
                 health: PackHealth::default(),
                 service: ServiceSlot::new(label.clone(), None, config.dbus.properties_changed),
+                sign: crate::current_sign::CurrentSign::new(p.slot.options.invert_current),
                 slot: p.slot,
                 label,
                 updates: p.updates,
@@ -344,7 +346,7 @@ pub async fn run(
         for pack in &mut packs {
             if pack.updates.has_changed().unwrap_or(false) {
                 let update = pack.updates.borrow_and_update().clone();
-                task::take_update(&mut pack.monitor, &pack.updates, &pack.label);
+                task::take_update(&mut pack.monitor, &pack.updates, &pack.label, &mut pack.sign);
                 if let Some(update) = update {
                     let change = match &update.result {
                         Ok(_) => pack.health.on_reading(),

@@ -32,6 +32,7 @@ pub(crate) async fn battery_task(
     let controller = ChargeController::new(slot.options.charge_config(&config.charge));
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
+    let mut sign = crate::current_sign::CurrentSign::new(slot.options.invert_current);
 
     // The service's unique id (and so its device instance) comes from the BMS serial where it
     // has one: wait up to the grace period for a first good reading before registering.
@@ -40,7 +41,7 @@ pub(crate) async fn battery_task(
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() { return; }
-                take_update(&mut monitor, &updates, &label);
+                take_update(&mut monitor, &updates, &label, &mut sign);
             }
             _ = tokio::time::sleep_until(first_deadline) => break,
             _ = shutdown.changed() => if *shutdown.borrow() { return; },
@@ -75,7 +76,7 @@ pub(crate) async fn battery_task(
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() { return; }
-                take_update(&mut monitor, &updates, &label);
+                take_update(&mut monitor, &updates, &label, &mut sign);
                 // A reading publishes now; the tick only has to notice a BMS that falls silent,
                 // so it waits 1.5 intervals from here: the next reading (one interval, give or
                 // take the poll's jitter) comes first, and a cycle gives one publish, one signal.

@@ -7,6 +7,7 @@ pub mod battery;
 
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::{persist, ChargeLimits, ControlState};
+use crate::current_sign::CurrentSign;
 use crate::driver::PollUpdate;
 use crate::monitor::{Monitor, Output};
 use crate::victron::{self, BatteryService, BmsWrites, BusAddress, Identity, Snapshot};
@@ -219,12 +220,41 @@ pub(crate) async fn save_state(path: PathBuf, state: ControlState, label: &str) 
     }
 }
 
-pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Option<PollUpdate>>, label: &str) {
+/// Hands the latest update to the monitor, after the model step every reading of every protocol
+/// takes: the current's sign (`current_sign.rs`).
+pub(crate) fn take_update(
+    monitor: &mut Monitor,
+    updates: &watch::Receiver<Option<PollUpdate>>,
+    label: &str,
+    sign: &mut CurrentSign,
+) {
     let update = updates.borrow().clone();
     let Some(update) = update else { return };
     let was_online = monitor.is_online(update.at);
     match update.result {
-        Ok(battery) => match monitor.handle_reading(update.at, battery) {
+        Ok(mut battery) => {
+            if let Some(said) = sign.apply(&mut battery) {
+                tracing::warn!(battery = %label, "{said}");
+            }
+            take_reading(monitor, update.at, battery, label, was_online);
+        }
+        Err(error) => {
+            if monitor.handle_failure(error.clone()) {
+                tracing::warn!(battery = %label, %error, "poll failed");
+            }
+        }
+    }
+}
+
+fn take_reading(
+    monitor: &mut Monitor,
+    at: std::time::Instant,
+    battery: crate::battery::Battery,
+    label: &str,
+    was_online: bool,
+) {
+    {
+        match monitor.handle_reading(at, battery) {
             None if !was_online => tracing::info!(battery = %label, "BMS answering"),
             None => {}
             Some(rejected) if rejected.log => tracing::warn!(
@@ -234,11 +264,6 @@ pub(crate) fn take_update(monitor: &mut Monitor, updates: &watch::Receiver<Optio
                  comes within the grace period (said at most once a minute)"
             ),
             Some(_) => {}
-        },
-        Err(error) => {
-            if monitor.handle_failure(error.clone()) {
-                tracing::warn!(battery = %label, %error, "poll failed");
-            }
         }
     }
 }

@@ -8,9 +8,11 @@
 //!
 //! Cell voltages (0x95), temperatures (0x96) and the battery code (0x57) come as several
 //! sentences, each with its frame number in data byte 0. [`decode`] checks length, start, length
-//! byte, then checksum. Current: `(raw - 30000) / 10` A, positive = charging, as Daly's protocol
-//! document and the vectors' mpp-solar and python-daly-bms read it (`docs/protocols/daly.md`).
+//! byte, then checksum. Current: `(30000 - raw) / 10` A, positive = charging, as dbus-serialbattery
+//! reads it and five real polls with their 0x93 state confirm; Daly's document and other packs
+//! pair them the other way, which the sign check finds per battery (`docs/protocols/daly.md`).
 
+use crate::battery::CurrentFlow;
 use crate::protocol::checksum;
 use crate::protocol::field;
 use crate::protocol::{find_frame, Decoded, FrameError, Scan};
@@ -254,7 +256,10 @@ fn decode_data(command: u8, p: &Data) -> Decoded {
         CMD_SOC => {
             let current = word(4);
             b.voltage_v = Some(field::scale(word(0), 0, 10));
-            b.current_a = Some(field::scale(current, CURRENT_ZERO, 10));
+            // dbus-serialbattery's convention, (30000 - raw) / 10 A, which five real polls with
+            // their 0x93 state confirm (`daly_polls.json`); packs that pair them the other way
+            // are found by the sign check (`current_sign.rs`) from the 0x93 state.
+            b.current_a = Some(field::scale(CURRENT_ZERO, current, 10));
             b.soc_percent = Some(field::scale(word(6), 0, 10));
             e.insert("total_voltage_v", json!(field::scale(word(0), 0, 10)));
             e.insert("acquisition_voltage_v", json!(field::scale(word(2), 0, 10)));
@@ -277,6 +282,12 @@ fn decode_data(command: u8, p: &Data) -> Decoded {
             let remaining = field::u32_at(p, 4).unwrap_or(0);
             b.charge_fet = Some(p[1] != 0);
             b.discharge_fet = Some(p[2] != 0);
+            b.current_flow = match p[0] {
+                0 => Some(CurrentFlow::Idle),
+                1 => Some(CurrentFlow::Charging),
+                2 => Some(CurrentFlow::Discharging),
+                _ => None,
+            };
             b.remaining_capacity_ah = Some(field::scale(remaining.into(), 0, 1000));
             let text = ["stationary", "charging", "discharging"].get(usize::from(p[0])).unwrap_or(&"unknown");
             e.insert("state", json!(p[0]));

@@ -28,7 +28,10 @@ pub fn respond(address: u8, command: u8, pack: &SimPack, control: &SimControl) -
     match command {
         daly::CMD_SOC => {
             let [v0, v1] = be16(pack.voltage_v() * 10.0);
-            let [c0, c1] = be16(daly::CURRENT_ZERO as f64 + pack.current_a * 10.0);
+            // The default convention (`codec.rs`): raw below 30000 is charging; some packs send
+            // the other one (`SimControl::set_current_sign_reversed`).
+            let sign = if control.current_sign_reversed() { 1.0 } else { -1.0 };
+            let [c0, c1] = be16(daly::CURRENT_ZERO as f64 + sign * pack.current_a * 10.0);
             let [s0, s1] = be16(pack.soc_percent * 10.0);
             one([v0, v1, 0, 0, c0, c1, s0, s1])
         }

@@ -293,7 +293,8 @@ fn decode_alarms(data: &[u8], d: &mut Decoded) {
     }
     // General (item 0) and contactor (item 9) have no slot of their own in Venus OS's battery
     // paths: both are a fault inside the battery (JBD sets them; study 2.4 ignored them).
-    for item in [levels[0], levels[9]].into_iter().flatten() {
+    // Only a warning or an alarm: their "OK" says nothing of the internal-failure item itself.
+    for item in [levels[0], levels[9]].into_iter().flatten().filter(|l| *l != AlarmLevel::Ok) {
         Alarms::raise(&mut a.internal_failure, item);
     }
 }
