@@ -92,6 +92,8 @@ fn identity() -> Identity {
         serial: "JBD48100000".into(),
         fallback_device_instance: 1,
         max_cells: 16,
+        manufacturer: String::new(),
+        connection_information: String::new(),
     }
 }
 

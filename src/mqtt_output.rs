@@ -464,6 +464,8 @@ mod queue_tests {
             serial: "s".into(),
             fallback_device_instance: 1,
             max_cells: 4,
+            manufacturer: String::new(),
+            connection_information: String::new(),
         };
         let out = Output {
             battery: Default::default(),

@@ -86,6 +86,8 @@ mod tests {
             serial: unique.into(),
             fallback_device_instance: 1,
             max_cells: 16,
+            manufacturer: String::new().into(),
+            connection_information: String::new(),
         }
     }
 

@@ -157,6 +157,9 @@ pub struct Spec {
     /// Modbus protocols: decodes a reply as the answer to a read from `register` (a Modbus reply
     /// does not say which register it answers; `decode --register N`). `None`: by size only.
     pub decode_at_register: Option<DecodeAtRegister>,
+    /// `/Manufacturer` (the BMS maker; in brackets where the protocol does not tell, and the
+    /// battery's own name, if it sends one, is `/DeviceName`).
+    pub manufacturer: &'static str,
 }
 
 /// The address rule of protocols that accept every address they carry.

@@ -21,6 +21,10 @@ pub struct HistoryInputs {
     pub capacity_ah: Option<f64>,
     /// SoC (%), for full discharges.
     pub soc_percent: Option<f64>,
+    /// The BMS reports a low-voltage alarm (pack or cell) now.
+    pub low_voltage_alarm: bool,
+    /// The BMS reports a high-voltage alarm (pack or cell) now.
+    pub high_voltage_alarm: bool,
 }
 
 /// Lifetime counters (`/History/*`).
@@ -59,6 +63,18 @@ pub struct History {
     pub discharged_energy_kwh: f64,
     /// A full discharge may be counted again (SoC was above 15 %).
     pub full_discharge_armed: bool,
+    /// Low-voltage alarms raised (edges, `/History/LowVoltageAlarms`).
+    pub low_voltage_alarms: u32,
+    /// High-voltage alarms raised (edges, `/History/HighVoltageAlarms`).
+    pub high_voltage_alarms: u32,
+    /// A low-voltage alarm is active now (for the edge count).
+    pub low_voltage_alarm_active: bool,
+    /// A high-voltage alarm is active now (for the edge count).
+    pub high_voltage_alarm_active: bool,
+    /// Discharges ended by a full charge, and the Ah they drew (`/History/AverageDischarge`).
+    pub discharges: u32,
+    /// Ah drawn by those discharges.
+    pub discharges_ah: f64,
 }
 
 fn lower(slot: &mut Option<f64>, v: f64) {
@@ -74,6 +90,11 @@ fn higher(slot: &mut Option<f64>, v: f64) {
 }
 
 impl History {
+    /// Mean Ah of the discharges ended by a full charge (`None` before the first).
+    pub fn average_discharge_ah(&self) -> Option<f64> {
+        (self.discharges > 0).then(|| self.discharges_ah / f64::from(self.discharges))
+    }
+
     /// Books one reading.
     pub fn update(&mut self, i: &HistoryInputs) {
         if let Some(v) = i.pack_v {
@@ -103,6 +124,14 @@ impl History {
                 self.charge_cycles = self.total_ah_drawn / cap;
             }
         }
+        if i.low_voltage_alarm && !self.low_voltage_alarm_active {
+            self.low_voltage_alarms += 1;
+        }
+        if i.high_voltage_alarm && !self.high_voltage_alarm_active {
+            self.high_voltage_alarms += 1;
+        }
+        self.low_voltage_alarm_active = i.low_voltage_alarm;
+        self.high_voltage_alarm_active = i.high_voltage_alarm;
         match i.soc_percent {
             Some(soc) if soc > 15.0 => self.full_discharge_armed = true,
             Some(soc) if soc <= 0.0 && self.full_discharge_armed => {
@@ -118,6 +147,8 @@ impl History {
         self.full_charges += 1;
         if self.discharge_now_ah > 0.0 {
             self.last_discharge_ah = self.discharge_now_ah;
+            self.discharges += 1;
+            self.discharges_ah += self.discharge_now_ah;
         }
         self.discharge_now_ah = 0.0;
     }
@@ -126,6 +157,26 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn voltage_alarms_are_counted_by_edge_and_discharges_averaged() {
+        let mut h = History::default();
+        let at = |low, high| HistoryInputs {
+            low_voltage_alarm: low,
+            high_voltage_alarm: high,
+            ..Default::default()
+        };
+        for (low, high) in [(true, false), (true, false), (false, false), (true, true), (false, true)] {
+            h.update(&at(low, high));
+        }
+        assert_eq!((h.low_voltage_alarms, h.high_voltage_alarms), (2, 1));
+        assert_eq!(h.average_discharge_ah(), None);
+        for drawn in [30.0, 50.0] {
+            h.update(&HistoryInputs { dt_s: 3600.0, current_a: Some(-drawn), ..Default::default() });
+            h.full_charge();
+        }
+        assert_eq!(h.average_discharge_ah(), Some(40.0));
+    }
 
     #[test]
     fn counts_energy_extremes_cycles_and_discharges() {

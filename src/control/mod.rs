@@ -404,6 +404,10 @@ impl ChargeController {
             temperatures_c: temps,
             capacity_ah: capacity,
             soc_percent: soc,
+            low_voltage_alarm: [battery.alarms.low_voltage, battery.alarms.low_cell_voltage]
+                .contains(&Some(crate::battery::AlarmLevel::Alarm)),
+            high_voltage_alarm: [battery.alarms.high_voltage, battery.alarms.high_cell_voltage]
+                .contains(&Some(crate::battery::AlarmLevel::Alarm)),
         });
         let charge_reason = Limitation { reasons: ccl_why, recovering: ccl_held };
         let discharge_reason = Limitation { reasons: dcl_why, recovering: dcl_held };

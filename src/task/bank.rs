@@ -271,6 +271,8 @@ fn bank_identity(bank: &BankConfig, config: &Config) -> Identity {
         serial: unique_id,
         fallback_device_instance: config.dbus.device_instance,
         max_cells: 0,
+        manufacturer: "bms-bridge".into(),
+        connection_information: format!("Bank {} of {} packs", bank.name.trim(), bank.packs.len()),
     }
 }
 

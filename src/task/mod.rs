@@ -159,6 +159,15 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         serial: battery.serial.clone().unwrap_or_else(|| unique_id.clone()),
         fallback_device_instance: config.dbus.device_instance,
         max_cells: usize::from(slot.options.cell_count.or(battery.cells_in_series()).unwrap_or(16)),
+        manufacturer: slot.port.protocol.spec().manufacturer.to_owned(),
+        connection_information: format!(
+            "{} ({protocol}) on {}{at}",
+            slot.port.protocol.spec().manufacturer,
+            match crate::transport::mqtt::BrokerUrl::parse(&slot.port.device) {
+                Ok(url) if slot.port.protocol.is_mqtt() => url.to_string(),
+                _ => slot.port.device.clone(),
+            }
+        ),
     }
 }
 

@@ -64,6 +64,10 @@ pub struct Identity {
     pub fallback_device_instance: i32,
     /// Number of `/Voltages/CellN` and `/Balances/CellN` paths (0: the first snapshot's count).
     pub max_cells: usize,
+    /// `/Manufacturer`: the BMS maker (the protocol's).
+    pub manufacturer: String,
+    /// `/ConnectionInformation`: maker, protocol and where, e.g. "JBD (jbd) on /dev/ttyUSB0".
+    pub connection_information: String,
 }
 
 /// Everything a table row may read.
@@ -161,6 +165,31 @@ fn label(c: &Context<'_>, pick: fn(&ExtremeIds) -> &Option<String>) -> Option<Va
     pick(ids).as_ref().map(|id| Value::Text(id.clone()))
 }
 
+/// Mid-point of the cell string, as a BMV measures it: the first half of the cells (plus half of
+/// the middle cell when the count is odd), and the deviation |second − first| / total × 100 %.
+fn midpoint(b: &Battery) -> Option<(f64, f64)> {
+    let cells = b.cell_voltages_v.as_deref().filter(|c| c.len() >= 2)?;
+    let half = cells.len() / 2;
+    let middle = if cells.len() % 2 == 1 { cells.get(half).copied().unwrap_or(0.0) / 2.0 } else { 0.0 };
+    let first: f64 = cells.iter().take(half).sum::<f64>() + middle;
+    let total: f64 = cells.iter().sum();
+    let second = total - first;
+    (total > 0.0).then(|| (first, (second - first).abs() / total * 100.0))
+}
+
+/// Temperatures shown one by one (`/System/Temperature1..4`).
+pub const NAMED_TEMPERATURES: usize = 4;
+
+/// The low-SoC alarm a BMS does not report itself: warning below 20 %, alarm below 10 % (the
+/// incumbent's SOC_LOW_WARNING / SOC_LOW_ALARM defaults).
+fn low_soc(soc: Option<f64>) -> Option<AlarmLevel> {
+    soc.map(|s| match s {
+        s if s < 10.0 => AlarmLevel::Alarm,
+        s if s < 20.0 => AlarmLevel::Warning,
+        _ => AlarmLevel::Ok,
+    })
+}
+
 fn cell_id(prefix: &str, number: Option<usize>) -> Value {
     number.map_or(Value::Invalid, |n| Value::Text(format!("{prefix}{n}")))
 }
@@ -181,12 +210,21 @@ const TABLE: &[Row] = &[
     row("/HardwareVersion", Plain, |c| {
         text_or_identity(c.battery().hardware_version.as_ref(), &c.identity.hardware_version)
     }),
+    row("/Manufacturer", Plain, |c| Value::Text(c.identity.manufacturer.clone())),
+    row("/Family", Plain, |c| {
+        text_or_identity(c.battery().hardware_version.as_ref(), &c.identity.hardware_version)
+    }),
+    // The name the battery gives itself (model), else the product name.
+    row("/DeviceName", Plain, |c| text_or_identity(c.battery().model.as_ref(), &c.identity.product_name)),
+    row("/ConnectionInformation", Plain, |c| Value::Text(c.identity.connection_information.clone())),
     row("/Connected", Plain, |c| Value::flag(Some(c.snapshot.connected))),
     row(CUSTOM_NAME, Plain, |c| Value::Text(c.custom_name.to_owned())),
     row("/Serial", Plain, |c| text_or_identity(c.battery().serial.as_ref(), &c.identity.serial)),
     row("/Dc/0/Voltage", Volt, |c| Value::f64(c.battery().voltage_v)),
     row("/Dc/0/Current", Amp, |c| Value::f64(c.battery().current_a)),
     row("/Dc/0/Power", Watt, |c| Value::f64(c.battery().power_w())),
+    row("/Dc/0/MidVoltage", Volt, |c| Value::f64(midpoint(c.battery()).map(|m| m.0))),
+    row("/Dc/0/MidVoltageDeviation", Percent, |c| Value::f64(midpoint(c.battery()).map(|m| m.1))),
     row("/Dc/0/Temperature", Celsius, |c| Value::f64(mean(c.battery().temperatures_c.as_ref()))),
     // The control decides which SoC is published (the BMS's, or coulomb-counted with the BMS's
     // kept under /SocBms).
@@ -222,6 +260,13 @@ const TABLE: &[Row] = &[
     row("/History/MaximumTemperature", Celsius, |c| history(c, |h| h.max_temperature_c)),
     row("/History/ChargedEnergy", Plain, |c| history(c, |h| Some(h.charged_energy_kwh))),
     row("/History/DischargedEnergy", Plain, |c| history(c, |h| Some(h.discharged_energy_kwh))),
+    row("/History/AverageDischarge", AmpHour, |c| history(c, |h| h.average_discharge_ah().map(|ah| -ah))),
+    row("/History/LowVoltageAlarms", Plain, |c| Value::int(c.snapshot.history.map(|h| h.low_voltage_alarms))),
+    row("/History/HighVoltageAlarms", Plain, |c| {
+        Value::int(c.snapshot.history.map(|h| h.high_voltage_alarms))
+    }),
+    // The counters are kept by the charge state file; there is no `/History/Clear` yet.
+    row("/History/CanBeCleared", Plain, |_| Value::I32(0)),
     row("/History/TimeSinceLastFullCharge", Second, |c| Value::f64(c.limits().since_full_charge_s)),
     row("/State", Plain, |c| Value::I32(c.snapshot.state)),
     row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),
@@ -229,6 +274,11 @@ const TABLE: &[Row] = &[
     row("/Info/MaxChargeCurrent", Amp, |c| Value::f64(c.limits().charge_current_a)),
     row("/Info/MaxDischargeCurrent", Amp, |c| Value::f64(c.limits().discharge_current_a)),
     row("/Info/BatteryLowVoltage", Volt, |c| Value::f64(c.limits().low_voltage_v)),
+    // Informative: the CVL per series cell.
+    row("/Info/MaxChargeCellVoltage", CellVolt, |c| {
+        let cells = c.battery().cells_in_series().filter(|n| *n > 0).map(f64::from);
+        Value::f64(c.limits().charge_voltage_v.zip(cells).map(|(v, n)| v / n))
+    }),
     row("/Info/ChargeRequest", Plain, |_| Value::Invalid),
     row("/Info/ChargeMode", Plain, |c| Value::text(Some(&c.limits().charge_mode))),
     row("/Info/ChargeLimitation", Plain, |c| Value::text(Some(&c.limits().charge_limitation))),
@@ -238,7 +288,12 @@ const TABLE: &[Row] = &[
     row("/Io/AllowToDischarge", Plain, |c| {
         allowed(c.battery().discharge_fet, c.limits().discharge_current_a)
     }),
-    row("/Io/AllowToBalance", Plain, |c| Value::flag(c.battery().balancer_enabled)),
+    // The BMS's balancer switch where it reports one; a BMS that reports per-cell balancing
+    // flags balances by itself.
+    row("/Io/AllowToBalance", Plain, |c| {
+        let b = c.battery();
+        Value::flag(b.balancer_enabled.or(b.balancing_cells.as_ref().map(|_| true)))
+    }),
     row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
     row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),
     row("/System/MinVoltageCellId", Plain, |c| {
@@ -307,9 +362,21 @@ pub fn collect(ctx: &Context<'_>) -> Items {
         let flag = Value::flag(balancing.get(index).copied());
         items.insert(format!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
     }
-    let mut worst: Option<AlarmLevel> = None;
-    for (_, leaf, level) in battery.alarms.entries() {
-        worst = worst.max(level);
+    let temperatures = battery.temperatures_c.as_deref().unwrap_or(&[]);
+    for index in 0..NAMED_TEMPERATURES {
+        let number = index + 1;
+        let value = Value::f64(temperatures.get(index).copied());
+        items.insert(format!("/System/Temperature{number}"), Item { value, unit: Celsius });
+        let name = Value::Text(format!("Temperature {number}"));
+        items.insert(format!("/System/Temperature{number}Name"), Item { value: name, unit: Plain });
+    }
+    let mut alarms = battery.alarms.clone();
+    if alarms.low_soc.is_none() {
+        alarms.low_soc = low_soc(ctx.limits().soc_percent.or(battery.soc_percent));
+    }
+    // The summary is the worst alarm the BMS reports; the derived low-SoC level is not one.
+    let worst = battery.alarms.entries().iter().filter_map(|(_, _, level)| *level).max();
+    for (_, leaf, level) in alarms.entries() {
         let value = Value::int(level.map(AlarmLevel::as_i32));
         items.insert(format!("/Alarms/{leaf}"), Item { value, unit: Plain });
     }

@@ -34,6 +34,8 @@ pub fn identity(suffix: &str) -> Identity {
         serial: "123456".into(),
         fallback_device_instance: 7,
         max_cells: 4,
+        manufacturer: String::new(),
+        connection_information: String::new(),
     }
 }
 

@@ -26,6 +26,7 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "Daly",
 };
 
 /// Daly host addresses: 0x40 + board - 1, or 0x80.

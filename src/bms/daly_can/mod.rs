@@ -30,6 +30,7 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: Some(BRIDGE),
     decode_at_register: None,
+    manufacturer: "Daly",
 };
 
 /// The host's side: request sentences out as frames, reply frames in as sentences.

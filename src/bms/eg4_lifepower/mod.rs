@@ -29,6 +29,7 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "EG4",
 };
 
 /// EG4 LifePower addresses are 1..=15.

@@ -25,4 +25,5 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: Some(codec::CELLS_PER_PACK),
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "FoxESS",
 };

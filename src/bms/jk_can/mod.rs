@@ -27,6 +27,7 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "JK",
 };
 
 /// JK CAN addresses: the DIP switch, 0..=15.

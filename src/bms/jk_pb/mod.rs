@@ -25,6 +25,7 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "JK",
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

@@ -31,4 +31,5 @@ pub const SPEC: Spec = Spec {
     cells_per_pack: None,
     can_bridge: None,
     decode_at_register: None,
+    manufacturer: "(MQTT publisher)",
 };

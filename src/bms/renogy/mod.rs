@@ -33,4 +33,5 @@ pub const SPEC: Spec = Spec {
     decode_at_register: Some(|bytes, register| {
         codec::decode_at(first_frame(bytes, modbus::scan_response), None, register)
     }),
+    manufacturer: "Renogy",
 };

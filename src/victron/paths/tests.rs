@@ -13,6 +13,8 @@ fn identity(max_cells: usize) -> Identity {
         serial: String::new(),
         fallback_device_instance: 7,
         max_cells,
+        manufacturer: "JBD".to_owned(),
+        connection_information: "JBD (jbd) on /dev/ttyUSB0".to_owned(),
     }
 }
 
@@ -47,6 +49,10 @@ fn an_empty_battery_publishes_invalid_never_zero() {
         if MANDATORY.contains(&path.as_str())
             || ["/State", "/ErrorCode", "/FirmwareVersion"].contains(&path.as_str())
             || path.starts_with("/System/NrOfModules")
+            // What the service knows of itself, not data of the battery.
+            || ["/Manufacturer", "/DeviceName", "/ConnectionInformation", "/History/CanBeCleared"]
+                .contains(&path.as_str())
+            || (path.starts_with("/System/Temperature") && path.ends_with("Name"))
         {
             continue;
         }
@@ -153,4 +159,35 @@ fn alarms_and_summary() {
     for (_, leaf, _) in battery.alarms.entries() {
         assert!(items.contains_key(&format!("/Alarms/{leaf}")));
     }
+}
+
+#[test]
+fn midpoint_temperatures_cell_cvl_and_derived_alarms() {
+    // 5 cells, odd: first half = cells 1-2 + half of cell 3.
+    let battery = Battery {
+        cell_voltages_v: Some(vec![3.30, 3.30, 3.30, 3.32, 3.34]),
+        temperatures_c: Some(vec![21.0, 22.5]),
+        soc_percent: Some(15.0),
+        balancing_cells: Some(vec![false; 5]),
+        ..Battery::default()
+    };
+    let limits = ChargeLimits { charge_voltage_v: Some(17.25), ..ChargeLimits::default() };
+    let items = items_for(&battery, &limits, 5);
+    let f = |path: &str| match value(&items, path) {
+        Value::F64(v) => v,
+        other => panic!("{path}: {other:?}"),
+    };
+    let first = 3.30 + 3.30 + 3.30 / 2.0;
+    let total = 3.30 + 3.30 + 3.30 + 3.32 + 3.34;
+    assert!((f("/Dc/0/MidVoltage") - first).abs() < 1e-9);
+    assert!((f("/Dc/0/MidVoltageDeviation") - ((total - first) - first).abs() / total * 100.0).abs() < 1e-9);
+    assert_eq!(f("/System/Temperature2"), 22.5);
+    assert_eq!(value(&items, "/System/Temperature3"), Value::Invalid);
+    assert_eq!(value(&items, "/System/Temperature1Name"), Value::Text("Temperature 1".into()));
+    assert!((f("/Info/MaxChargeCellVoltage") - 3.45).abs() < 1e-9, "17.25 V over 5 cells");
+    // SoC 15 %: the BMS reports no low-SoC alarm, so the warning is derived; the summary stays
+    // the BMS's own (none reported: invalid).
+    assert_eq!(value(&items, "/Alarms/LowSoc"), Value::I32(1));
+    assert_eq!(value(&items, "/Alarms/Alarm"), Value::Invalid);
+    assert_eq!(value(&items, "/Io/AllowToBalance"), Value::I32(1));
 }

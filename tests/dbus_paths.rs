@@ -1,0 +1,80 @@
+//! The D-Bus path set of a battery service, on the simulated JBD pack through the whole daemon,
+//! compared with the committed list `tests/dbus/jbd_paths.txt`: no path disappears (or appears)
+//! unnoticed. The list is what GX screens, VRM and Node-RED flows may read (docs/dbus.md).
+//! `BMS_BRIDGE_WRITE_PATHS=1 cargo test --test dbus_paths` rewrites the list after a deliberate change.
+
+mod support;
+
+use bms_bridge::app;
+use bms_bridge::config::{self, Protocol};
+use bms_bridge::sim;
+use bms_bridge::victron::{BusAddress, PrivateBus};
+use std::time::Duration;
+use support::daemon::*;
+
+const NAME: &str = "com.victronenergy.battery.ttyJBD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jbd_service_publishes_exactly_the_committed_paths() {
+    let dir = scratch_dir("dbus-paths");
+    let bus = PrivateBus::start().expect("dbus-daemon");
+    let jbd = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
+    jbd.control().set_frozen(true);
+    link_pty(&dir.join("ttyJBD"), jbd.path());
+    let d = dir.display();
+    let text = format!(
+        "[daemon]\npoll_interval_ms = 500\nstate_dir = \"{d}/state\"\n\n[dbus]\nbus = \"{}\"\n\n\
+         [[port]]\ndevice = \"{d}/ttyJBD\"\nprotocol = \"jbd\"\ntimeout_ms = 300\n",
+        bus.address()
+    );
+    let cfg = config::parse(&text, "paths.toml").expect("valid config");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let daemon = tokio::spawn(app::run(cfg, BusAddress::Address(bus.address().to_owned()), stop_rx));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let items = wait_for_service(&conn, NAME, Duration::from_secs(20), "a connected battery", |i| {
+        number(i, "/Connected") == Some(1.0) && number(i, "/Voltages/Cell16").is_some()
+    })
+    .await;
+    let mut paths: Vec<&String> = items.keys().collect();
+    paths.sort();
+    let valid = items.values().filter(|i| i.get("Value").is_some_and(|v| !is_invalid(v))).count();
+    println!("{} paths, {valid} valid", paths.len());
+    let listed: String = paths.iter().map(|p| format!("{p}\n")).collect();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dbus/jbd_paths.txt");
+    if std::env::var_os("BMS_BRIDGE_WRITE_PATHS").is_some() {
+        std::fs::write(&file, &listed).unwrap();
+    }
+    let committed = std::fs::read_to_string(&file).unwrap_or_default();
+    let missing: Vec<&str> = committed.lines().filter(|p| !paths.iter().any(|q| q == p)).collect();
+    let extra: Vec<&&String> = paths.iter().filter(|p| !committed.lines().any(|c| c == p.as_str())).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "paths gone: {missing:?}\nnew paths: {extra:?}");
+    // The parity issue's paths are among them, with values from the simulated pack.
+    for path in [
+        "/System/Temperature1",
+        "/System/MOSTemperature",
+        "/Info/MaxChargeCellVoltage",
+        "/History/HighVoltageAlarms",
+        "/History/LowVoltageAlarms",
+        "/History/AverageDischarge",
+        "/Manufacturer",
+        "/Family",
+        "/DeviceName",
+        "/ConnectionInformation",
+        "/Dc/0/MidVoltage",
+        "/Dc/0/MidVoltageDeviation",
+        "/Alarms/LowSoc",
+        "/Io/AllowToBalance",
+    ] {
+        assert!(items.contains_key(path), "{path} missing");
+    }
+    let pack = jbd.pack(None).unwrap();
+    let cells = pack.cell_voltages_mv();
+    let first: f64 = cells.iter().take(8).map(|mv| f64::from(*mv) / 1000.0).sum();
+    let mid = number(&items, "/Dc/0/MidVoltage").unwrap();
+    assert!((mid - first).abs() < 0.0005, "{mid} vs the first 8 cells' {first}");
+    let info: String = value(&items, "/ConnectionInformation").clone().try_into().unwrap();
+    assert!(info.starts_with("JBD (jbd) on "), "{info}");
+    stop.send_replace(true);
+    daemon.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
