@@ -86,7 +86,7 @@ mod tests {
             serial: unique.into(),
             fallback_device_instance: 1,
             max_cells: 16,
-            manufacturer: String::new().into(),
+            manufacturer: String::new(),
             connection_information: String::new(),
         }
     }
