@@ -205,6 +205,12 @@ pub struct BatteryConfig {
     pub max_discharge_current: Option<f64>,
     /// Unique id override (state file, device instance): for packs that report the same serial.
     pub identity: Option<String>,
+    /// `"dbus:<service>"`: take the current from that service's `/Dc/0/Current` (a SmartShunt's
+    /// `com.victronenergy.battery.*`, a `.dcload.*` or `.dcsource.*`) instead of the BMS's, while it
+    /// answers; the BMS's otherwise (`docs/configuration.md`, task/external.rs).
+    pub current_source: Option<String>,
+    /// `"dbus:<service>"`: take the SoC from that service's `/Soc` likewise.
+    pub soc_source: Option<String>,
 }
 
 impl PortConfig {
@@ -700,6 +706,11 @@ fn battery_problems(battery: &BatteryConfig) -> Vec<(&'static str, String)> {
     ] {
         if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0 && *v <= MAX_PACK_RATING_A)) {
             out.push((key, format!("{v} A must be more than 0 and at most {MAX_PACK_RATING_A} A")));
+        }
+    }
+    for (key, source) in [("current_source", &battery.current_source), ("soc_source", &battery.soc_source)] {
+        if let Some(Err(why)) = source.as_deref().map(crate::task::external::service_of) {
+            out.push((key, why));
         }
     }
     if let Some(id) = &battery.identity {

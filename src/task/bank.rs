@@ -42,7 +42,7 @@ struct PackState {
     monitor: Monitor,
     health: PackHealth,
     service: ServiceSlot,
-    sign: crate::current_sign::CurrentSign,
+    sign: task::ModelStep,
 }
 
 /// The bank's charge config: each pack's ratings (`max_charge_current` ... of its
@@ -301,7 +301,7 @@ pub async fn run(
                 monitor: Monitor::new(start, p.slot.options.clone(), stale_after, controller),
                 health: PackHealth::default(),
                 service: ServiceSlot::new(label.clone(), None, config.dbus.properties_changed),
-                sign: crate::current_sign::CurrentSign::new(p.slot.options.invert_current),
+                sign: task::ModelStep::new(&p.slot, &bus, interval, &label, shutdown.clone()),
                 slot: p.slot,
                 label,
                 updates: p.updates,

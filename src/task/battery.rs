@@ -32,7 +32,7 @@ pub(crate) async fn battery_task(
     let controller = ChargeController::new(slot.options.charge_config(&config.charge));
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
-    let mut sign = crate::current_sign::CurrentSign::new(slot.options.invert_current);
+    let mut sign = super::ModelStep::new(&slot, &bus, interval, &label, shutdown.clone());
 
     // The service's unique id (and so its device instance) comes from the BMS serial where it
     // has one: wait up to the grace period for a first good reading before registering.

@@ -4,6 +4,7 @@
 
 pub mod bank;
 pub mod battery;
+pub mod external;
 
 use crate::config::{BatteryConfig, Config, PortConfig};
 use crate::control::{persist, ChargeLimits, ControlState};
@@ -229,22 +230,58 @@ pub(crate) async fn save_state(path: PathBuf, state: ControlState, label: &str) 
     }
 }
 
-/// Hands the latest update to the monitor, after the model step every reading of every protocol
-/// takes: the current's sign (`current_sign.rs`).
+/// The corrections every reading of every protocol takes before the monitor sees it: the
+/// current's sign (`current_sign.rs`), then an external current/SoC sensor (`external.rs`).
+#[derive(Debug)]
+pub(crate) struct ModelStep {
+    sign: CurrentSign,
+    external: Option<external::External>,
+}
+
+impl ModelStep {
+    /// The step of the battery `slot` on `bus`, its sensor read every `every`.
+    pub(crate) fn new(
+        slot: &BatterySlot,
+        bus: &crate::victron::BusAddress,
+        every: std::time::Duration,
+        label: &str,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let o = &slot.options;
+        let external = external::start(
+            bus,
+            o.current_source.as_deref(),
+            o.soc_source.as_deref(),
+            every,
+            label,
+            shutdown,
+        );
+        Self { sign: CurrentSign::new(o.invert_current), external }
+    }
+
+    fn apply(&mut self, battery: &mut crate::battery::Battery, label: &str) {
+        if let Some(said) = self.sign.apply(battery) {
+            tracing::warn!(battery = %label, "{said}");
+        }
+        if let Some(external) = &mut self.external {
+            external.apply(battery, std::time::Instant::now());
+        }
+    }
+}
+
+/// Hands the latest update to the monitor, after the model step.
 pub(crate) fn take_update(
     monitor: &mut Monitor,
     updates: &watch::Receiver<Option<PollUpdate>>,
     label: &str,
-    sign: &mut CurrentSign,
+    step: &mut ModelStep,
 ) {
     let update = updates.borrow().clone();
     let Some(update) = update else { return };
     let was_online = monitor.is_online(update.at);
     match update.result {
         Ok(mut battery) => {
-            if let Some(said) = sign.apply(&mut battery) {
-                tracing::warn!(battery = %label, "{said}");
-            }
+            step.apply(&mut battery, label);
             take_reading(monitor, update.at, battery, label, was_online);
         }
         Err(error) => {
