@@ -66,6 +66,10 @@ struct Args {
     /// Answer at pty speed instead of honouring serial timing.
     #[arg(long)]
     no_wire_timing: bool,
+    /// Deliver each reply a byte at a time at wire speed (as USB serial adapters do at 9600
+    /// baud) instead of all at once when its last byte would have arrived.
+    #[arg(long)]
+    byte_by_byte: bool,
     /// Cells per pack.
     #[arg(long, default_value_t = 16)]
     cells: usize,
@@ -127,8 +131,11 @@ async fn run(args: Args) -> Result<(), String> {
     if args.packs == 0 || (bus_layout && args.packs > 247) {
         return Err("--packs must be 1.. (bus: at most 247)".into());
     }
-    let wire = (!args.no_wire_timing)
-        .then(|| WireTiming { baud: args.baud, reply_delay: Duration::from_millis(args.reply_delay_ms) });
+    let wire = (!args.no_wire_timing).then(|| WireTiming {
+        baud: args.baud,
+        reply_delay: Duration::from_millis(args.reply_delay_ms),
+        byte_by_byte: args.byte_by_byte,
+    });
     let dir = std::env::temp_dir().join(format!("bms-measure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -198,7 +205,12 @@ async fn run(args: Args) -> Result<(), String> {
         args.packs,
         args.layout,
         args.poll_ms,
-        wire.map_or("off".into(), |w| format!("{} baud + {:?} reply delay", w.baud, w.reply_delay))
+        wire.map_or("off".into(), |w| format!(
+            "{} baud + {:?} reply delay{}",
+            w.baud,
+            w.reply_delay,
+            if w.byte_by_byte { ", byte by byte" } else { "" }
+        ))
     );
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     if let Ok(Some(status)) = daemon.try_wait() {

@@ -285,6 +285,7 @@ fn main() -> ExitCode {
                     let wire = wire_timing.then(|| bms_bridge::sim::WireTiming {
                         baud: baud.unwrap_or(protocol.default_baud()),
                         reply_delay: std::time::Duration::from_millis(reply_delay_ms),
+                        byte_by_byte: false,
                     });
                     runtime_block_on(demo::run_simulator_timed(protocol, link, cells, addresses, wire))
                 }

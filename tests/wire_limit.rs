@@ -68,7 +68,7 @@ fn median(v: &mut [f64]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_jbd_poll_takes_at_most_1_15_times_its_wire_time() {
     let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
-    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(10) };
+    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(10), byte_by_byte: false };
     sim.control().set_wire_timing(Some(wire));
     let log = poll(&sim, Protocol::Jbd, &[], 250, 12).await;
     let mut ratios = Vec::new();
@@ -93,7 +93,7 @@ async fn one_jbd_poll_takes_at_most_1_15_times_its_wire_time() {
 async fn sixteen_up16s_packs_on_one_9600_baud_bus_are_polled_back_to_back() {
     let addresses: Vec<u8> = (1..=16).collect();
     let sim = sim::spawn(Protocol::JbdUp16s, &addresses, 16).unwrap();
-    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(5) };
+    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(5), byte_by_byte: false };
     sim.control().set_wire_timing(Some(wire));
     // First cycle: status + identity for every pack (32), then a cycle of status only.
     let log = poll(&sim, Protocol::JbdUp16s, &addresses, 100, 50).await;

@@ -36,6 +36,10 @@ pub struct WireTiming {
     pub baud: u32,
     /// Time the BMS takes after the last request byte before its first reply byte.
     pub reply_delay: Duration,
+    /// Deliver the reply a byte at a time at wire speed, as CH340/CP2102/FTDI adapters hand
+    /// them to the host at 9600 baud (one byte every ~1 ms), instead of all at once when the
+    /// last byte would have arrived.
+    pub byte_by_byte: bool,
 }
 
 impl WireTiming {
@@ -328,7 +332,8 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     };
                     control.count_request();
-                    if let Some(wire) = control.wire_timing() {
+                    let wire = control.wire_timing();
+                    if let Some(wire) = wire.filter(|w| !w.byte_by_byte) {
                         // The request had to cross the wire, the BMS thinks, then its reply
                         // crosses: the daemon sees the reply's last byte only then.
                         tokio::time::sleep_until(
@@ -337,7 +342,13 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
                         .await;
                     }
                     let reply = control.shape_reply(reply).await;
-                    if stream.write_all(&reply).await.is_err() {
+                    let sent = match wire.filter(|w| w.byte_by_byte) {
+                        Some(wire) => {
+                            write_at_wire_speed(&mut stream, &reply, received, request.len(), wire).await
+                        }
+                        None => stream.write_all(&reply).await.is_ok(),
+                    };
+                    if !sent {
                         return;
                     }
                     if control.delay_ms() > 0 {
@@ -361,6 +372,25 @@ pub async fn serve_requests<S: AsyncRead + AsyncWrite + Unpin>(
             buf.clear();
         }
     }
+}
+
+/// Writes `reply` a byte at a time, byte n when it would have arrived on the wire: after the
+/// request's wire time and the reply delay, then one byte time each.
+async fn write_at_wire_speed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    reply: &[u8],
+    received: Instant,
+    request_len: usize,
+    wire: WireTiming,
+) -> bool {
+    let start = received + wire.bytes(request_len) + wire.reply_delay;
+    for (n, byte) in reply.iter().enumerate() {
+        tokio::time::sleep_until((start + wire.bytes(n + 1)).into()).await;
+        if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Reads and drops whatever input is already waiting (no waiting); `Err` when the stream closed.
