@@ -126,9 +126,16 @@ async fn three_packs_on_one_bus(protocol: Protocol, addresses: [u8; 3]) {
         let last = last_reply(addresses[i]);
         let after = zero_at[i].unwrap().saturating_duration_since(last).as_secs_f64();
         let still = connected_at[i].map(|t| t.saturating_duration_since(last).as_secs_f64());
-        println!("{name} address {}: CCL 0 {after:.2} s after the last reply (stale_after_s {STALE_S})", addresses[i]);
+        println!(
+            "{name} address {}: CCL 0 {after:.2} s after the last reply (stale_after_s {STALE_S})",
+            addresses[i]
+        );
         assert!(after <= STALE_S + 1.0, "{name} address {}: CCL 0 only {after:.2} s after", addresses[i]);
-        assert!(still.is_some_and(|s| s >= STALE_S - 0.5), "{name} address {}: lost early ({still:?})", addresses[i]);
+        assert!(
+            still.is_some_and(|s| s >= STALE_S - 0.5),
+            "{name} address {}: lost early ({still:?})",
+            addresses[i]
+        );
     }
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);

@@ -54,7 +54,11 @@ fn the_real_capture_is_consistent_with_itself() {
     assert_eq!(b.max_cell().map(|(_, v)| v), Some(mv("bms_max_cell_mv")));
     assert_eq!(b.min_cell().map(|(_, v)| v), Some(mv("bms_min_cell_mv")));
     let ratio = 100.0 * b.remaining_capacity_ah.unwrap() / b.full_capacity_ah.unwrap();
-    assert!((ratio - b.soc_percent.unwrap()).abs() < 1.0, "remaining/full {ratio} % vs SoC {:?}", b.soc_percent);
+    assert!(
+        (ratio - b.soc_percent.unwrap()).abs() < 1.0,
+        "remaining/full {ratio} % vs SoC {:?}",
+        b.soc_percent
+    );
     assert!((ratio - b.soh_percent.unwrap()).abs() > 50.0, "the other word is not the SoC");
 }
 

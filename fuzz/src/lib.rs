@@ -104,7 +104,13 @@ pub fn protocol(name: &str, data: &[u8]) {
         }
         Some(Protocol::Daren485) => {
             use bms::daren_485::codec as daren;
-            for layout in [daren::realtime, daren::manufacturer, daren::system_params, daren::module_mfg, daren::module_cap] {
+            for layout in [
+                daren::realtime,
+                daren::manufacturer,
+                daren::system_params,
+                daren::module_mfg,
+                daren::module_cap,
+            ] {
                 let _ = daren::decode_with(data, address.unwrap_or(1), layout);
                 let _ = layout(data, &mut protocol::Decoded::default());
             }

@@ -303,7 +303,10 @@ mod tests {
         assert_eq!(f.info(), Ok(vec![0x0A, 0x0B]));
         assert_eq!(scan(&frame), Scan::Frame { len: frame.len() });
         let mut odd = encode(0x22, 3, 0x4A, 0, "0A0");
-        assert_eq!(parse(&odd).map(|f| f.info()), Ok(Err(FrameError::InvalidField { field: "info_odd_length" })));
+        assert_eq!(
+            parse(&odd).map(|f| f.info()),
+            Ok(Err(FrameError::InvalidField { field: "info_odd_length" }))
+        );
         odd[5] = b'X';
         assert_eq!(scan(&odd), Scan::Garbage { skip: 1 });
     }

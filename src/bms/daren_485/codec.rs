@@ -216,7 +216,8 @@ impl Realtime {
             return Err(FrameError::InvalidField { field: "cell_count" });
         }
         let cells_mv = c.u16s(n, "cells")?;
-        let (environment_dc, pack_dc, mosfet_dc) = (c.i16("temperatures")?, c.i16("temperatures")?, c.i16("temperatures")?);
+        let (environment_dc, pack_dc, mosfet_dc) =
+            (c.i16("temperatures")?, c.i16("temperatures")?, c.i16("temperatures")?);
         let k = usize::from(c.u8("temperature_count")?);
         if k > 16 {
             return Err(FrameError::InvalidField { field: "temperature_count" });
@@ -258,7 +259,8 @@ impl Realtime {
         if r.cells_mv.iter().any(|mv| *mv > 5000) {
             return Err(FrameError::InvalidField { field: "cells" });
         }
-        let temps = [r.environment_dc, r.pack_dc, r.mosfet_dc].into_iter().chain(r.cell_temps_dc.iter().copied());
+        let temps =
+            [r.environment_dc, r.pack_dc, r.mosfet_dc].into_iter().chain(r.cell_temps_dc.iter().copied());
         if !temps.into_iter().all(plausible_temperature) {
             return Err(FrameError::InvalidField { field: "temperatures" });
         }

@@ -20,7 +20,11 @@ pub fn serial(address: u8) -> String {
 pub fn realtime(pack: &SimPack, control: &SimControl) -> Realtime {
     let word = |v: f64| v.round().clamp(0.0, 65535.0) as u16;
     let deci = |c: f64| (c * 10.0).round().clamp(-500.0, 1500.0) as i16;
-    let balancing = pack.balancing().iter().enumerate().fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
+    let balancing =
+        pack.balancing()
+            .iter()
+            .enumerate()
+            .fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
     Realtime {
         data_flag: 0,
         soc_centi: word(pack.soc_percent * 100.0),
@@ -29,7 +33,9 @@ pub fn realtime(pack: &SimPack, control: &SimControl) -> Realtime {
         environment_dc: 220,
         pack_dc: deci(pack.temperatures_c.first().copied().unwrap_or(25.0)),
         mosfet_dc: deci(pack.temperature_mos_c),
-        cell_temps_dc: (0..4).map(|i| deci(pack.temperatures_c.get(i % 3).copied().unwrap_or(25.0))).collect(),
+        cell_temps_dc: (0..4)
+            .map(|i| deci(pack.temperatures_c.get(i % 3).copied().unwrap_or(25.0)))
+            .collect(),
         current_10ma: (pack.current_a * 100.0).round().clamp(-32768.0, 32767.0) as i16,
         resistance: 0,
         soh_percent: 100,
@@ -106,7 +112,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, packs: Packs, c
         let info = packs
             .with(Some(address), &c, Instant::now(), |pack| match (frame.cid2, info.as_slice()) {
                 (daren::CID2_REALTIME, [group]) if *group == address => Some(realtime(pack, &c).encode()),
-                (daren::CID2_SYSTEM_PARAMS, [group]) if *group == address => Some(system_params(address, pack)),
+                (daren::CID2_SYSTEM_PARAMS, [group]) if *group == address => {
+                    Some(system_params(address, pack))
+                }
                 (daren::CID2_PROTOCOL_VERSION, []) => Some(vec![0xC8]),
                 (daren::CID2_MANUFACTURER, []) => Some(manufacturer().encode()),
                 (daren::CID2_PARAMS, [group, 0x01, m, 0xFF, 0x00])

@@ -212,8 +212,8 @@ impl Analog {
         let b = &mut d.battery;
         b.cell_voltages_v = Some(self.cells_mv.iter().map(|mv| f64::from(*mv) / 1000.0).collect());
         b.cell_count = u16::try_from(self.cells_mv.len()).ok();
-        b.temperatures_c =
-            Some(self.cell_temps_dk.iter().map(|t| celsius(*t)).collect::<Vec<_>>()).filter(|t| !t.is_empty());
+        b.temperatures_c = Some(self.cell_temps_dk.iter().map(|t| celsius(*t)).collect::<Vec<_>>())
+            .filter(|t| !t.is_empty());
         b.temperature_mos_c = Some(celsius(self.mosfet_dk));
         b.current_a = Some(f64::from(self.current_10ma) / 100.0);
         b.voltage_v = Some(f64::from(self.voltage_10mv) / 100.0);
@@ -369,7 +369,8 @@ impl AlarmInfo {
     /// INFO as bytes (the simulator's encoder).
     pub fn encode(&self) -> Vec<u8> {
         let cells = field::at_most(&self.cell_states, 32);
-        let temps = self.temperature_states.get(..self.temperature_states.len().clamp(2, 18)).unwrap_or(&[0, 0]);
+        let temps =
+            self.temperature_states.get(..self.temperature_states.len().clamp(2, 18)).unwrap_or(&[0, 0]);
         let mut out = vec![self.data_flag, self.pack_group, cells.len() as u8];
         out.extend_from_slice(cells);
         out.push((temps.len().max(2) - 2) as u8);
@@ -382,7 +383,12 @@ impl AlarmInfo {
             self.voltage_event,
         ]);
         out.extend(self.temperature_event.to_be_bytes());
-        out.extend_from_slice(&[self.current_event, self.remaining_capacity_alarm, self.fet_status, self.system_status]);
+        out.extend_from_slice(&[
+            self.current_event,
+            self.remaining_capacity_alarm,
+            self.fet_status,
+            self.system_status,
+        ]);
         out.extend(self.balance_status.to_be_bytes());
         out.push(self.reserved);
         out

@@ -15,7 +15,8 @@ pub fn analog(address: u8, pack: &SimPack) -> Analog {
     let word = |v: f64| v.round().clamp(0.0, 65535.0) as u16;
     let cells = pack.cell_voltages_mv();
     let (max, min) = (cells.iter().copied().max().unwrap_or(0), cells.iter().copied().min().unwrap_or(0));
-    let temps: Vec<u16> = (0..4).map(|i| deci_kelvin(pack.temperatures_c.get(i % 3).copied().unwrap_or(25.0))).collect();
+    let temps: Vec<u16> =
+        (0..4).map(|i| deci_kelvin(pack.temperatures_c.get(i % 3).copied().unwrap_or(25.0))).collect();
     Analog {
         data_flag: 0,
         pack_group: address,
@@ -44,7 +45,10 @@ pub fn analog(address: u8, pack: &SimPack) -> Analog {
 /// The alarm reading of a pack: nothing raised, the MOSFETs as the control says.
 pub fn alarm(address: u8, pack: &SimPack, control: &SimControl) -> AlarmInfo {
     let balance_status =
-        pack.balancing().iter().enumerate().fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
+        pack.balancing()
+            .iter()
+            .enumerate()
+            .fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
     let discharging = if pack.current_a < 0.0 { 0x01 } else { 0x02 };
     AlarmInfo {
         pack_group: address,
