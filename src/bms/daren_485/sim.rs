@@ -20,11 +20,7 @@ pub fn serial(address: u8) -> String {
 pub fn realtime(pack: &SimPack, control: &SimControl) -> Realtime {
     let word = |v: f64| v.round().clamp(0.0, 65535.0) as u16;
     let deci = |c: f64| (c * 10.0).round().clamp(-500.0, 1500.0) as i16;
-    let balancing =
-        pack.balancing()
-            .iter()
-            .enumerate()
-            .fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
+    let balancing = pack.balancing_mask();
     Realtime {
         data_flag: 0,
         soc_centi: word(pack.soc_percent * 100.0),

@@ -44,11 +44,7 @@ pub fn analog(address: u8, pack: &SimPack) -> Analog {
 
 /// The alarm reading of a pack: nothing raised, the MOSFETs as the control says.
 pub fn alarm(address: u8, pack: &SimPack, control: &SimControl) -> AlarmInfo {
-    let balance_status =
-        pack.balancing()
-            .iter()
-            .enumerate()
-            .fold(0u32, |b, (i, on)| if *on && i < 32 { b | 1 << i } else { b });
+    let balance_status = pack.balancing_mask();
     let discharging = if pack.current_a < 0.0 { 0x01 } else { 0x02 };
     AlarmInfo {
         pack_group: address,
