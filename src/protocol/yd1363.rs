@@ -310,4 +310,27 @@ mod tests {
         odd[5] = b'X';
         assert_eq!(scan(&odd), Scan::Garbage { skip: 1 });
     }
+
+    proptest::proptest! {
+        /// Any frame encodes to one that is found whole and parses back to its fields; changing
+        /// any one byte of it to another value is always refused (the character-sum checksum
+        /// catches every single change, the others break the structure).
+        #[test]
+        fn any_frame_round_trips_and_every_single_change_is_refused(
+            ver: u8, adr: u8, cid1: u8, cid2: u8,
+            info in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            at: proptest::sample::Index, to: u8,
+        ) {
+            let frame = encode(ver, adr, cid1, cid2, &hex_text(&info));
+            proptest::prop_assert_eq!(scan(&frame), Scan::Frame { len: frame.len() });
+            let f = parse(&frame).unwrap();
+            proptest::prop_assert_eq!((f.ver, f.adr, f.cid1, f.cid2), (ver, adr, cid1, cid2));
+            proptest::prop_assert_eq!(f.info().unwrap(), info);
+            let i = at.index(frame.len());
+            proptest::prop_assume!(frame[i] != to);
+            let mut changed = frame.clone();
+            changed[i] = to;
+            proptest::prop_assert!(parse(&changed).is_err(), "byte {} -> {:02X} accepted", i, to);
+        }
+    }
 }

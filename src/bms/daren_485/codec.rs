@@ -661,4 +661,37 @@ mod tests {
         let lifepower4 = yd1363::encode(0x20, 1, CID1, 0, &yd1363::hex_text(&realtime_reading().encode()));
         assert_eq!(reply_info(&lifepower4, 1), Err(FrameError::InvalidField { field: "ver" }));
     }
+
+    proptest::proptest! {
+        /// Any plausible realtime reading goes through the wire and back unchanged, from the
+        /// address it was sent from, and the model gets its values at their scales.
+        #[test]
+        fn any_plausible_realtime_reading_round_trips(
+            cells in proptest::collection::vec(0u16..=5000, 1..=32),
+            temps in proptest::collection::vec(-500i16..=1500, 0..=16),
+            soc in 0u16..=10_000, soh in 0u16..=100, current: i16, fet in 0u16..4, adr in 0u8..=15,
+            status: [u16; 4], words: Option<[u16; 10]>,
+        ) {
+            let r = Realtime {
+                soc_centi: soc, soh_percent: soh, cells_mv: cells, cell_temps_dc: temps, current_10ma: current,
+                fet_status: fet, voltage_status: status[0], current_status: status[1],
+                temperature_status: status[2], alarm_status: status[3],
+                machine_io: words.map(|_| (0, 0)), cell_words: words,
+                ..realtime_reading()
+            };
+            proptest::prop_assert_eq!(Realtime::parse(&r.encode()), Ok(r.clone()));
+            let b = decode_with(&encode_reply(adr, &r.encode()), adr, realtime).unwrap();
+            proptest::prop_assert_eq!(b.soc_percent, Some(f64::from(soc) / 100.0));
+            proptest::prop_assert_eq!(b.current_a, Some(f64::from(current) / 100.0));
+            proptest::prop_assert_eq!(b.charge_fet, Some(fet & 1 != 0));
+            proptest::prop_assert_eq!(b.alarms.internal_failure, Some(if status[3] != 0 { Alarm } else { AlarmLevel::Ok }));
+            // Cut anywhere, the INFO is not a realtime reading, except right before the
+            // optional per-cell words (firmware that does not send them).
+            let bytes = r.encode();
+            let short = Realtime { cell_words: None, machine_io: None, ..r.clone() }.encode().len();
+            for n in (0..bytes.len()).filter(|n| *n != short) {
+                proptest::prop_assert!(Realtime::parse(&bytes[..n]).is_err(), "cut at {}", n);
+            }
+        }
+    }
 }

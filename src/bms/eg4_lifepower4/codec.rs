@@ -568,4 +568,41 @@ mod tests {
         let daren = yd1363::encode(0x22, 1, CID1_EG4, 0, &yd1363::hex_text(&analog().encode()));
         assert_eq!(decode_analog(&daren, 1), Err(FrameError::InvalidField { field: "ver" }));
     }
+
+    proptest::proptest! {
+        /// Any plausible analog reading goes through the wire and back unchanged; cut anywhere it
+        /// is refused, and it is never taken for an alarm reply.
+        #[test]
+        fn any_plausible_analog_reading_round_trips(
+            cells in proptest::collection::vec(1000u16..=5000, 1..=32),
+            temps in proptest::collection::vec(deci_kelvin(-50.0)..=deci_kelvin(150.0), 0..=16),
+            soc in 0u16..=100, soh in 0u16..=100, current: i16, adr in 1u8..=15, cumulative: [u32; 6],
+        ) {
+            let a = Analog { cells_mv: cells, cell_temps_dk: temps, soc_percent: soc, soh_percent: soh,
+                current_10ma: current, cumulative, ..analog() };
+            let bytes = a.encode();
+            proptest::prop_assert_eq!(Analog::parse(&bytes), Ok(a.clone()));
+            let b = decode_analog(&encode_reply(adr, &bytes), adr).unwrap();
+            proptest::prop_assert_eq!(b.soc_percent, Some(f64::from(soc)));
+            proptest::prop_assert_eq!(b.current_a, Some(f64::from(current) / 100.0));
+            proptest::prop_assert!(AlarmInfo::parse(&bytes).is_err());
+            for n in 0..bytes.len() {
+                proptest::prop_assert!(Analog::parse(&bytes[..n]).is_err(), "cut at {}", n);
+            }
+        }
+
+        /// Any alarm reply round-trips; the MOSFET bits reach the model.
+        #[test]
+        fn any_alarm_reply_round_trips(
+            cells in 1usize..=32, k in 0usize..=16, fet: u8, voltage_event: u8, temperature_event: u16,
+            current_event: u8, balance_status: u32,
+        ) {
+            let alarm = AlarmInfo { cell_states: vec![0; cells], temperature_states: vec![0; k + 2], fet_status: fet,
+                voltage_event, temperature_event, current_event, balance_status, ..AlarmInfo::default() };
+            proptest::prop_assert_eq!(AlarmInfo::parse(&alarm.encode()), Ok(alarm.clone()));
+            let b = decode_alarm(&encode_reply(1, &alarm.encode()), 1).unwrap();
+            proptest::prop_assert_eq!((b.discharge_fet, b.charge_fet), (Some(fet & 1 != 0), Some(fet & 2 != 0)));
+            proptest::prop_assert_eq!(b.alarms.low_voltage.map(|l| l >= Warning), Some(voltage_event & 0xC0 != 0));
+        }
+    }
 }
