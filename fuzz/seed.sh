@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 vectors=${VECTORS:-../tests/vectors}
-for target in jbd jbd_up16s jk_pb renogy eg4_ll foxess jk_rs485 daly eg4_lifepower; do
+for target in jbd jbd_up16s jk_pb renogy eg4_ll foxess jk_rs485 daly eg4_lifepower eg4_lifepower4 daren_485; do
   dir=corpus/decode_$target
   mkdir -p "$dir"
   python3 - "$vectors/$target.json" "$dir" <<'PY'

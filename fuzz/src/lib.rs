@@ -96,6 +96,25 @@ pub fn protocol(name: &str, data: &[u8]) {
             let _ = bms::eg4_lifepower::codec::decode(data, None);
             let _ = bms::eg4_lifepower::codec::decode(data, address);
         }
+        Some(Protocol::Eg4Lifepower4) => {
+            let _ = bms::eg4_lifepower4::codec::decode_analog(data, address.unwrap_or(1));
+            let _ = bms::eg4_lifepower4::codec::decode_alarm(data, address.unwrap_or(1));
+            let _ = bms::eg4_lifepower4::codec::AlarmInfo::parse(data);
+            let _ = bms::eg4_lifepower4::codec::Analog::parse(data);
+        }
+        Some(Protocol::Daren485) => {
+            use bms::daren_485::codec as daren;
+            for layout in [
+                daren::realtime,
+                daren::manufacturer,
+                daren::system_params,
+                daren::module_mfg,
+                daren::module_cap,
+            ] {
+                let _ = daren::decode_with(data, address.unwrap_or(1), layout);
+                let _ = layout(data, &mut protocol::Decoded::default());
+            }
+        }
         // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
         // decoders.
         Some(Protocol::VictronCan | Protocol::DalyCan | Protocol::JkCan | Protocol::Mqtt) | None => {}

@@ -12,7 +12,9 @@
 
 pub mod daly;
 pub mod daly_can;
+pub mod daren_485;
 pub mod eg4_lifepower;
+pub mod eg4_lifepower4;
 pub mod eg4_ll;
 pub mod foxess;
 pub mod jbd;
@@ -213,6 +215,10 @@ registry! {
     Daly => daly::SPEC,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
     Eg4Lifepower => eg4_lifepower::SPEC,
+    /// EG4 LifePower4 v2 firmware, YD/T 1363 ASCII (`~20 ADR 4A ...`), addresses 1-15.
+    Eg4Lifepower4 => eg4_lifepower4::SPEC,
+    /// Daren / BASEN (DR-JC03), YD/T 1363 ASCII (`~22 ADR 4A ...`), 19200, addresses 0-15.
+    Daren485 => daren_485::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
     VictronCan => victron_can::SPEC,
     /// Daly over CAN, 250 kbit/s, 29-bit ids, polled by CAN address (`0x18 CC BB 40`).

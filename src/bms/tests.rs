@@ -9,7 +9,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn specs_answer_what_the_old_matches_answered() {
     type Row = (Protocol, &'static str, u32, bool, bool, Option<u8>, &'static [Option<u8>]);
-    let before: [Row; 13] = [
+    let before: [Row; 15] = [
         (Protocol::Jbd, "jbd", 9600, false, false, None, &[None]),
         (Protocol::JbdUp16s, "jbd_up16s", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::JkPb, "jk_pb", 115_200, true, false, Some(1), &[Some(1)]),
@@ -24,6 +24,9 @@ fn specs_answer_what_the_old_matches_answered() {
         (Protocol::DalyCan, "daly_can", 0, true, false, Some(1), &[Some(1)]),
         (Protocol::JkCan, "jk_can", 0, true, false, Some(0), &[Some(0)]),
         (Protocol::Mqtt, "mqtt", 0, false, false, None, &[None]),
+        // Added with issue 23.
+        (Protocol::Eg4Lifepower4, "eg4_lifepower4", 9600, true, false, Some(1), &[Some(1)]),
+        (Protocol::Daren485, "daren_485", 19_200, true, false, Some(1), &[Some(1)]),
     ];
     assert_eq!(ALL.len(), before.len());
     for (p, name, baud, addressable, one_per_port, default, probe) in before {
@@ -40,7 +43,19 @@ fn specs_answer_what_the_old_matches_answered() {
     let serial: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
     assert_eq!(
         serial,
-        ["jbd", "jbd_up16s", "jk_pb", "renogy", "eg4_ll", "foxess", "jk_rs485", "daly", "eg4_lifepower"],
+        [
+            "jbd",
+            "jbd_up16s",
+            "jk_pb",
+            "renogy",
+            "eg4_ll",
+            "foxess",
+            "jk_rs485",
+            "daly",
+            "eg4_lifepower",
+            "eg4_lifepower4",
+            "daren_485"
+        ],
         "probe order"
     );
     assert_eq!(Protocol::CAN, &[Protocol::VictronCan, Protocol::DalyCan, Protocol::JkCan]);
@@ -48,7 +63,8 @@ fn specs_answer_what_the_old_matches_answered() {
     assert_eq!(Protocol::from_name("nope"), None);
     assert_eq!(
         Protocol::names(),
-        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, daly_can, jk_can, mqtt"
+        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, eg4_lifepower4, daren_485, \
+         victron_can, daly_can, jk_can, mqtt"
     );
 }
 
@@ -178,6 +194,8 @@ fn serialbattery_classes_map_as_before() {
         // Added with issue 22.
         ("Daly_Can", "daly_can"),
         ("Jkbms_Can", "jk_can"),
+        // Added with issue 23.
+        ("Daren485", "daren_485"),
     ];
     for (class, name) in before {
         assert_eq!(Protocol::for_serialbattery_class(class).map(Protocol::name), Some(name), "{class}");

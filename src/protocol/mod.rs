@@ -8,6 +8,7 @@ pub mod field;
 pub mod json;
 pub mod modbus;
 pub mod writes;
+pub mod yd1363;
 
 use crate::battery::Battery;
 use std::collections::BTreeMap;

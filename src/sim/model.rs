@@ -127,6 +127,11 @@ impl SimPack {
         cells.iter().map(|v| self.current_a > 0.0 && *v > mean + 0.005 && *v > 3.35).collect()
     }
 
+    /// [`Self::balancing`] as a bit mask, cell 1 in bit 0 (cells past 32 left out).
+    pub fn balancing_mask(&self) -> u32 {
+        self.balancing().iter().take(32).enumerate().fold(0, |mask, (i, on)| mask | u32::from(*on) << i)
+    }
+
     /// Charge left (Ah).
     pub fn remaining_ah(&self) -> f64 {
         self.capacity_ah * self.soc_percent / 100.0
