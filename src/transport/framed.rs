@@ -22,6 +22,47 @@ pub struct FramedLink<S> {
     /// Least time between the starts of two requests (JK PB needs 120 ms on its bus).
     min_gap: Duration,
     last_request: Option<Instant>,
+    /// Time one byte takes on the wire (serial ports; `None`: bytes come in whole frames).
+    byte_time: Option<Duration>,
+    /// Wake-ups spent reading replies, over the link's life (for measurements).
+    pub reads: u64,
+}
+
+/// Bytes waited for when a scanner cannot tell how many a frame still lacks (it ends with a
+/// terminator): about 8 ms at 9600 baud.
+const UNKNOWN_REMAINDER: usize = 8;
+
+/// Longest remainder [`missing_bytes`] looks for.
+const MAX_HINT: usize = 1024;
+
+/// How many more bytes the frame at the start of `buf` needs, as the scanner tells when it is
+/// fed zero padding: the smallest padding that makes it stop saying `Incomplete` (a frame, or
+/// garbage because the padding fails its checksum). Zeros in a length field still missing read
+/// as the shortest frame, so the count is never more than the real remainder. `None`: no padding
+/// up to [`MAX_HINT`] completes it (a terminator-ended frame).
+pub fn missing_bytes(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<usize> {
+    let mut padded = Vec::with_capacity(buf.len() + MAX_HINT);
+    padded.extend_from_slice(buf);
+    padded.resize(buf.len() + MAX_HINT, 0);
+    let complete =
+        |k: usize| !matches!(scan(padded.get(..buf.len() + k).unwrap_or(&padded)), Scan::Incomplete);
+    if complete(0) {
+        return Some(0);
+    }
+    if !complete(MAX_HINT) {
+        return None;
+    }
+    let (mut low, mut high) = (0usize, MAX_HINT);
+    // Invariant: incomplete with `low` bytes of padding, complete with `high`.
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if complete(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
@@ -33,7 +74,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
             dropped_bytes: 0,
             min_gap: Duration::ZERO,
             last_request: None,
+            byte_time: None,
+            reads: 0,
         }
+    }
+
+    /// Reads paced by the wire at `baud` (10 bits per byte): once part of a reply is in, the rest
+    /// is read when it can have arrived, not a byte at a time as USB adapters deliver it.
+    pub fn set_baud(&mut self, baud: u32) {
+        self.byte_time = (baud > 0).then(|| Duration::from_nanos(10_000_000_000 / u64::from(baud)));
     }
 
     /// Keeps at least `gap` between the starts of two requests.
@@ -76,7 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
     ) -> Result<Vec<u8>, LinkError> {
         let deadline = Instant::now() + timeout;
         let mut garbage = 0usize;
-        let mut chunk = [0u8; 256];
+        // A JK reply (300 bytes) fits one read.
+        let mut chunk = [0u8; 1024];
         loop {
             match scan_resync(&self.buf, &scan) {
                 Scan::Frame { len } if len <= self.buf.len() && len > 0 => {
@@ -96,6 +146,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
                 // Incomplete, or a scanner that returned an impossible length: wait for more.
                 _ => {}
             }
+            // Part of a reply is in: sleep until the rest can have crossed the wire, then read it
+            // in one go (a reply costs a few wake-ups, not one per byte; `docs/performance.md`).
+            if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
+                let missing = missing_bytes(&self.buf, &scan).unwrap_or(UNKNOWN_REMAINDER);
+                let due = Instant::now() + byte.saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX));
+                tokio::time::sleep_until(due.min(deadline)).await;
+            }
+            self.reads += 1;
             let read = match timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(result) => result?,
                 Err(_) => {
@@ -209,6 +267,51 @@ mod tests {
         });
         let frame = link.request(&[7], scan, Duration::from_secs(1)).await.unwrap();
         assert_eq!(frame, vec![0xAA, 0x01, 0x66]);
+        drop(bms_side.await.unwrap());
+    }
+
+    #[test]
+    fn the_scanner_tells_how_many_bytes_a_frame_lacks() {
+        assert_eq!(missing_bytes(&[0xAA], scan), Some(1), "the length byte, read as 0");
+        assert_eq!(missing_bytes(&[0xAA, 5, 1, 2], scan), Some(3));
+        assert_eq!(missing_bytes(&[0xAA, 5, 1, 2, 3, 4, 5], scan), Some(0), "complete: nothing lacks");
+        // A terminator-ended framing: padding never completes it.
+        let line =
+            |b: &[u8]| if b.contains(&b'\n') { Scan::Frame { len: b.len() } } else { Scan::Incomplete };
+        assert_eq!(missing_bytes(b"abc", line), None);
+    }
+
+    /// A reply delivered a byte at a time at 9600 baud (as a USB adapter does): read in a few
+    /// wake-ups, and done when its last byte is in (virtual time: the timers are exact).
+    #[tokio::test(start_paused = true)]
+    async fn a_byte_by_byte_reply_costs_a_few_reads_and_no_extra_wire_time() {
+        let (client, mut bms) = duplex(1024);
+        let mut link = FramedLink::new(client);
+        link.set_baud(9600);
+        let byte = Duration::from_nanos(10_000_000_000 / 9600);
+        let mut frame = vec![0xAA, 38];
+        frame.extend((0..38).map(|i| i as u8));
+        let sent = frame.clone();
+        let bms_side = tokio::spawn(async move {
+            let mut req = [0u8; 1];
+            bms.read_exact(&mut req).await.unwrap();
+            // At absolute times, as the wire does (the timer's 1 ms steps do not add up).
+            let begin = Instant::now();
+            for (n, b) in (1u32..).zip(sent) {
+                tokio::time::sleep_until(begin + byte * n).await;
+                bms.write_all(&[b]).await.unwrap();
+            }
+            bms
+        });
+        let start = Instant::now();
+        let got = link.request(&[1], scan, Duration::from_secs(1)).await.unwrap();
+        let took = start.elapsed();
+        assert_eq!(got, frame);
+        assert!(link.reads <= 4, "{} reads for a 40-byte reply", link.reads);
+        let wire = byte * 40;
+        // The bound: the exchange within 1.15 x its wire time (the timer's 1 ms steps are
+        // the rest).
+        assert!(took.as_secs_f64() <= wire.as_secs_f64() * 1.15, "{took:?} for {wire:?} on the wire");
         drop(bms_side.await.unwrap());
     }
 

@@ -10,7 +10,9 @@ pub type SerialLink = FramedLink<ByteStream>;
 
 /// Opens `device` at `baud`, 8N1, no flow control.
 pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::Error> {
-    open_stream(device, baud).await.map(|stream| FramedLink::new(ByteStream::Serial(stream)))
+    let mut link = FramedLink::new(ByteStream::Serial(open_stream(device, baud).await?));
+    link.set_baud(baud);
+    Ok(link)
 }
 
 /// The bare stream of [`open`], for links that do their own framing (tokio-modbus).
