@@ -12,7 +12,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(decode_jbd decode_jbd_up16s decode_jk_pb decode_renogy decode_eg4_ll decode_foxess
-           decode_jk_rs485 decode_daly decode_eg4_lifepower decode_eg4_lifepower4 decode_daren_485 decode_victron_can decode_daly_can decode_jk_can decode_mqtt config_parse set_value)
+           decode_jk_rs485 decode_daly decode_eg4_lifepower decode_eg4_lifepower4 decode_daren_485 decode_victron_can decode_daly_can decode_jk_can decode_registry decode_mqtt config_parse set_value)
 fi
 ./seed.sh >/dev/null
 export RUSTC_BOOTSTRAP=1

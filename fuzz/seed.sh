@@ -31,6 +31,29 @@ for case in json.load(open(sys.argv[1])):
     (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
 done
+# The registry target: every vector file, each case as `<protocol>\0<bytes>` (CAN: the id as
+# above). A new protocol's vectors are picked up here without a line of its own.
+mkdir -p corpus/decode_registry
+python3 - "$vectors" corpus/decode_registry <<'PY'
+import json, sys, hashlib, pathlib
+out = pathlib.Path(sys.argv[2])
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    name = path.stem
+    try:
+        cases = json.load(open(path))
+    except ValueError:
+        continue
+    for case in cases if isinstance(cases, list) else []:
+        if "hex" not in case:
+            continue
+        data = bytes.fromhex(case["hex"].replace(" ", ""))
+        if "can_id" in case:
+            can_id = int(case["can_id"], 16)
+            head = can_id.to_bytes(2, "big") if can_id <= 0x7FF else (0x80000000 | can_id).to_bytes(4, "big")
+            data = head + data
+        seed = name.encode() + b"\0" + data
+        (out / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+PY
 mkdir -p corpus/config_parse corpus/set_value
 cp ../config/*.toml corpus/config_parse/ 2>/dev/null || true
 # The example config is mostly comments, which the fuzzer would spend its time mutating: also

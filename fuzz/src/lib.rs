@@ -115,9 +115,10 @@ pub fn protocol(name: &str, data: &[u8]) {
                 let _ = layout(data, &mut protocol::Decoded::default());
             }
         }
-        // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
-        // decoders.
-        Some(Protocol::VictronCan | Protocol::DalyCan | Protocol::JkCan | Protocol::Mqtt) | None => {}
+        // Every other protocol is fuzzed through its spec's codec above (`decode_named`, its
+        // scanner); CAN frames by `can`, MQTT messages by `mqtt_json`. A protocol whose folder has
+        // extra entry points lists them here.
+        _ => {}
     }
     // Write acknowledgements are wire data too.
     if let Some(p) = Protocol::from_name(name) {
@@ -137,6 +138,27 @@ pub fn can(name: &str, data: &[u8]) {
     };
     let _ = bms::decode_can_named(name, id, payload);
     let _ = bms::decode_can_named(name, id, payload.get(..8.min(payload.len())).unwrap_or_default());
+}
+
+/// Any protocol of the registry (`decode_registry`): the input names it (`jbd\0<bytes>`), or
+/// its first byte picks one from `bms::ALL`; a protocol needs no fuzz target of its own.
+pub fn registry(data: &[u8]) {
+    let named = data.iter().position(|b| *b == 0).and_then(|end| {
+        let name = std::str::from_utf8(data.get(..end)?).ok()?;
+        let spec = bms::ALL.iter().find(|s| s.name == name)?;
+        Some((*spec, data.get(end + 1..).unwrap_or_default()))
+    });
+    let Some((spec, rest)) = named.or_else(|| {
+        let first = usize::from(*data.first()?);
+        Some((*bms::ALL.get(first % bms::ALL.len())?, data.get(1..).unwrap_or_default()))
+    }) else {
+        return;
+    };
+    match spec.codec {
+        bms::Codec::Bytes { .. } => protocol(spec.name, rest),
+        bms::Codec::Can { .. } => can(spec.name, rest),
+        bms::Codec::Json { .. } => mqtt_json(rest),
+    }
 }
 
 /// The config parser (and its validation) on any text.
