@@ -19,6 +19,7 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
     config.dbus.bus = bus.address().to_owned();
     config.ports.push(PortConfig::can(&interface));
     println!("private D-Bus: {}", bus.address());
+    crate::demo::status_page(&mut config);
     println!("simulated {cells}-cell victron_can BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)");
     println!("{}\n", super::time_lapse_note());
     let buses = crate::app::MemoryCanBuses::from([(interface, simulator.bus.clone())]);
