@@ -8,7 +8,8 @@
 //! - the request head within [`HEAD_TIMEOUT`] (slowloris: `408`) and [`MAX_HEAD_BYTES`] (`431`),
 //!   the target within [`MAX_TARGET_BYTES`] (`414`);
 //! - methods other than GET and HEAD: `405`; a body is never read;
-//! - the response written within [`WRITE_TIMEOUT`], then the connection is closed.
+//! - the response written within [`WRITE_TIMEOUT`], then the connection is closed (after
+//!   draining at most [`LINGER_BYTES`] for [`LINGER_TIME`], so the client gets the response).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +28,11 @@ pub const MAX_TARGET_BYTES: usize = 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The response must be taken by the client within this.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a response: unread bytes drained at most (see `linger`).
+pub const LINGER_BYTES: usize = 256 * 1024;
+/// ... for at most this long.
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// A parsed request: only what routing needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,9 +192,29 @@ where
         },
     };
     let bytes = response.bytes(head_only, extra);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
         stream.write_all(&bytes).await?;
         stream.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(&mut stream).await;
+    }
+}
+
+/// Reads what the client still sends (a body, the rest of a too-long head) for a moment before
+/// closing: closing with unread bytes makes the kernel send a reset, which can destroy the
+/// response before the client has read it. Bounded: [`LINGER_BYTES`] within [`LINGER_TIME`].
+async fn linger(stream: &mut TcpStream) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut left = LINGER_BYTES;
+        let mut sink = [0u8; 4096];
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }
