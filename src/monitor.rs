@@ -319,6 +319,22 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_count_for_an_hour_in_fixed_memory() {
+        let start = Instant::now();
+        let mut m = Monitor::new(start, BatteryConfig::default(), Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        for minute in 0..3u64 {
+            m.count_error(start + Duration::from_secs(minute * 60));
+            m.count_error(start + Duration::from_secs(minute * 60 + 30));
+        }
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(150)), 6);
+        // Minute 0 falls out at minute 60, minute 2 at minute 62.
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(60 * 60)), 4);
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(63 * 60)), 0);
+        m.count_error(start + Duration::from_secs(120 * 60));
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(120 * 60)), 1, "a reused slot restarts");
+    }
     use crate::control::ChargeConfig;
 
     fn reading() -> Battery {

@@ -173,3 +173,77 @@ pub async fn start(
     let routes = api::Routes::new(board, settings.poll_interval, settings.stale_after);
     Ok((bound, http::serve(listener, move |request| routes.answer(request), shutdown)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::battery::Battery;
+    use crate::mqtt_output::{state_json, Publisher};
+
+    fn identity(id: &str) -> Identity {
+        Identity {
+            service_suffix: "x".into(),
+            unique_id: id.into(),
+            product_name: "JBD (bms-bridge)".into(),
+            connection: "Serial /dev/x".into(),
+            custom_name: String::new(),
+            firmware_version: String::new(),
+            hardware_version: String::new(),
+            serial: id.into(),
+            fallback_device_instance: 1,
+            max_cells: 4,
+        }
+    }
+
+    fn output() -> Output {
+        let mut out = Output {
+            battery: Battery {
+                voltage_v: Some(13.2),
+                current_a: Some(-3.0),
+                soc_percent: Some(55.0),
+                cell_voltages_v: Some(vec![3.30, 3.31, 3.29, 3.30]),
+                ..Default::default()
+            },
+            limits: Default::default(),
+            connected: true,
+            state: 9,
+            error_code: 0,
+            history: Default::default(),
+        };
+        out.limits.charge_voltage_v = Some(13.8);
+        out.limits.charge_limitation = "Config max".into();
+        out
+    }
+
+    /// `/api/state` carries the MQTT output's document itself, not a second rendering of it.
+    #[test]
+    fn the_page_state_is_the_mqtt_document() {
+        let board = Board::default();
+        let publisher = Publisher::disabled().with_web(board.clone());
+        let out = output();
+        publisher.offer(&identity("a"), &out);
+        let routes = api::Routes::new(board.clone(), Duration::from_secs(1), Duration::from_secs(10));
+        let page = routes.state(0.0);
+        let mut shown = page["batteries"][0]["state"].clone();
+        let mut mqtt = state_json(&out, 0.0);
+        for doc in [&mut shown, &mut mqtt] {
+            doc.as_object_mut().unwrap().remove("timestamp");
+        }
+        assert_eq!(shown, mqtt);
+        assert_eq!(page["batteries"][0]["stale"], false);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let csv = routes.history_csv(now + 1.0, 24);
+        let row = csv.lines().nth(1).unwrap();
+        assert!(row.ends_with(",a,13.2,-3,55,3.29,3.31,13.8,,"), "{row}");
+    }
+
+    #[test]
+    fn the_board_is_bounded() {
+        let board = Board::default();
+        let publisher = Publisher::disabled().with_web(board.clone());
+        for i in 0..MAX_ENTRIES + 10 {
+            publisher.offer(&identity(&format!("b{i}")), &output());
+        }
+        assert_eq!(board.len(), MAX_ENTRIES);
+    }
+}
