@@ -323,7 +323,12 @@ mod tests {
     #[test]
     fn errors_count_for_an_hour_in_fixed_memory() {
         let start = Instant::now();
-        let mut m = Monitor::new(start, BatteryConfig::default(), Duration::from_secs(10), ChargeController::new(ChargeConfig::default()));
+        let mut m = Monitor::new(
+            start,
+            BatteryConfig::default(),
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        );
         for minute in 0..3u64 {
             m.count_error(start + Duration::from_secs(minute * 60));
             m.count_error(start + Duration::from_secs(minute * 60 + 30));

@@ -116,7 +116,11 @@ async fn chromium_shows_the_dbus_cells_limits_and_reasons_and_a_silenced_bms_as_
     for (n, v) in &shown {
         let dbus = f64_of(value(&items, &format!("/Voltages/Cell{n}"))).unwrap();
         assert!((v - dbus).abs() < 1e-9, "cell {n}: page {v}, D-Bus {dbus}");
-        assert!((v - f64::from(pack_mv[n - 1]) / 1000.0).abs() < 1e-9, "cell {n}: page {v}, pack {} mV", pack_mv[n - 1]);
+        assert!(
+            (v - f64::from(pack_mv[n - 1]) / 1000.0).abs() < 1e-9,
+            "cell {n}: page {v}, pack {} mV",
+            pack_mv[n - 1]
+        );
     }
     let cvl = f64_of(value(&items, "/Info/MaxChargeVoltage")).unwrap();
     let ccl = f64_of(value(&items, "/Info/MaxChargeCurrent")).unwrap();
@@ -142,7 +146,10 @@ async fn chromium_shows_the_dbus_cells_limits_and_reasons_and_a_silenced_bms_as_
     };
     let shown_after = silenced.elapsed();
     eprintln!("silenced BMS shown lost on the page after {shown_after:?} (stale_after_s {STALE_AFTER:?})");
-    assert!(shown_after >= STALE_AFTER, "lost after {shown_after:?}, before the grace period: not the BMS's state");
+    assert!(
+        shown_after >= STALE_AFTER,
+        "lost after {shown_after:?}, before the grace period: not the BMS's state"
+    );
     assert!(shown_after < STALE_AFTER + Duration::from_millis(2500), "lost shown only after {shown_after:?}");
     assert!(cells(&dom).is_empty(), "a lost BMS's cells must not be shown as live:\n{dom}");
     let items = get_items(&conn).await.unwrap();
@@ -174,14 +181,18 @@ async fn hostile_requests_get_clean_errors_and_polling_goes_on() {
     assert_eq!(status(&raw(port, b"GET /api/state HTTP/1.1\r\nHost: x\r\n\r\n")), "HTTP/1.1 200 OK");
     let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100_000));
     assert_eq!(status(&raw(port, long.as_bytes())), "HTTP/1.1 414 URI Too Long");
-    let headers = format!("GET / HTTP/1.1\r\n{}\r\n", "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(MAX_HEAD_BYTES / 20));
+    let headers = format!(
+        "GET / HTTP/1.1\r\n{}\r\n",
+        "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(MAX_HEAD_BYTES / 20)
+    );
     assert_eq!(status(&raw(port, headers.as_bytes())), "HTTP/1.1 431 Request Header Fields Too Large");
     for path in ["/nope", "/../../etc/passwd", "/%2e%2e/Cargo.toml", "/app.js/../../src/main.rs"] {
         let r = raw(port, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes());
         assert_eq!(status(&r), "HTTP/1.1 404 Not Found", "{path}");
     }
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT"] {
-        let r = raw(port, format!("{method} /api/state HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").as_bytes());
+        let r =
+            raw(port, format!("{method} /api/state HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").as_bytes());
         assert_eq!(status(&r), "HTTP/1.1 405 Method Not Allowed", "{method}");
         assert!(r.contains("Allow: GET, HEAD\r\n"), "{r}");
     }
@@ -235,7 +246,10 @@ async fn hostile_requests_get_clean_errors_and_polling_goes_on() {
         results.iter().filter(|(r, _)| r.starts_with("HTTP/1.1 408")).map(|(_, t)| t).collect();
     assert_eq!((busy, timed_out.len()), (4, MAX_CONNECTIONS), "{results:?}");
     for t in timed_out {
-        assert!(*t >= HEAD_TIMEOUT - Duration::from_millis(500) && *t < HEAD_TIMEOUT + Duration::from_secs(1), "408 after {t:?}");
+        assert!(
+            *t >= HEAD_TIMEOUT - Duration::from_millis(500) && *t < HEAD_TIMEOUT + Duration::from_secs(1),
+            "408 after {t:?}"
+        );
     }
     // And the page is served again.
     assert_eq!(status(&raw(port, b"GET / HTTP/1.1\r\n\r\n")), "HTTP/1.1 200 OK");

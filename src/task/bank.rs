@@ -312,9 +312,10 @@ pub async fn run(
             p.slot.options.name.clone().unwrap_or_else(|| format!("{}{at}", p.slot.port.device))
         })
         .collect();
-    let mut control = BankControl::new(bank.topology, &config.charge, &options, names, |controller| {
-        Monitor::new(start, BatteryConfig::default(), stale_after, controller)
-    });
+    let mut control =
+        BankControl::new(bank.topology, &config.charge, &options, names.clone(), |controller| {
+            Monitor::new(start, BatteryConfig::default(), stale_after, controller)
+        });
     let identity = bank_identity(&bank, &config);
     let state_path = task::state_file(&config, &identity.unique_id);
     task::restore_state(&mut control.monitor, &state_path, &label);
@@ -387,16 +388,25 @@ pub async fn run(
             .iter()
             .zip(&outputs)
             .zip(&members)
-            .map(|((p, o), member)| crate::web::PackShare {
-                name: p.label.clone(),
+            .zip(&names)
+            .map(|(((p, o), member), name)| crate::web::PackShare {
+                name: name.clone(),
                 member: *member,
                 current_a: o.battery.current_a,
                 charge_rating_a: p.slot.options.max_charge_current.or(Some(config.charge.max_charge_current)),
-                discharge_rating_a: p.slot.options.max_discharge_current.or(Some(config.charge.max_discharge_current)),
+                discharge_rating_a: p
+                    .slot
+                    .options
+                    .max_discharge_current
+                    .or(Some(config.charge.max_discharge_current)),
             })
             .collect();
         let window = Some((config.charge.min_cell_voltage, config.charge.max_cell_voltage));
-        publisher.offer_with(&identity, &out, crate::web::Extra { kind: "bank", link: None, cell_window_v: window, packs: shares });
+        publisher.offer_with(
+            &identity,
+            &out,
+            crate::web::Extra { kind: "bank", link: None, cell_window_v: window, packs: shares },
+        );
         let clock = tokio::time::Instant::now();
         let due = published.as_ref().is_none_or(|last| last.due(clock, interval, &out, &members));
         if !due {

@@ -62,7 +62,11 @@ pub(crate) async fn battery_task(
         let now = Instant::now();
         let out = monitor.output(now);
         let link = Some(crate::web::Link::of(&monitor, now));
-        publisher.offer_with(&claimed, &out, crate::web::Extra { kind: "battery", link, cell_window_v, packs: Vec::new() });
+        publisher.offer_with(
+            &claimed,
+            &out,
+            crate::web::Extra { kind: "battery", link, cell_window_v, packs: Vec::new() },
+        );
         log_connection_change(&label, &mut was_connected, &out, stale_after);
         log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {

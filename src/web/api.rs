@@ -35,7 +35,9 @@ impl Routes {
             "/app.css" => Response::new(200, "text/css; charset=utf-8", APP_CSS),
             "/api/state" => Response::new(200, "application/json", self.state(unix_now()).to_string()),
             "/api/history" => match hours(&request.query) {
-                Ok(hours) => Response::new(200, "text/csv; charset=utf-8", self.history_csv(unix_now(), hours)),
+                Ok(hours) => {
+                    Response::new(200, "text/csv; charset=utf-8", self.history_csv(unix_now(), hours))
+                }
                 Err(why) => Response::error(400, &why),
             },
             _ => Response::error(404, "no such page (there are /, /api/state and /api/history?hours=N)"),

@@ -114,7 +114,9 @@ impl Refused {
     fn response(self) -> (Response, &'static str) {
         match self {
             Refused::Malformed => (Response::error(400, "not an HTTP/1 request"), ""),
-            Refused::Method => (Response::error(405, "this page is read-only: GET only"), "Allow: GET, HEAD\r\n"),
+            Refused::Method => {
+                (Response::error(405, "this page is read-only: GET only"), "Allow: GET, HEAD\r\n")
+            }
             Refused::TargetTooLong => (Response::error(414, "the address is too long"), ""),
             Refused::HeadTooLarge => (Response::error(431, "the request head is too large"), ""),
         }
@@ -124,9 +126,11 @@ impl Refused {
 /// Parses a complete head (up to the blank line): (is HEAD, request).
 pub fn parse_head(head: &[u8]) -> Result<(bool, Request), Refused> {
     let line_end = head.windows(2).position(|w| w == b"\r\n").unwrap_or(head.len());
-    let line = std::str::from_utf8(head.get(..line_end).unwrap_or_default()).map_err(|_| Refused::Malformed)?;
+    let line =
+        std::str::from_utf8(head.get(..line_end).unwrap_or_default()).map_err(|_| Refused::Malformed)?;
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(if line.len() > MAX_TARGET_BYTES { Refused::TargetTooLong } else { Refused::Malformed });
     };
@@ -176,7 +180,8 @@ async fn serve_one<H>(mut stream: TcpStream, handler: Arc<H>)
 where
     H: Fn(&Request) -> Response + Send + Sync + 'static,
 {
-    let (response, head_only, extra) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+    let (response, head_only, extra) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await
+    {
         Err(_) => (Response::error(408, "the request took too long"), false, ""),
         Ok(Err(Refused::Malformed)) => return, // a closed or garbled connection: nothing to say
         Ok(Err(refused)) => {
