@@ -96,10 +96,14 @@ impl Routes {
     pub fn history_csv(&self, unix_now: f64, hours: u32) -> String {
         let since = (unix_now as u32).saturating_sub(hours.saturating_mul(3600));
         let mut out = format!("unix_time,utc,battery,{}\n", FIELDS.join(","));
-        let entries = self.board.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        for e in entries.iter() {
-            let id = csv_field(&e.id);
-            for s in e.history.since(since) {
+        // Copied out under the lock (at most 3.3 MB of plain samples), formatted after it: a
+        // battery task offering its state never waits for the text formatting.
+        let copied: Vec<(String, Vec<super::history::Sample>)> = {
+            let entries = self.board.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries.iter().map(|e| (csv_field(&e.id), e.history.since(since).copied().collect())).collect()
+        };
+        for (id, samples) in &copied {
+            for s in samples {
                 let _ = write!(out, "{},{},{id}", s.unix_s, utc(s.unix_s));
                 for v in s.values {
                     out.push(',');

@@ -34,8 +34,8 @@ function statusOf(b) {
 function cellBars(b) {
   const s = b.state;
   const cells = s.cells || [];
+  if (!cells.length) return "";
   const box = el("div", { class: "cells measure" });
-  if (!cells.length) return box;
   const vs = cells.map((c) => c.voltage);
   const w = b.cell_window;
   const minV = Math.min(...vs), maxV = Math.max(...vs);
@@ -78,12 +78,14 @@ function summary(b) {
 
 function limits(b) {
   const s = b.state, c = b.control || {};
+  // A bank's pack publishes no limits of its own: the bank's apply.
+  const why = (v, reason) => (typeof v !== "number" && b.kind === "pack" ? "not published: the bank's limits apply" : reason || "");
   const row = (key, label, value, reason) =>
-    el("tr", { "data-limit": key }, el("th", {}, label), el("td", { class: "value" }, value), el("td", { class: "reason" }, reason || ""));
+    el("tr", { "data-limit": key }, el("th", {}, label), el("td", { class: "value" }, value), el("td", { class: "reason" }, reason));
   return el("table", { class: "limits" },
-    row("cvl", "CVL", fmt(s.cvl, 2, "V"), s.charge_phase),
-    row("ccl", "CCL", fmt(s.ccl, 1, "A"), s.charge_limitation),
-    row("dcl", "DCL", fmt(s.dcl, 1, "A"), s.discharge_limitation),
+    row("cvl", "CVL", fmt(s.cvl, 2, "V"), why(s.cvl, s.charge_phase)),
+    row("ccl", "CCL", fmt(s.ccl, 1, "A"), why(s.ccl, s.charge_limitation)),
+    row("dcl", "DCL", fmt(s.dcl, 1, "A"), why(s.dcl, s.discharge_limitation)),
     row("timers", "Timers", "", "since full charge " + duration(c.since_full_charge_s) +
       (typeof c.time_to_go_s === "number" ? ", time to go " + duration(c.time_to_go_s) : "")));
 }
