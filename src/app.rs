@@ -66,6 +66,29 @@ pub async fn run_with_can(
             publish::Publisher::disabled()
         }
     };
+    // `[web]`: the status page reads what the publisher is offered (web/mod.rs).
+    let publisher = match config.web.address(crate::config::is_venus_os()) {
+        None => publisher,
+        Some(listen) => {
+            let settings = crate::web::Settings {
+                listen,
+                poll_interval: interval,
+                stale_after: crate::task::stale_after(&config),
+            };
+            let board = crate::web::Board::default();
+            match crate::web::start(settings, board.clone(), shutdown.clone()).await {
+                Ok((bound, task)) => {
+                    tracing::info!(address = %bound, "status page on http://{bound}/ (read-only)");
+                    tasks.spawn(task);
+                    publisher.with_web(board)
+                }
+                Err(err) => {
+                    tracing::error!(address = %listen, error = %err, "status page cannot listen; batteries are served without it ([web] listen)");
+                    publisher
+                }
+            }
+        }
+    };
     // Packs of a [[bank]] go to their bank's task instead of a battery task of their own.
     let resolved = bank::config::resolve_all(&config);
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =

@@ -7,11 +7,13 @@ pub mod bank;
 pub mod can;
 pub mod mqtt;
 pub mod rules;
+pub mod web;
 
 use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeConfig;
 pub use can::CanOptions;
 pub use mqtt::{MqttClient, MqttPublish};
+pub use web::WebConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,9 @@ pub struct Config {
     pub banks: Vec<bank::BankConfig>,
     /// The JSON state output and Home Assistant discovery (`docs/mqtt-output.md`).
     pub mqtt_publish: Option<MqttPublish>,
+    /// The read-only status page (`docs/web.md`).
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 /// `[daemon]`.
@@ -673,6 +678,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
             fail(table, 0, key, format!("{table}.{key}"), message);
         }
     }
+    for (key, message) in web::problems(&config.web) {
+        fail("web", 0, key, format!("web.{key}"), message);
+    }
     errors
 }
 
@@ -969,6 +977,7 @@ name = "Rear"
                 "[mqtt_publish]\nurl = \"mqtt://h\"\n[mqtt_publish.client]\nzz = 1\n".to_owned(),
             ),
             ("[[bank]]", "[[bank]]\nzz = 1\n".to_owned()),
+            ("[web]", "[web]\nzz = 1\n".to_owned()),
         ] {
             let section = doc
                 .split(&format!("## `{title}`"))

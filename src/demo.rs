@@ -58,6 +58,22 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The demo's status page: `127.0.0.1:8088`, or a free port when that one is taken (another
+/// demo, a daemon); set in `config` and printed, so the address shown is the one served.
+pub(crate) fn status_page(config: &mut Config) {
+    let preferred = std::net::SocketAddr::from(([127, 0, 0, 1], 8088));
+    let address = std::net::TcpListener::bind(preferred)
+        .or_else(|_| std::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+        .and_then(|l| l.local_addr());
+    match address {
+        Ok(address) => {
+            config.web.listen = Some(address.to_string());
+            println!("status page: http://{address}/");
+        }
+        Err(err) => println!("status page: off (no free local port: {err})"),
+    }
+}
+
 /// Runs the demo for `seconds` (or until Ctrl-C).
 pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Result<(), String> {
     if protocol.is_can() {
@@ -90,6 +106,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         mqtt: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
+    status_page(&mut config);
     println!(
         "simulated {cells}-cell {} pack on {} -> {}   (Ctrl-C to stop)",
         protocol.name(),

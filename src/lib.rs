@@ -14,6 +14,7 @@
 //! - [`config`]: the TOML file, validated with file:line:column errors.
 //! - [`sim`]: BMS simulators shared by tests and the demo.
 //! - [`task`]: the battery and bank tasks behind the D-Bus services.
+//! - [`web`]: the read-only status page (`[web]`), fed the MQTT output's state documents.
 //! - [`app`]: wiring of the above; owns shutdown.
 //! - [`doctor`], [`import`]: `bms-bridge doctor` and `import-serialbattery`.
 
@@ -45,3 +46,4 @@ pub mod sim;
 pub mod task;
 pub mod transport;
 pub mod victron;
+pub mod web;

@@ -75,6 +75,9 @@ pub struct Monitor {
     last_rejection_logged: Option<Instant>,
     /// Lost now, whatever the age of the last reading ([`Monitor::handle_lost`]).
     lost_now: bool,
+    /// Failed or rejected polls per minute since `started`, the last hour of them: 60 fixed
+    /// slots (minute number, count), so the memory is the same at any poll rate.
+    errors_by_minute: [(u64, u32); 60],
 }
 
 impl Monitor {
@@ -97,6 +100,7 @@ impl Monitor {
             cells_in_force: options.cell_count,
             rejected: None,
             last_rejection_logged: None,
+            errors_by_minute: [(u64::MAX, 0); 60],
             options,
         }
     }
@@ -124,6 +128,7 @@ impl Monitor {
                 self.last_rejection_logged = Some(now);
             }
             self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+            self.count_error(now);
             self.last_error = Some(format!("implausible reading: {reason}"));
             self.rejected = Some(reason.clone());
             return Some(Rejected { reason, log });
@@ -155,6 +160,7 @@ impl Monitor {
     /// text, so the caller logs each distinct problem once rather than every poll.
     pub fn handle_failure(&mut self, error: String) -> bool {
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        self.count_error(Instant::now());
         let changed = self.last_error.as_deref() != Some(error.as_str());
         self.last_error = Some(error);
         changed
@@ -166,6 +172,34 @@ impl Monitor {
     pub fn handle_lost(&mut self, error: String) -> bool {
         self.lost_now = true;
         self.handle_failure(error)
+    }
+
+    fn minute(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_secs() / 60
+    }
+
+    fn count_error(&mut self, now: Instant) {
+        let minute = self.minute(now);
+        let index = usize::try_from(minute % 60).unwrap_or(0);
+        if let Some(slot) = self.errors_by_minute.get_mut(index) {
+            *slot = if slot.0 == minute { (minute, slot.1.saturating_add(1)) } else { (minute, 1) };
+        }
+    }
+
+    /// Failed and rejected polls in the last hour (whole minutes: the current one and the 59
+    /// before it).
+    pub fn errors_in_last_hour(&self, now: Instant) -> u32 {
+        let minute = self.minute(now);
+        self.errors_by_minute
+            .iter()
+            .filter(|(m, _)| *m != u64::MAX && *m <= minute && minute - *m < 60)
+            .map(|(_, n)| *n)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// When the last good reading was taken, if there was one.
+    pub fn last_good(&self) -> Option<Instant> {
+        self.last_good
     }
 
     /// The last error text, if the last poll failed.
@@ -285,6 +319,27 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_count_for_an_hour_in_fixed_memory() {
+        let start = Instant::now();
+        let mut m = Monitor::new(
+            start,
+            BatteryConfig::default(),
+            Duration::from_secs(10),
+            ChargeController::new(ChargeConfig::default()),
+        );
+        for minute in 0..3u64 {
+            m.count_error(start + Duration::from_secs(minute * 60));
+            m.count_error(start + Duration::from_secs(minute * 60 + 30));
+        }
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(150)), 6);
+        // Minute 0 falls out at minute 60, minute 2 at minute 62.
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(60 * 60)), 4);
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(63 * 60)), 0);
+        m.count_error(start + Duration::from_secs(120 * 60));
+        assert_eq!(m.errors_in_last_hour(start + Duration::from_secs(120 * 60)), 1, "a reused slot restarts");
+    }
     use crate::control::ChargeConfig;
 
     fn reading() -> Battery {

@@ -44,6 +44,8 @@ pub struct Offer {
 pub struct Publisher {
     queue: Option<mpsc::Sender<Offer>>,
     dropped: Arc<AtomicU64>,
+    /// The status page's board (`[web]`): fed the same document.
+    web: Option<crate::web::Board>,
 }
 
 impl Publisher {
@@ -52,14 +54,34 @@ impl Publisher {
         Self::default()
     }
 
+    /// This publisher, also feeding the status page's `board`.
+    pub fn with_web(mut self, board: crate::web::Board) -> Self {
+        self.web = Some(board);
+        self
+    }
+
     /// Offers `out` of the battery `identity`. Never waits: a full queue drops it (counted).
     pub fn offer(&self, identity: &Identity, out: &Output) {
+        self.offer_with(identity, out, crate::web::Extra::default());
+    }
+
+    /// [`Publisher::offer`], with what only the status page shows (the port's health, the cell
+    /// window, a bank's packs).
+    pub fn offer_with(&self, identity: &Identity, out: &Output, extra: crate::web::Extra) {
+        if self.queue.is_none() && self.web.is_none() {
+            return;
+        }
+        let now = unix_now();
+        let state = state_json(out, now);
+        if let Some(board) = &self.web {
+            board.update(identity, out, &state, extra, now);
+        }
         let Some(queue) = &self.queue else { return };
         let offer = Offer {
             unique_id: identity.unique_id.clone(),
             model: identity.product_name.clone(),
             serial: identity.serial.clone(),
-            state: state_json(out, unix_now()),
+            state,
             online: out.connected,
         };
         if queue.try_send(offer).is_err() {
@@ -298,7 +320,7 @@ pub fn start(
     let (conn_stop_tx, conn_stop) = watch::channel(false);
     let will = LastWill::new(bridge_availability.clone(), "offline", QoS::AtLeastOnce, true);
     let conn = Connection::open(&settings.client, Some(will), conn_stop)?;
-    let publisher = Publisher { queue: Some(tx), dropped: dropped.clone() };
+    let publisher = Publisher { queue: Some(tx), dropped: dropped.clone(), web: None };
     let task = run(settings, conn, rx, dropped, shutdown, conn_stop_tx);
     Ok((publisher, task))
 }
@@ -452,7 +474,7 @@ mod queue_tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
         let (tx, _rx) = mpsc::channel(2);
-        let publisher = Publisher { queue: Some(tx), dropped: Arc::default() };
+        let publisher = Publisher { queue: Some(tx), dropped: Arc::default(), web: None };
         let identity = Identity {
             service_suffix: "x".into(),
             unique_id: "u".into(),

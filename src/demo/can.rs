@@ -36,6 +36,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
     config.dbus.bus = bus.address().to_owned();
     config.ports.push(PortConfig { protocol, ..PortConfig::can(&interface) });
     println!("private D-Bus: {}", bus.address());
+    crate::demo::status_page(&mut config);
     let name = protocol.name();
     println!("simulated {cells}-cell {name} BMS on in-memory CAN bus {interface}   (Ctrl-C to stop)");
     println!("{}\n", super::time_lapse_note());

@@ -96,6 +96,7 @@ pub async fn run(seconds: Option<u64>, cells: usize) -> Result<(), String> {
         client: Default::default(),
     });
     println!("private D-Bus: {}", bus.address());
+    crate::demo::status_page(&mut config);
     println!(
         "private mosquitto on 127.0.0.1:{port}; a simulated {cells}-cell ESP32 bridge publishes {topic}"
     );

@@ -113,6 +113,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, count: usize) -> Result<(),
         return Err(format!("demo config: {problem}"));
     }
     println!("private D-Bus: {}", bus.address());
+    crate::demo::status_page(&mut config);
     println!("{count} simulated packs in bank \"Demo\": {}   (Ctrl-C to stop)", names.join(", "));
     println!("{}\n", super::time_lapse_note());
 

@@ -316,9 +316,10 @@ pub async fn run(
             p.slot.options.name.clone().unwrap_or_else(|| format!("{}{at}", p.slot.port.device))
         })
         .collect();
-    let mut control = BankControl::new(bank.topology, &config.charge, &options, names, |controller| {
-        Monitor::new(start, BatteryConfig::default(), stale_after, controller)
-    });
+    let mut control =
+        BankControl::new(bank.topology, &config.charge, &options, names.clone(), |controller| {
+            Monitor::new(start, BatteryConfig::default(), stale_after, controller)
+        });
     let identity = bank_identity(&bank, &config);
     let state_path = task::state_file(&config, &identity.unique_id);
     task::restore_state(&mut control.monitor, &state_path, &label);
@@ -387,7 +388,29 @@ pub async fn run(
             let present = packs.iter().filter(|p| p.monitor.latest().read_at.is_some()).count();
             tracing::info!(battery = %label, present, configured = packs.len(), "bank running");
         }
-        publisher.offer(&identity, &out);
+        let shares = packs
+            .iter()
+            .zip(&outputs)
+            .zip(&members)
+            .zip(&names)
+            .map(|(((p, o), member), name)| crate::web::PackShare {
+                name: name.clone(),
+                member: *member,
+                current_a: o.battery.current_a,
+                charge_rating_a: p.slot.options.max_charge_current.or(Some(config.charge.max_charge_current)),
+                discharge_rating_a: p
+                    .slot
+                    .options
+                    .max_discharge_current
+                    .or(Some(config.charge.max_discharge_current)),
+            })
+            .collect();
+        let window = Some((config.charge.min_cell_voltage, config.charge.max_cell_voltage));
+        publisher.offer_with(
+            &identity,
+            &out,
+            crate::web::Extra { kind: "bank", link: None, cell_window_v: window, packs: shares },
+        );
         let clock = tokio::time::Instant::now();
         let due = published.as_ref().is_none_or(|last| last.due(clock, interval, &out, &members));
         if !due {
@@ -424,7 +447,13 @@ pub async fn run(
                 packs.iter_mut().zip(&outputs).zip(&members).zip(idents.iter())
             {
                 let shown = if *member { pack_output(out) } else { left_output(out) };
-                publisher.offer(ident, &shown);
+                let extra = crate::web::Extra {
+                    kind: "pack",
+                    link: Some(crate::web::Link::of(&pack.monitor, Instant::now())),
+                    cell_window_v: Some((config.charge.min_cell_voltage, config.charge.max_cell_voltage)),
+                    packs: Vec::new(),
+                };
+                publisher.offer_with(ident, &shown, extra);
                 pack.service.publish(&bus, || ident.clone(), &task::snapshot(&shown)).await;
             }
         }

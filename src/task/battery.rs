@@ -29,7 +29,9 @@ pub(crate) async fn battery_task(
     // wake each battery task ten times a second for nothing.
     let interval = Duration::from_millis(config.daemon.poll_interval_ms)
         .max(Duration::from_secs(1).min(stale_after / 4));
-    let controller = ChargeController::new(slot.options.charge_config(&config.charge));
+    let charge = slot.options.charge_config(&config.charge);
+    let cell_window_v = Some((charge.min_cell_voltage, charge.max_cell_voltage));
+    let controller = ChargeController::new(charge);
     let mut monitor = Monitor::new(Instant::now(), slot.options.clone(), stale_after, controller);
     let label = format!("{}{}", slot.port.device, slot.address.map_or(String::new(), |a| format!("#{a}")));
     let mut sign = super::ModelStep::new(&slot, &bus, interval, &label, shutdown.clone());
@@ -60,7 +62,12 @@ pub(crate) async fn battery_task(
     loop {
         let now = Instant::now();
         let out = monitor.output(now);
-        publisher.offer(&claimed, &out);
+        let link = Some(crate::web::Link::of(&monitor, now));
+        publisher.offer_with(
+            &claimed,
+            &out,
+            crate::web::Extra { kind: "battery", link, cell_window_v, packs: Vec::new() },
+        );
         log_connection_change(&label, &mut was_connected, &out, stale_after);
         log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = monitor.take_state_to_save() {
