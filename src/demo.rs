@@ -88,6 +88,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     });
     println!("private D-Bus: {}", bus.address());
     println!(

@@ -313,6 +313,7 @@ fn run(
                 batteries: Vec::new(),
                 can: Default::default(),
                 mqtt: Default::default(),
+                adapter: None,
             });
         }
     }

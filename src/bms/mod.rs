@@ -11,11 +11,14 @@
 //! (`tests/architecture.rs`).
 
 pub mod daly;
+// pub mod daly_ble;
 pub mod eg4_lifepower;
 pub mod eg4_ll;
 pub mod foxess;
 pub mod jbd;
+pub mod jbd_ble;
 pub mod jbd_up16s;
+// pub mod jk_ble;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod mqtt;
@@ -43,7 +46,30 @@ pub enum Link {
     Can,
     /// An MQTT broker: JSON messages on a topic (`device` is `mqtt://host[:port]/topic`).
     Mqtt,
-    // Bluetooth LE comes with the protocols that need it (issue 19).
+    /// Bluetooth LE through BlueZ (`device` is `ble:AA:BB:CC:DD:EE:FF`): requests written to one
+    /// GATT characteristic, replies reassembled from the notifications of another.
+    Ble(Gatt),
+}
+
+/// Where a BLE BMS talks: its GATT service and characteristics (16-bit UUIDs, as the sources
+/// name them), and how `scan-ble` recognises it among nearby devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gatt {
+    /// The primary service (`0xFFE0` JK).
+    pub service: u16,
+    /// The characteristic whose notifications carry the replies.
+    pub notify: u16,
+    /// The characteristic the requests are written to (may be `notify`: JK has one for both).
+    pub write: u16,
+    /// Advertised name prefixes of this BMS family (`scan-ble`), e.g. `JK-`.
+    pub name_prefixes: &'static [&'static str],
+}
+
+impl Gatt {
+    /// The full 128-bit form of a 16-bit UUID, as BlueZ reports it.
+    pub fn uuid128(short: u16) -> String {
+        format!("0000{short:04x}-0000-1000-8000-00805f9b34fb")
+    }
 }
 
 impl Link {
@@ -54,6 +80,7 @@ impl Link {
             Link::Serial | Link::Modbus => 0,
             Link::Can => 1,
             Link::Mqtt => 2,
+            Link::Ble(_) => 3,
         }
     }
 }
@@ -197,6 +224,12 @@ registry! {
     JkRs485 => jk_rs485::SPEC,
     /// Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1).
     Daly => daly::SPEC,
+    /// JBD / LLT / Overkill over Bluetooth LE (FF00: notify FF01, write FF02), the UART frames.
+    JbdBle => jbd_ble::SPEC,
+    /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
+    // JkBle => jk_ble::SPEC,
+    /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
+    // DalyBle => daly_ble::SPEC,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
     Eg4Lifepower => eg4_lifepower::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
@@ -242,6 +275,7 @@ const fn count_where(family: u8) -> usize {
 const SERIAL_KEYS: [Protocol; count_where(0)] = keys_where(0);
 const CAN_KEYS: [Protocol; count_where(1)] = keys_where(1);
 const MQTT_KEYS: [Protocol; count_where(2)] = keys_where(2);
+const BLE_KEYS: [Protocol; count_where(3)] = keys_where(3);
 
 impl Protocol {
     /// Every serial protocol, in the order `probe` tries them.
@@ -252,6 +286,9 @@ impl Protocol {
 
     /// The MQTT protocols (not probed on serial ports).
     pub const MQTT: &'static [Protocol] = &MQTT_KEYS;
+
+    /// The Bluetooth LE protocols (not probed on serial ports; `scan-ble` finds them).
+    pub const BLE: &'static [Protocol] = &BLE_KEYS;
 
     /// Every protocol, serial, CAN and MQTT, in the order of [`ALL`].
     pub fn every() -> impl Iterator<Item = Protocol> {
@@ -317,6 +354,14 @@ impl Protocol {
     /// Whether the protocol reads JSON messages from an MQTT broker.
     pub fn is_mqtt(self) -> bool {
         self.spec().link == Link::Mqtt
+    }
+
+    /// Whether the protocol runs over Bluetooth LE (BlueZ), and its GATT layout.
+    pub fn ble(self) -> Option<Gatt> {
+        match self.spec().link {
+            Link::Ble(gatt) => Some(gatt),
+            Link::Serial | Link::Modbus | Link::Can | Link::Mqtt => None,
+        }
     }
 
     /// The writes this protocol documents (and bms-bridge implements).

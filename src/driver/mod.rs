@@ -17,8 +17,10 @@ use crate::bms::plan::PollTarget;
 use crate::bms::Link;
 use crate::config::{PortConfig, Protocol};
 use crate::transport::modbus::ModbusLink;
-use crate::transport::serial::{self, SerialLink};
-use crate::transport::LinkError;
+use crate::transport::ble::{self, BleDevice};
+use crate::transport::framed::FramedLink;
+use crate::transport::serial;
+use crate::transport::{ByteStream, LinkError};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -85,7 +87,7 @@ pub async fn run_port_with_commands(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => {}
-            () = vanished(&port.device), if link.is_some() => {
+            () = vanished(&port.device), if link.is_some() && port.protocol.ble().is_none() => {
                 tracing::warn!(port = %port.device, "device gone; reopening when it is back");
                 let message = format!("port {}: device gone", port.device);
                 for sub in &subscribers {
@@ -99,7 +101,7 @@ pub async fn run_port_with_commands(
             return;
         }
         if link.is_none() {
-            match open(port.protocol, &port.device, port.baud()).await {
+            match open_port(&port).await {
                 Ok(opened) => {
                     if quiet {
                         tracing::debug!(port = %port.device, baud = port.baud(), "port open");
@@ -122,6 +124,12 @@ pub async fn run_port_with_commands(
             writer.run(port.protocol, open, &port.device, timeout).await;
         }
         let mut answered = false;
+        // The BLE batteries of one adapter take turns: one poll at a time on the radio.
+        let turn = link.as_ref().and_then(PortLink::turn);
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         for (index, sub) in subscribers.iter().enumerate() {
             let Some(open) = link.as_mut() else { break };
             let need_identity = !identity_read.get(index).copied().unwrap_or(false);
@@ -185,17 +193,29 @@ async fn vanished(device: &str) {
     }
 }
 
+/// A framed link on a serial port or a BLE device.
+pub type StreamLink = FramedLink<Box<dyn ByteStream>>;
+
 /// An open port: a byte link with the protocol's own framing, or a tokio-modbus RTU master.
 #[derive(Debug)]
 pub enum PortLink {
-    /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS).
-    Framed(SerialLink),
+    /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS;
+    /// the BLE protocols, on the notifications of their characteristic).
+    Framed(StreamLink),
     /// tokio-modbus RTU client (Renogy, EG4-LL).
     Modbus(ModbusLink),
 }
 
 impl PortLink {
-    fn framed(&mut self) -> Result<&mut SerialLink, PollError> {
+    /// The turn lock of a BLE link's adapter (`None`: a serial port, nobody to take turns with).
+    fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        match self {
+            PortLink::Framed(link) => link.get_ref().turn(),
+            PortLink::Modbus(_) => None,
+        }
+    }
+
+    fn framed(&mut self) -> Result<&mut StreamLink, PollError> {
         match self {
             PortLink::Framed(link) => Ok(link),
             PortLink::Modbus(_) => Err(LinkError::Protocol("port opened as a Modbus link".into()).into()),
@@ -210,21 +230,37 @@ impl PortLink {
     }
 }
 
+/// Opens the port: a BLE device through BlueZ (`ble:ADDR` on its adapter), else [`open`].
+pub async fn open_port(port: &PortConfig) -> Result<PortLink, String> {
+    match port.protocol.ble() {
+        Some(gatt) => {
+            let device = BleDevice::parse(&port.device, port.adapter.as_deref())?;
+            let stream = ble::open(&device, gatt).await.map_err(|e| e.to_string())?;
+            Ok(framed(port.protocol, Box::new(stream)))
+        }
+        None => open(port.protocol, &port.device, port.baud()).await.map_err(|e| e.to_string()),
+    }
+}
+
 /// Opens `device` with the link kind `protocol` needs.
 pub async fn open(protocol: Protocol, device: &str, baud: u32) -> Result<PortLink, tokio_serial::Error> {
-    let spec = protocol.spec();
-    Ok(match spec.link {
+    Ok(match protocol.spec().link {
         Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud).await?)),
-        // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs); a caller that
-        // opens one as a serial port gets the serial error for its device.
-        Link::Serial | Link::Can | Link::Mqtt => {
-            let mut link = serial::open(device, baud).await?;
-            if let Some(gap) = spec.command_gap {
-                link.set_min_gap(gap);
-            }
-            PortLink::Framed(link)
+        // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs), BLE ports are
+        // opened by `open_port`; a caller that opens one as a serial port gets the serial error
+        // for its device.
+        Link::Serial | Link::Can | Link::Mqtt | Link::Ble(_) => {
+            framed(protocol, Box::new(serial::open_stream(device, baud).await?))
         }
     })
+}
+
+fn framed(protocol: Protocol, stream: Box<dyn ByteStream>) -> PortLink {
+    let mut link = FramedLink::new(stream);
+    if let Some(gap) = protocol.spec().command_gap {
+        link.set_min_gap(gap);
+    }
+    PortLink::Framed(link)
 }
 
 /// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.

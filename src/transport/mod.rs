@@ -3,6 +3,7 @@
 //! Framing knowledge comes from the protocol's `scan` function; this layer only moves bytes,
 //! waits, resynchronises and reports what went wrong.
 
+pub mod ble;
 pub mod can;
 pub mod framed;
 pub mod modbus;
@@ -10,6 +11,23 @@ pub mod mqtt;
 pub mod serial;
 
 use std::time::Duration;
+
+/// A byte stream a framed link runs on: a serial port, or a BLE device's notifications and
+/// writes ([`ble::BleStream`]).
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {
+    /// The lock the stream's polls take turns on (BLE: one per adapter), if any.
+    fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        None
+    }
+}
+
+impl ByteStream for tokio_serial::SerialStream {}
+
+impl ByteStream for ble::BleStream {
+    fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        Some(ble::BleStream::turn(self))
+    }
+}
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,24 @@
+//! JBD / LLT / Overkill over Bluetooth LE: service FF00, notifications on FF01, requests written
+//! to FF02. The frames are the UART ones (`DD A5 reg 00 crc 77` requests, `DD reg status len ...
+//! crc 77` replies), split over notifications of at most MTU - 3 bytes: the JBD codec, poll plan,
+//! writes and simulator are used as they are, the transport reassembles
+//! (`docs/protocols/jbd_ble.md`).
+
+use super::{jbd, Gatt, Link, Spec};
+
+/// The GATT layout (incumbent `lltjbd_ble.py`, aiobmsble `jbd_bms`).
+pub const GATT: Gatt = Gatt {
+    service: 0xFF00,
+    notify: 0xFF01,
+    write: 0xFF02,
+    name_prefixes: &["SP", "xiaoxiang", "JBD", "DP04S", "GJ-"],
+};
+
+/// The `jbd_ble` spec: the JBD UART spec on a BLE link.
+pub const SPEC: Spec = Spec {
+    name: "jbd_ble",
+    link: Link::Ble(GATT),
+    default_baud: 0,
+    serialbattery_classes: &["LltJbd_Ble"],
+    ..jbd::SPEC
+};

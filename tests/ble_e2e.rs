@@ -1,0 +1,161 @@
+//! End to end over Bluetooth LE without a radio: the simulated BlueZ (`sim::bluez`, backed by the
+//! protocol's own simulator, replies split into 20-byte notifications) on a private dbus-daemon,
+//! the real `bms-bridge` binary with its BLE side pointed at that bus (DBUS_SYSTEM_BUS_ADDRESS)
+//! and its Victron services on the same bus. Pins: values equal to the simulated pack, a device
+//! BlueZ did not know found by discovery, garbage between notifications skipped, reconnect after
+//! the device drops the link, the BMS-lost policy when it vanishes (CCL 0 within
+//! stale_after_s + 1 s, service stays), reconnect when it is back, one log line per state change,
+//! and two BLE batteries on one adapter.
+
+mod support;
+
+use bms_bridge::config::Protocol;
+use bms_bridge::sim::bluez::{SimBleDevice, SimBluez};
+use bms_bridge::victron::private_bus::PrivateBus;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::daemon::*;
+
+const STALE_AFTER_S: f64 = 2.0;
+
+fn service_of(device: &str) -> String {
+    format!("com.victronenergy.battery.{}", device.replace(':', "_"))
+}
+
+fn port_toml(protocol: Protocol, device: &str) -> String {
+    format!("[[port]]\ndevice = \"{device}\"\nprotocol = \"{}\"\ntimeout_ms = 1000\n\n", protocol.name())
+}
+
+/// The daemon on `ports`, its Victron services and its BlueZ both on `bus`.
+fn start(dir: &Path, bus: &PrivateBus, ports: &str) -> Daemon {
+    let config = dir.join("bms-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\npoll_interval_ms = 250\nstale_after_s = {STALE_AFTER_S}\nstate_dir = \"{}\"\n\n[dbus]\nbus = \"{}\"\ndevice_instance = 7\n\n{ports}",
+            dir.join("state").display(),
+            bus.address(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
+        .args(["--log-level", "debug", "run", "--config"])
+        .arg(&config)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
+fn ccl(items: &Items) -> Option<f64> {
+    number(items, "/Info/MaxChargeCurrent")
+}
+
+/// The published cells equal the simulated pack's (the oracle is the simulator, not the codec).
+fn assert_cells_match(items: &Items, ble: &SimBleDevice) {
+    let pack = ble.simulator.pack(None).unwrap();
+    let cells_mv = pack.cell_voltages_mv();
+    assert!(!cells_mv.is_empty());
+    for (i, mv) in cells_mv.iter().enumerate() {
+        let published = number(items, &format!("/Voltages/Cell{}", i + 1)).unwrap();
+        assert!((published - f64::from(*mv) / 1000.0).abs() < 1e-9, "cell {} {published} V vs {mv} mV", i + 1);
+    }
+    let published = number(items, "/Dc/0/Voltage").unwrap();
+    assert!((published - pack.voltage_v()).abs() < 0.0101, "{published} V vs {} V", pack.voltage_v());
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// One BLE protocol end to end: discovery, values, garbage, dropped link, vanish and return.
+async fn end_to_end(protocol: Protocol, cells: usize, name: &str) {
+    let dir = scratch_dir(name);
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let bluez = SimBluez::start(bus.address(), "hci0").await.unwrap();
+    // Not known to BlueZ: the daemon must find it with a filtered discovery.
+    let ble = bluez.add_device(protocol, "C8:47:8C:12:34:56", cells, false).await.unwrap();
+    ble.simulator.control().set_frozen(true);
+    let _daemon = start(&dir, &bus, &port_toml(protocol, &ble.device));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let service = service_of(&ble.device);
+
+    // 1. Values equal to the pack, charging allowed.
+    let items = wait_for_service(&conn, &service, Duration::from_secs(20), "the BLE battery to connect", |i| {
+        connected(i) && number(i, "/Voltages/Cell1").is_some()
+    })
+    .await;
+    assert_cells_match(&items, &ble);
+    assert_eq!(ccl(&items), Some(50.0), "default max_charge_current");
+    assert_eq!(ble.knobs.connects(), 1);
+    let text = String::try_from(value(&items, "/Mgmt/Connection").clone()).unwrap();
+    assert!(text.starts_with("Bluetooth ble:C8:47:8C:12:34:56"), "{text}");
+
+    // 2. Garbage before a reply's notifications is skipped; readings go on.
+    let before = ble.knobs.notifications();
+    ble.knobs.inject_garbage();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(ble.knobs.notifications() > before + 2);
+    let items = support::daemon::get_items_of(&conn, &service).await.unwrap();
+    assert!(connected(&items), "garbage must not cost the connection");
+    assert_eq!(ble.knobs.connects(), 1, "garbage is resynchronised, not reconnected");
+
+    // 3. The device drops the link: reconnected, values back.
+    ble.drop_connection().await.unwrap();
+    let t0 = Instant::now();
+    while ble.knobs.connects() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no reconnect within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("{name}: reconnected {:?} after the drop", t0.elapsed());
+    wait_for_service(&conn, &service, Duration::from_secs(5), "values after the reconnect", connected).await;
+
+    // 4. Vanished: CCL 0 within stale_after_s + 1 s of the last reply, the service stays.
+    ble.set_in_range(false).await.unwrap();
+    let vanished = Instant::now();
+    let items = wait_for_service(
+        &conn,
+        &service,
+        Duration::from_secs_f64(STALE_AFTER_S + 1.0),
+        "CCL 0 after the device vanished",
+        |i| ccl(i) == Some(0.0),
+    )
+    .await;
+    let lost_after = vanished.elapsed();
+    println!("{name}: CCL 0 {lost_after:?} after the device vanished");
+    assert!(lost_after >= Duration::from_secs_f64(STALE_AFTER_S - 0.5), "lost too early: {lost_after:?}");
+    assert_eq!(i32_of(value(&items, "/Connected")), Some(0));
+    assert!(is_invalid(value(&items, "/Voltages/Cell1")), "no frozen cell values while lost");
+    // A few failed attempts later the service is still there, still CCL 0.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let items = support::daemon::get_items_of(&conn, &service).await.unwrap();
+    assert_eq!(ccl(&items), Some(0.0));
+
+    // 5. Back in range: found by discovery, reconnected within the longest backoff.
+    ble.set_in_range(true).await.unwrap();
+    let back = Instant::now();
+    // (CCL ramps back up after a loss, so "connected with live cells" is the condition.)
+    let items = wait_for_service(&conn, &service, Duration::from_secs(15), "reconnect after return", |i| {
+        connected(i) && number(i, "/Voltages/Cell1").is_some()
+    })
+    .await;
+    println!("{name}: back {:?} after return", back.elapsed());
+    assert_cells_match(&items, &ble);
+    assert_eq!(ble.knobs.connects(), 3);
+
+    // 6. One log line per state change: 3 connects, 2 disconnects, one warning for the whole
+    //    outage however many attempts failed.
+    let log = daemon_log(&dir);
+    assert_eq!(count(&log, "BLE connected"), 3, "{log}");
+    assert_eq!(count(&log, "BLE disconnected"), 2, "{log}");
+    assert_eq!(count(&log, "BLE connect failed;"), 1, "{log}");
+    assert!(count(&log, "BLE connect failed again") >= 1, "retries are logged at debug: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jbd_ble_end_to_end_with_reconnect_and_vanish() {
+    end_to_end(Protocol::JbdBle, 16, "ble-jbd").await;
+}
