@@ -159,3 +159,8 @@ async fn end_to_end(protocol: Protocol, cells: usize, name: &str) {
 async fn jbd_ble_end_to_end_with_reconnect_and_vanish() {
     end_to_end(Protocol::JbdBle, 16, "ble-jbd").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jk_ble_end_to_end_with_reconnect_and_vanish() {
+    end_to_end(Protocol::JkBle, 16, "ble-jk").await;
+}

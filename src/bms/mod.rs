@@ -18,7 +18,7 @@ pub mod foxess;
 pub mod jbd;
 pub mod jbd_ble;
 pub mod jbd_up16s;
-// pub mod jk_ble;
+pub mod jk_ble;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod mqtt;
@@ -227,7 +227,7 @@ registry! {
     /// JBD / LLT / Overkill over Bluetooth LE (FF00: notify FF01, write FF02), the UART frames.
     JbdBle => jbd_ble::SPEC,
     /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
-    // JkBle => jk_ble::SPEC,
+    JkBle => jk_ble::SPEC,
     /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
     // DalyBle => daly_ble::SPEC,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
