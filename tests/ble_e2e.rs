@@ -164,3 +164,8 @@ async fn jbd_ble_end_to_end_with_reconnect_and_vanish() {
 async fn jk_ble_end_to_end_with_reconnect_and_vanish() {
     end_to_end(Protocol::JkBle, 16, "ble-jk").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daly_ble_end_to_end_with_reconnect_and_vanish() {
+    end_to_end(Protocol::DalyBle, 16, "ble-daly").await;
+}

@@ -11,7 +11,7 @@
 //! (`tests/architecture.rs`).
 
 pub mod daly;
-// pub mod daly_ble;
+pub mod daly_ble;
 pub mod eg4_lifepower;
 pub mod eg4_ll;
 pub mod foxess;
@@ -229,7 +229,7 @@ registry! {
     /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
     JkBle => jk_ble::SPEC,
     /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
-    // DalyBle => daly_ble::SPEC,
+    DalyBle => daly_ble::SPEC,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
     Eg4Lifepower => eg4_lifepower::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
