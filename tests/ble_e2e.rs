@@ -169,3 +169,43 @@ async fn jk_ble_end_to_end_with_reconnect_and_vanish() {
 async fn daly_ble_end_to_end_with_reconnect_and_vanish() {
     end_to_end(Protocol::DalyBle, 16, "ble-daly").await;
 }
+
+/// Two BLE batteries (JBD and JK) on one adapter: both publish their own pack's values, their
+/// connects never overlap on the radio (each Connect takes 300 ms in the simulated BlueZ; both
+/// ports start at once), and one dropping its link does not disturb the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ble_batteries_on_one_adapter_take_turns() {
+    let dir = scratch_dir("ble-two");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let bluez = SimBluez::start(bus.address(), "hci0").await.unwrap();
+    bluez.stats.set_connect_delay(Duration::from_millis(300));
+    let jbd = bluez.add_device(Protocol::JbdBle, "C8:47:8C:00:00:01", 16, true).await.unwrap();
+    let jk = bluez.add_device(Protocol::JkBle, "C8:47:8C:00:00:02", 8, true).await.unwrap();
+    for ble in [&jbd, &jk] {
+        ble.simulator.control().set_frozen(true);
+    }
+    let ports = port_toml(Protocol::JbdBle, &jbd.device) + &port_toml(Protocol::JkBle, &jk.device);
+    let _daemon = start(&dir, &bus, &ports);
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    for ble in [&jbd, &jk] {
+        let items = wait_for_service(&conn, &service_of(&ble.device), Duration::from_secs(20), "both to connect", |i| {
+            connected(i) && number(i, "/Voltages/Cell1").is_some()
+        })
+        .await;
+        assert_cells_match(&items, ble);
+    }
+    assert_eq!(bluez.stats.overlapping_connects(), 0, "connects on one adapter must take turns");
+
+    jk.drop_connection().await.unwrap();
+    let t0 = Instant::now();
+    while jk.knobs.connects() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "JK not reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The JBD battery stayed online all along (no reconnect, values live).
+    tokio::time::sleep(Duration::from_secs_f64(STALE_AFTER_S)).await;
+    let items = support::daemon::get_items_of(&conn, &service_of(&jbd.device)).await.unwrap();
+    assert!(connected(&items));
+    assert_eq!(jbd.knobs.connects(), 1);
+    assert_eq!(bluez.stats.overlapping_connects(), 0);
+}

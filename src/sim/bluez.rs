@@ -91,12 +91,34 @@ impl BleKnobs {
     }
 }
 
+/// What the adapter saw: connects in flight at once (a radio does one at a time).
+#[derive(Debug, Default)]
+pub struct AdapterStats {
+    connecting: AtomicU64,
+    overlaps: AtomicU64,
+    connect_delay_ms: AtomicU64,
+}
+
+impl AdapterStats {
+    /// Connects that started while another was in flight.
+    pub fn overlapping_connects(&self) -> u64 {
+        self.overlaps.load(Ordering::SeqCst)
+    }
+
+    /// How long a `Connect` takes (a real one: 0.3 to 3 s).
+    pub fn set_connect_delay(&self, delay: std::time::Duration) {
+        self.connect_delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+}
+
 /// The simulated BlueZ on a bus.
 #[derive(Debug)]
 pub struct SimBluez {
     conn: Connection,
     adapter: String,
     devices: Arc<Mutex<Vec<Registered>>>,
+    /// The adapter's statistics and its connect delay.
+    pub stats: Arc<AdapterStats>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +127,7 @@ struct Registered {
     name: String,
     gatt: Gatt,
     knobs: Arc<BleKnobs>,
+    stats: Arc<AdapterStats>,
 }
 
 /// One simulated BLE BMS: its simulator and knobs.
@@ -184,6 +207,7 @@ struct Device1 {
     name: String,
     uuids: Vec<String>,
     knobs: Arc<BleKnobs>,
+    stats: Arc<AdapterStats>,
 }
 
 impl Device1 {
@@ -193,6 +217,7 @@ impl Device1 {
             name: registered.name.clone(),
             uuids: vec![Gatt::uuid128(registered.gatt.service)],
             knobs: Arc::clone(&registered.knobs),
+            stats: Arc::clone(&registered.stats),
         }
     }
 }
@@ -200,6 +225,12 @@ impl Device1 {
 #[interface(name = "org.bluez.Device1")]
 impl Device1 {
     async fn connect(&self, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> fdo::Result<()> {
+        if self.stats.connecting.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.stats.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        let delay = self.stats.connect_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        self.stats.connecting.fetch_sub(1, Ordering::SeqCst);
         if !self.knobs.in_range.load(Ordering::SeqCst) {
             return Err(failed("le-connection-abort-by-local"));
         }
@@ -373,7 +404,7 @@ impl SimBluez {
             devices: Arc::clone(&devices),
         };
         conn.object_server().at(format!("/org/bluez/{adapter}"), adapter_object).await?;
-        Ok(SimBluez { conn, adapter: adapter.to_owned(), devices })
+        Ok(SimBluez { conn, adapter: adapter.to_owned(), devices, stats: Arc::default() })
     }
 
     /// Adds a BLE BMS of `protocol` (a BLE protocol) with `cells` cells at MAC `address`, known
@@ -393,7 +424,8 @@ impl SimBluez {
             crate::transport::serial::open_stream(&simulator.path().display().to_string(), 115_200).await.map_err(io)?;
         let knobs = Arc::new(BleKnobs::default());
         let name = format!("{}-{}", gatt.name_prefixes.first().copied().unwrap_or("BMS"), address.replace(':', ""));
-        let registered = Registered { device: device.clone(), name, gatt, knobs: Arc::clone(&knobs) };
+        let registered =
+            Registered { device: device.clone(), name, gatt, knobs: Arc::clone(&knobs), stats: Arc::clone(&self.stats) };
         let server = self.conn.object_server();
         if known {
             server.at(device.path(), Device1::new(&registered)).await.map_err(io)?;
