@@ -8,6 +8,9 @@
 //! and two BLE batteries on one adapter.
 
 mod support;
+#[allow(dead_code)]
+#[path = "support/vectors.rs"]
+mod vectors_support;
 
 use bms_bridge::config::Protocol;
 use bms_bridge::sim::bluez::{SimBleDevice, SimBluez};
@@ -208,4 +211,46 @@ async fn two_ble_batteries_on_one_adapter_take_turns() {
     assert!(connected(&items));
     assert_eq!(jbd.knobs.connects(), 1);
     assert_eq!(bluez.stats.overlapping_connects(), 0);
+}
+
+fn cli(bus: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bms-bridge"))
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// `scan-ble` names the BMS nearby and their protocol, `probe ble:ADDR` says what answered,
+/// `decode --protocol daly_ble` reads the notifications of one reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_ble_probe_and_decode_on_the_command_line() {
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let bluez = SimBluez::start(bus.address(), "hci0").await.unwrap();
+    let _jk = bluez.add_device(Protocol::JkBle, "C8:47:8C:00:00:0A", 16, false).await.unwrap();
+    let _daly = bluez.add_device(Protocol::DalyBle, "C8:47:8C:00:00:0B", 8, true).await.unwrap();
+    let address = bus.address().to_owned();
+    let (ok, out) = tokio::task::spawn_blocking(move || cli(&address, &["scan-ble", "--seconds", "1"])).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("C8:47:8C:00:00:0A") && out.contains("looks like jk_ble"), "{out}");
+    assert!(out.contains("C8:47:8C:00:00:0B") && out.contains("looks like daly_ble"), "{out}");
+    assert!(out.contains("2 devices, 2 that look like a BMS"), "{out}");
+
+    let address = bus.address().to_owned();
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || cli(&address, &["probe", "ble:C8:47:8C:00:00:0B"])).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("FOUND  daly_ble") && out.contains("8 cells"), "{out}");
+    assert!(out.contains("protocol = \"daly_ble\""), "{out}");
+
+    // The vector's reply given as its 20-byte notifications, one argument each.
+    let case = vectors_support::case(&vectors_support::load("daly_ble.json"), "status_4s_aiobmsble").clone();
+    let parts: Vec<String> = case.bytes.chunks(20).map(|c| c.iter().map(|b| format!("{b:02X}")).collect()).collect();
+    let mut args = vec!["decode", "--protocol", "daly_ble"];
+    args.extend(parts.iter().map(String::as_str));
+    let (ok, out) = cli(bus.address(), &args);
+    assert!(ok, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["voltage_v"], serde_json::json!(14.0), "{out}");
 }

@@ -395,15 +395,19 @@ fn object_path(path: &str) -> zbus::Result<OwnedObjectPath> {
 impl SimBluez {
     /// Owns `org.bluez` on the bus at `address` and exports adapter `adapter` (`hci0`).
     pub async fn start(address: &str, adapter: &str) -> zbus::Result<SimBluez> {
-        let conn = zbus::connection::Builder::address(address)?.name("org.bluez")?.build().await?;
-        conn.object_server().at("/", fdo::ObjectManager).await?;
         let devices = Arc::new(Mutex::new(Vec::new()));
         let adapter_object = Adapter1 {
             address: "00:1A:7D:DA:71:13".to_owned(),
             discovering: false,
             devices: Arc::clone(&devices),
         };
-        conn.object_server().at(format!("/org/bluez/{adapter}"), adapter_object).await?;
+        // Objects first, then the name: no call can arrive before they exist.
+        let conn = zbus::connection::Builder::address(address)?
+            .serve_at("/", fdo::ObjectManager)?
+            .serve_at(format!("/org/bluez/{adapter}"), adapter_object)?
+            .name("org.bluez")?
+            .build()
+            .await?;
         Ok(SimBluez { conn, adapter: adapter.to_owned(), devices, stats: Arc::default() })
     }
 

@@ -149,6 +149,25 @@ pub enum BleError {
     },
 }
 
+/// The bus BlueZ is looked for on, when not the system bus (`demo` with its simulated BlueZ).
+static BUS_OVERRIDE: OnceLock<String> = OnceLock::new();
+
+/// Looks for BlueZ on the bus at `address` instead of the system bus, for this process (the
+/// demo's simulated BlueZ). The daemon itself uses the system bus, which
+/// `DBUS_SYSTEM_BUS_ADDRESS` redirects (the tests).
+pub fn use_bus(address: &str) {
+    let _ = BUS_OVERRIDE.set(address.to_owned());
+}
+
+async fn bluez_bus() -> Result<Connection, BleError> {
+    match BUS_OVERRIDE.get() {
+        Some(address) => {
+            zbus::connection::Builder::address(address.as_str()).map_err(BleError::Bus)?.build().await.map_err(BleError::Bus)
+        }
+        None => Connection::system().await.map_err(BleError::Bus),
+    }
+}
+
 fn call(what: &'static str) -> impl FnOnce(zbus::Error) -> BleError {
     move |source| BleError::Call { what, source }
 }
@@ -180,6 +199,12 @@ pub fn adapter_turn(adapter: &str) -> Arc<Mutex<()>> {
     static TURNS: OnceLock<StdMutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
     let mut turns = TURNS.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
     Arc::clone(turns.entry(adapter.to_owned()).or_default())
+}
+
+/// Forgets the failures of `device`: the next [`open`] connects at once (`probe`, which tries
+/// one protocol after another on the same device).
+pub fn forget_failures(device: &BleDevice) {
+    states().lock().unwrap_or_else(PoisonError::into_inner).remove(device);
 }
 
 /// The wait after `failures` failed attempts in a row.
@@ -347,7 +372,7 @@ async fn discover(conn: &Connection, device: &BleDevice) -> Result<(), BleError>
 }
 
 async fn connect(device: &BleDevice, gatt: Gatt) -> Result<BleStream, BleError> {
-    let conn = Connection::system().await.map_err(BleError::Bus)?;
+    let conn = bluez_bus().await?;
     let objects = managed_objects(&conn).await?;
     if !has_interface(&objects, &device.adapter_path(), ADAPTER1) {
         return Err(BleError::NoAdapter(device.adapter.clone()));
@@ -535,7 +560,7 @@ pub struct Seen {
 /// Discovers BLE devices on `adapter` for `duration` (no filter but LE) and lists what BlueZ
 /// knows afterwards.
 pub async fn scan(adapter: &str, duration: Duration) -> Result<Vec<Seen>, BleError> {
-    let conn = Connection::system().await.map_err(BleError::Bus)?;
+    let conn = bluez_bus().await?;
     let adapter_path = format!("/org/bluez/{adapter}");
     if !has_interface(&managed_objects(&conn).await?, &adapter_path, ADAPTER1) {
         return Err(BleError::NoAdapter(adapter.to_owned()));
