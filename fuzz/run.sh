@@ -12,7 +12,8 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(decode_jbd decode_jbd_up16s decode_jk_pb decode_renogy decode_eg4_ll decode_foxess
-           decode_jk_rs485 decode_daly decode_eg4_lifepower decode_victron_can decode_mqtt config_parse set_value)
+           decode_jk_rs485 decode_daly decode_eg4_lifepower decode_victron_can decode_mqtt config_parse set_value
+           decode_jbd_ble decode_jk_ble decode_daly_ble)
 fi
 ./seed.sh >/dev/null
 export RUSTC_BOOTSTRAP=1

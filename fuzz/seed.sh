@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 vectors=${VECTORS:-../tests/vectors}
-for target in jbd jbd_up16s jk_pb renogy eg4_ll foxess jk_rs485 daly eg4_lifepower; do
-  dir=corpus/decode_$target
+# seed TARGET VECTOR_FILE: every case's bytes as one corpus file of decode_TARGET.
+seed() {
+  dir=corpus/decode_$1
   mkdir -p "$dir"
-  python3 - "$vectors/$target.json" "$dir" <<'PY'
+  python3 - "$vectors/$2.json" "$dir" <<'PY'
 import json, sys, hashlib, pathlib
 cases = json.load(open(sys.argv[1]))
 out = pathlib.Path(sys.argv[2])
@@ -15,7 +16,13 @@ for case in cases:
     data = bytes.fromhex(case["hex"].replace(" ", ""))
     (out / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
+}
+for target in jbd jbd_up16s jk_pb renogy eg4_ll foxess jk_rs485 daly eg4_lifepower daly_ble; do
+  seed "$target" "$target"
 done
+# The BLE protocols with UART frames: jbd_ble carries jbd's, jk_ble jk_pb's (the 32S layout).
+seed jbd_ble jbd
+seed jk_ble jk_pb
 mkdir -p corpus/decode_victron_can
 python3 - "$vectors/victron_can.json" corpus/decode_victron_can <<'PY'
 import json, sys, hashlib, pathlib

@@ -96,6 +96,22 @@ pub fn protocol(name: &str, data: &[u8]) {
             let _ = bms::eg4_lifepower::codec::decode(data, None);
             let _ = bms::eg4_lifepower::codec::decode(data, address);
         }
+        // The JBD UART decoders, on BLE.
+        Some(Protocol::JbdBle) => {
+            let _ = bms::jbd::codec::decode(data);
+        }
+        Some(Protocol::JkBle) => {
+            for layout in [bms::jk_ble::codec::Layout::Jk02_24s, bms::jk_ble::codec::Layout::Jk02_32s] {
+                let _ = bms::jk_ble::codec::decode_frame(data, layout);
+            }
+            let _ = bms::jk_ble::codec::widen_24s(data);
+            let _ = bms::jk_ble::codec::decode_all(data);
+            let _ = bms::jk_ble::codec::scan_command(data);
+        }
+        Some(Protocol::DalyBle) => {
+            let _ = bms::daly_ble::codec::decode(data);
+            let _ = bms::daly_ble::codec::decode_any(data);
+        }
         // CAN frames are fuzzed by `can`, MQTT messages by `mqtt_json`; an unknown name has no
         // decoders.
         Some(Protocol::VictronCan | Protocol::Mqtt) | None => {}

@@ -224,18 +224,18 @@ registry! {
     JkRs485 => jk_rs485::SPEC,
     /// Daly UART/RS485 (`A5 ...` sentences), addressable (0x40 + board - 1).
     Daly => daly::SPEC,
-    /// JBD / LLT / Overkill over Bluetooth LE (FF00: notify FF01, write FF02), the UART frames.
-    JbdBle => jbd_ble::SPEC,
-    /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
-    JkBle => jk_ble::SPEC,
-    /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
-    DalyBle => daly_ble::SPEC,
     /// EG4 LifePower (TianPower/Narada `7E ... 0D`), addresses 1-15.
     Eg4Lifepower => eg4_lifepower::SPEC,
     /// The CAN "Victron/Pylontech dialect" over SocketCAN; `device` is the interface (`can0`).
     VictronCan => victron_can::SPEC,
     /// Generic MQTT: dbus-serialbattery's JSON battery document on a broker topic.
     Mqtt => mqtt::SPEC,
+    /// JBD / LLT / Overkill over Bluetooth LE (FF00: notify FF01, write FF02), the UART frames.
+    JbdBle => jbd_ble::SPEC,
+    /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
+    JkBle => jk_ble::SPEC,
+    /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
+    DalyBle => daly_ble::SPEC,
 }
 
 /// The protocols of `KEYS` whose link is of `family` ([`Link::family`]), in order. Const, so

@@ -9,7 +9,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn specs_answer_what_the_old_matches_answered() {
     type Row = (Protocol, &'static str, u32, bool, bool, Option<u8>, &'static [Option<u8>]);
-    let before: [Row; 11] = [
+    let before: [Row; 14] = [
         (Protocol::Jbd, "jbd", 9600, false, false, None, &[None]),
         (Protocol::JbdUp16s, "jbd_up16s", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::JkPb, "jk_pb", 115_200, true, false, Some(1), &[Some(1)]),
@@ -22,6 +22,10 @@ fn specs_answer_what_the_old_matches_answered() {
         (Protocol::VictronCan, "victron_can", 0, false, false, None, &[None]),
         // Added with issue 20, not in the old matches.
         (Protocol::Mqtt, "mqtt", 0, false, false, None, &[None]),
+        // Added with issue 21.
+        (Protocol::JbdBle, "jbd_ble", 0, false, false, None, &[None]),
+        (Protocol::JkBle, "jk_ble", 0, false, false, None, &[None]),
+        (Protocol::DalyBle, "daly_ble", 0, false, false, None, &[None]),
     ];
     assert_eq!(ALL.len(), before.len());
     for (p, name, baud, addressable, one_per_port, default, probe) in before {
@@ -43,10 +47,12 @@ fn specs_answer_what_the_old_matches_answered() {
     );
     assert_eq!(Protocol::CAN, &[Protocol::VictronCan]);
     assert_eq!(Protocol::MQTT, &[Protocol::Mqtt]);
+    assert_eq!(Protocol::BLE, &[Protocol::JbdBle, Protocol::JkBle, Protocol::DalyBle]);
     assert_eq!(Protocol::from_name("nope"), None);
     assert_eq!(
         Protocol::names(),
-        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, mqtt"
+        "jbd, jbd_up16s, jk_pb, renogy, eg4_ll, foxess, jk_rs485, daly, eg4_lifepower, victron_can, mqtt, \
+         jbd_ble, jk_ble, daly_ble"
     );
 }
 
@@ -59,15 +65,17 @@ fn every_key_has_its_own_spec_in_all() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), ALL.len(), "two specs share a name");
-    // ALL, CAN and MQTT partition the keys by link.
+    // ALL, CAN, MQTT and BLE partition the keys by link.
     let mut split: Vec<Protocol> =
-        Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).copied().collect();
+        Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).chain(Protocol::BLE).copied().collect();
     split.sort_by_key(|p| p.name());
     let mut every: Vec<Protocol> = Protocol::every().collect();
     every.sort_by_key(|p| p.name());
     assert_eq!(split, every);
     assert!(Protocol::ALL.iter().all(|p| !p.is_can() && !p.is_mqtt()));
     assert!(Protocol::CAN.iter().all(|p| p.is_can()) && Protocol::MQTT.iter().all(|p| p.is_mqtt()));
+    assert!(Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).all(|p| p.ble().is_none()));
+    assert!(Protocol::BLE.iter().all(|p| p.ble().is_some()));
 }
 
 #[test]

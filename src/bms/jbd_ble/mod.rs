@@ -1,10 +1,10 @@
 //! JBD / LLT / Overkill over Bluetooth LE: service FF00, notifications on FF01, requests written
 //! to FF02. The frames are the UART ones (`DD A5 reg 00 crc 77` requests, `DD reg status len ...
-//! crc 77` replies), split over notifications of at most MTU - 3 bytes: the JBD codec, poll plan,
-//! writes and simulator are used as they are, the transport reassembles
-//! (`docs/protocols/jbd_ble.md`).
+//! crc 77` replies), split over notifications of at most MTU - 3 bytes: the JBD codec, poll plan
+//! and simulator are used as they are, the transport reassembles (`docs/protocols/jbd_ble.md`).
+//! No writes yet: JBD's MOSFET write over BLE has no end-to-end test.
 
-use super::{jbd, Gatt, Link, Spec};
+use super::{jbd, Gatt, Link, Spec, Writes};
 
 /// The GATT layout (incumbent `lltjbd_ble.py`, aiobmsble `jbd_bms`).
 pub const GATT: Gatt = Gatt {
@@ -19,6 +19,8 @@ pub const SPEC: Spec = Spec {
     name: "jbd_ble",
     link: Link::Ble(GATT),
     default_baud: 0,
-    serialbattery_classes: &["LltJbd_Ble"],
+    // dbus-serialbattery's LltJbd_Ble configs name the MAC elsewhere: not imported (yet).
+    serialbattery_classes: &[],
+    writes: Writes::NONE,
     ..jbd::SPEC
 };

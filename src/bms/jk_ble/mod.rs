@@ -19,7 +19,8 @@ pub const SPEC: Spec = Spec {
     one_battery_per_port: false,
     default_address: None,
     probe_addresses: &[None],
-    serialbattery_classes: &["Jkbms_Ble"],
+    // dbus-serialbattery's Jkbms_Ble configs name the MAC elsewhere: not imported (yet).
+    serialbattery_classes: &[],
     address_problem: any_address,
     writes: Writes::NONE,
     codec: Codec::Bytes { scan: codec::scan, decode: codec::decode_all },
