@@ -14,7 +14,7 @@
 //! one adapter take turns ([`adapter_turn`]); one log line per state change (connected,
 //! disconnected, first failure), retries at debug level. Pairing and trust are never touched.
 
-use crate::bms::Gatt;
+use crate::protocol::gatt::Gatt;
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;

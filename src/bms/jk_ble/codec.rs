@@ -5,7 +5,7 @@
 //! cell info (the BMS answers with its settings frame, then streams cell-info frames). Replies
 //! are the 300-byte `55 AA EB 90 type counter ... sum8` frames of the JK PB RS485 protocol, over
 //! 15 or more notifications: type 1 settings, 2 cell info, 3 device info. Two cell-info layouts
-//! exist: JK02_32S (firmware 11 and newer) is byte for byte the JK PB status frame and is decoded
+//! exist: JK02_32S (hardware 11 and newer) is byte for byte the JK PB status frame and is decoded
 //! by the JK PB decoder; JK02_24S (older firmware: 24 cells, every field after the cell block 16
 //! or 32 bytes earlier) is moved into the 32S places first ([`widen_24s`]) and decoded by the
 //! same decoder: one decoder for both, no copy of its field table.
@@ -34,22 +34,32 @@ pub const FRAME_LEN: usize = jk_pb::FRAME_LEN;
 /// The cell-info layout of a BMS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// Up to 24 cells, firmware before 11.
+    /// Up to 24 cells, hardware before 11.
     Jk02_24s,
-    /// Up to 32 cells, firmware 11 and newer (the JK PB layout).
+    /// Up to 32 cells, hardware 11 and newer (the JK PB layout).
     Jk02_32s,
 }
 
 impl Layout {
-    /// The layout of a BMS running `software` (`"11.26"`, `"10.09"`, `"V11.XW"`); a version
-    /// that does not parse is taken as new (32S: what every JK sold since 2022 runs).
-    pub fn for_software(software: &str) -> Layout {
-        let digits: String =
-            software.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
-        match digits.parse::<u32>() {
-            Ok(major) if major < 11 => Layout::Jk02_24s,
+    /// The layout of a BMS by its hardware version (`"11.XW"`, `"10.xw"`), as esphome-jk-bms
+    /// tells its users to choose (JK02_24S below hardware 11, JK02_32S from 11), else by its
+    /// software version (`"11.26"`: the majors go together in every report); neither readable:
+    /// 32S, what JK boards sold since 2022 run.
+    pub fn for_versions(hardware: Option<&str>, software: Option<&str>) -> Layout {
+        let major = |version: &str| {
+            let digits: String =
+                version.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        };
+        match hardware.and_then(major).or_else(|| software.and_then(major)) {
+            Some(major) if major < 11 => Layout::Jk02_24s,
             _ => Layout::Jk02_32s,
         }
+    }
+
+    /// The layout a device-info frame's battery says.
+    pub fn of(info: &crate::battery::Battery) -> Layout {
+        Layout::for_versions(info.hardware_version.as_deref(), info.firmware_version.as_deref())
     }
 
     /// Its name in the sources (esphome-jk-bms `protocol_version`).
@@ -171,11 +181,11 @@ pub fn decode_all(bytes: &[u8]) -> Result<Decoded, FrameError> {
         // The decoder's own error for what is there.
         return jk_pb::decode(bytes);
     }
-    let software = frames
+    let layout = frames
         .iter()
         .filter(|f| frame_type(f) == Some(TYPE_DEVICE_INFO))
-        .find_map(|f| jk_pb::decode(f).ok()?.battery.firmware_version);
-    let layout = software.as_deref().map_or(Layout::Jk02_32s, Layout::for_software);
+        .find_map(|f| Some(Layout::of(&jk_pb::decode(f).ok()?.battery)))
+        .unwrap_or(Layout::Jk02_32s);
     let mut merged = Decoded::default();
     for frame in frames {
         let d = decode_frame(frame, layout)?;
@@ -202,12 +212,15 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_follows_the_firmware_major() {
-        assert_eq!(Layout::for_software("10.09"), Layout::Jk02_24s);
-        assert_eq!(Layout::for_software("V10.XW"), Layout::Jk02_24s);
-        assert_eq!(Layout::for_software("11.26"), Layout::Jk02_32s);
-        assert_eq!(Layout::for_software("15.41"), Layout::Jk02_32s);
-        assert_eq!(Layout::for_software(""), Layout::Jk02_32s);
+    fn the_layout_follows_the_hardware_major_then_the_software_major() {
+        // Boards from esphome-jk-bms's list: B1A20S15P hw 10.xw sw 10.10 used JK02_24S, B1A8S10P
+        // hw 11.XW sw 11.261 JK02_32S.
+        assert_eq!(Layout::for_versions(Some("10.xw"), Some("10.10")), Layout::Jk02_24s);
+        assert_eq!(Layout::for_versions(Some("11.XW"), Some("11.261")), Layout::Jk02_32s);
+        assert_eq!(Layout::for_versions(Some("V10.XW"), None), Layout::Jk02_24s);
+        assert_eq!(Layout::for_versions(Some("?"), Some("10.09")), Layout::Jk02_24s);
+        assert_eq!(Layout::for_versions(None, Some("15.41")), Layout::Jk02_32s);
+        assert_eq!(Layout::for_versions(None, None), Layout::Jk02_32s);
     }
 
     /// A JK02_24S cell-info frame built from the esphome-jk-bms offsets (the oracle is the

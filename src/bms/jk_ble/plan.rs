@@ -54,7 +54,7 @@ impl JkBlePlan {
         match (self.stage, found) {
             (Stage::DeviceInfo, jk_ble::TYPE_DEVICE_INFO) => {
                 let info = jk_ble::decode_frame(frame, self.layout)?.battery;
-                self.layout = info.firmware_version.as_deref().map_or(Layout::Jk02_32s, Layout::for_software);
+                self.layout = Layout::of(&info);
                 self.battery.merge(&info);
                 self.stage = Stage::CellInfo;
                 self.more = false;

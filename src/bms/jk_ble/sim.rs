@@ -1,5 +1,5 @@
 //! A simulated JK BMS behind BLE: 0x97 answered with the device-info frame, 0x96 with the
-//! settings frame and a cell-info frame (JK02_32S, firmware 11.26). The frames are the JK PB
+//! settings frame and a cell-info frame (JK02_32S: hardware 15A, software 11.26). The frames are the JK PB
 //! simulator's: the 32S layout is the JK PB one.
 
 use super::codec as jk_ble;
