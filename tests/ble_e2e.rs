@@ -254,3 +254,39 @@ async fn scan_ble_probe_and_decode_on_the_command_line() {
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(json["voltage_v"], serde_json::json!(14.0), "{out}");
 }
+
+/// A link that stays connected but goes silent (a stuck adapter or BMS module) is closed and
+/// connected again after a few silent poll cycles; meanwhile the battery is lost (CCL 0), and it
+/// is back once the device answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_ble_link_is_reconnected() {
+    let dir = scratch_dir("ble-stall");
+    let bus = PrivateBus::start().expect("dbus-daemon (apt-get install -y dbus)");
+    let bluez = SimBluez::start(bus.address(), "hci0").await.unwrap();
+    let ble = bluez.add_device(Protocol::JbdBle, "C8:47:8C:00:00:0C", 16, true).await.unwrap();
+    let _daemon = start(&dir, &bus, &port_toml(Protocol::JbdBle, &ble.device));
+    let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+    let service = service_of(&ble.device);
+    wait_for_service(&conn, &service, Duration::from_secs(20), "connect", connected).await;
+    assert_eq!(ble.knobs.connects(), 1);
+
+    ble.knobs.set_stalled(true);
+    let stalled = Instant::now();
+    wait_for_service(&conn, &service, Duration::from_secs_f64(STALE_AFTER_S + 1.0), "CCL 0 while stalled", |i| {
+        ccl(i) == Some(0.0)
+    })
+    .await;
+    // 3 silent cycles of 1 s timeout + 250 ms: the link is closed and connected again.
+    while ble.knobs.connects() < 2 {
+        assert!(stalled.elapsed() < Duration::from_secs(8), "stalled link not reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("stalled link reconnected after {:?}", stalled.elapsed());
+    ble.knobs.set_stalled(false);
+    wait_for_service(&conn, &service, Duration::from_secs(10), "values after the stall", |i| {
+        connected(i) && number(i, "/Voltages/Cell1").is_some()
+    })
+    .await;
+    let log = daemon_log(&dir);
+    assert!(log.contains("no answer for 3 cycles; reopening the port"), "{log}");
+}
