@@ -8,7 +8,6 @@
 //! and two BLE batteries on one adapter.
 
 mod support;
-#[allow(dead_code)]
 #[path = "support/vectors.rs"]
 mod vectors_support;
 

@@ -37,6 +37,7 @@ async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let mut receivers = Vec::new();
     let mut subscribers = Vec::new();
@@ -96,6 +97,7 @@ async fn invert_current_flips_the_sign() {
         batteries: vec![bms_bridge::config::BatteryConfig { invert_current: true, ..Default::default() }],
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -167,6 +169,7 @@ async fn foxess_stack_is_one_battery() {
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
