@@ -155,6 +155,34 @@ pub struct Spec {
     pub cells_per_pack: Option<usize>,
 }
 
+/// The spec of a BLE protocol: one BMS per device, no addresses, no line speed, no writes, not
+/// imported from dbus-serialbattery (its BLE configs name the MAC elsewhere).
+pub const fn ble_spec(
+    name: &'static str,
+    gatt: Gatt,
+    codec: Codec,
+    poll: fn(PollTarget<'_>) -> Box<dyn PollPlan>,
+    simulator: crate::sim::serve::Simulator,
+) -> Spec {
+    Spec {
+        name,
+        link: Link::Ble(gatt),
+        default_baud: 0,
+        addressable: false,
+        one_battery_per_port: false,
+        default_address: None,
+        probe_addresses: &[None],
+        serialbattery_classes: &[],
+        address_problem: any_address,
+        writes: Writes::NONE,
+        codec,
+        poll: Some(poll),
+        command_gap: None,
+        simulator: Some(simulator),
+        cells_per_pack: None,
+    }
+}
+
 /// The address rule of protocols that accept every address they carry.
 pub fn any_address(_: u8) -> Option<String> {
     None

@@ -5,27 +5,16 @@ pub mod codec;
 pub mod plan;
 pub mod sim;
 
-use super::{any_address, Codec, Gatt, Link, Spec, Writes};
+use super::{Codec, Gatt, Spec};
 
 /// The GATT layout (esphome-jk-bms `jk_bms_ble`, aiobmsble `jikong_bms`).
 pub const GATT: Gatt = Gatt { service: 0xFFE0, notify: 0xFFE1, write: 0xFFE1, name_prefixes: &["JK-", "JK_", "JK"] };
 
 /// The `jk_ble` spec.
-pub const SPEC: Spec = Spec {
-    name: "jk_ble",
-    link: Link::Ble(GATT),
-    default_baud: 0,
-    addressable: false,
-    one_battery_per_port: false,
-    default_address: None,
-    probe_addresses: &[None],
-    // dbus-serialbattery's Jkbms_Ble configs name the MAC elsewhere: not imported (yet).
-    serialbattery_classes: &[],
-    address_problem: any_address,
-    writes: Writes::NONE,
-    codec: Codec::Bytes { scan: codec::scan, decode: codec::decode_all },
-    poll: Some(plan::plan),
-    command_gap: None,
-    simulator: Some(|stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control))),
-    cells_per_pack: None,
-};
+pub const SPEC: Spec = super::ble_spec(
+    "jk_ble",
+    GATT,
+    Codec::Bytes { scan: codec::scan, decode: codec::decode_all },
+    plan::plan,
+    |stream, packs, control| crate::sim::serve::start(sim::serve(stream, packs, control)),
+);
