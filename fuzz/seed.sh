@@ -51,8 +51,10 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
             can_id = int(case["can_id"], 16)
             head = can_id.to_bytes(2, "big") if can_id <= 0x7FF else (0x80000000 | can_id).to_bytes(4, "big")
             data = head + data
-        seed = name.encode() + b"\0" + data
-        (out / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+        # The BLE protocols that carry UART frames are seeded with those frames too.
+        for target in [name] + {"jbd": ["jbd_ble"], "jk_pb": ["jk_ble"]}.get(name, []):
+            seed = target.encode() + b"\0" + data
+            (out / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
 PY
 mkdir -p corpus/config_parse corpus/set_value
 cp ../config/*.toml corpus/config_parse/ 2>/dev/null || true

@@ -4,6 +4,7 @@
 //! `bms-bridge check-config` prints the whole list. Unknown keys are errors.
 
 pub mod bank;
+pub mod ble;
 pub mod can;
 pub mod mqtt;
 pub mod rules;
@@ -163,6 +164,9 @@ pub struct PortConfig {
     /// How long to wait for one reply (ms).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// BLE ports only: the Bluetooth adapter (`hci0` when absent).
+    #[serde(default)]
+    pub adapter: Option<String>,
     /// Per-battery options.
     #[serde(default, rename = "battery")]
     pub batteries: Vec<BatteryConfig>,
@@ -230,6 +234,7 @@ impl PortConfig {
             batteries: Vec::new(),
             can: Default::default(),
             mqtt: Default::default(),
+            adapter: None,
         }
     }
 
@@ -564,6 +569,9 @@ pub fn validate(config: &Config, text: &str, file: &str) -> Vec<ConfigError> {
         }
         devices.push(&port.device);
         for (key, message) in can::problems(port) {
+            fail("port", i, key, name(key), message);
+        }
+        for (key, message) in ble::problems(port) {
             fail("port", i, key, name(key), message);
         }
         for (key, message) in mqtt::problems(port) {

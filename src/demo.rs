@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zbus::zvariant::OwnedValue;
 
+mod ble;
 mod can;
 mod mqtt;
 
@@ -82,6 +83,9 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
     if protocol.is_mqtt() {
         return mqtt::run(seconds, cells).await;
     }
+    if protocol.ble().is_some() {
+        return ble::run(seconds, cells, protocol).await;
+    }
     let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
@@ -104,6 +108,7 @@ pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Resu
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     });
     println!("private D-Bus: {}", bus.address());
     status_page(&mut config);

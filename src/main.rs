@@ -52,6 +52,15 @@ enum Command {
         #[arg(long)]
         active: bool,
     },
+    /// List nearby Bluetooth LE devices (name, address, RSSI, which BMS protocol they look like).
+    ScanBle {
+        /// The Bluetooth adapter.
+        #[arg(long, default_value = "hci0")]
+        adapter: String,
+        /// How long to discover (s).
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
     /// Validate a configuration file; prints every problem with file:line:column.
     CheckConfig {
         /// The file to check.
@@ -162,6 +171,33 @@ fn serial_protocol_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.name()))
 }
 
+/// `scan-ble`: one line per device, BMS-looking ones marked with their protocol.
+async fn scan_ble(adapter: String, seconds: u64) -> Result<(), String> {
+    println!("discovering on {adapter} for {seconds} s ...");
+    let seen = bms_bridge::transport::ble::scan(&adapter, std::time::Duration::from_secs(seconds))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut bms = 0;
+    for device in &seen {
+        let protocol = bms_bridge::probe::ble_protocol_of(&device.name, &device.uuids);
+        bms += usize::from(protocol.is_some());
+        println!(
+            "{}  {:>4} dBm  {:<20}  {}",
+            device.address,
+            device.rssi.map_or("?".into(), |r| r.to_string()),
+            if device.name.is_empty() { "(no name)" } else { &device.name },
+            protocol.map_or("-".to_owned(), |p| format!(
+                "looks like {}: [[port]] protocol = \"{}\" device = \"ble:{}\"",
+                p.name(),
+                p.name(),
+                device.address
+            )),
+        );
+    }
+    println!("{} devices, {bms} that look like a BMS (`bms-bridge probe ble:ADDR` reads one)", seen.len());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `Targets` ("info", "debug,bms_bridge::bank=trace"): RUST_LOG-style directives without
@@ -197,6 +233,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Decode { protocol: name, can_id, register, hex } => decode(&name, can_id, register, &hex),
+        Command::ScanBle { adapter, seconds } => runtime_block_on(scan_ble(adapter, seconds)),
         Command::Replay { can, config, bus } => replay(&can, config.as_deref(), bus),
         Command::SimulateCharge { scenario, out, plot } => {
             simulate_charge(scenario.as_deref(), &out, plot.as_deref())
@@ -253,7 +290,10 @@ fn main() -> ExitCode {
                 }
             }
             if found == 0 {
-                let hint = if failures.iter().any(|(why, _)| why.starts_with("cannot open")) {
+                let hint = if port.starts_with("ble:") {
+                    "is the BMS in range (a few metres, no metal between), awake, and not connected to a \
+                     phone app? `bms-bridge scan-ble` lists what is nearby"
+                } else if failures.iter().any(|(why, _)| why.starts_with("cannot open")) {
                     "check the device path (ls /dev/serial/by-id) and that no other program holds it; \
                      `bms-bridge doctor` explains"
                 } else {
@@ -349,6 +389,7 @@ fn run(
                 batteries: Vec::new(),
                 can: Default::default(),
                 mqtt: Default::default(),
+                adapter: None,
             });
         }
     }

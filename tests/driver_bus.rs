@@ -27,6 +27,7 @@ async fn two_packs_share_one_bus() {
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let (tx1, mut rx1) = watch::channel(None);
     let (tx2, mut rx2) = watch::channel(None);

@@ -37,6 +37,7 @@ async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let mut receivers = Vec::new();
     let mut subscribers = Vec::new();
@@ -129,6 +130,7 @@ async fn foxess_stack_is_one_battery() {
         batteries: Vec::new(),
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     };
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -54,7 +54,7 @@ pub fn protocol(name: &str, data: &[u8]) {
     }
 
     let address = data.get(1).copied();
-    // Exhaustive: a new protocol does not compile here until its extra decoders are listed.
+    // Extra entry points of a protocol's folder, beyond its spec's codec.
     match Protocol::from_name(name) {
         Some(Protocol::Jbd) => {
             let _ = bms::jbd::codec::decode(data);
@@ -114,6 +114,18 @@ pub fn protocol(name: &str, data: &[u8]) {
                 let _ = daren::decode_with(data, address.unwrap_or(1), layout);
                 let _ = layout(data, &mut protocol::Decoded::default());
             }
+        }
+        Some(Protocol::JkBle) => {
+            for layout in [bms::jk_ble::codec::Layout::Jk02_24s, bms::jk_ble::codec::Layout::Jk02_32s] {
+                let _ = bms::jk_ble::codec::decode_frame(data, layout);
+            }
+            let _ = bms::jk_ble::codec::widen_24s(data);
+            let _ = bms::jk_ble::codec::decode_all(data);
+            let _ = bms::jk_ble::codec::scan_command(data);
+        }
+        Some(Protocol::DalyBle) => {
+            let _ = bms::daly_ble::codec::decode(data);
+            let _ = bms::daly_ble::codec::decode_any(data);
         }
         // Every other protocol is fuzzed through its spec's codec above (`decode_named`, its
         // scanner); CAN frames by `can`, MQTT messages by `mqtt_json`. A protocol whose folder has

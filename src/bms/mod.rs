@@ -13,13 +13,16 @@
 pub mod daly;
 pub mod daly_can;
 pub mod daren_485;
+pub mod daly_ble;
 pub mod eg4_lifepower;
 pub mod eg4_lifepower4;
 pub mod eg4_ll;
 pub mod foxess;
 pub mod jbd;
+pub mod jbd_ble;
 pub mod jbd_up16s;
 pub mod jk_can;
+pub mod jk_ble;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod mqtt;
@@ -30,6 +33,7 @@ pub mod plan;
 
 pub use plan::PollError;
 
+pub use crate::protocol::gatt::Gatt;
 use crate::protocol::writes::{Write, WriteSupport};
 use crate::protocol::{Decoded, FrameError, Scan};
 use plan::{PollPlan, PollTarget};
@@ -47,7 +51,9 @@ pub enum Link {
     Can,
     /// An MQTT broker: JSON messages on a topic (`device` is `mqtt://host[:port]/topic`).
     Mqtt,
-    // Bluetooth LE comes with the protocols that need it (issue 19).
+    /// Bluetooth LE through BlueZ (`device` is `ble:AA:BB:CC:DD:EE:FF`): requests written to one
+    /// GATT characteristic, replies reassembled from the notifications of another.
+    Ble(Gatt),
 }
 
 impl Link {
@@ -58,6 +64,7 @@ impl Link {
             Link::Serial | Link::Modbus => 0,
             Link::Can => 1,
             Link::Mqtt => 2,
+            Link::Ble(_) => 3,
         }
     }
 }
@@ -164,6 +171,38 @@ pub struct Spec {
     pub manufacturer: &'static str,
 }
 
+/// The spec of a BLE protocol: one BMS per device, no addresses, no line speed, no writes, not
+/// imported from dbus-serialbattery (its BLE configs name the MAC elsewhere).
+pub const fn ble_spec(
+    name: &'static str,
+    manufacturer: &'static str,
+    gatt: Gatt,
+    codec: Codec,
+    poll: fn(PollTarget<'_>) -> Box<dyn PollPlan>,
+    simulator: crate::sim::serve::Simulator,
+) -> Spec {
+    Spec {
+        name,
+        link: Link::Ble(gatt),
+        default_baud: 0,
+        addressable: false,
+        one_battery_per_port: false,
+        default_address: None,
+        probe_addresses: &[None],
+        serialbattery_classes: &[],
+        address_problem: any_address,
+        writes: Writes::NONE,
+        codec,
+        poll: Some(poll),
+        command_gap: None,
+        simulator: Some(simulator),
+        cells_per_pack: None,
+        can_bridge: None,
+        decode_at_register: None,
+        manufacturer,
+    }
+}
+
 /// The address rule of protocols that accept every address they carry.
 pub fn any_address(_: u8) -> Option<String> {
     None
@@ -227,6 +266,12 @@ registry! {
     JkCan => jk_can::SPEC,
     /// Generic MQTT: dbus-serialbattery's JSON battery document on a broker topic.
     Mqtt => mqtt::SPEC,
+    /// JBD / LLT / Overkill over Bluetooth LE (FF00: notify FF01, write FF02), the UART frames.
+    JbdBle => jbd_ble::SPEC,
+    /// JK BMS over Bluetooth LE (FFE0/FFE1): `AA 55 90 EB` commands, 300-byte `55 AA EB 90` frames.
+    JkBle => jk_ble::SPEC,
+    /// Daly over Bluetooth LE (FFF0: notify FFF1, write FFF2): `D2 03` register read, 124-byte reply.
+    DalyBle => daly_ble::SPEC,
 }
 
 /// The protocols of `KEYS` whose link is of `family` ([`Link::family`]), in order. Const, so
@@ -266,6 +311,7 @@ const fn count_where(family: u8) -> usize {
 const SERIAL_KEYS: [Protocol; count_where(0)] = keys_where(0);
 const CAN_KEYS: [Protocol; count_where(1)] = keys_where(1);
 const MQTT_KEYS: [Protocol; count_where(2)] = keys_where(2);
+const BLE_KEYS: [Protocol; count_where(3)] = keys_where(3);
 
 impl Protocol {
     /// Every serial protocol, in the order `probe` tries them.
@@ -276,6 +322,9 @@ impl Protocol {
 
     /// The MQTT protocols (not probed on serial ports).
     pub const MQTT: &'static [Protocol] = &MQTT_KEYS;
+
+    /// The Bluetooth LE protocols (not probed on serial ports; `scan-ble` finds them).
+    pub const BLE: &'static [Protocol] = &BLE_KEYS;
 
     /// Every protocol, serial, CAN and MQTT, in the order of [`ALL`].
     pub fn every() -> impl Iterator<Item = Protocol> {
@@ -347,6 +396,14 @@ impl Protocol {
     /// Whether the protocol reads JSON messages from an MQTT broker.
     pub fn is_mqtt(self) -> bool {
         self.spec().link == Link::Mqtt
+    }
+
+    /// Whether the protocol runs over Bluetooth LE (BlueZ), and its GATT layout.
+    pub fn ble(self) -> Option<Gatt> {
+        match self.spec().link {
+            Link::Ble(gatt) => Some(gatt),
+            Link::Serial | Link::Modbus | Link::Can | Link::Mqtt => None,
+        }
     }
 
     /// The writes this protocol documents (and bms-bridge implements).

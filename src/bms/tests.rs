@@ -9,7 +9,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn specs_answer_what_the_old_matches_answered() {
     type Row = (Protocol, &'static str, u32, bool, bool, Option<u8>, &'static [Option<u8>]);
-    let before: [Row; 15] = [
+    let before: [Row; 18] = [
         (Protocol::Jbd, "jbd", 9600, false, false, None, &[None]),
         (Protocol::JbdUp16s, "jbd_up16s", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::JkPb, "jk_pb", 115_200, true, false, Some(1), &[Some(1)]),
@@ -27,6 +27,10 @@ fn specs_answer_what_the_old_matches_answered() {
         // Added with issue 23.
         (Protocol::Eg4Lifepower4, "eg4_lifepower4", 9600, true, false, Some(1), &[Some(1)]),
         (Protocol::Daren485, "daren_485", 19_200, true, false, Some(1), &[Some(1)]),
+        // Added with issue 21.
+        (Protocol::JbdBle, "jbd_ble", 0, false, false, None, &[None]),
+        (Protocol::JkBle, "jk_ble", 0, false, false, None, &[None]),
+        (Protocol::DalyBle, "daly_ble", 0, false, false, None, &[None]),
     ];
     // A protocol added later needs no row here: the rows pin what the existing ones answer.
     for (p, name, baud, addressable, one_per_port, default, probe) in before {
@@ -45,6 +49,84 @@ fn specs_answer_what_the_old_matches_answered() {
     let old =
         ["jbd", "jbd_up16s", "jk_pb", "renogy", "eg4_ll", "foxess", "jk_rs485", "daly", "eg4_lifepower"];
     assert!(serial.starts_with(&old), "probe order: {serial:?}");
+    assert_eq!(Protocol::CAN, &[Protocol::VictronCan, Protocol::DalyCan, Protocol::JkCan]);
+    assert_eq!(Protocol::MQTT, &[Protocol::Mqtt]);
+    assert_eq!(Protocol::BLE, &[Protocol::JbdBle, Protocol::JkBle, Protocol::DalyBle]);
+    assert_eq!(Protocol::from_name("nope"), None);
+    assert!(Protocol::names().starts_with("jbd, jbd_up16s, jk_pb, renogy"));
+}
+
+#[test]
+fn every_key_has_its_own_spec_in_all() {
+    for (key, spec) in KEYS.iter().zip(ALL) {
+        assert!(std::ptr::eq(key.spec(), *spec), "{} is keyed to another spec", spec.name);
+    }
+    let mut names: Vec<&str> = ALL.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), ALL.len(), "two specs share a name");
+    // ALL, CAN, MQTT and BLE partition the keys by link.
+    let mut split: Vec<Protocol> =
+        Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).chain(Protocol::BLE).copied().collect();
+    split.sort_by_key(|p| p.name());
+    let mut every: Vec<Protocol> = Protocol::every().collect();
+    every.sort_by_key(|p| p.name());
+    assert_eq!(split, every);
+    assert!(Protocol::ALL.iter().all(|p| !p.is_can() && !p.is_mqtt()));
+    assert!(Protocol::CAN.iter().all(|p| p.is_can()) && Protocol::MQTT.iter().all(|p| p.is_mqtt()));
+    assert!(Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).all(|p| p.ble().is_none()));
+    assert!(Protocol::BLE.iter().all(|p| p.ble().is_some()));
+}
+
+#[test]
+fn an_address_without_addressing_is_never_the_default() {
+    for spec in ALL {
+        assert_eq!(spec.addressable, spec.default_address.is_some(), "{}", spec.name);
+        if let Some(address) = spec.default_address {
+            assert_eq!((spec.address_problem)(address), None, "{}: default refused", spec.name);
+            assert_eq!(spec.probe_addresses.first(), Some(&Some(address)), "{}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn address_rules() {
+    assert!(Protocol::Daly.address_problem(0x3F).unwrap().contains("not a Daly host address"));
+    assert_eq!(Protocol::Daly.address_problem(0x40), None);
+    assert_eq!(Protocol::Daly.address_problem(0x80), None);
+    assert!(Protocol::Eg4Lifepower.address_problem(0).unwrap().contains("1..=15"));
+    assert!(Protocol::Eg4Lifepower.address_problem(16).is_some());
+    assert_eq!(Protocol::Eg4Lifepower.address_problem(15), None);
+    assert!(Protocol::JkPb.address_problem(0).unwrap().contains("bus master"));
+    assert_eq!(Protocol::JkPb.address_problem(16).as_deref(), Some("JK PB addresses are 1..=15"));
+    assert_eq!(Protocol::JkPb.address_problem(15), None);
+    assert_eq!(Protocol::Renogy.address_problem(0xF7), None);
+}
+
+#[test]
+fn support_per_protocol() {
+    assert_eq!(Protocol::Jbd.writes(), WriteSupport { mosfet: true, soc: false });
+    assert_eq!(Protocol::JbdUp16s.writes(), WriteSupport { mosfet: false, soc: true });
+    for p in Protocol::every().filter(|p| !matches!(p, Protocol::Jbd | Protocol::JbdUp16s)) {
+        assert!(!p.writes().any(), "{}", p.name());
+    }
+}
+
+#[test]
+fn writes_go_through_the_spec() {
+    use crate::protocol::writes::FetRequest;
+    let charge_off = Write::Mosfets(FetRequest { charge_on: false, discharge_on: true });
+    assert_eq!(Protocol::Jbd.write_request(1, charge_off), Some(hex("DD 5A E1 02 00 01 FF 1C 77")));
+    let soc = Protocol::JbdUp16s.write_request(1, Write::Soc(98.0));
+    assert_eq!(soc, Some(hex("01 79 20 06 20 08 00 06 11 4A 42 44 26 48 42 10")));
+    assert_eq!(Protocol::Jbd.write_request(1, Write::Soc(50.0)), None);
+    assert_eq!(Protocol::Daly.write_request(0x40, Write::Mosfets(FetRequest::default())), None);
+    assert_eq!(Protocol::Jbd.check_ack(1, &hex("DD E1 00 00 00 00 77")), Ok(()));
+    assert_eq!(Protocol::JbdUp16s.check_ack(1, &hex("01 79 20 06 20 08 00 00 6C 62")), Ok(()));
+    assert!(Protocol::JbdUp16s.check_ack(2, &hex("01 79 20 06 20 08 00 00 6C 62")).is_err());
+    let ack = hex("DD E1 00 00 00 00 77");
+    assert!(Protocol::Renogy.check_ack(1, &ack).is_err(), "no writes, no acknowledgement");
+    assert_eq!((Protocol::Jbd.ack_scan())(&ack), Scan::Frame { len: ack.len() });
     let up = hex("01 79 20 06 20 08 00 00 6C 62");
     assert_eq!((Protocol::JbdUp16s.ack_scan())(&up), Scan::Frame { len: up.len() });
 }

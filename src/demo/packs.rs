@@ -30,6 +30,7 @@ fn port(device: &Path, protocol: Protocol, addresses: Option<Vec<u8>>, name: Str
         batteries: vec![BatteryConfig { name: Some(name), ..BatteryConfig::default() }],
         can: Default::default(),
         mqtt: Default::default(),
+        adapter: None,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::transport::can::{MemoryCanBus, SocketCanLink};
 use crate::transport::can_bridge;
 use crate::transport::framed::FramedLink;
 use crate::transport::modbus::ModbusLink;
+use crate::transport::ble::{self, BleDevice};
 use crate::transport::serial::{self, SerialLink};
 use crate::transport::stream::ByteStream;
 use crate::transport::LinkError;
@@ -102,8 +103,9 @@ pub async fn run_port_on(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => {}
-            // A CAN interface is no path: a link that fails is reopened from its I/O error.
-            () = vanished(&port.device), if link.is_some() && !port.protocol.is_can() => {
+            // A CAN interface or a BLE address is no path: a link that fails is reopened from
+            // its I/O error.
+            () = vanished(&port.device), if link.is_some() && !port.protocol.is_can() && port.protocol.ble().is_none() => {
                 tracing::warn!(port = %port.device, "device gone; reopening when it is back");
                 let message = format!("port {}: device gone", port.device);
                 for sub in &subscribers {
@@ -117,7 +119,7 @@ pub async fn run_port_on(
             return;
         }
         if link.is_none() {
-            match open_on(port.protocol, &port.device, port.baud(), memory_can.as_ref()).await {
+            match open_port(&port, memory_can.as_ref()).await {
                 Ok(opened) => {
                     if quiet {
                         tracing::debug!(port = %port.device, baud = port.baud(), "port open");
@@ -140,6 +142,12 @@ pub async fn run_port_on(
             writer.run(port.protocol, open, &port.device, timeout).await;
         }
         let mut answered = false;
+        // The BLE batteries of one adapter take turns: one poll at a time on the radio.
+        let turn = link.as_ref().and_then(PortLink::turn);
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         for (index, sub) in subscribers.iter().enumerate() {
             let Some(open) = link.as_mut() else { break };
             let need_identity = !identity_read.get(index).copied().unwrap_or(false);
@@ -200,17 +208,29 @@ async fn vanished(device: &str) {
     }
 }
 
+/// A framed link on a serial port, a CAN bridge or a BLE device.
+pub type StreamLink = SerialLink;
+
 /// An open port: a byte link with the protocol's own framing, or a tokio-modbus RTU master.
 #[derive(Debug)]
 pub enum PortLink {
-    /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS).
-    Framed(SerialLink),
+    /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS;
+    /// the BLE protocols, on the notifications of their characteristic).
+    Framed(StreamLink),
     /// tokio-modbus RTU client (Renogy, EG4-LL).
     Modbus(ModbusLink),
 }
 
 impl PortLink {
-    fn framed(&mut self) -> Result<&mut SerialLink, PollError> {
+    /// The turn lock of a BLE link's adapter (`None`: a serial port, nobody to take turns with).
+    fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        match self {
+            PortLink::Framed(link) => link.get_ref().turn(),
+            PortLink::Modbus(_) => None,
+        }
+    }
+
+    fn framed(&mut self) -> Result<&mut StreamLink, PollError> {
         match self {
             PortLink::Framed(link) => Ok(link),
             PortLink::Modbus(_) => Err(LinkError::Protocol("port opened as a Modbus link".into()).into()),
@@ -222,6 +242,18 @@ impl PortLink {
             PortLink::Modbus(link) => Ok(link),
             PortLink::Framed(_) => Err(LinkError::Protocol("port opened as a framed link".into()).into()),
         }
+    }
+}
+
+/// Opens the port: a BLE device through BlueZ (`ble:ADDR` on its adapter), else [`open_on`].
+pub async fn open_port(port: &PortConfig, memory_can: Option<&MemoryCanBus>) -> Result<PortLink, String> {
+    match port.protocol.ble() {
+        Some(gatt) => {
+            let device = BleDevice::parse(&port.device, port.adapter.as_deref())?;
+            let stream = ble::open(&device, gatt).await.map_err(|e| e.to_string())?;
+            Ok(framed(port.protocol, ByteStream::Ble(stream), None))
+        }
+        None => open_on(port.protocol, &port.device, port.baud(), memory_can).await.map_err(|e| e.to_string()),
     }
 }
 
@@ -250,14 +282,11 @@ pub async fn open_on(
     }
     Ok(match spec.link {
         Link::Modbus => PortLink::Modbus(ModbusLink::new(serial::open_stream(device, baud).await?)),
-        // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs); a caller that
-        // opens one as a serial port gets the serial error for its device.
-        Link::Serial | Link::Can | Link::Mqtt => {
-            let mut link = serial::open(device, baud).await?;
-            if let Some(gap) = spec.command_gap {
-                link.set_min_gap(gap);
-            }
-            PortLink::Framed(link)
+        // CAN and MQTT ports have their own listeners (app/can.rs, app/mqtt.rs), BLE ports are
+        // opened by `open_port`; a caller that opens one as a serial port gets the serial error
+        // for its device.
+        Link::Serial | Link::Can | Link::Mqtt | Link::Ble(_) => {
+            framed(protocol, ByteStream::Serial(serial::open_stream(device, baud).await?), Some(baud))
         }
     })
 }
@@ -268,6 +297,19 @@ fn can_error(device: &str, err: std::io::Error) -> tokio_serial::Error {
         tokio_serial::ErrorKind::Io(err.kind()),
         format!("CAN interface {device}: {err} (is it up? ip link set {device} up type can bitrate 250000)"),
     )
+}
+
+/// A framed link on `stream` with the protocol's command gap and, on a serial line, its byte
+/// time (so a reply is read in a few wake-ups, not one per byte).
+fn framed(protocol: Protocol, stream: ByteStream, baud: Option<u32>) -> PortLink {
+    let mut link = FramedLink::new(stream);
+    if let Some(gap) = protocol.spec().command_gap {
+        link.set_min_gap(gap);
+    }
+    if let Some(baud) = baud {
+        link.set_baud(baud);
+    }
+    PortLink::Framed(link)
 }
 
 /// One poll of one BMS (its identity too when `need_identity`); the loop and `probe` use it.

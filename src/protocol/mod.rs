@@ -5,6 +5,7 @@
 
 pub mod checksum;
 pub mod field;
+pub mod gatt;
 pub mod json;
 pub mod modbus;
 pub mod writes;

@@ -10,6 +10,7 @@
 //!   an overload recorder per pack) for the bank scenarios.
 
 pub mod bank;
+pub mod bluez;
 pub mod closed_loop;
 pub mod modbus;
 pub mod model;

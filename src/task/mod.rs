@@ -137,6 +137,8 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
         "CAN"
     } else if slot.port.protocol.is_mqtt() {
         "MQTT"
+    } else if slot.port.protocol.ble().is_some() {
+        "Bluetooth"
     } else {
         "Serial"
     };

@@ -90,6 +90,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
         self.min_gap = gap;
     }
 
+    /// The underlying stream, to look at.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
     /// The underlying stream.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream

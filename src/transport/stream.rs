@@ -1,5 +1,5 @@
-//! The byte streams a framed link runs on: a serial port, or a CAN bus carrying the protocol's
-//! sentences ([`super::can_bridge`]). One type, so the one poll executor drives either.
+//! The byte streams a framed link runs on: a serial port, a CAN bus carrying the protocol's
+//! sentences ([`super::can_bridge`]), or a BLE device ([`super::ble`]). One type, so the one poll executor drives either.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +14,18 @@ pub enum ByteStream {
     Serial(SerialStream),
     /// Sentences carried as CAN frames by a bridge task.
     Can(DuplexStream),
+    /// A BLE device's notifications and writes through BlueZ.
+    Ble(super::ble::BleStream),
+}
+
+impl ByteStream {
+    /// The lock the stream's polls take turns on (BLE: one per adapter), if any.
+    pub fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        match self {
+            ByteStream::Ble(s) => Some(s.turn()),
+            ByteStream::Serial(_) | ByteStream::Can(_) => None,
+        }
+    }
 }
 
 impl AsyncRead for ByteStream {
@@ -21,6 +33,7 @@ impl AsyncRead for ByteStream {
         match self.get_mut() {
             ByteStream::Serial(s) => Pin::new(s).poll_read(cx, buf),
             ByteStream::Can(s) => Pin::new(s).poll_read(cx, buf),
+            ByteStream::Ble(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -30,6 +43,7 @@ impl AsyncWrite for ByteStream {
         match self.get_mut() {
             ByteStream::Serial(s) => Pin::new(s).poll_write(cx, buf),
             ByteStream::Can(s) => Pin::new(s).poll_write(cx, buf),
+            ByteStream::Ble(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -37,6 +51,7 @@ impl AsyncWrite for ByteStream {
         match self.get_mut() {
             ByteStream::Serial(s) => Pin::new(s).poll_flush(cx),
             ByteStream::Can(s) => Pin::new(s).poll_flush(cx),
+            ByteStream::Ble(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -44,6 +59,7 @@ impl AsyncWrite for ByteStream {
         match self.get_mut() {
             ByteStream::Serial(s) => Pin::new(s).poll_shutdown(cx),
             ByteStream::Can(s) => Pin::new(s).poll_shutdown(cx),
+            ByteStream::Ble(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

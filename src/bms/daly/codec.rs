@@ -68,6 +68,18 @@ pub const CMD_CHARGE_MOS: u8 = 0xDA;
 pub const CURRENT_ZERO: i64 = 30_000;
 /// Temperature offset: raw 40 = 0 °C.
 pub const TEMP_OFFSET: i64 = 40;
+
+/// The current of the BLE register block's raw current word: `(raw - 30000) / 10` A, positive =
+/// charging (aiobmsble's fixture: raw 30030 while charging is +3.0 A). The UART 0x90 sentence
+/// pairs them the other way round by default (`decode_data`, `daly_polls.json`).
+pub fn current_a(raw: i64) -> f64 {
+    field::scale(raw, CURRENT_ZERO, 10)
+}
+
+/// A temperature of a raw Daly temperature: `raw - 40` °C.
+pub fn temperature_c(raw: i64) -> f64 {
+    field::scale(raw, TEMP_OFFSET, 1)
+}
 /// Cells per 0x95 sentence.
 pub const CELLS_PER_SENTENCE: usize = 3;
 /// Temperatures per 0x96 sentence.
@@ -215,7 +227,7 @@ pub fn temperatures(sentences: &[&[u8]], count: usize) -> Result<Vec<f64>, Frame
     let raw = by_frame_number(sentences, CMD_TEMPERATURES, count, TEMPS_PER_SENTENCE, |d, k| {
         field::u8_at(d, 1 + k).map(i64::from)
     })?;
-    Ok(raw.into_iter().map(|t| field::scale(t, TEMP_OFFSET, 1)).collect())
+    Ok(raw.into_iter().map(temperature_c).collect())
 }
 
 /// Values `1..=count` from multi-sentence replies: sentence with frame number f (1-based)
@@ -272,7 +284,7 @@ fn decode_data(command: u8, p: &Data) -> Decoded {
             e.insert("min_cell_no", json!(p[5]));
         }
         CMD_TEMP_MINMAX => {
-            let t = |raw: u8| field::scale(raw.into(), TEMP_OFFSET, 1);
+            let t = |raw: u8| temperature_c(raw.into());
             e.insert("max_temp_c", json!(t(p[0])));
             e.insert("max_temp_sensor", json!(p[1]));
             e.insert("min_temp_c", json!(t(p[2])));
