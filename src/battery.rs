@@ -145,6 +145,8 @@ pub struct Battery {
     pub discharge_fet: Option<bool>,
     /// Balancer enabled.
     pub balancer_enabled: Option<bool>,
+    /// The pack heater, where the BMS has one (JK PB, the MQTT schema's heater fields).
+    pub heater: Heater,
     /// Alarms in Victron's vocabulary.
     pub alarms: Alarms,
     /// Charge voltage limit the BMS asks for.
@@ -183,6 +185,36 @@ pub struct Battery {
     pub current_flow: Option<CurrentFlow>,
 }
 
+macro_rules! merge_fields {
+    ($self:ident, $newer:ident; $($field:ident),*) => {
+        $( if $newer.$field.is_some() { $self.$field = $newer.$field.clone(); } )*
+    };
+}
+
+/// A pack heater as the BMS reports it; every field `None` where the BMS has none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heater {
+    /// The heater is heating now (`/Heating`).
+    pub heating: Option<bool>,
+    /// The BMS lets the heater run (its heater switch or MOSFET; `/Io/AllowToHeat`).
+    pub enabled: Option<bool>,
+    /// Heater current, A.
+    pub current_a: Option<f64>,
+    /// Heater power, W.
+    pub power_w: Option<f64>,
+    /// The temperature below which it starts heating, °C.
+    pub start_c: Option<f64>,
+    /// The temperature at which it stops heating, °C.
+    pub stop_c: Option<f64>,
+}
+
+impl Heater {
+    /// Takes every value `newer` carries (as [`Battery::merge`]).
+    pub fn merge(&mut self, newer: &Heater) {
+        merge_fields!(self, newer; heating, enabled, current_a, power_w, start_c, stop_c);
+    }
+}
+
 /// A BMS's own statement of the current's direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CurrentFlow {
@@ -192,12 +224,6 @@ pub enum CurrentFlow {
     Charging,
     /// Discharging.
     Discharging,
-}
-
-macro_rules! merge_fields {
-    ($self:ident, $newer:ident; $($field:ident),*) => {
-        $( if $newer.$field.is_some() { $self.$field = $newer.$field.clone(); } )*
-    };
 }
 
 impl Battery {
@@ -213,6 +239,7 @@ impl Battery {
             production_date, modules_online, modules_offline, modules_blocking_charge,
             modules_blocking_discharge, extreme_ids, read_at, current_flow);
         self.alarms.merge(&newer.alarms);
+        self.heater.merge(&newer.heater);
     }
 
     /// Lowest cell: (1-based cell number, volts). From the cell list, else the BMS summary.

@@ -14,10 +14,10 @@ use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeConfig;
 pub use can::CanOptions;
 pub use mqtt::{MqttClient, MqttPublish};
-pub use web::WebConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
+pub use web::WebConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -297,6 +297,11 @@ impl Monitor {
         self.controller.take_state_to_save()
     }
 
+    /// Clears the `/History/*` counters (`/History/Clear`).
+    pub fn clear_history(&mut self) {
+        self.controller.clear_history();
+    }
+
     /// Charge-control state as of the last output (for saving at shutdown).
     pub fn control_state(&self) -> ControlState {
         self.controller.state()

@@ -30,7 +30,10 @@ pub async fn probe(device: &str, timeout: Duration) -> Vec<ProbeResult> {
             }
             let outcome = match open_port(&port, None).await {
                 Err(err) => Err(format!("cannot connect {device}: {err}")),
-                Ok(mut link) => poll_once(protocol, &mut link, None, true, timeout).await.map(|b| summary(&b)).map_err(|e| e.to_string()),
+                Ok(mut link) => poll_once(protocol, &mut link, None, true, timeout)
+                    .await
+                    .map(|b| summary(&b))
+                    .map_err(|e| e.to_string()),
             };
             results.push(ProbeResult { protocol, baud: 0, address: None, outcome });
         }
@@ -68,7 +71,9 @@ fn summary(b: &crate::battery::Battery) -> String {
 /// first, then the name prefix), for `scan-ble`.
 pub fn ble_protocol_of(name: &str, uuids: &[String]) -> Option<Protocol> {
     let by_service = Protocol::BLE.iter().copied().find(|p| {
-        p.ble().is_some_and(|g| uuids.iter().any(|u| u.eq_ignore_ascii_case(&crate::bms::Gatt::uuid128(g.service))))
+        p.ble().is_some_and(|g| {
+            uuids.iter().any(|u| u.eq_ignore_ascii_case(&crate::bms::Gatt::uuid128(g.service)))
+        })
     });
     by_service.or_else(|| {
         Protocol::BLE

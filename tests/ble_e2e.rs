@@ -63,7 +63,11 @@ fn assert_cells_match(items: &Items, ble: &SimBleDevice) {
     assert!(!cells_mv.is_empty());
     for (i, mv) in cells_mv.iter().enumerate() {
         let published = number(items, &format!("/Voltages/Cell{}", i + 1)).unwrap();
-        assert!((published - f64::from(*mv) / 1000.0).abs() < 1e-9, "cell {} {published} V vs {mv} mV", i + 1);
+        assert!(
+            (published - f64::from(*mv) / 1000.0).abs() < 1e-9,
+            "cell {} {published} V vs {mv} mV",
+            i + 1
+        );
     }
     let published = number(items, "/Dc/0/Voltage").unwrap();
     assert!((published - pack.voltage_v()).abs() < 0.0101, "{published} V vs {} V", pack.voltage_v());
@@ -86,10 +90,11 @@ async fn end_to_end(protocol: Protocol, cells: usize, name: &str) {
     let service = service_of(&ble.device);
 
     // 1. Values equal to the pack, charging allowed.
-    let items = wait_for_service(&conn, &service, Duration::from_secs(20), "the BLE battery to connect", |i| {
-        connected(i) && number(i, "/Voltages/Cell1").is_some()
-    })
-    .await;
+    let items =
+        wait_for_service(&conn, &service, Duration::from_secs(20), "the BLE battery to connect", |i| {
+            connected(i) && number(i, "/Voltages/Cell1").is_some()
+        })
+        .await;
     assert_cells_match(&items, &ble);
     assert_eq!(ccl(&items), Some(50.0), "default max_charge_current");
     assert_eq!(ble.knobs.connects(), 1);
@@ -190,9 +195,13 @@ async fn two_ble_batteries_on_one_adapter_take_turns() {
     let _daemon = start(&dir, &bus, &ports);
     let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
     for ble in [&jbd, &jk] {
-        let items = wait_for_service(&conn, &service_of(&ble.device), Duration::from_secs(20), "both to connect", |i| {
-            connected(i) && number(i, "/Voltages/Cell1").is_some()
-        })
+        let items = wait_for_service(
+            &conn,
+            &service_of(&ble.device),
+            Duration::from_secs(20),
+            "both to connect",
+            |i| connected(i) && number(i, "/Voltages/Cell1").is_some(),
+        )
         .await;
         assert_cells_match(&items, ble);
     }
@@ -218,7 +227,10 @@ fn cli(bus: &str, args: &[&str]) -> (bool, String) {
         .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// `scan-ble` names the BMS nearby and their protocol, `probe ble:ADDR` says what answered,
@@ -230,22 +242,25 @@ async fn scan_ble_probe_and_decode_on_the_command_line() {
     let _jk = bluez.add_device(Protocol::JkBle, "C8:47:8C:00:00:0A", 16, false).await.unwrap();
     let _daly = bluez.add_device(Protocol::DalyBle, "C8:47:8C:00:00:0B", 8, true).await.unwrap();
     let address = bus.address().to_owned();
-    let (ok, out) = tokio::task::spawn_blocking(move || cli(&address, &["scan-ble", "--seconds", "1"])).await.unwrap();
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || cli(&address, &["scan-ble", "--seconds", "1"])).await.unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("C8:47:8C:00:00:0A") && out.contains("looks like jk_ble"), "{out}");
     assert!(out.contains("C8:47:8C:00:00:0B") && out.contains("looks like daly_ble"), "{out}");
     assert!(out.contains("2 devices, 2 that look like a BMS"), "{out}");
 
     let address = bus.address().to_owned();
-    let (ok, out) =
-        tokio::task::spawn_blocking(move || cli(&address, &["probe", "ble:C8:47:8C:00:00:0B"])).await.unwrap();
+    let (ok, out) = tokio::task::spawn_blocking(move || cli(&address, &["probe", "ble:C8:47:8C:00:00:0B"]))
+        .await
+        .unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("FOUND  daly_ble") && out.contains("8 cells"), "{out}");
     assert!(out.contains("protocol = \"daly_ble\""), "{out}");
 
     // The vector's reply given as its 20-byte notifications, one argument each.
     let case = vectors_support::case(&vectors_support::load("daly_ble.json"), "status_4s_aiobmsble").clone();
-    let parts: Vec<String> = case.bytes.chunks(20).map(|c| c.iter().map(|b| format!("{b:02X}")).collect()).collect();
+    let parts: Vec<String> =
+        case.bytes.chunks(20).map(|c| c.iter().map(|b| format!("{b:02X}")).collect()).collect();
     let mut args = vec!["decode", "--protocol", "daly_ble"];
     args.extend(parts.iter().map(String::as_str));
     let (ok, out) = cli(bus.address(), &args);
@@ -271,9 +286,13 @@ async fn a_stalled_ble_link_is_reconnected() {
 
     ble.knobs.set_stalled(true);
     let stalled = Instant::now();
-    wait_for_service(&conn, &service, Duration::from_secs_f64(STALE_AFTER_S + 1.0), "CCL 0 while stalled", |i| {
-        ccl(i) == Some(0.0)
-    })
+    wait_for_service(
+        &conn,
+        &service,
+        Duration::from_secs_f64(STALE_AFTER_S + 1.0),
+        "CCL 0 while stalled",
+        |i| ccl(i) == Some(0.0),
+    )
     .await;
     // 3 silent cycles of 1 s timeout + 250 ms: the link is closed and connected again.
     while ble.knobs.connects() < 2 {

@@ -21,7 +21,8 @@ fn the_status_block_matches_the_stated_values() {
     assert_eq!(b.soc_percent, e["soc_percent"].as_f64());
     assert_eq!(b.cycles.map(u64::from), e["cycles"].as_u64());
     assert_eq!(b.remaining_capacity_ah, e["remaining_capacity_ah"].as_f64());
-    let cells: Vec<f64> = e["cell_voltages_v"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
+    let cells: Vec<f64> =
+        e["cell_voltages_v"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
     assert_eq!(b.cell_voltages_v.as_ref(), Some(&cells));
     let temps: Vec<f64> = e["temperatures_c"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
     assert_eq!(b.temperatures_c.as_ref(), Some(&temps));

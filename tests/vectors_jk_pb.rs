@@ -54,6 +54,14 @@ fn every_frame_matches_expected() {
         let decoded = jk_pb::decode(&case.bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let json = to_json(&decoded);
         vectors::check_expected(case, &json, &[], |k, _| derived(&json, k));
+        // The heater in the model (/Heating, /Io/AllowToHeat) says what the source states.
+        let heater = &decoded.battery.heater;
+        if let Some(on) = case.expected.get("heating").and_then(Value::as_bool) {
+            assert_eq!(heater.heating, Some(on), "{}", case.name);
+        }
+        if let Some(on) = case.expected.get("heater_enabled").and_then(Value::as_bool) {
+            assert_eq!(heater.enabled, Some(on), "{}", case.name);
+        }
         checked += 1;
     }
     assert_eq!(checked, 7);

@@ -158,6 +158,10 @@ pub fn aggregate(topology: Topology, packs: &[PackView<'_>]) -> Battery {
     bank.charge_fet = any_on(&online, |b| b.charge_fet);
     bank.discharge_fet = any_on(&online, |b| b.discharge_fet);
     bank.balancer_enabled = any_on(&online, |b| b.balancer_enabled);
+    // A bank heats while any of its packs does; its heater figures are per pack (on their
+    // own services).
+    bank.heater.heating = any_on(&online, |b| b.heater.heating);
+    bank.heater.enabled = any_on(&online, |b| b.heater.enabled);
     bank.charge_voltage_limit_v = extreme(online.iter().map(|b| b.charge_voltage_limit_v), false);
     bank.discharge_voltage_limit_v = extreme(online.iter().map(|b| b.discharge_voltage_limit_v), true);
     bank.modules_online = count(online.len());

@@ -11,9 +11,9 @@
 //! (`tests/architecture.rs`).
 
 pub mod daly;
+pub mod daly_ble;
 pub mod daly_can;
 pub mod daren_485;
-pub mod daly_ble;
 pub mod eg4_lifepower;
 pub mod eg4_lifepower4;
 pub mod eg4_ll;
@@ -21,8 +21,8 @@ pub mod foxess;
 pub mod jbd;
 pub mod jbd_ble;
 pub mod jbd_up16s;
-pub mod jk_can;
 pub mod jk_ble;
+pub mod jk_can;
 pub mod jk_pb;
 pub mod jk_rs485;
 pub mod mqtt;

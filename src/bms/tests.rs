@@ -66,8 +66,13 @@ fn every_key_has_its_own_spec_in_all() {
     names.dedup();
     assert_eq!(names.len(), ALL.len(), "two specs share a name");
     // ALL, CAN, MQTT and BLE partition the keys by link.
-    let mut split: Vec<Protocol> =
-        Protocol::ALL.iter().chain(Protocol::CAN).chain(Protocol::MQTT).chain(Protocol::BLE).copied().collect();
+    let mut split: Vec<Protocol> = Protocol::ALL
+        .iter()
+        .chain(Protocol::CAN)
+        .chain(Protocol::MQTT)
+        .chain(Protocol::BLE)
+        .copied()
+        .collect();
     split.sort_by_key(|p| p.name());
     let mut every: Vec<Protocol> = Protocol::every().collect();
     every.sort_by_key(|p| p.name());

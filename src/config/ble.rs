@@ -56,7 +56,8 @@ mod tests {
 
     #[test]
     fn a_ble_port_parses_and_bad_keys_are_placed() {
-        let good = "[[port]]\nprotocol = \"jk_ble\"\ndevice = \"ble:C8:47:8C:12:34:56\"\nadapter = \"hci1\"\n";
+        let good =
+            "[[port]]\nprotocol = \"jk_ble\"\ndevice = \"ble:C8:47:8C:12:34:56\"\nadapter = \"hci1\"\n";
         assert_eq!(problems(good), Vec::<String>::new());
         let bad = "[[port]]\nprotocol = \"jbd_ble\"\ndevice = \"/dev/ttyUSB0\"\nadapter = \"usb0\"\n";
         let p = problems(bad);

@@ -262,6 +262,11 @@ impl ChargeController {
         &self.history
     }
 
+    /// Starts the lifetime counters afresh (`/History/Clear`); the charge state is kept.
+    pub fn clear_history(&mut self) {
+        self.history = History::default();
+    }
+
     /// The state to save, as of the last update.
     pub fn state(&self) -> ControlState {
         let now = self.last_now;

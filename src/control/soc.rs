@@ -15,6 +15,9 @@ pub const MAX_STEP_S: f64 = 60.0;
 pub const EMPTY_SYNC_S: f64 = 60.0;
 /// Below this average current (A) there is no time-to-go.
 const IDLE_A: f64 = 0.1;
+/// The longest `/TimeToGo` published, 10 days (dbus-serialbattery's cap, its issue 406): what
+/// a battery at rest or charging shows.
+pub const TIME_TO_GO_MAX_S: f64 = 864_000.0;
 
 /// What the SoC rules read from one reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -111,12 +114,18 @@ impl SocCounter {
         }
     }
 
-    /// Seconds until `time_to_go_soc` at the average discharge current; `None` unless discharging.
+    /// Seconds until `time_to_go_soc` at the average discharge current, at most
+    /// [`TIME_TO_GO_MAX_S`]; at rest or charging the battery does not run down: the maximum
+    /// (the GX shows it as 10 days, where an invalid value would read "no data"). `None` without
+    /// a current, or discharging without a SoC or a capacity.
     pub fn time_to_go_s(&self, cfg: &ChargeConfig, soc_percent: Option<f64>) -> Option<f64> {
-        let avg = self.average_a.filter(|a| *a < -IDLE_A)?;
+        let avg = self.average_a?;
+        if avg >= -IDLE_A {
+            return Some(TIME_TO_GO_MAX_S);
+        }
         let cap = self.capacity_ah.filter(|c| *c > 0.0)?;
         let usable = (soc_percent? - cfg.time_to_go_soc).max(0.0) / 100.0 * cap;
-        Some(usable / -avg * 3600.0)
+        Some((usable / -avg * 3600.0).min(TIME_TO_GO_MAX_S))
     }
 }
 
@@ -204,7 +213,15 @@ mod tests {
         c.update(t0, Duration::from_secs(300), &cfg, &inputs(0.0, 70.0, 3.3));
         assert!(c.average_a().is_some_and(|a| (a + 20.0 * (-1.0f64).exp()).abs() < 1e-9));
         let mut idle = SocCounter::default();
+        assert_eq!(idle.time_to_go_s(&cfg, Some(70.0)), None, "no current yet");
         idle.update(t0, Duration::ZERO, &cfg, &inputs(0.05, 70.0, 3.3));
-        assert_eq!(idle.time_to_go_s(&cfg, Some(70.0)), None);
+        assert_eq!(idle.time_to_go_s(&cfg, Some(70.0)), Some(864_000.0), "at rest: 10 days");
+        let mut charging = SocCounter::default();
+        charging.update(t0, Duration::ZERO, &cfg, &inputs(30.0, 70.0, 3.3));
+        assert_eq!(charging.time_to_go_s(&cfg, Some(70.0)), Some(864_000.0), "charging: 10 days");
+        let mut trickle = SocCounter::default();
+        trickle.update(t0, Duration::ZERO, &cfg, &inputs(-0.2, 70.0, 3.3));
+        // 50 Ah at 0.2 A would be 250 h: capped at 10 days (240 h).
+        assert_eq!(trickle.time_to_go_s(&cfg, Some(70.0)), Some(864_000.0));
     }
 }

@@ -15,7 +15,8 @@ const ADDRESS: &str = "C8:47:8C:12:34:56";
 
 /// Runs the BLE demo for `seconds` (or until Ctrl-C).
 pub async fn run(seconds: Option<u64>, cells: usize, protocol: Protocol) -> Result<(), String> {
-    let scratch = ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-ble-{}", std::process::id())));
+    let scratch =
+        ScratchDir(std::env::temp_dir().join(format!("bms-bridge-demo-ble-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let bus = PrivateBus::start().map_err(|e| e.to_string())?;
     let bluez = SimBluez::start(bus.address(), "hci0").await.map_err(|e| format!("simulated BlueZ: {e}"))?;

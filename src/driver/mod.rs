@@ -16,11 +16,11 @@ use crate::battery::Battery;
 use crate::bms::plan::PollTarget;
 use crate::bms::Link;
 use crate::config::{PortConfig, Protocol};
+use crate::transport::ble::{self, BleDevice};
 use crate::transport::can::{MemoryCanBus, SocketCanLink};
 use crate::transport::can_bridge;
 use crate::transport::framed::FramedLink;
 use crate::transport::modbus::ModbusLink;
-use crate::transport::ble::{self, BleDevice};
 use crate::transport::serial::{self, SerialLink};
 use crate::transport::stream::ByteStream;
 use crate::transport::LinkError;
@@ -253,7 +253,9 @@ pub async fn open_port(port: &PortConfig, memory_can: Option<&MemoryCanBus>) -> 
             let stream = ble::open(&device, gatt).await.map_err(|e| e.to_string())?;
             Ok(framed(port.protocol, ByteStream::Ble(stream), None))
         }
-        None => open_on(port.protocol, &port.device, port.baud(), memory_can).await.map_err(|e| e.to_string()),
+        None => {
+            open_on(port.protocol, &port.device, port.baud(), memory_can).await.map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -173,7 +173,10 @@ impl Adapter1 {
         Ok(())
     }
 
-    async fn stop_discovery(&mut self, #[zbus(signal_emitter)] emitter: SignalEmitter<'_>) -> fdo::Result<()> {
+    async fn stop_discovery(
+        &mut self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> fdo::Result<()> {
         if !self.discovering {
             return Err(failed("No discovery started"));
         }
@@ -350,7 +353,8 @@ impl GattCharacteristic1 {
         if !self.knobs.connected() {
             return Err(failed("Not connected"));
         }
-        let writes = self.writes.as_ref().ok_or_else(|| fdo::Error::NotSupported("Write not permitted".into()))?;
+        let writes =
+            self.writes.as_ref().ok_or_else(|| fdo::Error::NotSupported("Write not permitted".into()))?;
         writes.send(value).map_err(|_| failed("simulator gone"))
     }
 
@@ -424,22 +428,33 @@ impl SimBluez {
         let gatt = protocol.ble().ok_or_else(|| io(format!("{} is not a BLE protocol", protocol.name())))?;
         let device = BleDevice::parse(&format!("ble:{address}"), Some(&self.adapter)).map_err(io)?;
         let simulator = crate::sim::spawn(protocol, &[], cells)?;
-        let stream =
-            crate::transport::serial::open_stream(&simulator.path().display().to_string(), 115_200).await.map_err(io)?;
+        let stream = crate::transport::serial::open_stream(&simulator.path().display().to_string(), 115_200)
+            .await
+            .map_err(io)?;
         let knobs = Arc::new(BleKnobs::default());
-        let name = format!("{}-{}", gatt.name_prefixes.first().copied().unwrap_or("BMS"), address.replace(':', ""));
-        let registered =
-            Registered { device: device.clone(), name, gatt, knobs: Arc::clone(&knobs), stats: Arc::clone(&self.stats) };
+        let name =
+            format!("{}-{}", gatt.name_prefixes.first().copied().unwrap_or("BMS"), address.replace(':', ""));
+        let registered = Registered {
+            device: device.clone(),
+            name,
+            gatt,
+            knobs: Arc::clone(&knobs),
+            stats: Arc::clone(&self.stats),
+        };
         let server = self.conn.object_server();
         if known {
             server.at(device.path(), Device1::new(&registered)).await.map_err(io)?;
         }
         let service_path = format!("{}/service000c", device.path());
-        let service = GattService1 { uuid: Gatt::uuid128(gatt.service), device: object_path(&device.path()).map_err(io)? };
+        let service = GattService1 {
+            uuid: Gatt::uuid128(gatt.service),
+            device: object_path(&device.path()).map_err(io)?,
+        };
         server.at(service_path.as_str(), service).await.map_err(io)?;
         let (write_tx, mut write_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let notify_path = format!("{service_path}/char000d");
-        let write_path = if gatt.write == gatt.notify { notify_path.clone() } else { format!("{service_path}/char0010") };
+        let write_path =
+            if gatt.write == gatt.notify { notify_path.clone() } else { format!("{service_path}/char0010") };
         let mut notify_flags = vec!["notify".to_owned()];
         if gatt.write == gatt.notify {
             notify_flags.extend(["write".to_owned(), "write-without-response".to_owned()]);
@@ -455,10 +470,16 @@ impl SimBluez {
             })
         };
         let notify_writes = (gatt.write == gatt.notify).then(|| write_tx.clone());
-        server.at(notify_path.as_str(), characteristic(gatt.notify, notify_flags, notify_writes).map_err(io)?).await.map_err(io)?;
+        server
+            .at(notify_path.as_str(), characteristic(gatt.notify, notify_flags, notify_writes).map_err(io)?)
+            .await
+            .map_err(io)?;
         if gatt.write != gatt.notify {
             let flags = vec!["write".to_owned(), "write-without-response".to_owned()];
-            server.at(write_path.as_str(), characteristic(gatt.write, flags, Some(write_tx)).map_err(io)?).await.map_err(io)?;
+            server
+                .at(write_path.as_str(), characteristic(gatt.write, flags, Some(write_tx)).map_err(io)?)
+                .await
+                .map_err(io)?;
         }
         self.devices.lock().unwrap_or_else(PoisonError::into_inner).push(registered.clone());
 
@@ -474,7 +495,8 @@ impl SimBluez {
         let conn = self.conn.clone();
         let pump_knobs = Arc::clone(&knobs);
         tokio::spawn(async move {
-            let Ok(notify) = conn.object_server().interface::<_, GattCharacteristic1>(notify_path.as_str()).await
+            let Ok(notify) =
+                conn.object_server().interface::<_, GattCharacteristic1>(notify_path.as_str()).await
             else {
                 return;
             };
@@ -504,7 +526,13 @@ impl SimBluez {
                 }
             }
         });
-        Ok(SimBleDevice { device: format!("ble:{}", device.address), simulator, knobs, conn: self.conn.clone(), registered })
+        Ok(SimBleDevice {
+            device: format!("ble:{}", device.address),
+            simulator,
+            knobs,
+            conn: self.conn.clone(),
+            registered,
+        })
     }
 }
 

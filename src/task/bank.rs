@@ -378,6 +378,14 @@ pub async fn run(
             }
             continue;
         }
+        if service.take_history_clear() {
+            task::clear_history(&mut control.monitor, &state_path, &label).await;
+        }
+        // A pack's counters live only while the daemon runs (its charge state is the bank's).
+        for pack in packs.iter_mut().filter(|p| p.service.take_history_clear()) {
+            pack.monitor.clear_history();
+            tracing::info!(battery = %pack.label, "history cleared (/History/Clear)");
+        }
         let out = control.cycle(&outputs, &members, now);
         task::log_limit_change(&label, &mut last_limits, &out);
         if let Some(state) = control.monitor.take_state_to_save() {

@@ -61,6 +61,9 @@ pub(crate) async fn battery_task(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = Instant::now();
+        if service.take_history_clear() {
+            super::clear_history(&mut monitor, &state_path, &label).await;
+        }
         let out = monitor.output(now);
         let link = Some(crate::web::Link::of(&monitor, now));
         publisher.offer_with(

@@ -60,6 +60,11 @@ impl ServiceSlot {
         self.service.is_some()
     }
 
+    /// Whether a client wrote 1 to `/History/Clear` since the last call.
+    pub(crate) fn take_history_clear(&self) -> bool {
+        self.service.as_ref().is_some_and(BatteryService::take_history_clear)
+    }
+
     /// Publishes `snap`, registering the service first (with `identity()`) when it is not yet.
     pub(crate) async fn publish(
         &mut self,
@@ -172,6 +177,13 @@ pub(crate) fn identity(slot: &BatterySlot, config: &Config, battery: &crate::bat
             }
         ),
     }
+}
+
+/// `/History/Clear`: the counters start afresh and the state file says so at once.
+pub(crate) async fn clear_history(monitor: &mut Monitor, state_path: &Path, label: &str) {
+    monitor.clear_history();
+    tracing::info!(battery = %label, "history cleared (/History/Clear)");
+    save_state(state_path.to_owned(), monitor.control_state(), label).await;
 }
 
 pub(crate) fn snapshot(out: &Output) -> Snapshot<'_> {

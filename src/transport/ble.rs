@@ -62,13 +62,16 @@ pub struct BleDevice {
 pub fn parse_address(device: &str) -> Option<String> {
     let address = device.strip_prefix("ble:")?;
     let parts: Vec<&str> = address.split(':').collect();
-    let valid = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let valid =
+        parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
     valid.then(|| address.to_ascii_uppercase())
 }
 
 /// Whether an adapter name is one BlueZ could export (`hci0`, `hci1` ...).
 pub fn valid_adapter(adapter: &str) -> bool {
-    adapter.strip_prefix("hci").is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
+    adapter
+        .strip_prefix("hci")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl BleDevice {
@@ -161,9 +164,11 @@ pub fn use_bus(address: &str) {
 
 async fn bluez_bus() -> Result<Connection, BleError> {
     match BUS_OVERRIDE.get() {
-        Some(address) => {
-            zbus::connection::Builder::address(address.as_str()).map_err(BleError::Bus)?.build().await.map_err(BleError::Bus)
-        }
+        Some(address) => zbus::connection::Builder::address(address.as_str())
+            .map_err(BleError::Bus)?
+            .build()
+            .await
+            .map_err(BleError::Bus),
         None => Connection::system().await.map_err(BleError::Bus),
     }
 }
@@ -255,7 +260,11 @@ pub async fn open(device: &BleDevice, gatt: Gatt) -> Result<BleStream, BleError>
     }
 }
 
-async fn proxy<'a>(conn: &Connection, path: String, interface: &'static str) -> Result<zbus::Proxy<'a>, BleError> {
+async fn proxy<'a>(
+    conn: &Connection,
+    path: String,
+    interface: &'static str,
+) -> Result<zbus::Proxy<'a>, BleError> {
     zbus::proxy::Builder::new(conn)
         .destination(BLUEZ)
         .and_then(|b| b.path(path))
@@ -287,7 +296,9 @@ pub fn string_property(objects: &ManagedObjects, path: &str, interface: &str, na
 }
 
 fn has_interface(objects: &ManagedObjects, path: &str, interface: &str) -> bool {
-    objects.iter().any(|(p, interfaces)| p.as_str() == path && interfaces.keys().any(|i| i.as_str() == interface))
+    objects
+        .iter()
+        .any(|(p, interfaces)| p.as_str() == path && interfaces.keys().any(|i| i.as_str() == interface))
 }
 
 fn property<'a>(
@@ -308,7 +319,8 @@ fn children_with_uuid(objects: &ManagedObjects, parent: &str, interface: &str, u
         .iter()
         .filter(|(path, _)| path.as_str().starts_with(&prefix))
         .filter(|(path, _)| {
-            string_property(objects, path.as_str(), interface, "UUID").is_some_and(|u| u.eq_ignore_ascii_case(uuid))
+            string_property(objects, path.as_str(), interface, "UUID")
+                .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
         })
         .map(|(path, _)| path.to_string())
         .collect();
@@ -383,8 +395,10 @@ async fn connect(device: &BleDevice, gatt: Gatt) -> Result<BleStream, BleError> 
     let dev = proxy(&conn, device.path(), DEVICE1).await?;
     let connected: bool = dev.get_property("Connected").await.unwrap_or(false);
     if !connected {
-        within("Connect", CONNECT_TIMEOUT, async { dev.call_method("Connect", &()).await.map_err(call("Connect")) })
-            .await?;
+        within("Connect", CONNECT_TIMEOUT, async {
+            dev.call_method("Connect", &()).await.map_err(call("Connect"))
+        })
+        .await?;
     }
     within("resolving GATT services", CONNECT_TIMEOUT, async {
         loop {
@@ -410,7 +424,8 @@ async fn connect(device: &BleDevice, gatt: Gatt) -> Result<BleStream, BleError> 
             .into_iter()
             .find(|path| flags(&objects, path).iter().any(|f| wanted.contains(&f.as_str())))
     };
-    let notify_path = pick(gatt.notify, &["notify", "indicate"]).ok_or_else(|| missing("characteristic", gatt.notify))?;
+    let notify_path =
+        pick(gatt.notify, &["notify", "indicate"]).ok_or_else(|| missing("characteristic", gatt.notify))?;
     let write_path = pick(gatt.write, &["write", "write-without-response"])
         .ok_or_else(|| missing("characteristic", gatt.write))?;
     let notify_char = proxy(&conn, notify_path.clone(), CHARACTERISTIC1).await?;
@@ -510,7 +525,11 @@ impl BleStream {
 }
 
 impl AsyncRead for BleStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if this.pending.is_empty() {
             match this.notifications.poll_recv(cx) {
@@ -531,7 +550,9 @@ impl AsyncWrite for BleStream {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.writes.send(buf.to_vec()) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
-            Err(_) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "BLE link closed"))),
+            Err(_) => {
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "BLE link closed")))
+            }
         }
     }
 
@@ -578,7 +599,9 @@ pub async fn scan(adapter: &str, duration: Duration) -> Result<Vec<Seen>, BleErr
     let prefix = format!("{adapter_path}/");
     let mut seen: Vec<Seen> = objects
         .iter()
-        .filter(|(path, _)| path.as_str().starts_with(&prefix) && !path.as_str()[prefix.len()..].contains('/'))
+        .filter(|(path, _)| {
+            path.as_str().starts_with(&prefix) && !path.as_str()[prefix.len()..].contains('/')
+        })
         .filter(|(path, _)| has_interface(&objects, path.as_str(), DEVICE1))
         .map(|(path, _)| {
             let path = path.as_str();
@@ -607,8 +630,13 @@ mod tests {
         let device = BleDevice::parse("ble:c8:47:8c:12:34:56", None).unwrap();
         assert_eq!(device.address, "C8:47:8C:12:34:56");
         assert_eq!(device.path(), "/org/bluez/hci0/dev_C8_47_8C_12_34_56");
-        assert_eq!(BleDevice::parse("ble:C8:47:8C:12:34:56", Some("hci1")).unwrap().adapter_path(), "/org/bluez/hci1");
-        for bad in ["C8:47:8C:12:34:56", "ble:C8:47:8C:12:34", "ble:C8:47:8C:12:34:5G", "ble:", "/dev/ttyUSB0"] {
+        assert_eq!(
+            BleDevice::parse("ble:C8:47:8C:12:34:56", Some("hci1")).unwrap().adapter_path(),
+            "/org/bluez/hci1"
+        );
+        for bad in
+            ["C8:47:8C:12:34:56", "ble:C8:47:8C:12:34", "ble:C8:47:8C:12:34:5G", "ble:", "/dev/ttyUSB0"]
+        {
             assert!(BleDevice::parse(bad, None).is_err(), "{bad}");
         }
         assert!(BleDevice::parse("ble:C8:47:8C:12:34:56", Some("usb0")).is_err());

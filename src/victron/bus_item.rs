@@ -15,6 +15,7 @@ use super::value::Value;
 use super::writable;
 use crate::protocol::writes::BmsCommand;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::{mpsc, watch};
 use zbus::names::BusName;
@@ -42,11 +43,14 @@ pub(crate) struct Shared {
     /// the one that must be stored).
     writes: watch::Sender<Option<CustomNameWrite>>,
     commands: Option<mpsc::Sender<BmsCommand>>,
+    /// Set by a `/History/Clear` write; the task that owns the counters takes it on its next
+    /// cycle (writes in between coalesce).
+    pub(crate) history_clear: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn new(items: Items, writes: watch::Sender<Option<CustomNameWrite>>) -> Self {
-        Self { items: Mutex::new(items), writes, commands: None }
+        Self { items: Mutex::new(items), writes, commands: None, history_clear: AtomicBool::new(false) }
     }
 
     /// Accepted `/Settings/*` writes go to `commands` (the port's poll loop).
@@ -65,6 +69,17 @@ impl Shared {
     pub(crate) fn write(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
         if writable::is_writable_setting(path) {
             return self.write_setting(path, value);
+        }
+        if path == writable::HISTORY_CLEAR && self.lock().contains_key(path) {
+            return match writable::check_history_clear(value) {
+                Ok(true) => {
+                    tracing::info!(path, "history clear requested over D-Bus");
+                    self.history_clear.store(true, Ordering::Relaxed);
+                    (set_value::ACCEPTED, None)
+                }
+                Ok(false) => (set_value::ACCEPTED, None),
+                Err(code) => (code, None),
+            };
         }
         if path != CUSTOM_NAME {
             return (set_value::NOT_WRITABLE, None);

@@ -265,8 +265,10 @@ const TABLE: &[Row] = &[
     row("/History/HighVoltageAlarms", Plain, |c| {
         Value::int(c.snapshot.history.map(|h| h.high_voltage_alarms))
     }),
-    // The counters are kept by the charge state file; there is no `/History/Clear` yet.
-    row("/History/CanBeCleared", Plain, |_| Value::I32(0)),
+    // The counters are kept in the charge state file; writing 1 to `/History/Clear` resets
+    // them (`writable::HISTORY_CLEAR`). A service without counters (none yet) cannot.
+    row("/History/CanBeCleared", Plain, |c| Value::I32(i32::from(c.snapshot.history.is_some()))),
+    row(super::writable::HISTORY_CLEAR, Plain, |_| Value::I32(0)),
     row("/History/TimeSinceLastFullCharge", Second, |c| Value::f64(c.limits().since_full_charge_s)),
     row("/State", Plain, |c| Value::I32(c.snapshot.state)),
     row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),
@@ -294,6 +296,13 @@ const TABLE: &[Row] = &[
         let b = c.battery();
         Value::flag(b.balancer_enabled.or(b.balancing_cells.as_ref().map(|_| true)))
     }),
+    // The pack heater where the BMS has one (JK PB, the MQTT schema); invalid elsewhere.
+    row("/Io/AllowToHeat", Plain, |c| Value::flag(c.battery().heater.enabled)),
+    row("/Heating", Plain, |c| Value::flag(c.battery().heater.heating)),
+    row("/Info/HeatingCurrent", Amp, |c| Value::f64(c.battery().heater.current_a)),
+    row("/Info/HeatingPower", Watt, |c| Value::f64(c.battery().heater.power_w)),
+    row("/Info/HeatingTemperatureStart", Celsius, |c| Value::f64(c.battery().heater.start_c)),
+    row("/Info/HeatingTemperatureStop", Celsius, |c| Value::f64(c.battery().heater.stop_c)),
     row("/System/MinCellVoltage", CellVolt, |c| Value::f64(c.battery().min_cell().map(|m| m.1))),
     row("/System/MaxCellVoltage", CellVolt, |c| Value::f64(c.battery().max_cell().map(|m| m.1))),
     row("/System/MinVoltageCellId", Plain, |c| {

@@ -151,6 +151,12 @@ impl BatteryService {
         Ok(())
     }
 
+    /// Whether a client wrote 1 to `/History/Clear` since the last call (the owner of the
+    /// counters then clears them).
+    pub fn take_history_clear(&self) -> bool {
+        self.shared.history_clear.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `/DeviceInstance`.
     pub fn device_instance(&self) -> i32 {
         self.device_instance

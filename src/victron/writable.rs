@@ -20,6 +20,10 @@ pub const RESET_SOC_TO: &str = "/Settings/ResetSocTo";
 /// Writing 1 sets the BMS's SoC to [`RESET_SOC_TO`]; reads 0.
 pub const RESET_SOC_TO_APPLY: &str = "/Settings/ResetSocToApply";
 
+/// Writing 1 clears the `/History/*` counters (the daemon's own; nothing is sent to the BMS).
+/// Always present and writable; reads 0.
+pub const HISTORY_CLEAR: &str = "/History/Clear";
+
 /// Default of [`RESET_SOC_TO`].
 pub const DEFAULT_RESET_SOC: f64 = 100.0;
 
@@ -35,7 +39,18 @@ pub struct BmsWrites {
 /// Whether a client may write `path` with `SetValue`: `/CustomName`, and the `/Settings/*` ones
 /// (they exist only when the battery allows BMS writes).
 pub fn is_writable(path: &str) -> bool {
-    path == CUSTOM_NAME || is_writable_setting(path)
+    path == CUSTOM_NAME || path == HISTORY_CLEAR || is_writable_setting(path)
+}
+
+/// Validates a write of `/History/Clear`: `Ok(true)` clears (1), `Ok(false)` does nothing (0);
+/// `Err` is the velib code (1 not a number, 2 another number).
+pub fn check_history_clear(value: &zvariant::Value<'_>) -> Result<bool, i32> {
+    use super::set_value::{NOT_WRITABLE, REJECTED};
+    match integer(value) {
+        None => Err(NOT_WRITABLE),
+        Some(v @ (0 | 1)) => Ok(v == 1),
+        Some(_) => Err(REJECTED),
+    }
 }
 
 /// Whether `path` is one of the writable settings (not `/Settings/HasSettings`).
@@ -162,6 +177,11 @@ mod tests {
         assert!(is_writable("/CustomName"));
         assert!(is_writable(FORCE_CHARGING_OFF) && is_writable(RESET_SOC_TO_APPLY));
         assert!(!is_writable(HAS_SETTINGS));
+        assert!(is_writable(HISTORY_CLEAR));
+        assert_eq!(check_history_clear(&zvariant::Value::I32(1)), Ok(true));
+        assert_eq!(check_history_clear(&zvariant::Value::U8(0)), Ok(false));
+        assert_eq!(check_history_clear(&zvariant::Value::I32(2)), Err(REJECTED));
+        assert_eq!(check_history_clear(&zvariant::Value::from("1")), Err(NOT_WRITABLE));
         assert!(!is_writable("/Dc/0/Voltage"));
     }
 

@@ -40,7 +40,10 @@ pub fn scan(buf: &[u8]) -> Scan {
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
     let registers = modbus::parse_read_response(frame, Some(UNIT))?;
     if registers.len() != usize::from(REGISTERS) {
-        return Err(FrameError::LengthMismatch { declared: usize::from(REGISTERS) * 2, actual: registers.len() * 2 });
+        return Err(FrameError::LengthMismatch {
+            declared: usize::from(REGISTERS) * 2,
+            actual: registers.len() * 2,
+        });
     }
     let word = |offset: usize| i64::from(registers.get(offset / 2).copied().unwrap_or(0));
     let cells = usize::try_from(word(98)).unwrap_or(0);
@@ -49,7 +52,8 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
         return Err(FrameError::InvalidField { field: "cell_count" });
     }
     let cell_voltages: Vec<f64> = (0..cells).map(|i| field::scale(word(2 * i), 0, 1000)).collect();
-    let temperatures: Vec<f64> = (0..sensors.min(MAX_TEMPS)).map(|i| temperature_c(word(64 + 2 * i))).collect();
+    let temperatures: Vec<f64> =
+        (0..sensors.min(MAX_TEMPS)).map(|i| temperature_c(word(64 + 2 * i))).collect();
     let problem: u64 = (0..4).fold(0u64, |acc, i| (acc << 16) | word(116 + 2 * i) as u64);
     let mut d = Decoded::default();
     let b = &mut d.battery;

@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// The reply to a request, `None` for anything but the status read.
 pub fn respond(request: &[u8], pack: &SimPack, control: &SimControl) -> Option<Vec<u8>> {
     let r = modbus::parse_request(request).ok()?;
-    if r.address != daly_ble::UNIT || r.function != modbus::FC_READ_HOLDING || r.count != daly_ble::REGISTERS {
+    if r.address != daly_ble::UNIT || r.function != modbus::FC_READ_HOLDING || r.count != daly_ble::REGISTERS
+    {
         return None;
     }
     Some(

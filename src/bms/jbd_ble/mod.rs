@@ -16,6 +16,7 @@ pub const GATT: Gatt = Gatt {
 };
 
 /// The `jbd_ble` spec: the JBD UART codec, plan and simulator on a BLE link.
-pub const SPEC: Spec = super::ble_spec("jbd_ble", "JBD", GATT, jbd::SPEC.codec, jbd::plan::plan, |stream, packs, control| {
-    crate::sim::serve::start(jbd::sim::serve(stream, packs, control))
-});
+pub const SPEC: Spec =
+    super::ble_spec("jbd_ble", "JBD", GATT, jbd::SPEC.codec, jbd::plan::plan, |stream, packs, control| {
+        crate::sim::serve::start(jbd::sim::serve(stream, packs, control))
+    });

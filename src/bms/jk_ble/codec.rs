@@ -47,8 +47,11 @@ impl Layout {
     /// 32S, what JK boards sold since 2022 run.
     pub fn for_versions(hardware: Option<&str>, software: Option<&str>) -> Layout {
         let major = |version: &str| {
-            let digits: String =
-                version.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = version
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             digits.parse::<u32>().ok()
         };
         match hardware.and_then(major).or_else(|| software.and_then(major)) {
@@ -100,7 +103,10 @@ pub fn scan_command(buf: &[u8]) -> Scan {
     }
     match buf.get(..COMMAND_LEN) {
         None => Scan::Incomplete,
-        Some(cmd) if cmd.last().copied() == Some(checksum::sum8(cmd.get(..COMMAND_LEN - 1).unwrap_or_default())) => {
+        Some(cmd)
+            if cmd.last().copied()
+                == Some(checksum::sum8(cmd.get(..COMMAND_LEN - 1).unwrap_or_default())) =>
+        {
             Scan::Frame { len: COMMAND_LEN }
         }
         Some(_) => Scan::Garbage { skip: 1 },

@@ -8,7 +8,8 @@ pub mod sim;
 use super::{Codec, Gatt, Spec};
 
 /// The GATT layout (esphome-jk-bms `jk_bms_ble`, aiobmsble `jikong_bms`).
-pub const GATT: Gatt = Gatt { service: 0xFFE0, notify: 0xFFE1, write: 0xFFE1, name_prefixes: &["JK-", "JK_", "JK"] };
+pub const GATT: Gatt =
+    Gatt { service: 0xFFE0, notify: 0xFFE1, write: 0xFFE1, name_prefixes: &["JK-", "JK_", "JK"] };
 
 /// The `jk_ble` spec.
 pub const SPEC: Spec = super::ble_spec(

@@ -113,7 +113,10 @@ mod tests {
         loop {
             match plan.next() {
                 Next::Send(_) => plan.handle(frames.pop().map(Reply::Frame).ok_or_else(|| {
-                    PollError::Link(crate::transport::LinkError::Timeout { waited: Default::default(), received: 0 })
+                    PollError::Link(crate::transport::LinkError::Timeout {
+                        waited: Default::default(),
+                        received: 0,
+                    })
                 })),
                 Next::Skipped { .. } => {}
                 Next::Done(result) => return result,
@@ -122,13 +125,20 @@ mod tests {
     }
 
     fn about(software: &str) -> Vec<u8> {
-        About { vendor: "JK_B2A24S15P".into(), hardware: "11.XW".into(), software: software.into(), serial: "S1".into() }
-            .encode()
+        About {
+            vendor: "JK_B2A24S15P".into(),
+            hardware: "11.XW".into(),
+            software: software.into(),
+            serial: "S1".into(),
+        }
+        .encode()
     }
 
     #[test]
     fn device_info_then_settings_then_cells() {
-        let status = Status { cells_mv: vec![3300; 8], voltage_mv: 26_400, full_mah: 100_000, ..Status::default() }.encode();
+        let status =
+            Status { cells_mv: vec![3300; 8], voltage_mv: 26_400, full_mah: 100_000, ..Status::default() }
+                .encode();
         let settings = Settings { cells: 8, charge_ocp_ma: 70_000, ..Settings::default() }.encode();
         // A stray cell-info frame before the device info is passed over.
         let frames = vec![status.clone(), about("11.26"), settings, status];

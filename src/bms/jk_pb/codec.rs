@@ -228,6 +228,8 @@ fn status(f: &Frame) -> Decoded {
     e.insert("balancing", json!(f[172] != 0));
     e.insert("balance_current_a", json!(milli((le16(f, 170) as i16).into())));
     e.insert("heating", json!(f[215] != 0));
+    d.battery.heater.heating = Some(f[215] != 0);
+    d.battery.heater.current_a = Some(milli(le16(f, 236).into()));
     e.insert("design_capacity_ah_int", json!(le32(f, 178) / 1000));
     e.insert("total_runtime_s", json!(le32(f, 194)));
     e.insert("power_w", json!(milli(le32(f, 154).into())));
@@ -254,6 +256,7 @@ fn settings(f: &Frame) -> Decoded {
     e.insert("charge_enabled", json!(le32(f, 118) != 0));
     e.insert("discharge_enabled", json!(le32(f, 122) != 0));
     e.insert("heater_enabled", json!(le16(f, 282) & 1 != 0));
+    d.battery.heater.enabled = Some(le16(f, 282) & 1 != 0);
     e.insert("device_address", json!(le32(f, 270)));
     d
 }

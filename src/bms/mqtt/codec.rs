@@ -6,7 +6,7 @@
 //! `None`, never a value left over from an earlier message (the incumbent's "partial message
 //! keeps old values" weakness).
 
-use crate::battery::{AlarmLevel, Alarms, Battery};
+use crate::battery::{AlarmLevel, Alarms, Battery, Heater};
 use crate::protocol::Decoded;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ pub struct Message {
     pub battery: Battery,
     /// The optional `timestamp` (Unix seconds) the publisher says the values are from.
     pub timestamp_s: Option<f64>,
-    /// Fields without a place in the battery model (heater, history, custom_field), by name.
+    /// Fields without a place in the battery model (history, custom_field; the heater fields too), by name.
     pub extra: BTreeMap<&'static str, Value>,
 }
 
@@ -191,7 +191,8 @@ fn alarm_slot<'a>(alarms: &'a mut Alarms, key: &str) -> Option<&'a mut Option<Al
     })
 }
 
-/// The schema's optional fields with no place in the battery model, kept as `extra`.
+/// The schema's heater fields, kept in `extra` as well (the decoder's JSON) beside the model's
+/// `heater`.
 const EXTRA_NUMBERS: [&str; 4] =
     ["heater_current", "heater_power", "heater_temperature_start", "heater_temperature_stop"];
 const EXTRA_BOOLS: [&str; 2] = ["heater_fet", "heating"];
@@ -288,6 +289,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
     b.soh_percent = f.within("soh", PERCENT, "%")?;
     b.remaining_capacity_ah = f.within("capacity_remain", CAPACITY_AH, "Ah")?;
     b.balancer_enabled = f.boolean("balance_fet")?;
+    b.heater = Heater {
+        heating: f.boolean("heating")?,
+        enabled: f.boolean("heater_fet")?,
+        current_a: f.within("heater_current", (0.0, CURRENT_A.1), "A")?,
+        power_w: f.within("heater_power", (0.0, 100_000.0), "W")?,
+        start_c: f.within("heater_temperature_start", TEMPERATURE_C, "°C")?,
+        stop_c: f.within("heater_temperature_stop", TEMPERATURE_C, "°C")?,
+    };
     b.charge_current_limit_a = f.within("max_battery_charge_current", (0.0, CURRENT_A.1), "A")?;
     b.discharge_current_limit_a = f.within("max_battery_discharge_current", (0.0, CURRENT_A.1), "A")?;
     b.charge_voltage_limit_v = f.within("max_battery_voltage_bms", PACK_VOLTAGE_V, "V")?;

@@ -63,6 +63,16 @@ fn full_example_decodes_every_field() {
     assert_eq!(b.cycles, Some(120));
     assert_eq!(b.alarms.fuse_blown, Some(AlarmLevel::Ok));
     assert_eq!(b.alarms.entries().iter().filter(|(_, _, l)| l.is_some()).count(), 15);
+    // The schema example's heater (docs-connect "Generic MQTT battery data structure").
+    let heater = crate::battery::Heater {
+        heating: Some(false),
+        enabled: Some(true),
+        current_a: Some(2.05),
+        power_w: Some(27.06),
+        start_c: Some(2.0),
+        stop_c: Some(5.0),
+    };
+    assert_eq!(b.heater, heater);
     assert_eq!(m.extra.get("heater_power"), Some(&Value::from(27.06)));
     assert_eq!(m.extra.get("heating"), Some(&Value::from(false)));
     assert_eq!(m.extra.get("history.charged_energy"), Some(&Value::from(360.0)));
