@@ -484,8 +484,8 @@ fn decode(name: &str, can_id: Option<u32>, register: Option<u16>, hex: &[String]
             println!("{}", protocol::json::to_json(&decoded));
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            println!("{}", serde_json::json!({ "error": message }));
+        Err(error) => {
+            println!("{}", serde_json::json!({ "error": error.to_string() }));
             ExitCode::FAILURE
         }
     }

@@ -93,7 +93,7 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
                 let _ = monitor.handle_reading(now, battery);
             }
             Err(why) => {
-                monitor.handle_failure(why);
+                monitor.handle_failure(why.to_string());
             }
         }
         let o = monitor.output(now);

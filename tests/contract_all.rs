@@ -9,7 +9,7 @@ mod support {
     pub mod vectors;
 }
 
-use bms_bridge::bms::{decode_can_named, decode_named, scan_named};
+use bms_bridge::bms::{decode_can_named, decode_named, scan_named, DecodeError};
 use bms_bridge::config::Protocol;
 use bms_bridge::protocol::json;
 use support::contract;
@@ -54,7 +54,7 @@ fn can_frames_truncated_and_flipped_never_panic() {
         let name = p.name();
         let cases = can_cases(name);
         assert!(!cases.is_empty(), "{name}: no vectors");
-        let unknown = matches!(decode_can_named(name, 0, &[]), Err(e) if e.contains("not a CAN protocol"));
+        let unknown = matches!(decode_can_named(name, 0, &[]), Err(DecodeError::NotCan { .. }));
         assert!(!unknown, "{name} is not known to bms::decode_can_named");
         for (case, id, data) in cases {
             let check = |what: String, id: u32, bytes: &[u8]| {
@@ -89,7 +89,7 @@ fn every_protocol_has_vectors_and_a_scanner() {
         assert!(scan_named(name).is_some(), "{name}: no scanner in bms::scan_named");
         assert!(!vectors::load(&format!("{name}.json")).is_empty(), "{name}: no vectors");
         assert!(
-            decode_named(name, &[]).is_err_and(|e| !e.starts_with("unknown protocol")),
+            decode_named(name, &[]).is_err_and(|e| !matches!(e, DecodeError::UnknownProtocol { .. })),
             "{name}: not known to bms::decode_named"
         );
     }

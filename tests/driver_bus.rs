@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 async fn next_reading(
     rx: &mut watch::Receiver<Option<PollUpdate>>,
-) -> Result<bms_bridge::battery::Battery, String> {
+) -> Result<bms_bridge::battery::Battery, bms_bridge::driver::ReadError> {
     tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.expect("an update in time").unwrap();
     let update = rx.borrow_and_update().clone().unwrap();
     update.result
@@ -48,7 +48,7 @@ async fn two_packs_share_one_bus() {
     sim.control().set_silent(true);
     let failure = loop {
         if let Err(e) = next_reading(&mut rx2).await {
-            break e;
+            break e.to_string();
         }
     };
     assert!(failure.contains("address 2") && failure.contains("no complete reply"), "{failure}");

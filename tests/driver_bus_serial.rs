@@ -4,12 +4,13 @@
 
 use bms_bridge::battery::Battery;
 use bms_bridge::config::{PortConfig, Protocol};
-use bms_bridge::driver::{run_port, PollUpdate, Subscriber};
+use bms_bridge::driver::{run_port, PollError, PollUpdate, ReadError, Subscriber};
 use bms_bridge::sim;
+use bms_bridge::transport::LinkError;
 use std::time::Duration;
 use tokio::sync::watch;
 
-async fn next(rx: &mut watch::Receiver<Option<PollUpdate>>) -> Result<Battery, String> {
+async fn next(rx: &mut watch::Receiver<Option<PollUpdate>>) -> Result<Battery, ReadError> {
     tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.expect("an update in time").unwrap();
     let update = rx.borrow_and_update().clone().unwrap();
     update.result
@@ -51,7 +52,13 @@ async fn two_packs_and_a_silent_one(protocol: Protocol, live: [u8; 2], silent: u
     let first = next_ok(&mut receivers[0]).await;
     let second = next_ok(&mut receivers[1]).await;
     let failure = next(&mut receivers[2]).await.expect_err("nothing answers at the silent address");
-    assert!(failure.contains(&format!("address {silent}")), "{failure}");
+    // A timeout of that address's poll, typed up to here; its text names the address.
+    assert!(
+        matches!(&failure, ReadError::Poll { address: Some(a), error, .. }
+            if *a == silent && matches!(**error, PollError::Link(LinkError::Timeout { .. }))),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains(&format!("address {silent}")), "{failure}");
     // The silent address costs a timeout per cycle, nothing more: the others keep answering.
     for _ in 0..2 {
         next_ok(&mut receivers[0]).await;

@@ -130,5 +130,6 @@ fn the_model_string_is_a_string() {
     assert!(bms_bridge::bms::decode_register_named("renogy", 4999, &status).is_err());
     assert!(bms_bridge::bms::decode_register_named("jbd", 5100, &status)
         .unwrap_err()
+        .to_string()
         .contains("--register is for Modbus"));
 }

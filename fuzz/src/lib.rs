@@ -309,7 +309,8 @@ pub fn set_value(data: &[u8]) -> bool {
                     None => {}
                 }
             }
-            Err(code) => assert!(code == set_value::NOT_WRITABLE || code == set_value::REJECTED),
+            // Typed: only the two refusals exist; the handler below checks the codes on the wire.
+            Err(set_value::Refused::NotWritable | set_value::Refused::Rejected) => {}
         }
         handler(&items, path, &value);
     }

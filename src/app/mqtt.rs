@@ -33,7 +33,7 @@ pub(crate) fn battery(
             Ok(messages) => run_mqtt(settings, messages, sub, shutdown).await,
             Err(why) => {
                 tracing::error!(source = %source, error = %why, "cannot connect this MQTT battery; it stays lost");
-                driver_failed(&sub, format!("MQTT {source}: {why}"));
+                driver_failed(&sub, source.to_string(), why.to_string());
                 let mut shutdown = shutdown;
                 let _ = shutdown.wait_for(|stop| *stop).await;
             }
@@ -43,10 +43,10 @@ pub(crate) fn battery(
 }
 
 /// Tells the battery task that its driver cannot run (the reason is its `/ErrorCode` text).
-fn driver_failed(sub: &Subscriber, why: String) {
+fn driver_failed(sub: &Subscriber, broker: String, reason: String) {
     sub.tx.send_replace(Some(PollUpdate {
         at: std::time::Instant::now(),
-        result: Err(why),
+        result: Err(crate::driver::ReadError::Mqtt { broker, reason }),
         device_gone: true,
     }));
 }

@@ -429,26 +429,76 @@ impl Protocol {
     }
 }
 
+/// Why a tool could not decode bytes of a named protocol (`decode`, the fuzz targets).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// No protocol has this name.
+    #[error("unknown protocol {name:?} (known: {})", Protocol::names())]
+    UnknownProtocol {
+        /// The name asked for.
+        name: String,
+    },
+    /// A CAN protocol: a frame means nothing without its id.
+    #[error("{name} frames need their CAN id (--can-id 0x351)")]
+    NeedsCanId {
+        /// The protocol.
+        name: String,
+    },
+    /// A CAN id was given for a protocol that is not CAN.
+    #[error("{name:?} is not a CAN protocol (CAN: {})", can_names())]
+    NotCan {
+        /// The protocol.
+        name: String,
+    },
+    /// `--register` for a protocol whose replies say what they are.
+    #[error("{name} replies say what they are; --register is for Modbus protocols that read registers")]
+    NoRegisters {
+        /// The protocol.
+        name: String,
+    },
+    /// The bytes are not a valid frame of the protocol.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The message is not a valid document of the protocol (MQTT).
+    #[error(transparent)]
+    Message(#[from] mqtt::MessageError),
+}
+
+impl DecodeError {
+    /// The frame error, where the bytes were decoded and refused.
+    pub fn frame(&self) -> Option<&FrameError> {
+        match self {
+            DecodeError::Frame(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn can_names() -> String {
+    Protocol::CAN.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn named(name: &str) -> Result<&'static Spec, DecodeError> {
+    Protocol::from_name(name)
+        .map(Protocol::spec)
+        .ok_or_else(|| DecodeError::UnknownProtocol { name: name.to_owned() })
+}
+
 /// Decodes one frame of the named protocol (the names of the config file and of the vectors).
 /// The frame may carry leading garbage or trailing bytes; the first valid frame is decoded.
-pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, String> {
-    match Protocol::from_name(name).map(|p| p.spec().codec) {
-        Some(Codec::Bytes { decode, .. }) => decode(bytes).map_err(|e| e.to_string()),
-        Some(Codec::Can { .. }) => Err(format!("{name} frames need their CAN id (--can-id 0x351)")),
-        Some(Codec::Json { decode }) => decode(bytes).map_err(|e| e.to_string()),
-        None => Err(format!("unknown protocol {name:?} (known: {})", Protocol::names())),
+pub fn decode_named(name: &str, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    match named(name)?.codec {
+        Codec::Bytes { decode, .. } => Ok(decode(bytes)?),
+        Codec::Can { .. } => Err(DecodeError::NeedsCanId { name: name.to_owned() }),
+        Codec::Json { decode } => Ok(decode(bytes)?),
     }
 }
 
 /// Decodes one reply of the named protocol as the answer to a read from `register`.
-pub fn decode_register_named(name: &str, register: u16, bytes: &[u8]) -> Result<Decoded, String> {
-    let spec = Protocol::from_name(name)
-        .map(|p| p.spec())
-        .ok_or_else(|| format!("unknown protocol {name:?} (known: {})", Protocol::names()))?;
-    let decode = spec.decode_at_register.ok_or_else(|| {
-        format!("{name} replies say what they are; --register is for Modbus protocols that read registers")
-    })?;
-    decode(bytes, register).map_err(|e| e.to_string())
+pub fn decode_register_named(name: &str, register: u16, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let decode =
+        named(name)?.decode_at_register.ok_or_else(|| DecodeError::NoRegisters { name: name.to_owned() })?;
+    Ok(decode(bytes, register)?)
 }
 
 /// The scanner the transport uses for replies of the named protocol (`None`: unknown name or a
@@ -462,12 +512,11 @@ pub fn scan_named(name: &str) -> Option<fn(&[u8]) -> Scan> {
 }
 
 /// Decodes one CAN frame (`id`, data bytes) of the named CAN protocol at its standard scales.
-pub fn decode_can_named(name: &str, id: u32, data: &[u8]) -> Result<Decoded, String> {
+pub fn decode_can_named(name: &str, id: u32, data: &[u8]) -> Result<Decoded, DecodeError> {
     match Protocol::from_name(name).map(|p| p.spec().codec) {
-        Some(Codec::Can { decode }) => decode(id, data).map_err(|e| e.to_string()),
+        Some(Codec::Can { decode }) => Ok(decode(id, data)?),
         Some(Codec::Bytes { .. } | Codec::Json { .. }) | None => {
-            let can: Vec<&str> = Protocol::CAN.iter().map(|p| p.name()).collect();
-            Err(format!("{name:?} is not a CAN protocol (CAN: {})", can.join(", ")))
+            Err(DecodeError::NotCan { name: name.to_owned() })
         }
     }
 }

@@ -6,10 +6,10 @@
 //! frame older than the grace period is dropped; the reading's time is that of its OLDEST
 //! essential frame, so the monitor's fail-safe sees exactly how old the data is.
 
-use super::{publish, Subscriber};
+use super::{publish, ReadError, Subscriber};
 use crate::battery::Battery;
 use crate::bms::victron_can::codec::{self as vc, Options};
-use crate::protocol::FrameError;
+use crate::protocol::{FrameError, MissingFrames};
 use crate::transport::can::{CanFrame, CanLink};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ impl Assembler {
     }
 
     /// The battery now, or why there is none (missing or stale essential frames).
-    pub fn reading(&mut self, now: Instant, settings: &CanSettings) -> Result<Battery, String> {
+    pub fn reading(&mut self, now: Instant, settings: &CanSettings) -> Result<Battery, ReadError> {
         let stale = settings.stale_after;
         self.frames.retain(|id, (_, at)| IDENTITY.contains(id) || now.saturating_duration_since(*at) < stale);
         let mut needed: Vec<u32> = ESSENTIAL.to_vec();
@@ -87,12 +87,11 @@ impl Assembler {
             .map(|id| format!("0x{id:03X}"))
             .collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "CAN {}: no fresh {} within {:?}",
-                settings.interface,
-                missing.join(", "),
-                settings.stale_after
-            ));
+            return Err(ReadError::CanSilent {
+                interface: settings.interface.clone(),
+                address: None,
+                missing: MissingFrames { frames: missing, within: settings.stale_after },
+            });
         }
         let oldest =
             needed.iter().filter_map(|id| self.frames.get(id).map(|(_, at)| *at)).min().unwrap_or(now);
@@ -141,7 +140,7 @@ pub trait Listener: Send {
     /// Takes one frame; one the dialect cannot decode is refused (and not kept).
     fn feed(&mut self, now: Instant, frame: &CanFrame) -> Result<(), FrameError>;
     /// The battery at `address` now (`None`: the one battery of the bus), or why there is none.
-    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, String>;
+    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, ReadError>;
     /// Forgets everything (link reopened).
     fn reset(&mut self);
 }
@@ -158,7 +157,7 @@ impl Listener for VictronListener {
         self.assembler.feed(now, frame, &self.settings.decode)
     }
 
-    fn reading(&mut self, now: Instant, _: Option<u8>) -> Result<Battery, String> {
+    fn reading(&mut self, now: Instant, _: Option<u8>) -> Result<Battery, ReadError> {
         self.assembler.reading(now, &self.settings)
     }
 
@@ -188,13 +187,16 @@ impl Listener for JkListener {
         self.assembler.feed(now, frame.id, &frame.data)
     }
 
-    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, String> {
+    fn reading(&mut self, now: Instant, address: Option<u8>) -> Result<Battery, ReadError> {
         let address = address.unwrap_or(0);
-        let interface = &self.settings.interface;
-        let mut battery = self
-            .assembler
-            .reading(now, address, self.settings.stale_after)
-            .map_err(|why| format!("CAN {interface} address {address}: {why}"))?;
+        let mut battery =
+            self.assembler.reading(now, address, self.settings.stale_after).map_err(|missing| {
+                ReadError::CanSilent {
+                    interface: self.settings.interface.clone(),
+                    address: Some(address),
+                    missing,
+                }
+            })?;
         let cells = self.options.get(&address).copied().flatten();
         // A pack without cell frames (JK CAN "V1"): the configured count, else derived.
         if battery.cell_count.is_none() {
@@ -237,9 +239,11 @@ pub async fn run_listener<L, F, D>(
 {
     let mut bad_frames_logged = false;
     // The link itself failed: every battery of the bus is gone.
-    let publish_all = |message: String| {
+    let publish_all = |opening: bool, error: std::io::Error| {
+        let error =
+            ReadError::CanLink { interface: settings.interface.clone(), opening, error: error.into() };
         for sub in &subs {
-            publish(sub, Err(message.clone()), true);
+            publish(sub, Err(error.clone()), true);
         }
     };
     loop {
@@ -249,8 +253,7 @@ pub async fn run_listener<L, F, D>(
                 link
             }
             Err(err) => {
-                let message = format!("CAN {}: cannot open: {err}", settings.interface);
-                publish_all(message);
+                publish_all(true, err);
                 tokio::select! {
                     _ = tokio::time::sleep(settings.publish_every) => continue,
                     _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
@@ -276,8 +279,7 @@ pub async fn run_listener<L, F, D>(
                     }
                     Err(err) => {
                         tracing::warn!(interface = %settings.interface, error = %err, "CAN interface failed; reopening");
-                        let message = format!("CAN {}: {err}", settings.interface);
-                        publish_all(message);
+                        publish_all(false, err);
                         break;
                     }
                 },

@@ -42,7 +42,7 @@ fn complete_only_with_the_essential_frames_and_then_cell_count_derived() {
     a.feed(t0, &frame(vc::LIMITS, &pack()), &s.decode).unwrap();
     a.feed(t0, &frame(vc::SOC, &pack()), &s.decode).unwrap();
     let err = a.reading(t0, &s).unwrap_err();
-    assert!(err.contains("0x356"), "{err}");
+    assert!(missing(&err).contains(&"0x356".to_owned()), "{err}");
     a.feed(t0 + Duration::from_millis(10), &frame(vc::MEASUREMENTS, &pack()), &s.decode).unwrap();
     let b = a.reading(t0 + Duration::from_millis(20), &s).unwrap();
     assert_eq!(b.voltage_v, Some(52.96));
@@ -69,9 +69,12 @@ fn stale_frames_make_the_reading_fail_and_cells_stay_essential() {
         a.feed(later, &frame(id, &pack()), &s.decode).unwrap();
     }
     let err = a.reading(later, &s).unwrap_err();
-    assert!(err.contains("0x373"), "the BMS sent cells before: they are required: {err}");
+    assert!(
+        missing(&err).contains(&"0x373".to_owned()),
+        "the BMS sent cells before: they are required: {err}"
+    );
     let err = a.reading(later + Duration::from_secs(1), &s).unwrap_err();
-    assert!(err.contains("0x351"), "{err}");
+    assert!(missing(&err).contains(&"0x351".to_owned()), "{err}");
 }
 
 #[test]
@@ -123,7 +126,17 @@ async fn the_loop_publishes_sends_keepalives_and_goes_stale() {
     // The BMS falls silent: within the grace period the reading turns into an error.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let update = rx.borrow_and_update().clone().unwrap();
-    assert!(update.result.unwrap_err().contains("no fresh"));
+    let error = update.result.unwrap_err();
+    assert!(matches!(&error, crate::driver::ReadError::CanSilent { address: None, .. }), "{error}");
+    assert!(error.to_string().contains("no fresh"), "{error}");
     stop_tx.send_replace(true);
     task.await.unwrap();
+}
+
+/// The frames a `CanSilent` error names (any other error fails the test).
+fn missing(err: &crate::driver::ReadError) -> Vec<String> {
+    match err {
+        crate::driver::ReadError::CanSilent { missing, .. } => missing.frames.clone(),
+        other => panic!("not a missing-frames error: {other}"),
+    }
 }

@@ -40,14 +40,79 @@ const PRESENCE_CHECK: Duration = Duration::from_millis(250);
 pub struct PollUpdate {
     /// When the poll finished.
     pub at: std::time::Instant,
-    /// The reading, or what went wrong (text, with port and address).
-    pub result: Result<Battery, String>,
+    /// The reading, or what went wrong (with port and address).
+    pub result: Result<Battery, ReadError>,
     /// The failure is the device itself gone (open or I/O failed, its path vanished), not a
     /// BMS that missed one reply: a bank drops the pack at once (`bank/health.rs`).
     pub device_gone: bool,
 }
 
 pub use crate::bms::PollError;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a battery has no reading this time, and where: typed up to the battery task, which
+/// shows it (`/ErrorCode` text, the log, the status page).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// One poll of the BMS failed.
+    #[error("port {port}{}: {error}", at_address(*address))]
+    Poll {
+        /// The port.
+        port: String,
+        /// The BMS's address on it.
+        address: Option<u8>,
+        /// What failed.
+        error: std::sync::Arc<PollError>,
+    },
+    /// The device path vanished (USB adapter unplugged).
+    #[error("port {port}: device gone")]
+    DeviceGone {
+        /// The port.
+        port: String,
+    },
+    /// The port (serial, CAN bridge, BLE device) could not be opened.
+    #[error("port {port}: cannot open: {reason}")]
+    CannotOpen {
+        /// The port.
+        port: String,
+        /// The system's or BlueZ's reason.
+        reason: String,
+    },
+    /// The CAN interface could not be opened or failed.
+    #[error("CAN {interface}: {}{error}", if *opening { "cannot open: " } else { "" })]
+    CanLink {
+        /// The interface.
+        interface: String,
+        /// While opening it (else while reading).
+        opening: bool,
+        /// The system's error.
+        error: std::sync::Arc<std::io::Error>,
+    },
+    /// A broadcasting BMS stopped sending what a reading needs.
+    #[error("CAN {interface}{}: {missing}", at_address(*address))]
+    CanSilent {
+        /// The interface.
+        interface: String,
+        /// The pack's address on the bus (JK CAN), `None` for the one battery of the bus.
+        address: Option<u8>,
+        /// The frames missing.
+        missing: crate::protocol::MissingFrames,
+    },
+    /// The MQTT battery cannot run (bad URL, broker refused, credentials unreadable).
+    #[error("MQTT {broker}: {reason}")]
+    Mqtt {
+        /// The broker and topic.
+        broker: String,
+        /// The reason.
+        reason: String,
+    },
+}
+
+fn at_address(address: Option<u8>) -> String {
+    address.map_or(String::new(), |a| format!(" address {a}"))
+}
 
 /// Where a battery's updates go: its address on the bus and the channel.
 #[derive(Debug)]
@@ -107,9 +172,8 @@ pub async fn run_port_on(
             // its I/O error.
             () = vanished(&port.device), if link.is_some() && !port.protocol.is_can() && port.protocol.ble().is_none() => {
                 tracing::warn!(port = %port.device, "device gone; reopening when it is back");
-                let message = format!("port {}: device gone", port.device);
                 for sub in &subscribers {
-                    publish(sub, Err(message.clone()), true);
+                    publish(sub, Err(ReadError::DeviceGone { port: port.device.clone() }), true);
                 }
                 link = None;
                 continue;
@@ -130,9 +194,9 @@ pub async fn run_port_on(
                     identity_read.fill(false);
                 }
                 Err(err) => {
-                    let message = format!("port {}: cannot open: {err}", port.device);
                     for sub in &subscribers {
-                        publish(sub, Err(message.clone()), true);
+                        let error = ReadError::CannotOpen { port: port.device.clone(), reason: err.clone() };
+                        publish(sub, Err(error), true);
                     }
                     continue;
                 }
@@ -166,12 +230,16 @@ pub async fn run_port_on(
                 }
                 Err(err) => {
                     let broken = matches!(&err, PollError::Link(e) if e.port_is_broken());
-                    let at = sub.address.map_or(String::new(), |a| format!(" address {a}"));
-                    publish(sub, Err(format!("port {}{at}: {err}", port.device)), broken);
                     if broken {
                         tracing::warn!(port = %port.device, error = %err, "port failed; reopening next cycle");
                         link = None;
                     }
+                    let error = ReadError::Poll {
+                        port: port.device.clone(),
+                        address: sub.address,
+                        error: err.into(),
+                    };
+                    publish(sub, Err(error), broken);
                 }
             }
         }
@@ -193,7 +261,7 @@ pub async fn run_port_on(
     }
 }
 
-fn publish(sub: &Subscriber, result: Result<Battery, String>, device_gone: bool) {
+fn publish(sub: &Subscriber, result: Result<Battery, ReadError>, device_gone: bool) {
     // send_replace never fails; it keeps only the newest result for a slow reader.
     sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result, device_gone }));
 }

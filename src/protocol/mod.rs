@@ -31,6 +31,16 @@ pub enum Scan {
     },
 }
 
+/// Why a broadcast BMS (CAN) has no reading now: the frames it must have sent lately.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no fresh {} within {within:?}", frames.join(", "))]
+pub struct MissingFrames {
+    /// The frames missing (their ids, or which cell frame).
+    pub frames: Vec<String>,
+    /// How recent they must be.
+    pub within: std::time::Duration,
+}
+
 /// Why a frame was rejected. Each variant carries what a person needs to see the fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {

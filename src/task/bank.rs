@@ -353,7 +353,7 @@ pub async fn run(
                 if let Some(update) = update {
                     let change = match &update.result {
                         Ok(_) => pack.health.on_reading(),
-                        Err(error) => pack.health.on_failure(update.device_gone, error),
+                        Err(error) => pack.health.on_failure(update.device_gone, &error.to_string()),
                     };
                     log_change(&pack.label, change, &pack.health);
                 }

@@ -299,7 +299,8 @@ pub(crate) fn take_update(
             take_reading(monitor, update.at, battery, label, was_online);
         }
         Err(error) => {
-            if monitor.handle_failure(error.clone()) {
+            // The monitor keeps the text: it is shown (`/ErrorCode` reason, status page).
+            if monitor.handle_failure(error.to_string()) {
                 tracing::warn!(battery = %label, %error, "poll failed");
             }
         }

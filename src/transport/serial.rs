@@ -24,6 +24,8 @@ pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::E
 pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial::Error> {
     let path = device.to_owned();
     let opened = tokio::task::spawn_blocking(move || {
+        #[cfg(test)]
+        tests::blocking_open(&path);
         tokio_serial::new(&path, baud)
             .data_bits(tokio_serial::DataBits::Eight)
             .parity(tokio_serial::Parity::None)
@@ -103,8 +105,28 @@ fn lock_holder(device: &str) -> Option<(u32, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Devices whose open blocks, and for how long: a dead or re-enumerating USB adapter,
+    /// for `driver/tests.rs` (the kernel's open cannot be made to block on a pty).
+    static BLOCKING_OPENS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+
+    /// Makes every open of `device` block for `how_long`, as the kernel's would.
+    pub(crate) fn make_open_block(device: &str, how_long: Duration) {
+        if let Ok(mut list) = BLOCKING_OPENS.lock() {
+            list.push((device.to_owned(), how_long));
+        }
+    }
+
+    pub(super) fn blocking_open(device: &str) {
+        let delay =
+            BLOCKING_OPENS.lock().ok().and_then(|l| l.iter().find(|(d, _)| d == device).map(|(_, t)| *t));
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+    }
 
     #[tokio::test]
     async fn a_second_open_of_a_locked_port_names_the_holder() {

@@ -78,7 +78,7 @@ impl Shared {
                     (set_value::ACCEPTED, None)
                 }
                 Ok(false) => (set_value::ACCEPTED, None),
-                Err(code) => (code, None),
+                Err(refused) => (refused.code(), None),
             };
         }
         if path != CUSTOM_NAME {
@@ -112,7 +112,7 @@ impl Shared {
         }
         let accepted = match writable::check(&items, path, value) {
             Ok(accepted) => accepted,
-            Err(code) => return (code, None),
+            Err(refused) => return (refused.code(), None),
         };
         if let Some(command) = accepted.command {
             let sent = self.commands.as_ref().map(|tx| tx.try_send(command));

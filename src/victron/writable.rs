@@ -4,6 +4,7 @@
 //! show what was requested, the real FET state keeps coming from the BMS (`/Io/AllowToCharge`).
 
 use super::paths::{Item, Items, CUSTOM_NAME};
+use super::set_value::Refused;
 use super::value::{Unit, Value};
 use crate::protocol::writes::{BmsCommand, WriteSupport};
 use tokio::sync::mpsc;
@@ -43,13 +44,12 @@ pub fn is_writable(path: &str) -> bool {
 }
 
 /// Validates a write of `/History/Clear`: `Ok(true)` clears (1), `Ok(false)` does nothing (0);
-/// `Err` is the velib code (1 not a number, 2 another number).
-pub fn check_history_clear(value: &zvariant::Value<'_>) -> Result<bool, i32> {
-    use super::set_value::{NOT_WRITABLE, REJECTED};
+/// `Err`: not a number, or another number.
+pub fn check_history_clear(value: &zvariant::Value<'_>) -> Result<bool, Refused> {
     match integer(value) {
-        None => Err(NOT_WRITABLE),
+        None => Err(Refused::NotWritable),
         Some(v @ (0 | 1)) => Ok(v == 1),
-        Some(_) => Err(REJECTED),
+        Some(_) => Err(Refused::Rejected),
     }
 }
 
@@ -123,13 +123,12 @@ pub struct Accepted {
     pub command: Option<BmsCommand>,
 }
 
-/// Validates a `SetValue` on a settings path. `Err` is the velib code: 1 wrong type, 2 out of range.
-pub fn check(items: &Items, path: &str, value: &zvariant::Value<'_>) -> Result<Accepted, i32> {
-    use super::set_value::{NOT_WRITABLE, REJECTED};
+/// Validates a `SetValue` on a settings path. `Err`: wrong type or not writable, or out of range.
+pub fn check(items: &Items, path: &str, value: &zvariant::Value<'_>) -> Result<Accepted, Refused> {
     let flag = || match integer(value) {
-        None => Err(NOT_WRITABLE),
+        None => Err(Refused::NotWritable),
         Some(v @ (0 | 1)) => Ok(v == 1),
-        Some(_) => Err(REJECTED),
+        Some(_) => Err(Refused::Rejected),
     };
     match path {
         FORCE_CHARGING_OFF | FORCE_DISCHARGING_OFF => {
@@ -142,11 +141,11 @@ pub fn check(items: &Items, path: &str, value: &zvariant::Value<'_>) -> Result<A
             Ok(Accepted { value: Some(Value::I32(i32::from(off))), command: Some(command) })
         }
         RESET_SOC_TO => match number(value) {
-            None => Err(NOT_WRITABLE),
+            None => Err(Refused::NotWritable),
             Some(soc) if soc.is_finite() && (0.0..=100.0).contains(&soc) => {
                 Ok(Accepted { value: Some(Value::F64(soc)), command: None })
             }
-            Some(_) => Err(REJECTED),
+            Some(_) => Err(Refused::Rejected),
         },
         RESET_SOC_TO_APPLY => {
             if !flag()? {
@@ -156,17 +155,17 @@ pub fn check(items: &Items, path: &str, value: &zvariant::Value<'_>) -> Result<A
                 Some(Value::F64(soc)) => {
                     Ok(Accepted { value: None, command: Some(BmsCommand::SetSoc(*soc)) })
                 }
-                _ => Err(REJECTED),
+                _ => Err(Refused::Rejected),
             }
         }
-        _ => Err(NOT_WRITABLE),
+        _ => Err(Refused::NotWritable),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::victron::set_value::{NOT_WRITABLE, REJECTED};
+    use crate::victron::set_value::Refused::{NotWritable as NOT_WRITABLE, Rejected as REJECTED};
 
     fn both() -> Items {
         initial_items(WriteSupport { mosfet: true, soc: true })

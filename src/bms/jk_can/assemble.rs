@@ -8,7 +8,7 @@
 
 use super::codec::{self, Kind};
 use crate::battery::Battery;
-use crate::protocol::FrameError;
+use crate::protocol::{FrameError, MissingFrames};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,12 @@ impl Assembler {
     }
 
     /// The battery of the pack at `address`, or why there is none.
-    pub fn reading(&mut self, now: Instant, address: u8, stale_after: Duration) -> Result<Battery, String> {
+    pub fn reading(
+        &mut self,
+        now: Instant,
+        address: u8,
+        stale_after: Duration,
+    ) -> Result<Battery, MissingFrames> {
         self.frames.retain(|_, (_, at)| now.saturating_duration_since(*at) < stale_after);
         let ours: Vec<(KindKey, &[u8], Instant)> = self
             .frames
@@ -64,7 +69,7 @@ impl Assembler {
             })
             .collect();
         if !missing.is_empty() {
-            return Err(format!("no fresh {} within {stale_after:?}", missing.join(", ")));
+            return Err(MissingFrames { frames: missing, within: stale_after });
         }
         let mut battery = Battery::default();
         let mut cells: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
@@ -85,7 +90,10 @@ impl Assembler {
             let list: Vec<f64> = cells.values().flatten().copied().collect();
             if !cells.keys().copied().eq(0..sent) || list.is_empty() {
                 let stale: Vec<u32> = (0..sent).filter(|k| !cells.contains_key(k)).collect();
-                return Err(format!("no fresh cell frame {stale:?} within {stale_after:?}"));
+                return Err(MissingFrames {
+                    frames: vec![format!("cell frame {stale:?}")],
+                    within: stale_after,
+                });
             }
             battery.cell_count = u16::try_from(list.len()).ok();
             battery.cell_voltages_v = Some(list);
@@ -147,6 +155,6 @@ mod tests {
         battery_frames(&mut a, later, 0);
         a.feed(later, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
         let error = a.reading(now + Duration::from_secs(4), 0, stale).unwrap_err();
-        assert_eq!(error, "no fresh cell frame [1] within 3s");
+        assert_eq!(error.to_string(), "no fresh cell frame [1] within 3s");
     }
 }
