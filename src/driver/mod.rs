@@ -31,8 +31,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// Cycles without any answer on a port after which it is closed and opened again.
 const REOPEN_AFTER_SILENT_CYCLES: u32 = 3;
 
-/// How often an open port's device path is checked between polls: an unplugged USB adapter
-/// is reported within this time, not at the next poll (5 s apart, say).
+/// How often an open port's device path is checked between polls where inotify is not
+/// available: an unplugged USB adapter is reported within this time, not at the next poll
+/// (5 s apart, say). With inotify (`Presence`) it is reported at once.
 const PRESENCE_CHECK: Duration = Duration::from_millis(250);
 
 /// The result of polling one BMS once.
@@ -162,6 +163,7 @@ pub async fn run_port_on(
     let mut identity_read = vec![false; subscribers.len()];
     let mut silent_cycles = 0u32;
     let mut quiet = false;
+    let mut presence = Presence::new(&port.device);
     let mut ticker = tokio::time::interval_at(Instant::now(), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -170,7 +172,7 @@ pub async fn run_port_on(
             _ = shutdown.changed() => {}
             // A CAN interface or a BLE address is no path: a link that fails is reopened from
             // its I/O error.
-            () = vanished(&port.device), if link.is_some() && !port.protocol.is_can() && port.protocol.ble().is_none() => {
+            () = presence.gone(), if link.is_some() && !port.protocol.is_can() && port.protocol.ble().is_none() => {
                 tracing::warn!(port = %port.device, "device gone; reopening when it is back");
                 for sub in &subscribers {
                     publish(sub, Err(ReadError::DeviceGone { port: port.device.clone() }), true);
@@ -266,12 +268,69 @@ fn publish(sub: &Subscriber, result: Result<Battery, ReadError>, device_gone: bo
     sub.tx.send_replace(Some(PollUpdate { at: std::time::Instant::now(), result, device_gone }));
 }
 
-/// Returns once `device` no longer exists (checked every [`PRESENCE_CHECK`]).
-async fn vanished(device: &str) {
-    loop {
-        tokio::time::sleep(PRESENCE_CHECK).await;
-        if !std::path::Path::new(device).exists() {
-            return;
+/// Tells when a device path disappears (a USB adapter unplugged, its udev link removed):
+/// inotify on the path's directory, so nothing wakes while nothing changes there; a check every
+/// [`PRESENCE_CHECK`] where inotify is not available.
+struct Presence {
+    path: std::path::PathBuf,
+    watch: Option<tokio::io::unix::AsyncFd<InotifyFd>>,
+}
+
+/// The inotify instance as the raw fd tokio's reactor registers.
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Registers the inotify fd with the reactor. `AsyncFd::new` is deprecated because it cannot
+/// know that the fd outlives the registration; here it does: `InotifyFd` owns it (an
+/// `OwnedFd` inside nix's `Inotify`) and the `AsyncFd` owns the `InotifyFd`. The replacement,
+/// `AsyncFd::register`, is `unsafe` for the same promise, and this crate has no `unsafe`.
+#[allow(deprecated)]
+fn register(fd: InotifyFd) -> Option<tokio::io::unix::AsyncFd<InotifyFd>> {
+    tokio::io::unix::AsyncFd::new(fd).ok()
+}
+
+impl Presence {
+    fn new(device: &str) -> Self {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let path = std::path::PathBuf::from(device);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|inotify| {
+                let gone = AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_DELETE_SELF
+                    | AddWatchFlags::IN_MOVE_SELF;
+                inotify.add_watch(dir, gone).map(|_| inotify)
+            })
+            .ok()
+            .and_then(|inotify| register(InotifyFd(inotify)));
+        Self { path, watch }
+    }
+
+    /// Returns once the device no longer exists.
+    async fn gone(&mut self) {
+        loop {
+            match &self.watch {
+                Some(watch) => match watch.readable().await {
+                    Ok(mut ready) => {
+                        // What changed does not matter (the path is looked at below); all of it
+                        // is read, so the next change is a new edge for the reactor.
+                        while ready.get_inner().0.read_events().is_ok_and(|events| !events.is_empty()) {}
+                        ready.clear_ready();
+                    }
+                    Err(_) => self.watch = None,
+                },
+                None => tokio::time::sleep(PRESENCE_CHECK).await,
+            }
+            if !self.path.exists() {
+                return;
+            }
         }
     }
 }

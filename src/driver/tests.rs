@@ -73,3 +73,30 @@ fn a_port_whose_open_blocks_does_not_stall_the_others() {
         let _ = tokio::time::timeout(Duration::from_secs(2), stuck_loop).await;
     });
 }
+
+/// An unplugged adapter (its path removed) is noticed at once through inotify, not at the next
+/// presence check or poll.
+#[tokio::test]
+async fn a_removed_device_path_is_noticed_at_once() {
+    let dir = std::env::temp_dir().join(format!("bms-bridge-presence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let device = dir.join("ttyUSB9");
+    std::fs::write(&device, b"").unwrap();
+    std::fs::write(dir.join("ttyUSB8"), b"").unwrap();
+    let mut presence = Presence::new(&device.display().to_string());
+    assert!(presence.watch.is_some(), "inotify is available here");
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Another device going first changes nothing.
+        std::fs::remove_file(dir.join("ttyUSB8")).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::remove_file(&device).unwrap();
+        StdInstant::now()
+    };
+    let (removed, ()) = tokio::join!(remove, async {
+        tokio::time::timeout(Duration::from_secs(2), presence.gone()).await.expect("noticed");
+    });
+    let noticed = removed.elapsed();
+    assert!(noticed < Duration::from_millis(100), "noticed {noticed:?} after the removal");
+    let _ = std::fs::remove_dir_all(&dir);
+}
