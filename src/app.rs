@@ -94,7 +94,7 @@ pub async fn run_with_can(
     let mut bank_packs: Vec<Vec<Option<BankPack>>> =
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
-        if port.protocol == crate::config::Protocol::JkCan {
+        if port.protocol.listens_per_address() {
             // JK CAN: one listener for the bus, one battery (or bank pack) per DIP address.
             let memory = can_buses.get(&port.device).cloned();
             let several = port.poll_addresses().len() > 1;

@@ -129,3 +129,31 @@ async fn sixteen_up16s_packs_on_one_9600_baud_bus_are_polled_back_to_back() {
         inter_frame * 1e3
     );
 }
+
+/// A reply that arrives a byte at a time (as USB adapters deliver 9600 baud) is read in a few
+/// reads on a real tty (the link sleeps until the bytes the frame lacks can have arrived), and
+/// the exchange still takes no more than 1.15 x its wire time.
+#[tokio::test]
+async fn a_byte_by_byte_reply_on_a_tty_costs_a_few_reads() {
+    let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
+    let wire = WireTiming { baud: 9600, reply_delay: Duration::from_millis(10), byte_by_byte: true };
+    sim.control().set_wire_timing(Some(wire));
+    let device = sim.path().display().to_string();
+    let mut link = bms_bridge::transport::serial::open(&device, 9600).await.unwrap();
+    let mut ratios = Vec::new();
+    let mut reads = Vec::new();
+    for _ in 0..6 {
+        let request = jbd::request_read(jbd::REG_CELLS);
+        let before = link.reads;
+        let start = Instant::now();
+        let reply = link.request(&request, jbd::scan, Duration::from_millis(500)).await.unwrap();
+        let took = start.elapsed();
+        reads.push(link.reads - before);
+        ratios.push(took.as_secs_f64() / wire.exchange(request.len(), reply.len()).as_secs_f64());
+    }
+    let most = *reads.iter().max().unwrap();
+    println!("16 cells byte by byte at 9600 baud: reads per reply {reads:?}, time / wire {ratios:.3?}");
+    // One for the first byte, one when the header says how long the frame is, one for the rest.
+    assert!(most <= 4, "reads per reply: {reads:?}");
+    assert!(median(&mut ratios) <= LIMIT, "time / wire: {ratios:?}");
+}

@@ -196,3 +196,23 @@ fn serialbattery_classes_map_as_before() {
     assert_eq!(Protocol::for_serialbattery_class(" Daly "), Some(Protocol::Daly));
     assert_eq!(Protocol::for_serialbattery_class("Lipro"), None);
 }
+
+#[test]
+fn can_protocols_say_how_they_are_read() {
+    // What app.rs and config/can.rs decide by, instead of naming protocols.
+    let kinds: Vec<(&str, bool, bool, bool)> = Protocol::CAN
+        .iter()
+        .map(|p| (p.name(), p.is_polled_can(), p.listens_per_bus(), p.listens_per_address()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("victron_can", false, true, false),
+            ("daly_can", true, false, false),
+            ("jk_can", false, false, true)
+        ]
+    );
+    assert!(Protocol::every()
+        .filter(|p| !p.is_can())
+        .all(|p| !p.listens_per_bus() && !p.listens_per_address()));
+}

@@ -64,13 +64,19 @@ pub fn problems(port: &PortConfig) -> Vec<(&'static str, String)> {
         ));
     }
     let c = &port.can;
-    if port.protocol != crate::config::Protocol::VictronCan && *c != CanOptions::default() {
+    if !port.protocol.listens_per_bus() && *c != CanOptions::default() {
         // Daly CAN is polled and JK CAN is listen-only: a keep-alive or the Venus check would
         // silently do nothing.
         out.push((
             "can",
             format!(
-                "[port.can] applies to victron_can only; protocol {} has no options there",
+                "[port.can] applies to {} only; protocol {} has no options there",
+                crate::bms::Protocol::CAN
+                    .iter()
+                    .filter(|p| p.listens_per_bus())
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 port.protocol.name()
             ),
         ));

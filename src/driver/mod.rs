@@ -339,6 +339,8 @@ impl Presence {
 pub type StreamLink = SerialLink;
 
 /// An open port: a byte link with the protocol's own framing, or a tokio-modbus RTU master.
+// One per open port, held by its poll loop: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum PortLink {
     /// Request/response over `FramedLink` with the protocol's `scan` (JBD, UP16S, JK PB, FoxESS;
@@ -415,7 +417,7 @@ pub async fn open_on(
         // opened by `open_port`; a caller that opens one as a serial port gets the serial error
         // for its device.
         Link::Serial | Link::Can | Link::Mqtt | Link::Ble(_) => {
-            framed(protocol, ByteStream::Serial(serial::open_stream(device, baud).await?), Some(baud))
+            framed(protocol, ByteStream::Tty(serial::open_tty(device, baud).await?), Some(baud))
         }
     })
 }

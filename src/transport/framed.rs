@@ -12,6 +12,18 @@ use tokio::time::{timeout_at, Instant};
 /// Bytes of garbage tolerated in one exchange before giving up.
 const MAX_GARBAGE: usize = 4096;
 
+/// A stream whose readiness can wait for several bytes (a tty's VMIN, `transport::tty`).
+pub trait ReadThreshold {
+    /// Reports the stream readable only once `bytes` are waiting; false: this stream cannot (it
+    /// wakes for whatever arrives).
+    fn set_read_threshold(&mut self, _bytes: usize) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+impl ReadThreshold for tokio::io::DuplexStream {}
+
 /// One request/response link over a byte stream.
 #[derive(Debug)]
 pub struct FramedLink<S> {
@@ -26,11 +38,17 @@ pub struct FramedLink<S> {
     byte_time: Option<Duration>,
     /// Wake-ups spent reading replies, over the link's life (for measurements).
     pub reads: u64,
+    /// The stream's read threshold now (1: wake for any byte).
+    threshold: usize,
 }
 
 /// Bytes waited for when a scanner cannot tell how many a frame still lacks (it ends with a
 /// terminator): about 8 ms at 9600 baud.
 const UNKNOWN_REMAINDER: usize = 8;
+
+/// Added to a stage's wire time before the rest of a frame counts as late (USB adapters hold
+/// received bytes for their latency timer, 1-16 ms).
+const STAGE_SLACK: Duration = Duration::from_millis(20);
 
 /// Longest remainder [`missing_bytes`] looks for.
 const MAX_HINT: usize = 1024;
@@ -65,7 +83,7 @@ pub fn missing_bytes(buf: &[u8], scan: impl Fn(&[u8]) -> Scan) -> Option<usize> 
     Some(high)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
         Self {
@@ -76,7 +94,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
             last_request: None,
             byte_time: None,
             reads: 0,
+            threshold: 1,
         }
+    }
+
+    /// Sets the stream's read threshold (no system call when it is already `bytes`); false when
+    /// the stream has none.
+    fn set_threshold(&mut self, bytes: usize) -> bool {
+        if bytes == self.threshold {
+            return true;
+        }
+        let set = self.stream.set_read_threshold(bytes);
+        if set {
+            self.threshold = bytes;
+        }
+        set
     }
 
     /// Reads paced by the wire at `baud` (10 bits per byte): once part of a reply is in, the rest
@@ -128,7 +160,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
         scan: impl Fn(&[u8]) -> Scan,
         timeout: Duration,
     ) -> Result<Vec<u8>, LinkError> {
+        let result = self.read_frame_paced(scan, timeout).await;
+        // Whatever happened, the next read (the stale-input flush first) wakes for any byte.
+        self.set_threshold(1);
+        result
+    }
+
+    async fn read_frame_paced(
+        &mut self,
+        scan: impl Fn(&[u8]) -> Scan,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, LinkError> {
         let deadline = Instant::now() + timeout;
+        // On a tty the kernel can hold the wake-up until the rest of a frame is in (VMIN); after
+        // a stage that does not complete in its wire time (a short or broken reply), timers alone.
+        let mut kernel_waits = self.byte_time.is_some();
         let mut garbage = 0usize;
         // A JK reply (300 bytes) fits one read.
         let mut chunk = [0u8; 1024];
@@ -151,16 +197,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedLink<S> {
                 // Incomplete, or a scanner that returned an impossible length: wait for more.
                 _ => {}
             }
-            // Part of a reply is in: sleep until the rest can have crossed the wire, then read it
-            // in one go (a reply costs a few wake-ups, not one per byte; `docs/performance.md`).
+            // Part of a reply is in: read the rest once it can have crossed the wire, in one go (a
+            // reply costs a few wake-ups, not one per byte; `docs/performance.md`). On a tty the
+            // kernel wakes us when the bytes the frame lacks are in; elsewhere a timer does.
+            let mut stage_end = None;
             if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
-                let missing = missing_bytes(&self.buf, &scan).unwrap_or(UNKNOWN_REMAINDER);
-                let due = Instant::now() + byte.saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX));
-                tokio::time::sleep_until(due.min(deadline)).await;
+                let known = missing_bytes(&self.buf, &scan);
+                let missing = known.unwrap_or(UNKNOWN_REMAINDER).max(1);
+                let wire = byte.saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX));
+                // A frame that ends with a terminator does not say how much is left: waiting in
+                // the kernel for a guess could overshoot it, so that stage is timed.
+                if kernel_waits && known.is_some() && self.set_threshold(missing) {
+                    // Beyond this the rest is late: read what there is (a short reply, garbage).
+                    stage_end = Some(Instant::now() + wire + wire / 4 + byte * 4 + STAGE_SLACK);
+                } else {
+                    self.set_threshold(1);
+                    tokio::time::sleep_until((Instant::now() + wire).min(deadline)).await;
+                }
             }
             self.reads += 1;
-            let read = match timeout_at(deadline, self.stream.read(&mut chunk)).await {
+            let until = stage_end.map_or(deadline, |end| end.min(deadline));
+            let read = match timeout_at(until, self.stream.read(&mut chunk)).await {
                 Ok(result) => result?,
+                Err(_) if Instant::now() < deadline => {
+                    // Lowering the threshold wakes the reader at once if anything is waiting.
+                    kernel_waits = false;
+                    self.set_threshold(1);
+                    continue;
+                }
                 Err(_) => {
                     return Err(LinkError::Timeout { waited: timeout, received: self.buf.len() + garbage })
                 }

@@ -11,6 +11,7 @@ pub mod modbus;
 pub mod mqtt;
 pub mod serial;
 pub mod stream;
+pub mod tty;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 
 use super::framed::FramedLink;
 use super::stream::ByteStream;
+use super::tty::{TtyControl, TtyStream};
 use std::time::Duration;
 use tokio_serial::SerialStream;
 
@@ -10,7 +11,7 @@ pub type SerialLink = FramedLink<ByteStream>;
 
 /// Opens `device` at `baud`, 8N1, no flow control.
 pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::Error> {
-    let mut link = FramedLink::new(ByteStream::Serial(open_stream(device, baud).await?));
+    let mut link = FramedLink::new(ByteStream::Tty(open_tty(device, baud).await?));
     link.set_baud(baud);
     Ok(link)
 }
@@ -26,14 +27,7 @@ pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_
     let opened = tokio::task::spawn_blocking(move || {
         #[cfg(test)]
         tests::blocking_open(&path);
-        tokio_serial::new(&path, baud)
-            .data_bits(tokio_serial::DataBits::Eight)
-            .parity(tokio_serial::Parity::None)
-            .stop_bits(tokio_serial::StopBits::One)
-            .flow_control(tokio_serial::FlowControl::None)
-            .timeout(Duration::from_millis(100))
-            .open_native()
-            .map_err(|err| busy_error(err, &path))
+        settings(&path, baud).open_native().map_err(|err| busy_error(err, &path))
     })
     .await
     .map_err(|join| {
@@ -45,6 +39,45 @@ pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_
     port.set_exclusive(false)?;
     lock_exclusive(&port, device)?;
     Ok(port)
+}
+
+/// [`open_stream`] for the framed links: the port as a [`TtyStream`] (readable-only
+/// registration, VMIN), locked like it.
+pub async fn open_tty(device: &str, baud: u32) -> Result<TtyStream, tokio_serial::Error> {
+    let path = device.to_owned();
+    let (native, control) = tokio::task::spawn_blocking(move || {
+        #[cfg(test)]
+        tests::blocking_open(&path);
+        let mut native = settings(&path, baud).open_native().map_err(|err| busy_error(err, &path))?;
+        // As in `open_stream`: no TIOCEXCL (it would also refuse the termios handle below when
+        // not running as root); the advisory lock instead.
+        native.set_exclusive(false)?;
+        let control = match TtyControl::open(&path) {
+            Ok(control) => Some(control),
+            Err(err) => {
+                tracing::debug!(port = %path, error = %err, "no termios handle: replies are read paced by timers only");
+                None
+            }
+        };
+        Ok::<_, tokio_serial::Error>((native, control))
+    })
+    .await
+    .map_err(|join| {
+        tokio_serial::Error::new(tokio_serial::ErrorKind::Unknown, format!("opening {device}: {join}"))
+    })??;
+    let port = TtyStream::new(native, control)?;
+    lock_exclusive(&port, device)?;
+    Ok(port)
+}
+
+/// `device` at `baud`, 8N1, no flow control.
+fn settings(device: &str, baud: u32) -> tokio_serial::SerialPortBuilder {
+    tokio_serial::new(device, baud)
+        .data_bits(tokio_serial::DataBits::Eight)
+        .parity(tokio_serial::Parity::None)
+        .stop_bits(tokio_serial::StopBits::One)
+        .flow_control(tokio_serial::FlowControl::None)
+        .timeout(Duration::from_millis(100))
 }
 
 /// serialport's own open takes an exclusive flock first and fails without saying who holds it.
@@ -69,8 +102,7 @@ fn in_use(device: &str) -> tokio_serial::Error {
 /// any other flock-aware tool) never interleave frames on one RS485 bus. The lock belongs to this
 /// open file: it goes away when the port is closed or the process dies, so no stale lock can
 /// remain. A port held by someone else is an error naming the holder (from `/proc/locks`).
-fn lock_exclusive(port: &SerialStream, device: &str) -> Result<(), tokio_serial::Error> {
-    use std::os::fd::AsRawFd;
+fn lock_exclusive(port: &impl std::os::fd::AsRawFd, device: &str) -> Result<(), tokio_serial::Error> {
     #[allow(deprecated)] // nix's `Flock` wrapper wants to own the fd, which the stream owns.
     let locked = nix::fcntl::flock(port.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock);
     match locked {

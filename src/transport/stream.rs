@@ -5,13 +5,13 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use tokio_serial::SerialStream;
 
 /// An open byte stream.
 #[derive(Debug)]
 pub enum ByteStream {
-    /// A serial port (USB adapter, RS485 dongle, pty).
-    Serial(SerialStream),
+    /// A serial port (USB adapter, RS485 dongle, pty), read through a readable-only
+    /// registration with VMIN ([`super::tty`]).
+    Tty(super::tty::TtyStream),
     /// Sentences carried as CAN frames by a bridge task.
     Can(DuplexStream),
     /// A BLE device's notifications and writes through BlueZ.
@@ -23,7 +23,16 @@ impl ByteStream {
     pub fn turn(&self) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
         match self {
             ByteStream::Ble(s) => Some(s.turn()),
-            ByteStream::Serial(_) | ByteStream::Can(_) => None,
+            ByteStream::Tty(_) | ByteStream::Can(_) => None,
+        }
+    }
+}
+
+impl super::framed::ReadThreshold for ByteStream {
+    fn set_read_threshold(&mut self, bytes: usize) -> bool {
+        match self {
+            ByteStream::Tty(tty) => tty.set_read_threshold(bytes),
+            ByteStream::Can(_) | ByteStream::Ble(_) => false,
         }
     }
 }
@@ -31,7 +40,7 @@ impl ByteStream {
 impl AsyncRead for ByteStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ByteStream::Serial(s) => Pin::new(s).poll_read(cx, buf),
+            ByteStream::Tty(s) => Pin::new(s).poll_read(cx, buf),
             ByteStream::Can(s) => Pin::new(s).poll_read(cx, buf),
             ByteStream::Ble(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -41,7 +50,7 @@ impl AsyncRead for ByteStream {
 impl AsyncWrite for ByteStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ByteStream::Serial(s) => Pin::new(s).poll_write(cx, buf),
+            ByteStream::Tty(s) => Pin::new(s).poll_write(cx, buf),
             ByteStream::Can(s) => Pin::new(s).poll_write(cx, buf),
             ByteStream::Ble(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -49,7 +58,7 @@ impl AsyncWrite for ByteStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ByteStream::Serial(s) => Pin::new(s).poll_flush(cx),
+            ByteStream::Tty(s) => Pin::new(s).poll_flush(cx),
             ByteStream::Can(s) => Pin::new(s).poll_flush(cx),
             ByteStream::Ble(s) => Pin::new(s).poll_flush(cx),
         }
@@ -57,7 +66,7 @@ impl AsyncWrite for ByteStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ByteStream::Serial(s) => Pin::new(s).poll_shutdown(cx),
+            ByteStream::Tty(s) => Pin::new(s).poll_shutdown(cx),
             ByteStream::Can(s) => Pin::new(s).poll_shutdown(cx),
             ByteStream::Ble(s) => Pin::new(s).poll_shutdown(cx),
         }

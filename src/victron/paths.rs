@@ -114,6 +114,10 @@ pub type Items = BTreeMap<String, Item>;
 /// The name path a client may write (see also `writable.rs`).
 pub const CUSTOM_NAME: &str = "/CustomName";
 
+/// Writing 1 clears the `/History/*` counters (the daemon's own; nothing is sent to the BMS).
+/// Always present and writable (`writable.rs` checks the value); reads 0.
+pub const HISTORY_CLEAR: &str = "/History/Clear";
+
 struct Row {
     path: &'static str,
     unit: Unit,
@@ -268,7 +272,7 @@ const TABLE: &[Row] = &[
     // The counters are kept in the charge state file; writing 1 to `/History/Clear` resets
     // them (`writable::HISTORY_CLEAR`). A service without counters (none yet) cannot.
     row("/History/CanBeCleared", Plain, |c| Value::I32(i32::from(c.snapshot.history.is_some()))),
-    row(super::writable::HISTORY_CLEAR, Plain, |_| Value::I32(0)),
+    row(HISTORY_CLEAR, Plain, |_| Value::I32(0)),
     row("/History/TimeSinceLastFullCharge", Second, |c| Value::f64(c.limits().since_full_charge_s)),
     row("/State", Plain, |c| Value::I32(c.snapshot.state)),
     row("/ErrorCode", Plain, |c| Value::I32(c.snapshot.error_code)),

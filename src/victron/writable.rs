@@ -3,6 +3,7 @@
 //! registration. An accepted write becomes a [`BmsCommand`] for the port's poll loop; the paths
 //! show what was requested, the real FET state keeps coming from the BMS (`/Io/AllowToCharge`).
 
+pub use super::paths::HISTORY_CLEAR;
 use super::paths::{Item, Items, CUSTOM_NAME};
 use super::set_value::Refused;
 use super::value::{Unit, Value};
@@ -20,10 +21,6 @@ pub const FORCE_DISCHARGING_OFF: &str = "/Settings/ForceDischargingOff";
 pub const RESET_SOC_TO: &str = "/Settings/ResetSocTo";
 /// Writing 1 sets the BMS's SoC to [`RESET_SOC_TO`]; reads 0.
 pub const RESET_SOC_TO_APPLY: &str = "/Settings/ResetSocToApply";
-
-/// Writing 1 clears the `/History/*` counters (the daemon's own; nothing is sent to the BMS).
-/// Always present and writable; reads 0.
-pub const HISTORY_CLEAR: &str = "/History/Clear";
 
 /// Default of [`RESET_SOC_TO`].
 pub const DEFAULT_RESET_SOC: f64 = 100.0;
