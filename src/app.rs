@@ -95,7 +95,8 @@ pub async fn run_with_can(
         resolved.iter().map(|packs| packs.iter().map(|_| None).collect()).collect();
     for (port_index, port) in config.ports.iter().enumerate() {
         if port.protocol.listens_per_address() {
-            // JK CAN: one listener for the bus, one battery (or bank pack) per DIP address.
+            // One listener for the bus, one battery (or bank pack) per address (JK CAN's DIP
+            // switches).
             let memory = can_buses.get(&port.device).cloned();
             let several = port.poll_addresses().len() > 1;
             let mut subs = Vec::new();
@@ -126,7 +127,7 @@ pub async fn run_with_can(
                     publisher.clone(),
                 ));
             }
-            tasks.spawn(can::jk_listener(port, &config, memory, subs, in_bank, shutdown.clone()));
+            tasks.spawn(can::per_address_listener(port, &config, memory, subs, in_bank, shutdown.clone()));
             continue;
         }
         if port.protocol.is_can() && !port.protocol.is_polled_can() {

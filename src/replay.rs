@@ -6,10 +6,11 @@
 //! daemon listens on, exactly as it would on `can0`.
 
 use crate::app;
+use crate::bms::victron_can::listen::Assembler;
 use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
 use crate::control::ChargeController;
-use crate::driver::can::{Assembler, CanSettings};
+use crate::driver::can::CanSettings;
 use crate::monitor::Monitor;
 use crate::protocol::json::{round, to_json};
 use crate::protocol::Decoded;
@@ -76,6 +77,8 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
     let stale = crate::task::stale_after(config);
     let mut monitor = Monitor::new(start, options, stale, ChargeController::new(config.charge.clone()));
     let mut assembler = Assembler::default();
+    let listen = settings.listen(vec![(None, port.battery(None).cell_count)]);
+    let decode = crate::bms::victron_can::codec::Options { voltage_scale_v: settings.voltage_scale_v };
     let step = settings.publish_every.as_secs_f64();
     let mut next = t0 + step;
     let last = frames.last().map_or(t0, |f| f.0);
@@ -84,10 +87,10 @@ pub fn to_stdout(frames: &[Logged], config: &Config, mut out: impl std::io::Writ
     while next <= last + config.daemon.stale_after_s + step {
         while let Some((t, _, frame)) = frames.next_if(|f| f.0 <= next) {
             // Frames the dialect cannot decode are skipped, as the daemon does.
-            let _ = assembler.feed(at(*t), frame, &settings.decode);
+            let _ = assembler.feed(at(*t), frame.id, &frame.data, &decode);
         }
         let now = at(next);
-        match assembler.reading(now, &settings) {
+        match assembler.reading(now, &listen) {
             Ok(battery) => {
                 // A rejected reading shows as the InternalFailure alarm in the replay's output.
                 let _ = monitor.handle_reading(now, battery);

@@ -5,8 +5,9 @@
 //! `vcan0` and runs the ignored test below. On a host with vcan0 up it runs directly:
 //! `cargo test --test can_socket -- --ignored`.
 
-use bms_bridge::bms::victron_can::codec::{self as vc, encode, Options};
-use bms_bridge::driver::can::{run_can, CanSettings};
+use bms_bridge::bms::victron_can::codec::{self as vc, encode};
+use bms_bridge::config::Protocol;
+use bms_bridge::driver::can::{run_listener, CanSettings};
 use bms_bridge::driver::Subscriber;
 use bms_bridge::transport::can::{CanFrame, CanLink, SocketCanLink};
 use std::time::Duration;
@@ -68,8 +69,7 @@ async fn socketcan_end_to_end_on_vcan0() {
     let mut bms = SocketCanLink::open(&interface).expect("open the BMS side socket");
     let settings = CanSettings {
         interface: interface.clone(),
-        decode: Options::default(),
-        cell_count: None,
+        voltage_scale_v: 0.01,
         stale_after: Duration::from_millis(1500),
         publish_every: Duration::from_millis(100),
         keepalive: Some((CanFrame { id: 0x35E, data: b"BMSBRIDG".to_vec() }, Duration::from_millis(250))),
@@ -77,10 +77,13 @@ async fn socketcan_end_to_end_on_vcan0() {
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     let name = interface.clone();
-    let driver = tokio::spawn(run_can(
+    let make = Protocol::VictronCan.spec().listener.expect("a listened protocol");
+    let listener = make(&settings.listen(vec![(None, None)]));
+    let driver = tokio::spawn(run_listener(
         settings,
+        listener,
         move || SocketCanLink::open(&name),
-        Subscriber { address: None, tx },
+        vec![Subscriber { address: None, tx }],
         stop_rx,
     ));
 
@@ -179,14 +182,12 @@ async fn daly_can_polled_on_vcan0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a vcan0 interface: tests/vm/run.sh boots a VM that has one"]
 async fn jk_can_listened_on_vcan0() {
-    use bms_bridge::driver::can::{run_listener, JkListener};
     let interface = vcan();
     let sim = bms_bridge::bms::jk_can::sim::spawn_on(SocketCanLink::open(&interface).unwrap(), &[2], 16);
     sim.packs.configure_all(|p| p.swing_a = 0.0);
     let settings = CanSettings {
         interface: interface.clone(),
-        decode: Options::default(),
-        cell_count: None,
+        voltage_scale_v: 0.01,
         stale_after: Duration::from_millis(1500),
         publish_every: Duration::from_millis(100),
         keepalive: None,
@@ -194,7 +195,8 @@ async fn jk_can_listened_on_vcan0() {
     let (tx, mut rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     let name = interface.clone();
-    let listener = JkListener::new(settings.clone(), [(2, None)].into_iter().collect());
+    let make = Protocol::JkCan.spec().listener.expect("a listened protocol");
+    let listener = make(&settings.listen(vec![(Some(2), None)]));
     let driver = tokio::spawn(run_listener(
         settings,
         listener,

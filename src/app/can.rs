@@ -1,10 +1,9 @@
 //! A CAN port: the Venus coexistence check, then the CAN listener and the battery task (the
 //! same monitor, charge control and D-Bus service as for serial ports).
 
-use crate::bms::victron_can::codec::Options;
 use crate::config::{Config, PortConfig};
 use crate::control::bms_limits::BmsLimits;
-use crate::driver::can::{run_can, run_listener, CanSettings, JkListener};
+use crate::driver::can::{run_listener, CanSettings};
 use crate::driver::Subscriber;
 use crate::task::battery::battery_task;
 use crate::task::BatterySlot;
@@ -99,8 +98,7 @@ pub fn settings(port: &PortConfig, config: &Config) -> CanSettings {
     });
     CanSettings {
         interface: port.device.clone(),
-        decode: Options { voltage_scale_v: options.can_voltage_scale.unwrap_or(0.01) },
-        cell_count: options.cell_count,
+        voltage_scale_v: options.can_voltage_scale.unwrap_or(0.01),
         stale_after: crate::task::stale_after(config),
         publish_every: Duration::from_millis(config.daemon.poll_interval_ms),
         keepalive,
@@ -137,7 +135,8 @@ pub async fn run_port(
     let sub = Subscriber { address: None, tx };
     let settings = settings(&port, &config);
     let battery = battery_task(slot, config, bus, rx, shutdown.clone(), identities, publisher);
-    tokio::join!(battery, listen(settings, memory, sub, shutdown));
+    let cells = port.battery(None).cell_count;
+    tokio::join!(battery, listen(port.protocol, settings, cells, memory, sub, shutdown));
 }
 
 /// The options of a CAN battery: its BMS's own limits capped by ours unless configured.
@@ -171,12 +170,14 @@ pub(crate) fn bank_member(
     let slot = BatterySlot { port: port.clone(), address: None, options: options(port), writes: None };
     let mut settings = settings(port, config);
     settings.stale_after = settings.stale_after.min(BANK_MEMBER_STALE);
-    (slot, rx, listen(settings, memory, Subscriber { address: None, tx }, shutdown))
+    let cells = port.battery(None).cell_count;
+    (slot, rx, listen(port.protocol, settings, cells, memory, Subscriber { address: None, tx }, shutdown))
 }
 
-/// The JK CAN listener of `port`: one battery per address, its readings to `subs` (battery tasks
-/// or banks). With `bank_member`, frames older than [`BANK_MEMBER_STALE`] count as gone.
-pub(crate) fn jk_listener(
+/// The listener of a CAN protocol with one battery per address (JK CAN): its readings to `subs`
+/// (battery tasks or banks). With `bank_member`, frames older than [`BANK_MEMBER_STALE`] count
+/// as gone.
+pub(crate) fn per_address_listener(
     port: &PortConfig,
     config: &Config,
     memory: Option<MemoryCanBus>,
@@ -185,43 +186,50 @@ pub(crate) fn jk_listener(
     shutdown: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
     let mut settings = settings(port, config);
-    // JK CAN is listen-only: nothing is sent.
+    // Listen-only: nothing is sent ([port.can] keep-alive applies to the one-per-bus dialect).
     settings.keepalive = None;
     if bank_member {
         settings.stale_after = settings.stale_after.min(BANK_MEMBER_STALE);
     }
-    let options = subs
+    let cells = subs
         .iter()
-        .map(|sub| {
-            let battery = port.battery(sub.address);
-            (sub.address.unwrap_or(0), battery.cell_count)
-        })
+        .map(|sub| (Some(sub.address.unwrap_or(0)), port.battery(sub.address).cell_count))
         .collect();
-    let listener = JkListener::new(settings.clone(), options);
-    async move {
-        match memory {
-            Some(mem) => run_listener(settings, listener, move || Ok(mem.connect()), subs, shutdown).await,
-            None => {
-                let interface = settings.interface.clone();
-                run_listener(settings, listener, move || SocketCanLink::open(&interface), subs, shutdown)
-                    .await;
-            }
+    run_on(port.protocol, settings, cells, memory, subs, shutdown)
+}
+
+/// Runs the protocol's listener on the in-memory bus or the SocketCAN interface.
+async fn run_on(
+    protocol: crate::config::Protocol,
+    settings: CanSettings,
+    cells: Vec<(Option<u8>, Option<u16>)>,
+    memory: Option<MemoryCanBus>,
+    subs: Vec<Subscriber>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(make) = protocol.spec().listener else {
+        tracing::error!(interface = %settings.interface, protocol = protocol.name(), "not a listened CAN protocol");
+        return;
+    };
+    let listener = make(&settings.listen(cells));
+    match memory {
+        Some(mem) => run_listener(settings, listener, move || Ok(mem.connect()), subs, shutdown).await,
+        None => {
+            let interface = settings.interface.clone();
+            run_listener(settings, listener, move || SocketCanLink::open(&interface), subs, shutdown).await;
         }
     }
 }
 
-/// The listener alone, its readings to `sub` (the battery task, or a bank that takes the pack).
+/// The listener of a one-battery-per-bus protocol alone, its readings to `sub` (the battery
+/// task, or a bank that takes the pack).
 pub async fn listen(
+    protocol: crate::config::Protocol,
     settings: CanSettings,
+    cell_count: Option<u16>,
     memory: Option<MemoryCanBus>,
     sub: Subscriber,
     shutdown: watch::Receiver<bool>,
 ) {
-    match memory {
-        Some(mem) => run_can(settings, move || Ok(mem.connect()), sub, shutdown).await,
-        None => {
-            let interface = settings.interface.clone();
-            run_can(settings, move || SocketCanLink::open(&interface), sub, shutdown).await;
-        }
-    }
+    run_on(protocol, settings, vec![(None, cell_count)], memory, vec![sub], shutdown).await;
 }

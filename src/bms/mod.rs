@@ -29,6 +29,7 @@ pub mod mqtt;
 pub mod renogy;
 pub mod victron_can;
 
+pub mod listen;
 pub mod plan;
 
 pub use plan::PollError;
@@ -169,6 +170,8 @@ pub struct Spec {
     /// `/Manufacturer` (the BMS maker; in brackets where the protocol does not tell, and the
     /// battery's own name, if it sends one, is `/DeviceName`).
     pub manufacturer: &'static str,
+    /// A CAN protocol that is listened to: its listener ([`listen`]). `None`: polled, or not CAN.
+    pub listener: Option<listen::MakeListener>,
 }
 
 /// The spec of a BLE protocol: one BMS per device, no addresses, no line speed, no writes, not
@@ -200,6 +203,7 @@ pub const fn ble_spec(
         can_bridge: None,
         decode_at_register: None,
         manufacturer,
+        listener: None,
     }
 }
 

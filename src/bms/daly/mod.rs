@@ -27,6 +27,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "Daly",
+    listener: None,
 };
 
 /// Daly host addresses: 0x40 + board - 1, or 0x80.

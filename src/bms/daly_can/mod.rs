@@ -31,6 +31,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: Some(BRIDGE),
     decode_at_register: None,
     manufacturer: "Daly",
+    listener: None,
 };
 
 /// The host's side: request sentences out as frames, reply frames in as sentences.

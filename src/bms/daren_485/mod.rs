@@ -28,6 +28,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "Daren",
+    listener: None,
 };
 
 /// The four DIP switches give 0..=15 (README: "0-15 is valid").

@@ -30,6 +30,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "EG4",
+    listener: None,
 };
 
 /// EG4 LifePower addresses are 1..=15.

@@ -33,6 +33,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "EG4",
+    listener: None,
 };
 
 /// The DIP-switch addresses are 1..=15.

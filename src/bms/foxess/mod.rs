@@ -26,4 +26,5 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "FoxESS",
+    listener: None,
 };

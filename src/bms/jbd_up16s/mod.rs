@@ -36,4 +36,5 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "JBD",
+    listener: None,
 };

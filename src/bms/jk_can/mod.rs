@@ -4,6 +4,7 @@
 
 pub mod assemble;
 pub mod codec;
+pub mod listen;
 pub mod sim;
 
 use super::{Codec, Link, Spec, Writes};
@@ -28,6 +29,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "JK",
+    listener: Some(listen::listener),
 };
 
 /// JK CAN addresses: the DIP switch, 0..=15.

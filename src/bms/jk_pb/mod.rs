@@ -26,6 +26,7 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "JK",
+    listener: None,
 };
 
 /// JK PB DIP addresses are 1..=15; 0 is the master that polls the other packs.

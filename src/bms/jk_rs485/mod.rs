@@ -27,4 +27,5 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "JK",
+    listener: None,
 };

@@ -32,4 +32,5 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "(MQTT publisher)",
+    listener: None,
 };

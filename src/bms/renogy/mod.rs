@@ -34,4 +34,5 @@ pub const SPEC: Spec = Spec {
         codec::decode_at(first_frame(bytes, modbus::scan_response), None, register)
     }),
     manufacturer: "Renogy",
+    listener: None,
 };

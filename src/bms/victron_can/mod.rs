@@ -1,6 +1,7 @@
 //! The CAN "Victron/Pylontech dialect" over SocketCAN; the port's `device` is the interface (`can0`).
 
 pub mod codec;
+pub mod listen;
 pub mod sim;
 
 use super::{any_address, Codec, Link, Spec, Writes};
@@ -26,4 +27,5 @@ pub const SPEC: Spec = Spec {
     can_bridge: None,
     decode_at_register: None,
     manufacturer: "(CAN-bus BMS)",
+    listener: Some(listen::listener),
 };
