@@ -14,9 +14,10 @@ use support::daemon::*;
 
 const NAME: &str = "com.victronenergy.battery.ttyJBD";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_jbd_service_publishes_exactly_the_committed_paths() {
-    let dir = scratch_dir("dbus-paths");
+/// A frozen 16-cell JBD simulator linked as `<scratch>/ttyJBD`, a private bus, and the config
+/// of a daemon polling it every 500 ms with its state in `<scratch>/state`.
+fn frozen_jbd(name: &str) -> (std::path::PathBuf, PrivateBus, sim::PtySimulator, config::Config) {
+    let dir = scratch_dir(name);
     let bus = PrivateBus::start().expect("dbus-daemon");
     let jbd = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
     jbd.control().set_frozen(true);
@@ -27,7 +28,13 @@ async fn the_jbd_service_publishes_exactly_the_committed_paths() {
          [[port]]\ndevice = \"{d}/ttyJBD\"\nprotocol = \"jbd\"\ntimeout_ms = 300\n",
         bus.address()
     );
-    let cfg = config::parse(&text, "paths.toml").expect("valid config");
+    let cfg = config::parse(&text, &format!("{name}.toml")).expect("valid config");
+    (dir, bus, jbd, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jbd_service_publishes_exactly_the_committed_paths() {
+    let (dir, bus, jbd, cfg) = frozen_jbd("dbus-paths");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let daemon = tokio::spawn(app::run(cfg, BusAddress::Address(bus.address().to_owned()), stop_rx));
     let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
@@ -83,18 +90,7 @@ async fn the_jbd_service_publishes_exactly_the_committed_paths() {
 /// from it at start), on D-Bus and in the file; 0 changes nothing, another value is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writing_history_clear_resets_the_saved_counters() {
-    let dir = scratch_dir("history-clear");
-    let bus = PrivateBus::start().expect("dbus-daemon");
-    let jbd = sim::spawn(Protocol::Jbd, &[], 16).unwrap();
-    jbd.control().set_frozen(true);
-    link_pty(&dir.join("ttyJBD"), jbd.path());
-    let d = dir.display();
-    let text = format!(
-        "[daemon]\npoll_interval_ms = 500\nstate_dir = \"{d}/state\"\n\n[dbus]\nbus = \"{}\"\n\n\
-         [[port]]\ndevice = \"{d}/ttyJBD\"\nprotocol = \"jbd\"\ntimeout_ms = 300\n",
-        bus.address()
-    );
-    let cfg = config::parse(&text, "history.toml").expect("valid config");
+    let (dir, bus, _jbd, cfg) = frozen_jbd("history-clear");
     let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
     let run = |cfg: config::Config| {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

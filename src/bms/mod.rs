@@ -400,13 +400,13 @@ impl Protocol {
     /// A CAN protocol that is listened to, with one battery per address on the bus (JK CAN's DIP
     /// addresses): one listener for the interface feeds a battery per address.
     pub fn listens_per_address(self) -> bool {
-        self.is_can() && !self.is_polled_can() && self.spec().addressable
+        self.spec().listener.is_some() && self.spec().addressable
     }
 
     /// A CAN protocol listened to with one battery per bus (the Victron/Pylontech dialect): the
     /// one kind that `[port.can]` options (keep-alive, scales, the Venus check) apply to.
     pub fn listens_per_bus(self) -> bool {
-        self.is_can() && !self.is_polled_can() && !self.spec().addressable
+        self.spec().listener.is_some() && !self.spec().addressable
     }
 
     /// Whether the protocol reads JSON messages from an MQTT broker.

@@ -174,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         let deadline = Instant::now() + timeout;
         // On a tty the kernel can hold the wake-up until the rest of a frame is in (VMIN); after
         // a stage that does not complete in its wire time (a short or broken reply), timers alone.
-        let mut kernel_waits = self.byte_time.is_some();
+        let mut kernel_waits = true;
         let mut garbage = 0usize;
         // A JK reply (300 bytes) fits one read.
         let mut chunk = [0u8; 1024];

@@ -23,16 +23,10 @@ pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::E
 /// stall every other battery and the D-Bus services. Only the registration with the reactor
 /// happens on the runtime.
 pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial::Error> {
-    let path = device.to_owned();
-    let opened = tokio::task::spawn_blocking(move || {
-        #[cfg(test)]
-        tests::blocking_open(&path);
-        settings(&path, baud).open_native().map_err(|err| busy_error(err, &path))
+    let opened = off_runtime(device, move |path| {
+        settings(path, baud).open_native().map_err(|err| busy_error(err, path))
     })
-    .await
-    .map_err(|join| {
-        tokio_serial::Error::new(tokio_serial::ErrorKind::Unknown, format!("opening {device}: {join}"))
-    })??;
+    .await?;
     let mut port = SerialStream::try_from(opened)?;
     // Not TIOCEXCL: an exclusive flag left on a tty that another process keeps open would make
     // our own reopen after a fault fail with EBUSY. An advisory lock instead (below).
@@ -44,30 +38,41 @@ pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_
 /// [`open_stream`] for the framed links: the port as a [`TtyStream`] (readable-only
 /// registration, VMIN), locked like it.
 pub async fn open_tty(device: &str, baud: u32) -> Result<TtyStream, tokio_serial::Error> {
-    let path = device.to_owned();
-    let (native, control) = tokio::task::spawn_blocking(move || {
-        #[cfg(test)]
-        tests::blocking_open(&path);
-        let mut native = settings(&path, baud).open_native().map_err(|err| busy_error(err, &path))?;
+    let (native, control) = off_runtime(device, move |path| {
+        let mut native = settings(path, baud).open_native().map_err(|err| busy_error(err, path))?;
         // As in `open_stream`: no TIOCEXCL (it would also refuse the termios handle below when
         // not running as root); the advisory lock instead.
         native.set_exclusive(false)?;
-        let control = match TtyControl::open(&path) {
+        let control = match TtyControl::open(path) {
             Ok(control) => Some(control),
             Err(err) => {
                 tracing::debug!(port = %path, error = %err, "no termios handle: replies are read paced by timers only");
                 None
             }
         };
-        Ok::<_, tokio_serial::Error>((native, control))
+        Ok((native, control))
+    })
+    .await?;
+    let port = TtyStream::new(native, control)?;
+    lock_exclusive(&port, device)?;
+    Ok(port)
+}
+
+/// Runs `open` (the kernel's open of `device` and the termios set-up) on tokio's blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    device: &str,
+    open: impl FnOnce(&str) -> Result<T, tokio_serial::Error> + Send + 'static,
+) -> Result<T, tokio_serial::Error> {
+    let path = device.to_owned();
+    tokio::task::spawn_blocking(move || {
+        #[cfg(test)]
+        tests::blocking_open(&path);
+        open(&path)
     })
     .await
     .map_err(|join| {
         tokio_serial::Error::new(tokio_serial::ErrorKind::Unknown, format!("opening {device}: {join}"))
-    })??;
-    let port = TtyStream::new(native, control)?;
-    lock_exclusive(&port, device)?;
-    Ok(port)
+    })?
 }
 
 /// `device` at `baud`, 8N1, no flow control.
