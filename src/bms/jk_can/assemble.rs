@@ -95,6 +95,23 @@ impl Assembler {
                     within: stale_after,
                 });
             }
+            // The extremes' cell numbers (0x04F4, 1-based) say how many cells there are at
+            // least: right after the link opens, the pack may not have sent its later cell
+            // frames yet, and a list that lacks the cell named there is incomplete.
+            let named = ours
+                .iter()
+                .filter(|(k, _, _)| *k == KindKey::Frame(codec::CELL_VOLT))
+                .flat_map(|(_, data, _)| [data.get(2), data.get(5)])
+                .flatten()
+                .map(|&n| usize::from(n))
+                .max()
+                .unwrap_or(0);
+            if list.len() < named {
+                return Err(MissingFrames {
+                    frames: vec![format!("cell frames up to cell {named}")],
+                    within: stale_after,
+                });
+            }
             battery.cell_count = u16::try_from(list.len()).ok();
             battery.cell_voltages_v = Some(list);
         }
@@ -156,5 +173,21 @@ mod tests {
         a.feed(later, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
         let error = a.reading(now + Duration::from_secs(4), 0, stale).unwrap_err();
         assert_eq!(error.to_string(), "no fresh cell frame [1] within 3s");
+    }
+
+    #[test]
+    fn a_cell_list_shorter_than_the_cell_the_extremes_name_is_no_reading() {
+        // Right after the link opens: the first cell frame is in, the pack's lowest cell (its
+        // 0x04F4 names cell 6) is in the second, not sent yet.
+        let now = Instant::now();
+        let mut a = Assembler::default();
+        battery_frames(&mut a, now, 0);
+        let mv = |v: u16| v.to_le_bytes();
+        a.feed(now, codec::CELLS, &[mv(3300), mv(3301), mv(3302), mv(3303)].concat()).unwrap();
+        let stale = Duration::from_secs(3);
+        let error = a.reading(now, 0, stale).unwrap_err();
+        assert_eq!(error.to_string(), "no fresh cell frames up to cell 6 within 3s");
+        a.feed(now, codec::CELLS + (1 << 16), &[mv(3304), mv(3305), mv(0), mv(0)].concat()).unwrap();
+        assert_eq!(a.reading(now, 0, stale).unwrap().cell_count, Some(6));
     }
 }
