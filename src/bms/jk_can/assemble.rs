@@ -18,6 +18,8 @@ pub struct Assembler {
     frames: BTreeMap<(u8, KindKey), (Vec<u8>, Instant)>,
     /// Cell frames each pack has sent since the link opened: all must be fresh for a reading.
     cell_frames: BTreeMap<u8, u32>,
+    /// When each pack's first frame came since the link opened.
+    first_heard: BTreeMap<u8, Instant>,
 }
 
 /// An orderable [`Kind`].
@@ -32,6 +34,7 @@ impl Assembler {
     pub fn feed(&mut self, now: Instant, id: u32, data: &[u8]) -> Result<(), FrameError> {
         codec::decode(id, data)?;
         let (kind, address) = codec::classify(id)?;
+        self.first_heard.entry(address).or_insert(now);
         let key = match kind {
             Kind::Frame(base) => KindKey::Frame(base),
             Kind::Cells(k) => {
@@ -85,6 +88,14 @@ impl Assembler {
             }
         }
         let sent = self.cell_frames.get(&address).copied().unwrap_or(0);
+        // A pack that sends no cell frames (JK CAN "V1") is told from one whose cell frames have
+        // not come yet only by listening a full freshness period: every frame a pack sends comes
+        // within it.
+        let heard_for =
+            self.first_heard.get(&address).map_or(Duration::ZERO, |at| now.saturating_duration_since(*at));
+        if sent == 0 && heard_for < stale_after {
+            return Err(MissingFrames { frames: vec!["cell frames".into()], within: stale_after });
+        }
         if sent > 0 {
             // Every cell frame the pack sends, fresh: half a cell list is no cell list.
             let list: Vec<f64> = cells.values().flatten().copied().collect();
@@ -127,6 +138,7 @@ impl Assembler {
     pub fn reset(&mut self) {
         self.frames.clear();
         self.cell_frames.clear();
+        self.first_heard.clear();
     }
 }
 
@@ -147,8 +159,10 @@ mod tests {
         let mut a = Assembler::default();
         battery_frames(&mut a, now, 2);
         let stale = Duration::from_secs(3);
-        assert!(a.reading(now, 0, stale).is_err());
-        let b = a.reading(now, 2, stale).unwrap();
+        let later = now + stale;
+        battery_frames(&mut a, later, 2);
+        assert!(a.reading(later, 0, stale).is_err());
+        let b = a.reading(later, 2, stale).unwrap();
         assert_eq!(b.voltage_v, Some(53.1));
         assert_eq!(b.soc_percent, Some(81.0));
         assert_eq!(b.max_cell_voltage_v, Some(3.327));
@@ -173,6 +187,31 @@ mod tests {
         a.feed(later, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
         let error = a.reading(now + Duration::from_secs(4), 0, stale).unwrap_err();
         assert_eq!(error.to_string(), "no fresh cell frame [1] within 3s");
+    }
+
+    #[test]
+    fn no_cell_list_is_no_reading_until_a_pack_without_cell_frames_is_known() {
+        // Right after the link opens, BATT_ST1 and CELL_VOLT are in, no cell frame yet: it may
+        // still come, so there is no reading (the VM test caught one without cells). A pack
+        // that has sent none for a full freshness period sends none: its reading has no cells.
+        let now = Instant::now();
+        let mut a = Assembler::default();
+        battery_frames(&mut a, now, 0);
+        let stale = Duration::from_secs(3);
+        let error = a.reading(now, 0, stale).unwrap_err();
+        assert_eq!(error.to_string(), "no fresh cell frames within 3s");
+        let later = now + Duration::from_millis(2900);
+        battery_frames(&mut a, later, 0);
+        assert!(a.reading(later, 0, stale).is_err());
+        let known = now + stale;
+        battery_frames(&mut a, known, 0);
+        let b = a.reading(known, 0, stale).unwrap();
+        assert_eq!(b.cell_voltages_v, None);
+        assert_eq!(b.voltage_v, Some(53.1));
+        // Reopening the link listens afresh.
+        a.reset();
+        battery_frames(&mut a, known, 0);
+        assert!(a.reading(known, 0, stale).is_err());
     }
 
     #[test]
