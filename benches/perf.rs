@@ -11,7 +11,7 @@ use bms_bridge::control::{ChargeConfig, ChargeController, Link};
 use bms_bridge::protocol;
 use bms_bridge::sim::{model::SimPack, SimControl};
 use bms_bridge::victron::diff::diff;
-use bms_bridge::victron::paths::{collect, Context, Items};
+use bms_bridge::victron::paths::{collect, update, Context, Items};
 use bms_bridge::victron::{Identity, Snapshot};
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
@@ -162,4 +162,19 @@ fn dbus_collect_and_diff(bencher: Bencher) {
         let next = collect(black_box(&ctx));
         black_box(diff(&prev, &next))
     });
+}
+
+/// What one publish computes now: the live table brought to the new snapshot in place, with its
+/// changes (the table is set back to the last cycle's before each run).
+#[divan::bench]
+fn dbus_update_in_place(bencher: Bencher) {
+    let (identity, first, next) = two_cycles();
+    let mut controller = ChargeController::new(ChargeConfig::default());
+    let now = Instant::now();
+    let prev = items(&identity, &first, &mut controller, now);
+    let limits = controller.update(now + Duration::from_secs(1), &next, Link::Online);
+    let snapshot =
+        Snapshot { battery: &next, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
+    let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
+    bencher.with_inputs(|| prev.clone()).bench_local_refs(|live| black_box(update(black_box(&ctx), live)));
 }

@@ -497,7 +497,7 @@ fn plot_png(rows: &[bms_bridge::sim::closed_loop::Row], path: &std::path::Path) 
     bms_bridge::sim::plot::plot_png(rows, path).map_err(|err| err.to_string())
 }
 
-#[cfg(not(feature = "plots"))]
+#[cfg(all(feature = "dev-tools", not(feature = "plots")))]
 fn plot_png(_rows: &[bms_bridge::sim::closed_loop::Row], _path: &std::path::Path) -> Result<(), String> {
     Err("this build has no plotting (built without the `plots` feature; the CSV has every column)".into())
 }
@@ -518,6 +518,17 @@ fn read_message(args: &[String]) -> Result<Vec<u8>, String> {
     }
 }
 
+#[cfg(not(feature = "dev-tools"))]
+fn simulate_charge(_: Option<&str>, _: &std::path::Path, _: Option<&std::path::Path>) -> ExitCode {
+    eprintln!(
+        "simulate-charge is a developer tool this build leaves out (the GX release is built \
+         without the `dev-tools` feature, for size); run it from a PC build: cargo run --release \
+         -- simulate-charge"
+    );
+    ExitCode::FAILURE
+}
+
+#[cfg(feature = "dev-tools")]
 fn simulate_charge(
     scenario: Option<&str>,
     out: &std::path::Path,

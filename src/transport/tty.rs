@@ -63,8 +63,16 @@ impl AsyncRead for TtyStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.port.poll_read_ready(cx))?;
+            let room = buf.remaining();
             match guard.try_io(|port| port.get_ref().read(buf.initialize_unfilled())) {
                 Ok(Ok(n)) => {
+                    // Fewer bytes than asked for: the tty is drained, so the next read would
+                    // only fail with EAGAIN (a system call per wake-up, six per reply). Bytes
+                    // that come after this read raise a new edge in the reactor (what tokio's
+                    // own sockets do).
+                    if n > 0 && n < room {
+                        guard.clear_ready();
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }

@@ -361,9 +361,57 @@ const TABLE: &[Row] = &[
 /// same `max_cells`.
 pub fn collect(ctx: &Context<'_>) -> Items {
     let mut items = Items::new();
+    visit(ctx, &mut |path, item| {
+        items.insert(path.to_owned(), item);
+    });
+    items
+}
+
+/// Brings `items` to this context's values in place and returns the paths whose value changed
+/// (or that were new), in path order: what [`collect`] then [`super::diff::diff`] give, without
+/// building a second tree of some 140 freshly formatted paths every cycle (that rebuild was a
+/// tenth of the daemon's CPU: docs/performance.md, "Per reading"). Paths this context no longer
+/// has are dropped, but for the `/Settings/` ones, which are the clients' (`writable.rs`).
+pub fn update(ctx: &Context<'_>, items: &mut Items) -> Vec<(String, Item)> {
+    let mut changes = Vec::new();
+    let mut visited = 0;
+    visit(ctx, &mut |path, item| {
+        visited += 1;
+        match items.get_mut(path) {
+            Some(old) if old.value == item.value && old.unit == item.unit => {}
+            Some(old) => {
+                *old = item.clone();
+                changes.push((path.to_owned(), item));
+            }
+            None => {
+                items.insert(path.to_owned(), item.clone());
+                changes.push((path.to_owned(), item));
+            }
+        }
+    });
+    let from = (std::ops::Bound::Included("/Settings/"), std::ops::Bound::Unbounded);
+    let settings = items.range::<str, _>(from).take_while(|(p, _)| p.starts_with("/Settings/")).count();
+    if items.len() > visited + settings {
+        let current: std::collections::BTreeSet<String> = collect(ctx).into_keys().collect();
+        items.retain(|path, _| path.starts_with("/Settings/") || current.contains(path));
+    }
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    changes
+}
+
+/// Calls `sink` with every path and its value; the numbered paths are formatted into one
+/// reused buffer.
+fn visit(ctx: &Context<'_>, sink: &mut dyn FnMut(&str, Item)) {
+    use std::fmt::Write;
+    let mut path = String::with_capacity(32);
+    let mut numbered = |sink: &mut dyn FnMut(&str, Item), args: std::fmt::Arguments<'_>, item: Item| {
+        path.clear();
+        // Writing into a String cannot fail.
+        let _ = path.write_fmt(args);
+        sink(&path, item);
+    };
     for row in TABLE {
-        let item = Item { value: (row.value)(ctx), unit: row.unit };
-        items.insert(row.path.to_owned(), item);
+        sink(row.path, Item { value: (row.value)(ctx), unit: row.unit });
     }
     let battery = ctx.battery();
     let cells = battery.cell_voltages_v.as_deref().unwrap_or(&[]);
@@ -371,17 +419,17 @@ pub fn collect(ctx: &Context<'_>) -> Items {
     for index in 0..ctx.identity.max_cells {
         let number = index + 1;
         let volts = Value::f64(cells.get(index).copied());
-        items.insert(format!("/Voltages/Cell{number}"), Item { value: volts, unit: CellVolt });
+        numbered(sink, format_args!("/Voltages/Cell{number}"), Item { value: volts, unit: CellVolt });
         let flag = Value::flag(balancing.get(index).copied());
-        items.insert(format!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
+        numbered(sink, format_args!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
     }
     let temperatures = battery.temperatures_c.as_deref().unwrap_or(&[]);
     for index in 0..NAMED_TEMPERATURES {
         let number = index + 1;
         let value = Value::f64(temperatures.get(index).copied());
-        items.insert(format!("/System/Temperature{number}"), Item { value, unit: Celsius });
+        numbered(sink, format_args!("/System/Temperature{number}"), Item { value, unit: Celsius });
         let name = Value::Text(format!("Temperature {number}"));
-        items.insert(format!("/System/Temperature{number}Name"), Item { value: name, unit: Plain });
+        numbered(sink, format_args!("/System/Temperature{number}Name"), Item { value: name, unit: Plain });
     }
     let mut alarms = battery.alarms.clone();
     if alarms.low_soc.is_none() {
@@ -391,12 +439,11 @@ pub fn collect(ctx: &Context<'_>) -> Items {
     let worst = battery.alarms.entries().iter().filter_map(|(_, _, level)| *level).max();
     for (_, leaf, level) in alarms.entries() {
         let value = Value::int(level.map(AlarmLevel::as_i32));
-        items.insert(format!("/Alarms/{leaf}"), Item { value, unit: Plain });
+        numbered(sink, format_args!("/Alarms/{leaf}"), Item { value, unit: Plain });
     }
     // Summary: the worst level of any alarm the BMS reports; invalid when it reports none.
     let summary = Value::int(worst.map(AlarmLevel::as_i32));
-    items.insert("/Alarms/Alarm".to_owned(), Item { value: summary, unit: Plain });
-    items
+    sink("/Alarms/Alarm", Item { value: summary, unit: Plain });
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@
 use super::bus_item::{
     custom_name_of, emit_changes, tree_nodes, BusItem, CustomNameWrite, Root, Shared, TreeNode,
 };
-use super::diff::diff;
-use super::paths::{collect, Context, Identity, Snapshot};
+use super::paths::{collect, update, Context, Identity, Snapshot};
 use super::settings::{self, error_chain};
 use super::writable::{self, BmsWrites};
 use super::{is_safe_suffix, BusAddress, DbusError, SERVICE_PREFIX};
@@ -123,11 +122,7 @@ impl BatteryService {
                 custom_name: &custom_name,
                 snapshot,
             };
-            let mut next = collect(&ctx);
-            writable::carry_over(&items, &mut next);
-            let changes = diff(&items, &next);
-            *items = next;
-            changes
+            update(&ctx, &mut items)
         };
         let connection = match &self.connection {
             Some(connection) if !connection.is_closed() => connection.clone(),

@@ -76,16 +76,6 @@ pub fn initial_items(support: WriteSupport) -> Items {
     items
 }
 
-/// Copies the settings of `old` into `next` (the table rebuilds every other path each cycle).
-pub fn carry_over(old: &Items, next: &mut Items) {
-    for (path, item) in old.range("/Settings/".to_owned()..) {
-        if !path.starts_with("/Settings/") {
-            break;
-        }
-        next.insert(path.clone(), item.clone());
-    }
-}
-
 /// An integer from any D-Bus integer type (or a whole `d`, as some clients send numbers).
 fn integer(value: &zvariant::Value<'_>) -> Option<i64> {
     match value {
@@ -223,18 +213,5 @@ mod tests {
         let idle = check(&items, RESET_SOC_TO_APPLY, &zvariant::Value::I32(0)).unwrap();
         assert_eq!(idle.command, None);
         assert_eq!(check(&items, RESET_SOC_TO_APPLY, &zvariant::Value::I32(7)), Err(REJECTED));
-    }
-
-    #[test]
-    fn settings_survive_the_table_rebuild() {
-        let mut old = both();
-        old.insert("/Soc".into(), Item { value: Value::F64(1.0), unit: Unit::Percent });
-        old.insert(FORCE_CHARGING_OFF.into(), Item { value: Value::I32(1), unit: Unit::Plain });
-        let mut next = Items::new();
-        next.insert("/Soc".into(), Item { value: Value::F64(2.0), unit: Unit::Percent });
-        carry_over(&old, &mut next);
-        assert_eq!(next[FORCE_CHARGING_OFF].value, Value::I32(1));
-        assert_eq!(next["/Soc"].value, Value::F64(2.0));
-        assert_eq!(next.len(), 6);
     }
 }

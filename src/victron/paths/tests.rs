@@ -18,9 +18,13 @@ fn identity(max_cells: usize) -> Identity {
     }
 }
 
+fn snapshot<'a>(battery: &'a Battery, limits: &'a ChargeLimits, connected: bool) -> Snapshot<'a> {
+    Snapshot { battery, limits, connected, state: 9, error_code: 0, history: None }
+}
+
 fn items_for(battery: &Battery, limits: &ChargeLimits, max_cells: usize) -> Items {
     let identity = identity(max_cells);
-    let snapshot = Snapshot { battery, limits, connected: true, state: 9, error_code: 0, history: None };
+    let snapshot = snapshot(battery, limits, true);
     collect(&Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot })
 }
 
@@ -192,4 +196,67 @@ fn midpoint_temperatures_cell_cvl_and_derived_alarms() {
     assert_eq!(value(&items, "/Alarms/LowSoc"), Value::I32(1));
     assert_eq!(value(&items, "/Alarms/Alarm"), Value::Invalid);
     assert_eq!(value(&items, "/Io/AllowToBalance"), Value::I32(1));
+}
+
+/// A battery whose values depend on `step`: some paths change from one step to the next, some
+/// stay, some turn invalid and valid again.
+fn battery_at(step: u32) -> Battery {
+    let cells = if step % 3 == 2 { None } else { Some(vec![3.30 + f64::from(step % 2) * 0.01; 4]) };
+    Battery {
+        voltage_v: Some(52.0 + f64::from(step) * 0.01),
+        current_a: (step % 4 != 1).then_some(-5.0),
+        soc_percent: Some(80.0),
+        cell_voltages_v: cells,
+        temperatures_c: Some(vec![20.0 + f64::from(step)]),
+        ..Battery::default()
+    }
+}
+
+#[test]
+fn an_update_in_place_gives_what_collect_and_diff_give() {
+    // The oracle is the rebuild the daemon used to do: collect the next items, diff them
+    // against the last.
+    let identity = identity(4);
+    let limits = ChargeLimits::default();
+    let mut live = Items::new();
+    let mut last = Items::new();
+    for step in 0..12 {
+        let battery = battery_at(step);
+        let snapshot = snapshot(&battery, &limits, step != 5);
+        let context =
+            Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot };
+        let next = collect(&context);
+        let want = crate::victron::diff::diff(&last, &next);
+        let got = update(&context, &mut live);
+        assert_eq!(got, want, "step {step}");
+        assert_eq!(live, next, "step {step}");
+        if step > 0 {
+            assert!(got.len() < next.len(), "step {step}: only changes, not every path");
+        }
+        last = next;
+    }
+}
+
+#[test]
+fn an_update_keeps_the_clients_settings_and_drops_paths_no_longer_published() {
+    let limits = ChargeLimits::default();
+    let battery = battery_at(0);
+    let snapshot = snapshot(&battery, &limits, true);
+    let wide = identity(8);
+    let mut live = Items::new();
+    update(&Context { identity: &wide, device_instance: 3, custom_name: "", snapshot: &snapshot }, &mut live);
+    live.insert("/Settings/ForceChargingOff".into(), Item { value: Value::I32(1), unit: Unit::Plain });
+    assert!(live.contains_key("/Voltages/Cell8"));
+    let narrow = identity(4);
+    let changes = update(
+        &Context { identity: &narrow, device_instance: 3, custom_name: "", snapshot: &snapshot },
+        &mut live,
+    );
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(!live.contains_key("/Voltages/Cell8"), "a cell the service no longer has is not kept frozen");
+    assert_eq!(live["/Settings/ForceChargingOff"].value, Value::I32(1));
+    let mut want =
+        collect(&Context { identity: &narrow, device_instance: 3, custom_name: "", snapshot: &snapshot });
+    want.insert("/Settings/ForceChargingOff".into(), Item { value: Value::I32(1), unit: Unit::Plain });
+    assert_eq!(live, want);
 }
