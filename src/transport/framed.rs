@@ -12,10 +12,10 @@ use tokio::time::{timeout_at, Instant};
 /// Bytes of garbage tolerated in one exchange before giving up.
 const MAX_GARBAGE: usize = 4096;
 
-/// A stream whose readiness can wait for several bytes (a tty's VMIN, `transport::tty`).
+/// A stream whose next read can wait for several bytes (a tty read by timers, `transport::tty`).
 pub trait ReadThreshold {
-    /// Reports the stream readable only once `bytes` are waiting; false: this stream cannot (it
-    /// wakes for whatever arrives).
+    /// Makes the next read wait until `bytes` more can have arrived (1: read what comes); false:
+    /// this stream cannot (it wakes for whatever arrives).
     fn set_read_threshold(&mut self, _bytes: usize) -> bool {
         false
     }
@@ -38,8 +38,6 @@ pub struct FramedLink<S> {
     byte_time: Option<Duration>,
     /// Wake-ups spent reading replies, over the link's life (for measurements).
     pub reads: u64,
-    /// The stream's read threshold now (1: wake for any byte).
-    threshold: usize,
 }
 
 /// Bytes waited for when a scanner cannot tell how many a frame still lacks (it ends with a
@@ -94,21 +92,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             last_request: None,
             byte_time: None,
             reads: 0,
-            threshold: 1,
         }
     }
 
-    /// Sets the stream's read threshold (no system call when it is already `bytes`); false when
-    /// the stream has none.
+    /// Sets the stream's read threshold for the next read; false when the stream has none.
     fn set_threshold(&mut self, bytes: usize) -> bool {
-        if bytes == self.threshold {
-            return true;
-        }
-        let set = self.stream.set_read_threshold(bytes);
-        if set {
-            self.threshold = bytes;
-        }
-        set
+        self.stream.set_read_threshold(bytes)
     }
 
     /// Reads paced by the wire at `baud` (10 bits per byte): once part of a reply is in, the rest
@@ -151,6 +140,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         self.last_request = Some(Instant::now());
         self.stream.write_all(request).await?;
         self.stream.flush().await?;
+        // No reply byte before the request has crossed the wire: the first look waits for it
+        // and a few bytes of the reply.
+        if self.byte_time.is_some() {
+            self.set_threshold(request.len() + UNKNOWN_REMAINDER);
+        }
         self.read_frame(scan, timeout).await
     }
 
@@ -172,9 +166,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         timeout: Duration,
     ) -> Result<Vec<u8>, LinkError> {
         let deadline = Instant::now() + timeout;
-        // On a tty the kernel can hold the wake-up until the rest of a frame is in (VMIN); after
-        // a stage that does not complete in its wire time (a short or broken reply), timers alone.
-        let mut kernel_waits = true;
+        // On a tty the stream holds the read until the rest of a frame can be in; after a stage
+        // that does not complete in its wire time (a short or broken reply), timers here alone.
+        let mut stream_waits = true;
         let mut garbage = 0usize;
         // A JK reply (300 bytes) fits one read.
         let mut chunk = [0u8; 1024];
@@ -199,15 +193,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             }
             // Part of a reply is in: read the rest once it can have crossed the wire, in one go (a
             // reply costs a few wake-ups, not one per byte; `docs/performance.md`). On a tty the
-            // kernel wakes us when the bytes the frame lacks are in; elsewhere a timer does.
+            // stream waits until the bytes the frame lacks can be in; elsewhere a timer here does.
             let mut stage_end = None;
             if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
                 let known = missing_bytes(&self.buf, &scan);
                 let missing = known.unwrap_or(UNKNOWN_REMAINDER).max(1);
                 let wire = byte.saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX));
-                // A frame that ends with a terminator does not say how much is left: waiting in
-                // the kernel for a guess could overshoot it, so that stage is timed.
-                if kernel_waits && known.is_some() && self.set_threshold(missing) {
+                // A frame that ends with a terminator does not say how much is left: that stage
+                // is timed here, then whatever is in is read.
+                if stream_waits && known.is_some() && self.set_threshold(missing) {
                     // Beyond this the rest is late: read what there is (a short reply, garbage).
                     stage_end = Some(Instant::now() + wire + wire / 4 + byte * 4 + STAGE_SLACK);
                 } else {
@@ -220,8 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             let read = match timeout_at(until, self.stream.read(&mut chunk)).await {
                 Ok(result) => result?,
                 Err(_) if Instant::now() < deadline => {
-                    // Lowering the threshold wakes the reader at once if anything is waiting.
-                    kernel_waits = false;
+                    // Threshold 1: the next read takes at once whatever is waiting.
+                    stream_waits = false;
                     self.set_threshold(1);
                     continue;
                 }

@@ -2,7 +2,7 @@
 
 use super::framed::FramedLink;
 use super::stream::ByteStream;
-use super::tty::{TtyControl, TtyStream};
+use super::tty::TtyStream;
 use std::time::Duration;
 use tokio_serial::SerialStream;
 
@@ -35,25 +35,17 @@ pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_
     Ok(port)
 }
 
-/// [`open_stream`] for the framed links: the port as a [`TtyStream`] (readable-only
-/// registration, VMIN), locked like it.
+/// [`open_stream`] for the framed links: the port as a [`TtyStream`] (read by timers, out of the
+/// reactor), locked like it.
 pub async fn open_tty(device: &str, baud: u32) -> Result<TtyStream, tokio_serial::Error> {
-    let (native, control) = off_runtime(device, move |path| {
+    let native = off_runtime(device, move |path| {
         let mut native = settings(path, baud).open_native().map_err(|err| busy_error(err, path))?;
-        // As in `open_stream`: no TIOCEXCL (it would also refuse the termios handle below when
-        // not running as root); the advisory lock instead.
+        // As in `open_stream`: no TIOCEXCL; the advisory lock instead.
         native.set_exclusive(false)?;
-        let control = match TtyControl::open(path) {
-            Ok(control) => Some(control),
-            Err(err) => {
-                tracing::debug!(port = %path, error = %err, "no termios handle: replies are read paced by timers only");
-                None
-            }
-        };
-        Ok((native, control))
+        Ok(native)
     })
     .await?;
-    let port = TtyStream::new(native, control)?;
+    let port = TtyStream::new(native, baud)?;
     lock_exclusive(&port, device)?;
     Ok(port)
 }

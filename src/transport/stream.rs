@@ -9,8 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 /// An open byte stream.
 #[derive(Debug)]
 pub enum ByteStream {
-    /// A serial port (USB adapter, RS485 dongle, pty), read through a readable-only
-    /// registration with VMIN ([`super::tty`]).
+    /// A serial port (USB adapter, RS485 dongle, pty), read by timers ([`super::tty`]).
     Tty(super::tty::TtyStream),
     /// Sentences carried as CAN frames by a bridge task.
     Can(DuplexStream),
@@ -24,6 +23,16 @@ impl ByteStream {
         match self {
             ByteStream::Ble(s) => Some(s.turn()),
             ByteStream::Tty(_) | ByteStream::Can(_) => None,
+        }
+    }
+}
+
+impl ByteStream {
+    /// `read` system calls on a serial port so far (`None`: not a serial port).
+    pub fn tty_read_calls(&self) -> Option<u64> {
+        match self {
+            ByteStream::Tty(tty) => Some(tty.read_calls),
+            ByteStream::Can(_) | ByteStream::Ble(_) => None,
         }
     }
 }

@@ -1,48 +1,67 @@
-//! A serial port as the framed links read it: registered with the reactor for readability only,
-//! with its termios VMIN at the bytes a frame still lacks.
+//! A serial port as the framed links read it: in the reactor only while nothing is there to
+//! read, and read by timers while a reply crosses the wire.
 //!
-//! Why not tokio-serial's stream: it registers the tty for reading and writing, and a tty's poll
-//! reports "writable" whenever its output buffer has room, which is always. So every byte the
-//! adapter delivers (at 9600 baud, a byte or two per USB transfer) wakes the reactor, whatever
-//! the reader waits for. Registered for reading only, and with VMIN set, the kernel re-checks on
-//! each byte, finds the tty not yet readable, and lets the thread sleep: a reply wakes the daemon
-//! once it is in (`docs/performance.md`, "Serial wake-ups"). Writes go straight to the tty; a
-//! request is far smaller than its output buffer, and the rare full buffer is retried after 1 ms.
+//! Why: a tty in the reactor's epoll set wakes the daemon's thread for every byte the adapter
+//! delivers (at 9600 baud a byte or two per USB transfer, one a millisecond), whatever the reader
+//! waits for. tokio-serial's stream reports it readable each time; registered for reading only
+//! with termios VMIN set, the kernel still woke the thread per byte to find the tty not yet
+//! readable (21 context switches per reply, measured: `docs/performance.md`, "Serial
+//! wake-ups"). So: a read that finds nothing registers the tty and waits for its first byte;
+//! the read that gets bytes takes the tty out of the reactor again; the link then says how many
+//! bytes the frame still lacks ([`ReadThreshold`]) and the stream sleeps until they can have
+//! crossed the wire at the port's speed, then reads without blocking what is there. A reply
+//! costs three wake-ups whether the adapter delivers it byte by byte or at once. Writes go
+//! straight to the tty; a request is far smaller than its output buffer, and the rare full
+//! buffer is retried after 1 ms.
+//!
+//! [`ReadThreshold`]: super::framed::ReadThreshold
 
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::time::Sleep;
 
 /// Retry delay when the tty's output buffer is full (never seen with request-sized writes).
-const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
+const WRITE_RETRY: Duration = Duration::from_millis(1);
 
-/// An open serial port, non-blocking, read through the reactor.
+/// The port, in the reactor or out of it.
 #[derive(Debug)]
-pub struct TtyStream {
-    port: AsyncFd<mio_serial::SerialStream>,
-    control: Option<TtyControl>,
-    write_retry: Option<Pin<Box<tokio::time::Sleep>>>,
+enum Port {
+    Plain(mio_serial::SerialStream),
+    Registered(AsyncFd<mio_serial::SerialStream>),
+    /// Only while switching (a failed registration drops the port: the link reopens it).
+    Gone,
 }
 
-impl TtyStream {
-    /// Takes an open port (serialport's native port, configured) and its termios handle
-    /// (`None`: reads are paced by timers only). Registers it with the reactor.
-    pub fn new<P>(port: P, control: Option<TtyControl>) -> io::Result<Self>
-    where
-        mio_serial::SerialStream: TryFrom<P, Error = mio_serial::Error>,
-    {
-        let port = mio_serial::SerialStream::try_from(port).map_err(io::Error::other)?;
-        Ok(Self { port: register(port)?, control, write_retry: None })
+impl Port {
+    fn stream(&self) -> Option<&mio_serial::SerialStream> {
+        match self {
+            Port::Plain(port) => Some(port),
+            Port::Registered(fd) => Some(fd.get_ref()),
+            Port::Gone => None,
+        }
     }
+}
 
-    /// Reports the port readable only once `bytes` are waiting (VMIN); false without a termios
-    /// handle.
-    pub fn set_read_threshold(&mut self, bytes: usize) -> bool {
-        self.control.as_mut().is_some_and(|c| c.set_vmin(bytes))
-    }
+/// An open serial port, non-blocking, read when its bytes can have arrived.
+#[derive(Debug)]
+pub struct TtyStream {
+    port: Port,
+    /// One byte's time on the wire (10 bits at the port's speed).
+    byte_time: Duration,
+    /// No read before this (the bytes the link waits for are still on the wire).
+    wait: Option<Pin<Box<Sleep>>>,
+    write_retry: Option<Pin<Box<Sleep>>>,
+    /// `read` system calls over the stream's life (for measurements and tests).
+    pub read_calls: u64,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the serial port could not be registered")
 }
 
 /// `AsyncFd::with_interest` is deprecated because it cannot know that the fd outlives the
@@ -53,31 +72,85 @@ fn register(port: mio_serial::SerialStream) -> io::Result<AsyncFd<mio_serial::Se
     AsyncFd::with_interest(port, Interest::READABLE)
 }
 
+impl TtyStream {
+    /// Takes an open port (serialport's native port, configured for `baud`, non-blocking).
+    pub fn new<P>(port: P, baud: u32) -> io::Result<Self>
+    where
+        mio_serial::SerialStream: TryFrom<P, Error = mio_serial::Error>,
+    {
+        let port = mio_serial::SerialStream::try_from(port).map_err(io::Error::other)?;
+        let byte_time = Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1)));
+        Ok(Self { port: Port::Plain(port), byte_time, wait: None, write_retry: None, read_calls: 0 })
+    }
+
+    /// The next read waits until `bytes` more can have arrived; 1: read at once.
+    pub fn set_read_threshold(&mut self, bytes: usize) -> bool {
+        let wire = self.byte_time.saturating_mul(u32::try_from(bytes).unwrap_or(u32::MAX));
+        self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
+        true
+    }
+
+    /// Out of the reactor (bytes are coming: no wake-up for each).
+    fn unregister(&mut self) {
+        if let Port::Registered(_) = self.port {
+            if let Port::Registered(fd) = std::mem::replace(&mut self.port, Port::Gone) {
+                self.port = Port::Plain(fd.into_inner());
+            }
+        }
+    }
+
+    /// Into the reactor (nothing to read: wake on the first byte).
+    fn registered(&mut self) -> io::Result<&AsyncFd<mio_serial::SerialStream>> {
+        if let Port::Plain(_) = self.port {
+            if let Port::Plain(port) = std::mem::replace(&mut self.port, Port::Gone) {
+                self.port = Port::Registered(register(port)?);
+            }
+        }
+        match &self.port {
+            Port::Registered(fd) => Ok(fd),
+            _ => Err(gone()),
+        }
+    }
+}
+
 impl std::os::fd::AsRawFd for TtyStream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.port.as_raw_fd()
+        self.port.stream().map_or(-1, |port| port.as_raw_fd())
     }
 }
 
 impl AsyncRead for TtyStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
-            let mut guard = ready!(self.port.poll_read_ready(cx))?;
-            let room = buf.remaining();
-            match guard.try_io(|port| port.get_ref().read(buf.initialize_unfilled())) {
-                Ok(Ok(n)) => {
-                    // Fewer bytes than asked for: the tty is drained, so the next read would
-                    // only fail with EAGAIN (a system call per wake-up, six per reply). Bytes
-                    // that come after this read raise a new edge in the reactor (what tokio's
-                    // own sockets do).
-                    if n > 0 && n < room {
-                        guard.clear_ready();
+            if let Some(wait) = self.wait.as_mut() {
+                ready!(wait.as_mut().poll(cx));
+                self.wait = None;
+            }
+            self.read_calls += 1;
+            let Some(mut port) = self.port.stream() else { return Poll::Ready(Err(gone())) };
+            match port.read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.unregister();
                     }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Ok(Err(err)) => return Poll::Ready(Err(err)),
-                Err(_would_block) => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let fd = match self.registered() {
+                        Ok(fd) => fd,
+                        Err(err) => return Poll::Ready(Err(err)),
+                    };
+                    // Readiness from before this read is stale: clear it and wait for an edge.
+                    let mut guard = ready!(fd.poll_read_ready(cx))?;
+                    guard.clear_ready();
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Poll::Ready(Err(err)),
             }
         }
     }
@@ -90,7 +163,10 @@ impl AsyncWrite for TtyStream {
                 ready!(retry.as_mut().poll(cx));
                 self.write_retry = None;
             }
-            match self.port.get_ref().write(data) {
+            match match self.port.stream() {
+                Some(mut port) => port.write(data),
+                None => Err(gone()),
+            } {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.write_retry = Some(Box::pin(tokio::time::sleep(WRITE_RETRY)));
                 }
@@ -107,59 +183,5 @@ impl AsyncWrite for TtyStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A second handle on the tty, for its termios (they are the tty's, whichever handle sets them).
-#[derive(Debug)]
-pub struct TtyControl {
-    file: std::fs::File,
-    termios: nix::sys::termios::Termios,
-    vmin: u8,
-}
-
-impl TtyControl {
-    /// Opens `device` again for its termios (non-blocking, not as a controlling terminal) and
-    /// sets VTIME 0, VMIN 1. Blocking: call it off the runtime.
-    pub fn open(device: &str) -> io::Result<Self> {
-        use nix::fcntl::OFlag;
-        use nix::sys::termios::SpecialCharacterIndices::{VMIN, VTIME};
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
-            .open(device)?;
-        let mut termios = nix::sys::termios::tcgetattr(&file)?;
-        // VTIME 0, so that VMIN alone decides when the tty is readable (n_tty's poll).
-        set_cc(&mut termios, VTIME as usize, 0);
-        set_cc(&mut termios, VMIN as usize, 1);
-        nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &termios)?;
-        Ok(Self { file, termios, vmin: 1 })
-    }
-
-    /// Sets VMIN to `bytes` (1..=255); false when the tty refuses.
-    fn set_vmin(&mut self, bytes: usize) -> bool {
-        use nix::sys::termios::SpecialCharacterIndices::VMIN;
-        let vmin = u8::try_from(bytes.clamp(1, 255)).unwrap_or(u8::MAX);
-        if vmin == self.vmin {
-            return true;
-        }
-        set_cc(&mut self.termios, VMIN as usize, vmin);
-        // The change wakes the tty's readers: lowering VMIN below what is waiting reports the
-        // port readable at once.
-        match nix::sys::termios::tcsetattr(&self.file, nix::sys::termios::SetArg::TCSANOW, &self.termios) {
-            Ok(()) => {
-                self.vmin = vmin;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-fn set_cc(termios: &mut nix::sys::termios::Termios, index: usize, value: u8) {
-    if let Some(cc) = termios.control_chars.get_mut(index) {
-        *cc = value;
     }
 }
