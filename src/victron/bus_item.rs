@@ -172,12 +172,10 @@ pub(crate) fn custom_name_of(items: &Items) -> String {
     }
 }
 
-/// `{"Value": v, "Text": v(s)}` for one item (signals and `GetItems`).
-pub(crate) fn entry(item: &Item) -> HashMap<String, zvariant::Value<'static>> {
-    HashMap::from([
-        ("Value".to_owned(), item.value.to_variant()),
-        ("Text".to_owned(), zvariant::Value::from(item.text())),
-    ])
+/// `{"Value": v, "Text": v(s)}` for one item (signals and `GetItems`). The keys are static: two
+/// allocations fewer per changed path and cycle.
+pub(crate) fn entry(item: &Item) -> HashMap<&'static str, zvariant::Value<'static>> {
+    HashMap::from([("Value", item.value.to_variant()), ("Text", zvariant::Value::from(item.text()))])
 }
 
 /// Sends one `ItemsChanged` on `/` with `changes`, and per-path `PropertiesChanged` when asked.
@@ -190,7 +188,7 @@ pub(crate) async fn emit_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let batch: HashMap<&str, HashMap<String, zvariant::Value<'static>>> =
+    let batch: HashMap<&str, HashMap<&'static str, zvariant::Value<'static>>> =
         changes.iter().map(|(path, item)| (path.as_str(), entry(item))).collect();
     connection.emit_signal(None::<BusName<'_>>, "/", BUS_ITEM, "ItemsChanged", &batch).await?;
     if properties_changed {
@@ -307,7 +305,7 @@ impl Root {
 #[interface(name = "com.victronenergy.BusItem")]
 impl Root {
     /// Every path (absolute, with the leading `/`) → `{"Value": v, "Text": v(s)}`.
-    fn get_items(&self) -> HashMap<String, HashMap<String, zvariant::Value<'static>>> {
+    fn get_items(&self) -> HashMap<String, HashMap<&'static str, zvariant::Value<'static>>> {
         let items = self.shared.lock();
         items.iter().map(|(path, item)| (path.clone(), entry(item))).collect()
     }
