@@ -147,14 +147,20 @@ fn dbus_diff(bencher: Bencher) {
         .bench_local(|| black_box(diff(black_box(&prev), black_box(&next))));
 }
 
-/// What one publish computes: the table of the new snapshot and its diff against the last one.
-#[divan::bench]
-fn dbus_collect_and_diff(bencher: Bencher) {
+/// A publish's inputs: the last cycle's table, the next reading and its limits.
+fn publish_case() -> (Identity, Items, Battery, bms_bridge::control::ChargeLimits) {
     let (identity, first, next) = two_cycles();
     let mut controller = ChargeController::new(ChargeConfig::default());
     let now = Instant::now();
     let prev = items(&identity, &first, &mut controller, now);
     let limits = controller.update(now + Duration::from_secs(1), &next, Link::Online);
+    (identity, prev, next, limits)
+}
+
+/// What one publish computes: the table of the new snapshot and its diff against the last one.
+#[divan::bench]
+fn dbus_collect_and_diff(bencher: Bencher) {
+    let (identity, prev, next, limits) = publish_case();
     let snapshot =
         Snapshot { battery: &next, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
     let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
@@ -168,11 +174,7 @@ fn dbus_collect_and_diff(bencher: Bencher) {
 /// changes (the table is set back to the last cycle's before each run).
 #[divan::bench]
 fn dbus_update_in_place(bencher: Bencher) {
-    let (identity, first, next) = two_cycles();
-    let mut controller = ChargeController::new(ChargeConfig::default());
-    let now = Instant::now();
-    let prev = items(&identity, &first, &mut controller, now);
-    let limits = controller.update(now + Duration::from_secs(1), &next, Link::Online);
+    let (identity, prev, next, limits) = publish_case();
     let snapshot =
         Snapshot { battery: &next, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
     let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };

@@ -51,6 +51,16 @@ const STAGE_SLACK: Duration = Duration::from_millis(20);
 /// Longest remainder [`missing_bytes`] looks for.
 const MAX_HINT: usize = 1024;
 
+/// One byte's time on the wire at `baud` (10 bits: start, 8 data, stop); `None` for 0.
+pub(crate) fn byte_time(baud: u32) -> Option<Duration> {
+    (baud > 0).then(|| Duration::from_nanos(10_000_000_000 / u64::from(baud)))
+}
+
+/// The wire time of `bytes` bytes of `byte` each.
+pub(crate) fn wire_time(byte: Duration, bytes: usize) -> Duration {
+    byte.saturating_mul(u32::try_from(bytes).unwrap_or(u32::MAX))
+}
+
 /// How many more bytes the frame at the start of `buf` needs, as the scanner tells when it is
 /// fed zero padding: the smallest padding that makes it stop saying `Incomplete` (a frame, or
 /// garbage because the padding fails its checksum). Zeros in a length field still missing read
@@ -103,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
     /// Reads paced by the wire at `baud` (10 bits per byte): once part of a reply is in, the rest
     /// is read when it can have arrived, not a byte at a time as USB adapters deliver it.
     pub fn set_baud(&mut self, baud: u32) {
-        self.byte_time = (baud > 0).then(|| Duration::from_nanos(10_000_000_000 / u64::from(baud)));
+        self.byte_time = byte_time(baud);
     }
 
     /// Keeps at least `gap` between the starts of two requests.
@@ -198,7 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
                 let known = missing_bytes(&self.buf, &scan);
                 let missing = known.unwrap_or(UNKNOWN_REMAINDER).max(1);
-                let wire = byte.saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX));
+                let wire = wire_time(byte, missing);
                 // A frame that ends with a terminator does not say how much is left: that stage
                 // is timed here, then whatever is in is read.
                 if stream_waits && known.is_some() && self.set_threshold(missing) {

@@ -23,14 +23,7 @@ pub async fn open(device: &str, baud: u32) -> Result<SerialLink, tokio_serial::E
 /// stall every other battery and the D-Bus services. Only the registration with the reactor
 /// happens on the runtime.
 pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_serial::Error> {
-    let opened = off_runtime(device, move |path| {
-        settings(path, baud).open_native().map_err(|err| busy_error(err, path))
-    })
-    .await?;
-    let mut port = SerialStream::try_from(opened)?;
-    // Not TIOCEXCL: an exclusive flag left on a tty that another process keeps open would make
-    // our own reopen after a fault fail with EBUSY. An advisory lock instead (below).
-    port.set_exclusive(false)?;
+    let port = SerialStream::try_from(open_native(device, baud).await?)?;
     lock_exclusive(&port, device)?;
     Ok(port)
 }
@@ -38,16 +31,21 @@ pub async fn open_stream(device: &str, baud: u32) -> Result<SerialStream, tokio_
 /// [`open_stream`] for the framed links: the port as a [`TtyStream`] (read by timers, out of the
 /// reactor), locked like it.
 pub async fn open_tty(device: &str, baud: u32) -> Result<TtyStream, tokio_serial::Error> {
-    let native = off_runtime(device, move |path| {
+    let port = TtyStream::new(open_native(device, baud).await?, baud)?;
+    lock_exclusive(&port, device)?;
+    Ok(port)
+}
+
+/// Opens `device` at `baud` off the runtime, not exclusive: an exclusive flag (TIOCEXCL) left on
+/// a tty that another process keeps open would make our own reopen after a fault fail with
+/// EBUSY. The callers take an advisory lock instead.
+async fn open_native(device: &str, baud: u32) -> Result<serialport::TTYPort, tokio_serial::Error> {
+    off_runtime(device, move |path| {
         let mut native = settings(path, baud).open_native().map_err(|err| busy_error(err, path))?;
-        // As in `open_stream`: no TIOCEXCL; the advisory lock instead.
         native.set_exclusive(false)?;
         Ok(native)
     })
-    .await?;
-    let port = TtyStream::new(native, baud)?;
-    lock_exclusive(&port, device)?;
-    Ok(port)
+    .await
 }
 
 /// Runs `open` (the kernel's open of `device` and the termios set-up) on tokio's blocking pool.

@@ -25,9 +25,7 @@ impl ByteStream {
             ByteStream::Tty(_) | ByteStream::Can(_) => None,
         }
     }
-}
 
-impl ByteStream {
     /// `read` system calls on a serial port so far (`None`: not a serial port).
     pub fn tty_read_calls(&self) -> Option<u64> {
         match self {

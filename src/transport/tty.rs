@@ -79,13 +79,13 @@ impl TtyStream {
         mio_serial::SerialStream: TryFrom<P, Error = mio_serial::Error>,
     {
         let port = mio_serial::SerialStream::try_from(port).map_err(io::Error::other)?;
-        let byte_time = Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1)));
+        let byte_time = super::framed::byte_time(baud.max(1)).unwrap_or_default();
         Ok(Self { port: Port::Plain(port), byte_time, wait: None, write_retry: None, read_calls: 0 })
     }
 
     /// The next read waits until `bytes` more can have arrived; 1: read at once.
     pub fn set_read_threshold(&mut self, bytes: usize) -> bool {
-        let wire = self.byte_time.saturating_mul(u32::try_from(bytes).unwrap_or(u32::MAX));
+        let wire = super::framed::wire_time(self.byte_time, bytes);
         self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
         true
     }
@@ -163,10 +163,7 @@ impl AsyncWrite for TtyStream {
                 ready!(retry.as_mut().poll(cx));
                 self.write_retry = None;
             }
-            match match self.port.stream() {
-                Some(mut port) => port.write(data),
-                None => Err(gone()),
-            } {
+            match self.port.stream().ok_or_else(gone).and_then(|mut port| port.write(data)) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.write_retry = Some(Box::pin(tokio::time::sleep(WRITE_RETRY)));
                 }

@@ -146,6 +146,11 @@ impl Assembler {
 mod tests {
     use super::*;
 
+    /// A cell frame of four cells, millivolts little-endian.
+    fn frame(mv: [u16; 4]) -> Vec<u8> {
+        mv.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
     fn battery_frames(a: &mut Assembler, now: Instant, address: u8) {
         let at = u32::from(address);
         // 53.1 V, +1.8 A, 81 %; cells 3.327 / 3.324 V.
@@ -173,8 +178,6 @@ mod tests {
         let now = Instant::now();
         let mut a = Assembler::default();
         battery_frames(&mut a, now, 0);
-        let mv = |v: u16| v.to_le_bytes();
-        let frame = |c: [u16; 4]| [mv(c[0]), mv(c[1]), mv(c[2]), mv(c[3])].concat();
         a.feed(now, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
         a.feed(now, codec::CELLS + (1 << 16), &frame([3304, 3305, 0, 0])).unwrap();
         let stale = Duration::from_secs(3);
@@ -221,12 +224,11 @@ mod tests {
         let now = Instant::now();
         let mut a = Assembler::default();
         battery_frames(&mut a, now, 0);
-        let mv = |v: u16| v.to_le_bytes();
-        a.feed(now, codec::CELLS, &[mv(3300), mv(3301), mv(3302), mv(3303)].concat()).unwrap();
+        a.feed(now, codec::CELLS, &frame([3300, 3301, 3302, 3303])).unwrap();
         let stale = Duration::from_secs(3);
         let error = a.reading(now, 0, stale).unwrap_err();
         assert_eq!(error.to_string(), "no fresh cell frames up to cell 6 within 3s");
-        a.feed(now, codec::CELLS + (1 << 16), &[mv(3304), mv(3305), mv(0), mv(0)].concat()).unwrap();
+        a.feed(now, codec::CELLS + (1 << 16), &frame([3304, 3305, 0, 0])).unwrap();
         assert_eq!(a.reading(now, 0, stale).unwrap().cell_count, Some(6));
     }
 }
