@@ -72,11 +72,11 @@ impl Publisher {
             return;
         }
         let now = unix_now();
-        let state = state_json(out, now);
         if let Some(board) = &self.web {
-            board.update(identity, out, &state, extra, now);
+            board.update(identity, out, extra, now);
         }
         let Some(queue) = &self.queue else { return };
+        let state = state_json(out, now);
         let offer = Offer {
             unique_id: identity.unique_id.clone(),
             model: identity.product_name.clone(),
@@ -107,6 +107,12 @@ fn round(v: f64, places: i32) -> f64 {
 /// The state document of `out`: the input schema's names for what is known (absent is absent,
 /// never zero), then the limits and the charge phase. `timestamp` is when the values were read.
 pub fn state_json(out: &Output, unix_now: f64) -> Value {
+    state_json_at(out, unix_now, Instant::now())
+}
+
+/// [`state_json`] as it was at `now` (`unix_now` on the wall clock): the status page renders a
+/// state offered earlier.
+pub fn state_json_at(out: &Output, unix_now: f64, now: Instant) -> Value {
     let b = &out.battery;
     let l = &out.limits;
     let mut m = Map::new();
@@ -181,7 +187,7 @@ pub fn state_json(out: &Output, unix_now: f64) -> Value {
     put("charge_phase", Some(json!(l.charge_mode)));
     put("charge_limitation", Some(json!(l.charge_limitation)));
     put("discharge_limitation", Some(json!(l.discharge_limitation)));
-    let read_at = b.read_at.map(|t| unix_now - Instant::now().saturating_duration_since(t).as_secs_f64());
+    let read_at = b.read_at.map(|t| unix_now - now.saturating_duration_since(t).as_secs_f64());
     put("timestamp", num(read_at.or(Some(unix_now)), 3));
     Value::Object(m)
 }

@@ -9,6 +9,7 @@
 //! `org.freedesktop.DBus.Error.UnknownObject`, the error veutil tolerates for not-yet-present paths
 //! (§2.3; pinned by `tests/dbus_service.rs`).
 
+use super::marshal;
 use super::paths::{Item, Items, CUSTOM_NAME};
 use super::set_value;
 use super::value::Value;
@@ -18,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::{mpsc, watch};
-use zbus::names::BusName;
 use zbus::zvariant::{self, OwnedValue};
 use zbus::{interface, Connection};
 
@@ -179,7 +179,8 @@ pub(crate) fn entry(item: &Item) -> HashMap<&'static str, zvariant::Value<'stati
 }
 
 /// Sends one `ItemsChanged` on `/` with `changes`, and per-path `PropertiesChanged` when asked.
-/// Emitted on `connection`, which must be the one owning the service name (§1).
+/// Emitted on `connection`, which must be the one owning the service name (§1). The bodies are
+/// marshalled by hand ([`super::marshal`]).
 pub(crate) async fn emit_changes(
     connection: &Connection,
     changes: &[(String, Item)],
@@ -188,18 +189,37 @@ pub(crate) async fn emit_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let batch: HashMap<&str, HashMap<&'static str, zvariant::Value<'static>>> =
-        changes.iter().map(|(path, item)| (path.as_str(), entry(item))).collect();
-    connection.emit_signal(None::<BusName<'_>>, "/", BUS_ITEM, "ItemsChanged", &batch).await?;
+    let body = marshal::items_changed(changes.iter().map(|(path, item)| (path.as_str(), item)));
+    send_signal(connection, "/", "ItemsChanged", &body, marshal::ITEMS_CHANGED_SIGNATURE).await?;
     if properties_changed {
         for (path, item) in changes {
-            let body = entry(item);
-            connection
-                .emit_signal(None::<BusName<'_>>, path.as_str(), BUS_ITEM, "PropertiesChanged", &body)
-                .await?;
+            let body = marshal::properties_changed(item);
+            let signature = marshal::PROPERTIES_CHANGED_SIGNATURE;
+            send_signal(connection, path, "PropertiesChanged", &body, signature).await?;
         }
     }
     Ok(())
+}
+
+/// A `com.victronenergy.BusItem` signal with a body marshalled by [`super::marshal`].
+async fn send_signal(
+    connection: &Connection,
+    path: &str,
+    member: &'static str,
+    body: &[u8],
+    signature: &'static str,
+) -> zbus::Result<()> {
+    let mut builder = zbus::Message::signal(path, BUS_ITEM, member)?.endian(zvariant::Endian::Little);
+    if let Some(sender) = connection.unique_name() {
+        builder = builder.sender(sender)?;
+    }
+    // SAFETY: `build_raw_body` is unsafe only in that zbus takes the bytes on trust: they must
+    // be a valid little-endian body of `signature`. `marshal` writes exactly that (its tests
+    // compare every body with zvariant's own bytes over random batches), and the bus daemon
+    // checks every message it routes. No memory safety depends on it.
+    #[allow(unsafe_code)]
+    let message = unsafe { builder.build_raw_body(body, signature, Vec::new()) }?;
+    connection.send(&message).await
 }
 
 /// One value object, e.g. `/Dc/0/Voltage`.

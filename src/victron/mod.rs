@@ -12,6 +12,7 @@
 
 mod bus_item;
 pub mod diff;
+pub mod marshal;
 pub mod paths;
 pub mod private_bus;
 pub mod service;

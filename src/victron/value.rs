@@ -90,24 +90,32 @@ impl Value {
 
     /// Human text with unit; `"---"` when invalid (velib's `GetText`).
     pub fn display(&self, unit: Unit) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_display(unit, &mut text);
+        text
+    }
+
+    /// [`Value::display`] written into `out` (the hand-marshalled signals format it in place).
+    pub fn write_display(&self, unit: Unit, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         match self {
-            Value::Invalid => "---".to_owned(),
-            Value::Text(s) => s.clone(),
+            Value::Invalid => out.write_str("---"),
+            Value::Text(s) => out.write_str(s),
             Value::I32(v) => match unit {
-                Unit::Hex => format!("0x{v:X}"),
-                Unit::Plain => v.to_string(),
-                _ => format!("{v} {}", unit.symbol()),
+                Unit::Hex => write!(out, "0x{v:X}"),
+                Unit::Plain => write!(out, "{v}"),
+                _ => write!(out, "{v} {}", unit.symbol()),
             },
             Value::F64(v) => {
                 let digits = match unit {
-                    Unit::Plain => return v.to_string(),
-                    Unit::Hex => return format!("0x{:X}", v.round() as i64),
+                    Unit::Plain => return write!(out, "{v}"),
+                    Unit::Hex => return write!(out, "0x{:X}", v.round() as i64),
                     Unit::Watt | Unit::Second => 0,
                     Unit::Volt | Unit::Amp => 2,
                     Unit::CellVolt => 3,
                     Unit::Celsius | Unit::Percent | Unit::AmpHour => 1,
                 };
-                format!("{v:.digits$} {}", unit.symbol())
+                write!(out, "{v:.digits$} {}", unit.symbol())
             }
         }
     }

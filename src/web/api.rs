@@ -79,8 +79,8 @@ impl Routes {
             "age_s": age.as_secs_f64(),
             // The task stopped offering states: whatever the document says, it is not live.
             "stale": age > self.stale_after.max(self.poll_interval * 3),
-            "state": e.state,
-            "control": e.control,
+            "state": e.state_json(),
+            "control": e.control_json(),
             "link": x.link.as_ref().map(|l| json!({
                 "last_good_age_s": l.last_good_age_s,
                 "errors_last_hour": l.errors_last_hour,

@@ -1,8 +1,10 @@
 //! `[web]`: a read-only status page served by the daemon (`docs/web.md`).
 //!
 //! Data flows one way: the battery and bank tasks offer each published state to
-//! [`crate::mqtt_output::Publisher`], which hands the same state document (`state_json`) to the
-//! [`Board`] here; the HTTP side only reads the board. Nothing on the page can write anything,
+//! [`crate::mqtt_output::Publisher`], which hands it to the [`Board`] here; the HTTP side only
+//! reads the board. The board keeps the published [`Output`] and renders the MQTT output's state
+//! document (`state_json`) when a page asks for it, not on every reading: building the JSON tree
+//! was most of what a reading cost the board (docs/performance.md, "Per reading"). Nothing on the page can write anything,
 //! and a slow or hostile client never holds up a task (the board's lock is held only to copy).
 //!
 //! - [`http`]: the GET-only HTTP/1.1 server and its limits;
@@ -80,11 +82,37 @@ struct Entry {
     id: String,
     name: String,
     connection: String,
-    state: Value,
-    control: Value,
+    /// The state as published, rendered on request ([`Entry::state_json`]).
+    out: Output,
+    /// Unix time when `out` was offered.
+    offered_unix: f64,
     extra: Extra,
+    /// When `out` was offered.
     updated: Instant,
     history: history::Ring,
+}
+
+impl Entry {
+    /// The MQTT output's state document of `out`, as it was when offered.
+    fn state_json(&self) -> Value {
+        crate::mqtt_output::state_json_at(&self.out, self.offered_unix, self.updated)
+    }
+
+    /// What the control decided, beside the state document.
+    fn control_json(&self) -> Value {
+        let out = &self.out;
+        let l = &out.limits;
+        json!({
+            "state": out.state,
+            "error_code": out.error_code,
+            "low_voltage": l.low_voltage_v,
+            "soc_published": l.soc_percent,
+            "soc_bms": l.soc_bms_percent,
+            "time_to_go_s": l.time_to_go_s,
+            "current_average": l.current_average_a,
+            "since_full_charge_s": l.since_full_charge_s,
+        })
+    }
 }
 
 /// What the page shows: the latest state of every battery and bank, and their history.
@@ -94,19 +122,8 @@ pub struct Board {
 }
 
 impl Board {
-    /// Takes a published state (`state` is `mqtt_output::state_json(out, unix_now)`).
-    pub fn update(&self, identity: &Identity, out: &Output, state: &Value, extra: Extra, unix_now: f64) {
-        let l = &out.limits;
-        let control = json!({
-            "state": out.state,
-            "error_code": out.error_code,
-            "low_voltage": l.low_voltage_v,
-            "soc_published": l.soc_percent,
-            "soc_bms": l.soc_bms_percent,
-            "time_to_go_s": l.time_to_go_s,
-            "current_average": l.current_average_a,
-            "since_full_charge_s": l.since_full_charge_s,
-        });
+    /// Takes a published state, offered at `unix_now`.
+    pub fn update(&self, identity: &Identity, out: &Output, extra: Extra, unix_now: f64) {
         let name = if identity.custom_name.is_empty() {
             identity.product_name.clone()
         } else {
@@ -120,8 +137,8 @@ impl Board {
                     id: identity.unique_id.clone(),
                     name: String::new(),
                     connection: String::new(),
-                    state: Value::Null,
-                    control: Value::Null,
+                    out: out.clone(),
+                    offered_unix: unix_now,
                     extra: Extra::default(),
                     updated: Instant::now(),
                     history: history::Ring::default(),
@@ -133,11 +150,11 @@ impl Board {
         let Some(entry) = entries.get_mut(index) else { return };
         entry.name = name;
         entry.connection.clone_from(&identity.connection);
-        entry.state = state.clone();
-        entry.control = control;
+        entry.out.clone_from(out);
+        entry.offered_unix = unix_now;
         entry.extra = extra;
         entry.updated = Instant::now();
-        entry.history.record(unix_now as u32, state);
+        entry.history.record_values(unix_now as u32, history::values_of(out));
     }
 
     /// How many batteries and banks are on the board.
