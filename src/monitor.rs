@@ -57,6 +57,15 @@ pub struct Output {
     pub history: History,
 }
 
+#[cfg(test)]
+impl Output {
+    /// `battery` online and running (state 9), with default limits and counters.
+    pub(crate) fn online(battery: Battery) -> Self {
+        let (limits, history) = (ChargeLimits::default(), History::default());
+        Self { battery, limits, connected: true, state: 9, error_code: 0, history }
+    }
+}
+
 /// Health and limits of one battery.
 #[derive(Debug)]
 pub struct Monitor {

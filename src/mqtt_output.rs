@@ -433,14 +433,7 @@ mod tests {
             nominal_capacity_ah: Some(280.0),
             ..Default::default()
         };
-        let mut out = Output {
-            battery,
-            limits: Default::default(),
-            connected: true,
-            state: 9,
-            error_code: 0,
-            history: Default::default(),
-        };
+        let mut out = Output::online(battery);
         out.limits.charge_voltage_v = Some(55.2);
         out.limits.charge_current_a = Some(100.0);
         out.limits.discharge_current_a = Some(150.0);

@@ -157,17 +157,10 @@ mod tests {
             v in value(), i in value(), soc in value(), cvl in value(), ccl in value(), dcl in value(),
             cells in proptest::option::of(proptest::collection::vec(2.0..4.0f64, 0..20)),
         ) {
-            let mut out = Output {
-                battery: crate::battery::Battery {
-                    voltage_v: v, current_a: i, soc_percent: soc, cell_voltages_v: cells,
-                    ..Default::default()
-                },
-                limits: Default::default(),
-                connected: true,
-                state: 9,
-                error_code: 0,
-                history: Default::default(),
-            };
+            let mut out = Output::online(crate::battery::Battery {
+                voltage_v: v, current_a: i, soc_percent: soc, cell_voltages_v: cells,
+                ..Default::default()
+            });
             out.limits.charge_voltage_v = cvl;
             out.limits.charge_current_a = ccl;
             out.limits.discharge_current_a = dcl;

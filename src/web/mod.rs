@@ -215,20 +215,13 @@ mod tests {
     }
 
     fn output() -> Output {
-        let mut out = Output {
-            battery: Battery {
-                voltage_v: Some(13.2),
-                current_a: Some(-3.0),
-                soc_percent: Some(55.0),
-                cell_voltages_v: Some(vec![3.30, 3.31, 3.29, 3.30]),
-                ..Default::default()
-            },
-            limits: Default::default(),
-            connected: true,
-            state: 9,
-            error_code: 0,
-            history: Default::default(),
-        };
+        let mut out = Output::online(Battery {
+            voltage_v: Some(13.2),
+            current_a: Some(-3.0),
+            soc_percent: Some(55.0),
+            cell_voltages_v: Some(vec![3.30, 3.31, 3.29, 3.30]),
+            ..Default::default()
+        });
         out.limits.charge_voltage_v = Some(13.8);
         out.limits.charge_limitation = "Config max".into();
         out
