@@ -3,7 +3,8 @@
 //! - `decode`: every good response frame of each protocol's vector file (`tests/vectors`),
 //! - `control_update`: one `ChargeController::update` of a 16-cell pack,
 //! - `dbus`: the path table of a full 16-cell battery (`collect`), the diff against the previous
-//!   cycle, and both together (what `BatteryService::publish` does before it sends anything).
+//!   cycle, and both together (what `BatteryService::publish` did before it sends anything), the
+//!   update in place that replaced them, and the `ItemsChanged` body (by hand and by zvariant).
 
 use bms_bridge::battery::Battery;
 use bms_bridge::bms::jbd::codec as jbd;
@@ -11,7 +12,7 @@ use bms_bridge::control::{ChargeConfig, ChargeController, Link};
 use bms_bridge::protocol;
 use bms_bridge::sim::{model::SimPack, SimControl};
 use bms_bridge::victron::diff::diff;
-use bms_bridge::victron::paths::{collect, update, Context, Items};
+use bms_bridge::victron::paths::{collect, update, Context, Items, Shadow};
 use bms_bridge::victron::{Identity, Snapshot};
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
@@ -171,12 +172,59 @@ fn dbus_collect_and_diff(bencher: Bencher) {
 }
 
 /// What one publish computes now: the live table brought to the new snapshot in place, with its
-/// changes (the table is set back to the last cycle's before each run).
-#[divan::bench]
-fn dbus_update_in_place(bencher: Bencher) {
+/// changes (the table and the shadow of its values are set back to the last cycle's before each
+/// run). `shadow`: with the last cycle's values in table order, as the service keeps them;
+/// without: every path looked up in the table.
+#[divan::bench(args = [true, false])]
+fn dbus_update_in_place(bencher: Bencher, shadow: bool) {
     let (identity, prev, next, limits) = publish_case();
+    let mut last = Shadow::default();
+    if shadow {
+        // The shadow of the last cycle: an update from an empty table to it.
+        let mut controller = ChargeController::new(ChargeConfig::default());
+        let (_, first, _) = two_cycles();
+        let first_limits = controller.update(Instant::now(), &first, Link::Online);
+        let snapshot = Snapshot {
+            battery: &first,
+            limits: &first_limits,
+            connected: true,
+            state: 9,
+            error_code: 0,
+            history: None,
+        };
+        let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
+        update(&ctx, &mut Items::new(), &mut last);
+    }
     let snapshot =
         Snapshot { battery: &next, limits: &limits, connected: true, state: 9, error_code: 0, history: None };
     let ctx = Context { identity: &identity, device_instance: 1, custom_name: "", snapshot: &snapshot };
-    bencher.with_inputs(|| prev.clone()).bench_local_refs(|live| black_box(update(black_box(&ctx), live)));
+    bencher
+        .with_inputs(|| (prev.clone(), last.clone()))
+        .bench_local_refs(|(live, last)| black_box(update(black_box(&ctx), live, last)));
+}
+
+/// The `ItemsChanged` body of a whole 16-cell table (every path changed, the first publish's
+/// worst case): marshalled by hand (`victron::marshal`, what the daemon sends), and by zvariant
+/// from the `HashMap<&str, HashMap<&str, Value>>` the daemon built before.
+#[divan::bench(args = ["marshal", "zvariant"])]
+fn dbus_items_changed_body(bencher: Bencher, how: &str) {
+    use bms_bridge::victron::marshal;
+    use std::collections::HashMap;
+    use zbus::zvariant;
+    let (_, prev, _, _) = publish_case();
+    let changes: Vec<(String, bms_bridge::victron::paths::Item)> = prev.into_iter().collect();
+    bencher.counter(ItemsCount::new(changes.len())).bench_local(|| match how {
+        "marshal" => black_box(marshal::items_changed(changes.iter().map(|(p, i)| (p.as_str(), i)))).len(),
+        _ => {
+            let batch: HashMap<&str, HashMap<&'static str, zvariant::Value<'static>>> = changes
+                .iter()
+                .map(|(p, i)| {
+                    let entry = [("Value", i.value.to_variant()), ("Text", zvariant::Value::from(i.text()))];
+                    (p.as_str(), HashMap::from(entry))
+                })
+                .collect();
+            let ctx = zvariant::serialized::Context::new_dbus(zvariant::LE, 0);
+            zvariant::to_bytes(ctx, black_box(&batch)).map_or(0, |bytes| bytes.len())
+        }
+    });
 }

@@ -1,5 +1,13 @@
 //! Request/response over any `AsyncRead + AsyncWrite`: stale input flushed before a request,
 //! reply read until the protocol's scanner finds a frame, garbage skipped, bounded by a timeout.
+//!
+//! On a serial port the reads are paced by the wire: once part of a reply is in, the rest is
+//! read when it can have arrived (by the frame's header, or by the length of the last reply to
+//! the same request while the header is not in). After a request the first look waits for the
+//! request's wire time and, for a request seen before, the whole reply's: a BMS that answers at
+//! once costs one read, one that waits first two. A link that delivers faster than its speed
+//! (a pty, a USB device that only pretends to be serial) is found out on its first reply and
+//! then looked at early again (docs/performance.md, "Serial wake-ups").
 
 use super::LinkError;
 use crate::protocol::{scan_resync, Scan};
@@ -18,6 +26,13 @@ pub trait ReadThreshold {
     /// this stream cannot (it wakes for whatever arrives).
     fn set_read_threshold(&mut self, _bytes: usize) -> bool {
         false
+    }
+
+    /// Reads what is already there into `buf` without waiting and without asking to be woken:
+    /// `Some(0)` the stream is closed, `None` nothing is there. `Err(Unsupported)`: this stream
+    /// can only be polled.
+    fn read_now(&mut self, _buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -38,7 +53,17 @@ pub struct FramedLink<S> {
     byte_time: Option<Duration>,
     /// Wake-ups spent reading replies, over the link's life (for measurements).
     pub reads: u64,
+    /// The length of the last reply to each recent request ([`MAX_REPLY_HINTS`] at most): a
+    /// reply whose header is not in yet is waited for whole, not header first.
+    reply_hints: Vec<(Vec<u8>, usize)>,
+    /// The hint of the exchange in progress.
+    expected_len: Option<usize>,
+    /// No reply so far came faster than the wire allows (a real UART at the set speed).
+    paced: bool,
 }
+
+/// Requests whose reply lengths a link remembers: two or three per BMS, 16 BMS on one bus.
+const MAX_REPLY_HINTS: usize = 48;
 
 /// Bytes waited for when a scanner cannot tell how many a frame still lacks (it ends with a
 /// terminator): about 8 ms at 9600 baud.
@@ -102,6 +127,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             last_request: None,
             byte_time: None,
             reads: 0,
+            reply_hints: Vec::new(),
+            expected_len: None,
+            paced: true,
+        }
+    }
+
+    /// The length of the last reply to `request`, if it was seen.
+    fn reply_hint(&self, request: &[u8]) -> Option<usize> {
+        self.reply_hints.iter().find(|(r, _)| r == request).map(|(_, len)| *len)
+    }
+
+    fn remember_reply(&mut self, request: &[u8], len: usize) {
+        match self.reply_hints.iter_mut().find(|(r, _)| r == request) {
+            Some(hint) => hint.1 = len,
+            None => {
+                if self.reply_hints.len() >= MAX_REPLY_HINTS {
+                    self.reply_hints.remove(0);
+                }
+                self.reply_hints.push((request.to_vec(), len));
+            }
         }
     }
 
@@ -151,11 +196,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         self.stream.write_all(request).await?;
         self.stream.flush().await?;
         // No reply byte before the request has crossed the wire: the first look waits for it
-        // and a few bytes of the reply.
+        // and a few bytes of the reply, or for the whole reply when its length is known from the
+        // last exchange (a BMS that answers at once is then read in one wake-up; one that waits
+        // first has the rest read when it can be in).
+        let hint = self.reply_hint(request);
         if self.byte_time.is_some() {
-            self.set_threshold(request.len() + UNKNOWN_REMAINDER);
+            let first_look = hint.filter(|_| self.paced).unwrap_or(0).max(UNKNOWN_REMAINDER);
+            self.set_threshold(request.len() + first_look);
         }
-        self.read_frame(scan, timeout).await
+        self.expected_len = hint;
+        let sent = Instant::now();
+        let result = self.read_frame(scan, timeout).await;
+        self.expected_len = None;
+        if let Ok(frame) = &result {
+            self.remember_reply(request, frame.len());
+            // A UART cannot deliver a reply before it crossed the wire; a link that did (a USB
+            // device that only pretends to be serial, a pty) is not kept waiting for the
+            // nominal wire time of whole replies.
+            if let Some(byte) = self.byte_time {
+                let wire = wire_time(byte, request.len() + frame.len());
+                if sent.elapsed() < wire - wire / 8 {
+                    self.paced = false;
+                }
+            }
+        }
+        result
     }
 
     /// Reads until `scan` reports a frame, without sending anything.
@@ -206,7 +271,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             // stream waits until the bytes the frame lacks can be in; elsewhere a timer here does.
             let mut stage_end = None;
             if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
-                let known = missing_bytes(&self.buf, &scan);
+                // What the frame lacks by its header, or by the last reply's length while the
+                // header is not in (never less than the header says).
+                let by_hint =
+                    self.expected_len.and_then(|len| len.checked_sub(self.buf.len())).filter(|n| *n > 0);
+                let known = match (missing_bytes(&self.buf, &scan), by_hint) {
+                    (Some(by_header), Some(by_hint)) => Some(by_header.max(by_hint)),
+                    (by_header, by_hint) => by_header.or(by_hint),
+                };
                 let missing = known.unwrap_or(UNKNOWN_REMAINDER).max(1);
                 let wire = wire_time(byte, missing);
                 // A frame that ends with a terminator does not say how much is left: that stage
@@ -244,6 +316,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         self.dropped_bytes += self.buf.len() as u64;
         self.buf.clear();
         let mut chunk = [0u8; 256];
+        // A tty is read without going into the reactor: registered from here to the reply's
+        // first look, it would wake the thread for every byte of the reply.
+        loop {
+            match self.stream.read_now(&mut chunk) {
+                Ok(Some(0)) => return Err(LinkError::Closed),
+                Ok(Some(n)) => self.dropped_bytes += n as u64,
+                Ok(None) => return Ok(()),
+                Err(err) if err.kind() == std::io::ErrorKind::Unsupported => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
         // The stream is polled once per round: whatever is already buffered is read and dropped,
         // nothing is waited for. (A zero-length timeout did the same but waited for the timer's
         // next millisecond tick before every request: ~1 ms of idle line and a wake-up each.)
@@ -386,6 +469,66 @@ mod tests {
         // the rest).
         assert!(took.as_secs_f64() <= wire.as_secs_f64() * 1.15, "{took:?} for {wire:?} on the wire");
         drop(bms_side.await.unwrap());
+    }
+
+    /// Answers each of `replies` after a one-byte request, `delay` after it, a byte at a time at
+    /// 9600 baud.
+    fn byte_by_byte_peer(
+        mut bms: tokio::io::DuplexStream,
+        replies: Vec<Vec<u8>>,
+        delay: Duration,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        let byte = byte_time(9600).unwrap();
+        tokio::spawn(async move {
+            for reply in replies {
+                let mut req = [0u8; 1];
+                bms.read_exact(&mut req).await.unwrap();
+                let begin = Instant::now() + delay;
+                for (n, b) in (1u32..).zip(reply) {
+                    tokio::time::sleep_until(begin + byte * n).await;
+                    bms.write_all(&[b]).await.unwrap();
+                }
+            }
+            bms
+        })
+    }
+
+    fn frame_of(len: u8) -> Vec<u8> {
+        let mut frame = vec![0xAA, len];
+        frame.extend(0..len);
+        frame
+    }
+
+    /// The second reply to the same request is waited for whole: fewer wake-ups, and still done
+    /// when its last byte is in. A reply shorter than the last one is found all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_seen_before_waits_for_its_whole_reply() {
+        let (client, bms) = duplex(1024);
+        let mut link = FramedLink::new(client);
+        link.set_baud(9600);
+        let byte = byte_time(9600).unwrap();
+        let delay = Duration::from_millis(10);
+        let replies = vec![frame_of(38), frame_of(38), frame_of(10)];
+        let peer = byte_by_byte_peer(bms, replies.clone(), delay);
+        let mut reads = Vec::new();
+        for want in &replies {
+            let (start, before) = (Instant::now(), link.reads);
+            let got = link.request(&[1], scan, Duration::from_secs(1)).await.unwrap();
+            let took = start.elapsed();
+            assert_eq!(&got, want);
+            reads.push(link.reads - before);
+            // The request's byte, the delay, the reply: all on the wire (1 ms timer steps).
+            let wire = byte * (1 + want.len() as u32) + delay;
+            if want.len() == 40 {
+                assert!(took.as_secs_f64() <= wire.as_secs_f64() * 1.15, "{took:?} for {wire:?}");
+            } else {
+                // Shorter than the last: waited for as if 40 bytes long, never longer.
+                assert!(took <= byte * 41 + delay + Duration::from_millis(2), "{took:?}");
+            }
+        }
+        assert!(reads[1] < reads[0], "reads per reply {reads:?}");
+        assert!(reads[1] <= 2, "reads per reply {reads:?}");
+        drop(peer.await.unwrap());
     }
 
     #[tokio::test]

@@ -42,6 +42,13 @@ impl super::framed::ReadThreshold for ByteStream {
             ByteStream::Can(_) | ByteStream::Ble(_) => false,
         }
     }
+
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            ByteStream::Tty(tty) => tty.read_now(buf),
+            ByteStream::Can(_) | ByteStream::Ble(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
 }
 
 impl AsyncRead for ByteStream {

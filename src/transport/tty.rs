@@ -9,8 +9,11 @@
 //! wake-ups"). So: a read that finds nothing registers the tty and waits for its first byte;
 //! the read that gets bytes takes the tty out of the reactor again; the link then says how many
 //! bytes the frame still lacks ([`ReadThreshold`]) and the stream sleeps until they can have
-//! crossed the wire at the port's speed, then reads without blocking what is there. A reply
-//! costs three wake-ups whether the adapter delivers it byte by byte or at once. Writes go
+//! crossed the wire at the port's speed, then reads without blocking what is there. The flush
+//! before a request reads without entering the reactor ([`TtyStream::read_now`]), and a
+//! threshold takes the tty out of it: from the end of one reply to the first look at the next
+//! the tty wakes nobody. A reply costs two or three wake-ups whether the adapter delivers it
+//! byte by byte or at once (`tests/wire_limit.rs` counts them). Writes go
 //! straight to the tty; a request is far smaller than its output buffer, and the rare full
 //! buffer is retried after 1 ms.
 //!
@@ -83,11 +86,29 @@ impl TtyStream {
         Ok(Self { port: Port::Plain(port), byte_time, wait: None, write_retry: None, read_calls: 0 })
     }
 
-    /// The next read waits until `bytes` more can have arrived; 1: read at once.
+    /// The next read waits until `bytes` more can have arrived; 1: read at once. While it
+    /// waits the tty is out of the reactor (the bytes it waits for would wake it one by one).
     pub fn set_read_threshold(&mut self, bytes: usize) -> bool {
         let wire = super::framed::wire_time(self.byte_time, bytes);
         self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
+        if bytes > 1 {
+            self.unregister();
+        }
         true
+    }
+
+    /// Reads what is there without waiting and without going into the reactor (`None`: nothing).
+    pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            self.read_calls += 1;
+            let mut port = self.port.stream().ok_or_else(gone)?;
+            match port.read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Out of the reactor (bytes are coming: no wake-up for each).

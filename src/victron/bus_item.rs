@@ -16,7 +16,7 @@ use super::value::Value;
 use super::writable;
 use crate::protocol::writes::BmsCommand;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::{mpsc, watch};
 use zbus::zvariant::{self, OwnedValue};
@@ -46,11 +46,19 @@ pub(crate) struct Shared {
     /// Set by a `/History/Clear` write; the task that owns the counters takes it on its next
     /// cycle (writes in between coalesce).
     pub(crate) history_clear: AtomicBool,
+    /// Writes that changed the table, over its life ([`Shared::writes_taken`]).
+    writes_taken: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn new(items: Items, writes: watch::Sender<Option<CustomNameWrite>>) -> Self {
-        Self { items: Mutex::new(items), writes, commands: None, history_clear: AtomicBool::new(false) }
+        Self {
+            items: Mutex::new(items),
+            writes,
+            commands: None,
+            history_clear: AtomicBool::new(false),
+            writes_taken: AtomicU64::new(0),
+        }
     }
 
     /// Accepted `/Settings/*` writes go to `commands` (the port's poll loop).
@@ -65,8 +73,22 @@ impl Shared {
         self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many client writes changed the table so far (a publish that remembers the values it
+    /// last wrote must look again after one: `paths::Shadow`).
+    pub(crate) fn writes_taken(&self) -> u64 {
+        self.writes_taken.load(Ordering::Relaxed)
+    }
+
     /// Applies a `SetValue` on `path`: the return code, and the new item when it changed.
     pub(crate) fn write(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
+        let (code, changed) = self.apply_write(path, value);
+        if changed.is_some() {
+            self.writes_taken.fetch_add(1, Ordering::Relaxed);
+        }
+        (code, changed)
+    }
+
+    fn apply_write(&self, path: &str, value: &zvariant::Value<'_>) -> (i32, Option<Item>) {
         if writable::is_writable_setting(path) {
             return self.write_setting(path, value);
         }

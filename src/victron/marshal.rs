@@ -43,9 +43,8 @@ struct Writer(Vec<u8>);
 
 impl Writer {
     fn align(&mut self, to: usize) {
-        while self.0.len() % to != 0 {
-            self.0.push(0);
-        }
+        let len = self.0.len();
+        self.0.resize(len.next_multiple_of(to), 0);
     }
 
     fn u32_at(&mut self, at: usize, value: u32) {

@@ -367,28 +367,59 @@ pub fn collect(ctx: &Context<'_>) -> Items {
     items
 }
 
+/// The values [`update`] last published, in the order [`visit`] gives them: a path whose value
+/// equals its last one is skipped without a lookup in the table (most paths, most cycles; the
+/// lookups' string compares were a tenth of the daemon's CPU: docs/performance.md, "Per
+/// reading"). Only valid while nothing else changes the table: clear it after a client's write.
+#[derive(Debug, Default, Clone)]
+pub struct Shadow(Vec<(String, Item)>);
+
+impl Shadow {
+    /// Forgets the last values: the next [`update`] looks every path up.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Brings `items` to this context's values in place and returns the paths whose value changed
 /// (or that were new), in path order: what [`collect`] then [`super::diff::diff`] give, without
 /// building a second tree of some 140 freshly formatted paths every cycle (that rebuild was a
 /// tenth of the daemon's CPU: docs/performance.md, "Per reading"). Paths this context no longer
 /// has are dropped, but for the `/Settings/` ones, which are the clients' (`writable.rs`).
-pub fn update(ctx: &Context<'_>, items: &mut Items) -> Vec<(String, Item)> {
+/// `shadow` holds the last values in visit order (see [`Shadow`]).
+pub fn update(ctx: &Context<'_>, items: &mut Items, shadow: &mut Shadow) -> Vec<(String, Item)> {
     let mut changes = Vec::new();
     let mut visited = 0;
     visit(ctx, &mut |path, item| {
+        let index = visited;
         visited += 1;
+        let last = shadow.0.get_mut(index);
+        if let Some((last_path, last_item)) = &last {
+            if last_item == &item && last_path == path {
+                return;
+            }
+        }
         match items.get_mut(path) {
             Some(old) if old.value == item.value && old.unit == item.unit => {}
             Some(old) => {
                 *old = item.clone();
-                changes.push((path.to_owned(), item));
+                changes.push((path.to_owned(), item.clone()));
             }
             None => {
                 items.insert(path.to_owned(), item.clone());
-                changes.push((path.to_owned(), item));
+                changes.push((path.to_owned(), item.clone()));
             }
         }
+        match last {
+            Some((last_path, last_item)) => {
+                last_path.clear();
+                last_path.push_str(path);
+                *last_item = item;
+            }
+            None => shadow.0.push((path.to_owned(), item)),
+        }
     });
+    shadow.0.truncate(visited);
     let from = (std::ops::Bound::Included("/Settings/"), std::ops::Bound::Unbounded);
     let settings = items.range::<str, _>(from).take_while(|(p, _)| p.starts_with("/Settings/")).count();
     if items.len() > visited + settings {

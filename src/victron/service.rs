@@ -12,7 +12,7 @@
 use super::bus_item::{
     custom_name_of, emit_changes, tree_nodes, BusItem, CustomNameWrite, Root, Shared, TreeNode,
 };
-use super::paths::{collect, update, Context, Identity, Snapshot};
+use super::paths::{collect, update, Context, Identity, Shadow, Snapshot};
 use super::settings::{self, error_chain};
 use super::writable::{self, BmsWrites};
 use super::{is_safe_suffix, BusAddress, DbusError, SERVICE_PREFIX};
@@ -40,6 +40,8 @@ pub struct BatteryService {
     persister: JoinHandle<()>,
     properties_changed: bool,
     warned_extra_cells: bool,
+    /// The last published values in table order, with the count of client writes they saw.
+    shadow: (Shadow, u64),
 }
 
 impl BatteryService {
@@ -100,6 +102,7 @@ impl BatteryService {
             persister,
             properties_changed: true,
             warned_extra_cells: false,
+            shadow: (Shadow::default(), 0),
         };
         service.warn_extra_cells(first);
         service.register(&connection).await?;
@@ -115,6 +118,11 @@ impl BatteryService {
         self.warn_extra_cells(snapshot);
         let changes = {
             let mut items = self.shared.lock();
+            // A client's write changed the table behind the shadow's back: look every path up.
+            let writes = self.shared.writes_taken();
+            if writes != self.shadow.1 {
+                self.shadow = (Shadow::default(), writes);
+            }
             let custom_name = custom_name_of(&items);
             let ctx = Context {
                 identity: &self.identity,
@@ -122,7 +130,7 @@ impl BatteryService {
                 custom_name: &custom_name,
                 snapshot,
             };
-            update(&ctx, &mut items)
+            update(&ctx, &mut items, &mut self.shadow.0)
         };
         let connection = match &self.connection {
             Some(connection) if !connection.is_closed() => connection.clone(),

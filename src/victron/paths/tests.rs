@@ -216,10 +216,19 @@ fn battery_at(step: u32) -> Battery {
 fn an_update_in_place_gives_what_collect_and_diff_give() {
     // The oracle is the rebuild the daemon used to do: collect the next items, diff them
     // against the last.
+    // Twice: with the shadow kept from cycle to cycle (as the service does), and forgotten
+    // before each cycle (every path looked up).
+    for keep_shadow in [true, false] {
+        updates_follow_collect_and_diff(keep_shadow);
+    }
+}
+
+fn updates_follow_collect_and_diff(keep_shadow: bool) {
     let identity = identity(4);
     let limits = ChargeLimits::default();
     let mut live = Items::new();
     let mut last = Items::new();
+    let mut shadow = Shadow::default();
     for step in 0..12 {
         let battery = battery_at(step);
         let snapshot = snapshot(&battery, &limits, step != 5);
@@ -227,7 +236,10 @@ fn an_update_in_place_gives_what_collect_and_diff_give() {
             Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot };
         let next = collect(&context);
         let want = crate::victron::diff::diff(&last, &next);
-        let got = update(&context, &mut live);
+        if !keep_shadow {
+            shadow.clear();
+        }
+        let got = update(&context, &mut live, &mut shadow);
         assert_eq!(got, want, "step {step}");
         assert_eq!(live, next, "step {step}");
         if step > 0 {
@@ -244,13 +256,16 @@ fn an_update_keeps_the_clients_settings_and_drops_paths_no_longer_published() {
     let snapshot = snapshot(&battery, &limits, true);
     let wide = identity(8);
     let mut live = Items::new();
-    update(&Context { identity: &wide, device_instance: 3, custom_name: "", snapshot: &snapshot }, &mut live);
+    let mut shadow = Shadow::default();
+    let wide_context = Context { identity: &wide, device_instance: 3, custom_name: "", snapshot: &snapshot };
+    update(&wide_context, &mut live, &mut shadow);
     live.insert("/Settings/ForceChargingOff".into(), Item { value: Value::I32(1), unit: Unit::Plain });
     assert!(live.contains_key("/Voltages/Cell8"));
     let narrow = identity(4);
     let changes = update(
         &Context { identity: &narrow, device_instance: 3, custom_name: "", snapshot: &snapshot },
         &mut live,
+        &mut shadow,
     );
     assert!(changes.is_empty(), "{changes:?}");
     assert!(!live.contains_key("/Voltages/Cell8"), "a cell the service no longer has is not kept frozen");
@@ -259,4 +274,23 @@ fn an_update_keeps_the_clients_settings_and_drops_paths_no_longer_published() {
         collect(&Context { identity: &narrow, device_instance: 3, custom_name: "", snapshot: &snapshot });
     want.insert("/Settings/ForceChargingOff".into(), Item { value: Value::I32(1), unit: Unit::Plain });
     assert_eq!(live, want);
+}
+
+#[test]
+fn a_table_edited_from_outside_is_brought_back_once_the_shadow_is_cleared() {
+    let limits = ChargeLimits::default();
+    let battery = battery_at(0);
+    let snapshot = snapshot(&battery, &limits, true);
+    let identity = identity(4);
+    let context = Context { identity: &identity, device_instance: 3, custom_name: "", snapshot: &snapshot };
+    let (mut live, mut shadow) = (Items::new(), Shadow::default());
+    update(&context, &mut live, &mut shadow);
+    assert!(update(&context, &mut live, &mut shadow).is_empty(), "nothing changed");
+    let edited = Item { value: Value::F64(1.0), unit: Unit::Volt };
+    live.insert("/Dc/0/Voltage".into(), edited);
+    shadow.clear();
+    let changes = update(&context, &mut live, &mut shadow);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].0, "/Dc/0/Voltage");
+    assert_eq!(live["/Dc/0/Voltage"].value, Value::F64(52.0));
 }
