@@ -183,13 +183,14 @@ async fn a_byte_by_byte_reply_on_a_tty_costs_a_few_reads() {
     // A wake-up per byte would be some 40 for this 39-byte reply.
     assert!(switches <= 8.0, "{switches:.1} wake-ups per exchange");
     // The first reply: one read for the first byte, one when the header says how long the
-    // frame is, one for the rest. Then the link knows the reply's length: the first look waits
-    // for the whole reply and a second read takes what the reply delay held back.
+    // frame is, one for the rest. Then the link knows the reply's length and the BMS's delay:
+    // the first look comes when the whole reply is in (every 4th a little earlier, to notice a
+    // BMS that got quicker, and a second read takes the rest).
     assert!(most <= 4, "reads per reply: {reads:?}");
     assert!(reads[1..].iter().all(|r| *r <= 3), "reads per reply once the length is known: {reads:?}");
     // Each system call is a wake-up of the thread (the tty is out of the reactor while the reply
-    // comes): the flush of stale input before the request, the first look, the rest; a stage the
-    // simulator's scheduling makes late costs one or two more. Per-byte reads of the 39-byte
+    // comes): the flush of stale input before the request and the first look, the rest when a
+    // look was early; a stage the simulator's scheduling makes late costs one or two more. Per-byte reads of the 39-byte
     // reply would be 40.
     let most_calls = *calls.iter().max().unwrap();
     assert!(most_calls <= 8, "read system calls per reply: {calls:?}");

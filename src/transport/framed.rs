@@ -55,15 +55,31 @@ pub struct FramedLink<S> {
     pub reads: u64,
     /// The length of the last reply to each recent request ([`MAX_REPLY_HINTS`] at most): a
     /// reply whose header is not in yet is waited for whole, not header first.
-    reply_hints: Vec<(Vec<u8>, usize)>,
+    reply_hints: Vec<(Vec<u8>, ReplyHint)>,
     /// The hint of the exchange in progress.
     expected_len: Option<usize>,
+    /// When the exchange in progress first read data, and how many bytes it then held.
+    first_data: Option<(Instant, usize)>,
     /// No reply so far came faster than the wire allows (a real UART at the set speed).
     paced: bool,
 }
 
 /// Requests whose reply lengths a link remembers: two or three per BMS, 16 BMS on one bus.
 const MAX_REPLY_HINTS: usize = 48;
+
+/// What the last replies to one request were like.
+#[derive(Debug, Clone, Copy)]
+struct ReplyHint {
+    /// The last reply's length.
+    len: usize,
+    /// How long the BMS waited before answering (learnt on a serial port).
+    delay: Option<Duration>,
+    /// First looks in a row that found the whole reply.
+    complete_looks: u8,
+}
+
+/// Every how many first looks in a row that find the whole reply the next comes earlier.
+const PROBE_EVERY: u8 = 4;
 
 /// Bytes waited for when a scanner cannot tell how many a frame still lacks (it ends with a
 /// terminator): about 8 ms at 9600 baud.
@@ -129,23 +145,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             reads: 0,
             reply_hints: Vec::new(),
             expected_len: None,
+            first_data: None,
             paced: true,
         }
     }
 
-    /// The length of the last reply to `request`, if it was seen.
-    fn reply_hint(&self, request: &[u8]) -> Option<usize> {
-        self.reply_hints.iter().find(|(r, _)| r == request).map(|(_, len)| *len)
+    /// What the last replies to `request` were like, if it was seen.
+    fn reply_hint(&self, request: &[u8]) -> Option<ReplyHint> {
+        self.reply_hints.iter().find(|(r, _)| r == request).map(|(_, hint)| *hint)
     }
 
-    fn remember_reply(&mut self, request: &[u8], len: usize) {
+    /// Learns from a reply of `len` bytes to `request`, sent at `sent`: its length, and the
+    /// BMS's delay before answering, from when the reply's first data was read.
+    fn remember_reply(&mut self, request: &[u8], len: usize, sent: Instant) {
+        let last = self.reply_hint(request);
+        let delay = match (self.byte_time, self.first_data) {
+            (Some(byte), Some((seen, held))) => {
+                // Bytes come at wire speed: the reply began `held` bytes' time before `seen`.
+                let began = seen.checked_sub(wire_time(byte, held)).unwrap_or(sent);
+                let delay = began.saturating_duration_since(sent + wire_time(byte, request.len()));
+                let last_delay = last.and_then(|hint| hint.delay);
+                if held >= len {
+                    // Complete at the first look: the BMS answered in `delay` or less. A look that
+                    // keeps finding the whole reply comes a quarter of the delay earlier every
+                    // 4th time (the one after it re-measures), so a BMS that got quicker is soon
+                    // not waited for.
+                    let complete_looks = last.map_or(0, |hint| hint.complete_looks).wrapping_add(1);
+                    let bound = last_delay.map_or(delay, |d| d.min(delay));
+                    let probed = if complete_looks % PROBE_EVERY == 0 { bound * 3 / 4 } else { bound };
+                    Some((probed, complete_looks))
+                } else {
+                    Some((delay, 0))
+                }
+            }
+            _ => None,
+        };
+        let hint = ReplyHint { len, delay: delay.map(|d| d.0), complete_looks: delay.map_or(0, |d| d.1) };
         match self.reply_hints.iter_mut().find(|(r, _)| r == request) {
-            Some(hint) => hint.1 = len,
+            Some(slot) => slot.1 = hint,
             None => {
                 if self.reply_hints.len() >= MAX_REPLY_HINTS {
                     self.reply_hints.remove(0);
                 }
-                self.reply_hints.push((request.to_vec(), len));
+                self.reply_hints.push((request.to_vec(), hint));
             }
         }
     }
@@ -200,16 +242,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         // last exchange (a BMS that answers at once is then read in one wake-up; one that waits
         // first has the rest read when it can be in).
         let hint = self.reply_hint(request);
-        if self.byte_time.is_some() {
-            let first_look = hint.filter(|_| self.paced).unwrap_or(0).max(UNKNOWN_REMAINDER);
+        if let Some(byte) = self.byte_time {
+            // The BMS's delay, as bytes' time (the threshold counts bytes), rounded up: a look a
+            // fraction of a byte late finds the reply whole, one early finds it a byte short.
+            let delay_bytes =
+                |d: Duration| usize::try_from(d.as_nanos().div_ceil(byte.as_nanos().max(1))).unwrap_or(0);
+            let first_look = match hint.filter(|_| self.paced) {
+                Some(hint) => hint.delay.map_or(0, delay_bytes) + hint.len.max(UNKNOWN_REMAINDER),
+                None => UNKNOWN_REMAINDER,
+            };
             self.set_threshold(request.len() + first_look);
         }
-        self.expected_len = hint;
+        self.expected_len = hint.map(|h| h.len);
+        self.first_data = None;
         let sent = Instant::now();
         let result = self.read_frame(scan, timeout).await;
         self.expected_len = None;
         if let Ok(frame) = &result {
-            self.remember_reply(request, frame.len());
+            self.remember_reply(request, frame.len(), sent);
             // A UART cannot deliver a reply before it crossed the wire; a link that did (a USB
             // device that only pretends to be serial, a pty) is not kept waiting for the
             // nominal wire time of whole replies.
@@ -309,6 +359,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
                 return Err(LinkError::Closed);
             }
             self.buf.extend_from_slice(chunk.get(..read).unwrap_or_default());
+            if self.first_data.is_none() {
+                self.first_data = Some((Instant::now(), self.buf.len()));
+            }
         }
     }
 
@@ -474,13 +527,21 @@ mod tests {
     /// Answers each of `replies` after a one-byte request, `delay` after it, a byte at a time at
     /// 9600 baud.
     fn byte_by_byte_peer(
-        mut bms: tokio::io::DuplexStream,
+        bms: tokio::io::DuplexStream,
         replies: Vec<Vec<u8>>,
         delay: Duration,
     ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        byte_by_byte_peer_with(bms, replies.into_iter().map(|r| (r, delay)).collect())
+    }
+
+    /// [`byte_by_byte_peer`] with a delay of its own for each reply.
+    fn byte_by_byte_peer_with(
+        mut bms: tokio::io::DuplexStream,
+        replies: Vec<(Vec<u8>, Duration)>,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
         let byte = byte_time(9600).unwrap();
         tokio::spawn(async move {
-            for reply in replies {
+            for (reply, delay) in replies {
                 let mut req = [0u8; 1];
                 bms.read_exact(&mut req).await.unwrap();
                 let begin = Instant::now() + delay;
@@ -528,6 +589,99 @@ mod tests {
         }
         assert!(reads[1] < reads[0], "reads per reply {reads:?}");
         assert!(reads[1] <= 2, "reads per reply {reads:?}");
+        drop(peer.await.unwrap());
+    }
+
+    /// A stream that honours read thresholds as a tty does: the next read waits for the bytes'
+    /// wire time at 9600 baud.
+    struct Paced {
+        inner: tokio::io::DuplexStream,
+        wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl ReadThreshold for Paced {
+        fn set_read_threshold(&mut self, bytes: usize) -> bool {
+            let wire = wire_time(byte_time(9600).unwrap(), bytes);
+            self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
+            true
+        }
+    }
+
+    impl AsyncRead for Paced {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(wait) = self.wait.as_mut() {
+                std::task::ready!(std::future::Future::poll(wait.as_mut(), cx));
+                self.wait = None;
+            }
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Paced {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, data)
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// On a port that waits for read thresholds, the link learns the BMS's delay: once known, a
+    /// reply costs one read and is read when its last byte is in. A BMS that gets slower costs
+    /// one exchange a read or two more; one that gets quicker is waited for at most its old
+    /// delay, and a few dozen exchanges later not at all.
+    #[tokio::test(start_paused = true)]
+    async fn the_link_learns_the_reply_delay() {
+        let (client, bms) = duplex(1024);
+        let mut link = FramedLink::new(Paced { inner: client, wait: None });
+        link.set_baud(9600);
+        let byte = byte_time(9600).unwrap();
+        let ms = Duration::from_millis;
+        let mut plan: Vec<(Vec<u8>, Duration)> = Vec::new();
+        plan.extend((0..6).map(|_| (frame_of(38), ms(10))));
+        plan.extend((0..3).map(|_| (frame_of(38), ms(30))));
+        plan.extend((0..100).map(|_| (frame_of(38), ms(2))));
+        let peer = byte_by_byte_peer_with(bms, plan.clone());
+        let mut rows = Vec::new();
+        for (want, delay) in &plan {
+            let (start, before) = (Instant::now(), link.reads);
+            let got = link.request(&[1], scan, Duration::from_secs(1)).await.unwrap();
+            assert_eq!(&got, want);
+            let wire = byte * (1 + want.len() as u32);
+            rows.push((*delay, link.reads - before, start.elapsed().saturating_sub(wire + *delay)));
+        }
+        let late = |range: std::ops::Range<usize>| rows[range].iter().map(|r| r.2).max().unwrap();
+        let reads = |range: std::ops::Range<usize>| rows[range].iter().map(|r| r.1).collect::<Vec<_>>();
+        // 10 ms: known after one exchange, then one read each but for the probing look, on time
+        // (the timer's 1 ms steps).
+        assert!(reads(1..6).iter().all(|r| *r <= 2), "{:?}", reads(0..6));
+        assert!(reads(1..6).iter().filter(|r| **r == 1).count() >= 3, "{:?}", reads(0..6));
+        assert!(late(0..6) <= ms(2), "{:?}", late(0..6));
+        // 30 ms: the first looks too early, reads what there is; the next is on time again.
+        assert!(late(6..9) <= ms(2), "{:?}", late(6..9));
+        assert!(reads(7..9).iter().all(|r| *r == 1), "{:?}", reads(6..9));
+        // 2 ms: waited for at most the old 30 ms, less and less, and on time within 60; then a
+        // read each but for the probing look every 4th.
+        assert!(late(9..109) <= ms(30), "{:?}", late(9..109));
+        assert!(late(69..109) <= ms(2), "{:?}", rows[69..109].iter().map(|r| r.2).collect::<Vec<_>>());
+        assert!(reads(69..109).iter().filter(|r| **r == 1).count() >= 28, "{:?}", reads(69..109));
         drop(peer.await.unwrap());
     }
 
