@@ -289,7 +289,8 @@ impl std::os::fd::AsRawFd for InotifyFd {
 /// Registers the inotify fd with the reactor. `AsyncFd::new` is deprecated because it cannot
 /// know that the fd outlives the registration; here it does: `InotifyFd` owns it (an
 /// `OwnedFd` inside nix's `Inotify`) and the `AsyncFd` owns the `InotifyFd`. The replacement,
-/// `AsyncFd::register`, is `unsafe` for the same promise, and this crate has no `unsafe`.
+/// `AsyncFd::register`, is `unsafe` for the same promise; the crate's one `unsafe` block is
+/// zbus's raw-body builder (`victron::bus_item::send_signal`), whose contract its tests check.
 #[allow(deprecated)]
 fn register(fd: InotifyFd) -> Option<tokio::io::unix::AsyncFd<InotifyFd>> {
     tokio::io::unix::AsyncFd::new(fd).ok()
