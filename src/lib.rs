@@ -43,6 +43,7 @@ pub mod probe_can;
 pub mod protocol;
 pub mod replay;
 pub mod sim;
+pub mod state_doc;
 pub mod task;
 pub mod transport;
 pub mod victron;

@@ -15,10 +15,10 @@ pub const SAMPLES: usize = 24 * 60;
 /// The columns, in order, as named in `/api/history`'s header (units in the names).
 pub const FIELDS: [&str; 8] =
     ["voltage_v", "current_a", "soc_percent", "cell_min_v", "cell_max_v", "cvl_v", "ccl_a", "dcl_a"];
-/// The state document's keys of [`FIELDS`] (`mqtt_output::state_json`).
+/// The state document's keys of [`FIELDS`] (`state_doc::state_json`).
 pub const STATE_KEYS: [&str; 8] = ["voltage", "current", "soc", "cell_min", "cell_max", "cvl", "ccl", "dcl"];
 
-/// [`FIELDS`] of a state document (`mqtt_output::state_json`); NaN where it has none.
+/// [`FIELDS`] of a state document (`state_doc::state_json`); NaN where it has none.
 pub fn values_of_state(state: &serde_json::Value) -> [f32; 8] {
     let mut values = [f32::NAN; 8];
     for (slot, key) in values.iter_mut().zip(STATE_KEYS) {
@@ -164,7 +164,7 @@ mod tests {
             out.limits.charge_voltage_v = cvl;
             out.limits.charge_current_a = ccl;
             out.limits.discharge_current_a = dcl;
-            let document = crate::mqtt_output::state_json(&out, 0.0);
+            let document = crate::state_doc::state_json(&out, 0.0);
             let want = values_of_state(&document).map(f32::to_bits);
             prop_assert_eq!(values_of(&out).map(f32::to_bits), want, "{}", document);
         }

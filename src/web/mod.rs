@@ -95,7 +95,7 @@ struct Entry {
 impl Entry {
     /// The MQTT output's state document of `out`, as it was when offered.
     fn state_json(&self) -> Value {
-        crate::mqtt_output::state_json_at(&self.out, self.offered_unix, self.updated)
+        crate::state_doc::state_json_at(&self.out, self.offered_unix, self.updated)
     }
 
     /// What the control decided, beside the state document.
