@@ -78,6 +78,9 @@ struct ReplyHint {
     complete_looks: u8,
 }
 
+/// The first look after a request comes at least this long before the request's deadline.
+const LOOK_MARGIN: Duration = Duration::from_millis(5);
+
 /// Every how many first looks in a row that find the whole reply the next comes earlier.
 const PROBE_EVERY: u8 = 4;
 
@@ -251,7 +254,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
                 Some(hint) => hint.delay.map_or(0, delay_bytes) + hint.len.max(UNKNOWN_REMAINDER),
                 None => UNKNOWN_REMAINDER,
             };
-            self.set_threshold(request.len() + first_look);
+            // Never looking first after the deadline: a reply that completed just inside the
+            // timeout last time (the look rounds up) must not time out for the look itself.
+            let before_deadline = delay_bytes(timeout.saturating_sub(LOOK_MARGIN)).saturating_sub(1);
+            self.set_threshold((request.len() + first_look).min(before_deadline.max(1)));
         }
         self.expected_len = hint.map(|h| h.len);
         self.first_data = None;
@@ -536,10 +542,19 @@ mod tests {
 
     /// [`byte_by_byte_peer`] with a delay of its own for each reply.
     fn byte_by_byte_peer_with(
-        mut bms: tokio::io::DuplexStream,
+        bms: tokio::io::DuplexStream,
         replies: Vec<(Vec<u8>, Duration)>,
     ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
-        let byte = byte_time(9600).unwrap();
+        peer_at(bms, replies, 9600)
+    }
+
+    /// [`byte_by_byte_peer_with`] at `baud`.
+    fn peer_at(
+        mut bms: tokio::io::DuplexStream,
+        replies: Vec<(Vec<u8>, Duration)>,
+        baud: u32,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        let byte = byte_time(baud).unwrap();
         tokio::spawn(async move {
             for (reply, delay) in replies {
                 let mut req = [0u8; 1];
@@ -597,11 +612,12 @@ mod tests {
     struct Paced {
         inner: tokio::io::DuplexStream,
         wait: Option<Pin<Box<tokio::time::Sleep>>>,
+        baud: u32,
     }
 
     impl ReadThreshold for Paced {
         fn set_read_threshold(&mut self, bytes: usize) -> bool {
-            let wire = wire_time(byte_time(9600).unwrap(), bytes);
+            let wire = wire_time(byte_time(self.baud).unwrap(), bytes);
             self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
             true
         }
@@ -643,16 +659,21 @@ mod tests {
         }
     }
 
+    /// A link at `baud` on a [`Paced`] stream, the peer's end, and one byte's wire time.
+    fn paced_link(baud: u32) -> (FramedLink<Paced>, tokio::io::DuplexStream, Duration) {
+        let (client, bms) = duplex(1024);
+        let mut link = FramedLink::new(Paced { inner: client, wait: None, baud });
+        link.set_baud(baud);
+        (link, bms, byte_time(baud).unwrap_or_default())
+    }
+
     /// On a port that waits for read thresholds, the link learns the BMS's delay: once known, a
     /// reply costs one read and is read when its last byte is in. A BMS that gets slower costs
     /// one exchange a read or two more; one that gets quicker is waited for at most its old
     /// delay, and a few dozen exchanges later not at all.
     #[tokio::test(start_paused = true)]
     async fn the_link_learns_the_reply_delay() {
-        let (client, bms) = duplex(1024);
-        let mut link = FramedLink::new(Paced { inner: client, wait: None });
-        link.set_baud(9600);
-        let byte = byte_time(9600).unwrap();
+        let (mut link, bms, byte) = paced_link(9600);
         let ms = Duration::from_millis;
         let mut plan: Vec<(Vec<u8>, Duration)> = Vec::new();
         plan.extend((0..6).map(|_| (frame_of(38), ms(10))));
@@ -682,6 +703,24 @@ mod tests {
         assert!(late(9..109) <= ms(30), "{:?}", late(9..109));
         assert!(late(69..109) <= ms(2), "{:?}", rows[69..109].iter().map(|r| r.2).collect::<Vec<_>>());
         assert!(reads(69..109).iter().filter(|r| **r == 1).count() >= 28, "{:?}", reads(69..109));
+        drop(peer.await.unwrap());
+    }
+
+    /// A reply that completes just inside the timeout keeps being read: the learnt first look,
+    /// rounded up to whole bytes, never comes after the deadline. (300 baud: a byte is 33 ms,
+    /// so the rounding is far above the timer's 1 ms steps.)
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_just_inside_the_timeout_is_not_lost_to_the_first_look() {
+        let (mut link, bms, byte) = paced_link(300);
+        // A delay of 2.1 bytes rounds up to 3: the look comes 0.9 byte (30 ms) after the reply
+        // is whole, and the timeout is 10 ms after that.
+        let delay = byte * 21 / 10;
+        let timeout = byte * 11 + delay + Duration::from_millis(10);
+        let peer = peer_at(bms, vec![(frame_of(8), delay); 6], 300);
+        for n in 0..6 {
+            let got = link.request(&[1], scan, timeout).await;
+            assert!(got.is_ok(), "exchange {n}: {:?}", got.err());
+        }
         drop(peer.await.unwrap());
     }
 
