@@ -11,6 +11,12 @@ fn round(v: f64, places: i32) -> f64 {
     crate::protocol::json::round(v, places)
 }
 
+/// A known, finite value rounded as the document gives it (`None`: the key is left out). The
+/// rounding can still overflow a huge value to infinity, which the document shows as null.
+pub fn rounded(v: Option<f64>, places: i32) -> Option<f64> {
+    v.filter(|v| v.is_finite()).map(|v| round(v, places))
+}
+
 /// The state document of `out`: the input schema's names for what is known (absent is absent,
 /// never zero), then the limits and the charge phase. `timestamp` is when the values were read.
 pub fn state_json(out: &Output, unix_now: f64) -> Value {
@@ -28,7 +34,7 @@ pub fn state_json_at(out: &Output, unix_now: f64, now: Instant) -> Value {
             m.insert(key.to_owned(), v);
         }
     };
-    let num = |v: Option<f64>, places: i32| v.filter(|v| v.is_finite()).map(|v| json!(round(v, places)));
+    let num = |v: Option<f64>, places: i32| rounded(v, places).map(|v| json!(v));
     let cells = b.cell_voltages_v.as_ref();
     put("cell_count", b.cells_in_series().map(|n| json!(n)));
     put("capacity", num(b.nominal_capacity_ah.or(b.full_capacity_ah), 3));

@@ -173,9 +173,8 @@ async fn a_byte_by_byte_reply_on_a_tty_costs_a_few_reads() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(exchanges_on_a_tty(device, wire))
     });
-    let (ratios, reads, calls, switches) =
+    let (mut ratios, reads, calls, switches) =
         tokio::task::spawn_blocking(move || link_thread.join().unwrap()).await.unwrap();
-    let mut ratios = ratios;
     let most = *reads.iter().max().unwrap();
     println!(
         "16 cells byte by byte at 9600 baud: link reads per reply {reads:?}, read system calls {calls:?}, time / wire {ratios:.3?}, thread wake-ups per exchange {switches:.1}"
@@ -190,8 +189,8 @@ async fn a_byte_by_byte_reply_on_a_tty_costs_a_few_reads() {
     assert!(reads[1..].iter().all(|r| *r <= 3), "reads per reply once the length is known: {reads:?}");
     // Each system call is a wake-up of the thread (the tty is out of the reactor while the reply
     // comes): the flush of stale input before the request and the first look, the rest when a
-    // look was early; a stage the simulator's scheduling makes late costs one or two more. Per-byte reads of the 39-byte
-    // reply would be 40.
+    // look was early; a stage the simulator's scheduling makes late costs one or two more.
+    // Per-byte reads of the 39-byte reply would be 40.
     let most_calls = *calls.iter().max().unwrap();
     assert!(most_calls <= 8, "read system calls per reply: {calls:?}");
     let mut sorted = calls.clone();

@@ -56,10 +56,6 @@ pub struct FramedLink<S> {
     /// The length of the last reply to each recent request ([`MAX_REPLY_HINTS`] at most): a
     /// reply whose header is not in yet is waited for whole, not header first.
     reply_hints: Vec<(Vec<u8>, ReplyHint)>,
-    /// The hint of the exchange in progress.
-    expected_len: Option<usize>,
-    /// When the exchange in progress first read data, and how many bytes it then held.
-    first_data: Option<(Instant, usize)>,
     /// No reply so far came faster than the wire allows (a real UART at the set speed).
     paced: bool,
 }
@@ -147,8 +143,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             byte_time: None,
             reads: 0,
             reply_hints: Vec::new(),
-            expected_len: None,
-            first_data: None,
             paced: true,
         }
     }
@@ -158,11 +152,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         self.reply_hints.iter().find(|(r, _)| r == request).map(|(_, hint)| *hint)
     }
 
-    /// Learns from a reply of `len` bytes to `request`, sent at `sent`: its length, and the
-    /// BMS's delay before answering, from when the reply's first data was read.
-    fn remember_reply(&mut self, request: &[u8], len: usize, sent: Instant) {
-        let last = self.reply_hint(request);
-        let delay = match (self.byte_time, self.first_data) {
+    /// Learns from a reply of `len` bytes to `request`, sent at `sent` (`last`: the request's
+    /// hint until now): its length, and the BMS's delay before answering, from when the reply's
+    /// first data was read (`first_data`: then, and the bytes held).
+    fn remember_reply(
+        &mut self,
+        request: &[u8],
+        last: Option<ReplyHint>,
+        len: usize,
+        sent: Instant,
+        first_data: Option<(Instant, usize)>,
+    ) {
+        let (delay, complete_looks) = match (self.byte_time, first_data) {
             (Some(byte), Some((seen, held))) => {
                 // Bytes come at wire speed: the reply began `held` bytes' time before `seen`.
                 let began = seen.checked_sub(wire_time(byte, held)).unwrap_or(sent);
@@ -176,14 +177,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
                     let complete_looks = last.map_or(0, |hint| hint.complete_looks).wrapping_add(1);
                     let bound = last_delay.map_or(delay, |d| d.min(delay));
                     let probed = if complete_looks % PROBE_EVERY == 0 { bound * 3 / 4 } else { bound };
-                    Some((probed, complete_looks))
+                    (Some(probed), complete_looks)
                 } else {
-                    Some((delay, 0))
+                    (Some(delay), 0)
                 }
             }
-            _ => None,
+            _ => (None, 0),
         };
-        let hint = ReplyHint { len, delay: delay.map(|d| d.0), complete_looks: delay.map_or(0, |d| d.1) };
+        let hint = ReplyHint { len, delay, complete_looks };
         match self.reply_hints.iter_mut().find(|(r, _)| r == request) {
             Some(slot) => slot.1 = hint,
             None => {
@@ -259,13 +260,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             let before_deadline = delay_bytes(timeout.saturating_sub(LOOK_MARGIN)).saturating_sub(1);
             self.set_threshold((request.len() + first_look).min(before_deadline.max(1)));
         }
-        self.expected_len = hint.map(|h| h.len);
-        self.first_data = None;
         let sent = Instant::now();
-        let result = self.read_frame(scan, timeout).await;
-        self.expected_len = None;
+        let (result, first_data) = self.read_reply(scan, timeout, hint.map(|h| h.len)).await;
         if let Ok(frame) = &result {
-            self.remember_reply(request, frame.len(), sent);
+            self.remember_reply(request, hint, frame.len(), sent, first_data);
             // A UART cannot deliver a reply before it crossed the wire; a link that did (a USB
             // device that only pretends to be serial, a pty) is not kept waiting for the
             // nominal wire time of whole replies.
@@ -285,16 +283,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
         scan: impl Fn(&[u8]) -> Scan,
         timeout: Duration,
     ) -> Result<Vec<u8>, LinkError> {
-        let result = self.read_frame_paced(scan, timeout).await;
+        self.read_reply(scan, timeout, None).await.0
+    }
+
+    /// Reads a frame (`expected_len`: the last reply's length, while its header is not in), and
+    /// tells when data first came and how many bytes were then in.
+    async fn read_reply(
+        &mut self,
+        scan: impl Fn(&[u8]) -> Scan,
+        timeout: Duration,
+        expected_len: Option<usize>,
+    ) -> (Result<Vec<u8>, LinkError>, Option<(Instant, usize)>) {
+        let mut first_data = None;
+        let result = self.read_frame_paced(scan, timeout, expected_len, &mut first_data).await;
         // Whatever happened, the next read (the stale-input flush first) wakes for any byte.
         self.set_threshold(1);
-        result
+        (result, first_data)
     }
 
     async fn read_frame_paced(
         &mut self,
         scan: impl Fn(&[u8]) -> Scan,
         timeout: Duration,
+        expected_len: Option<usize>,
+        first_data: &mut Option<(Instant, usize)>,
     ) -> Result<Vec<u8>, LinkError> {
         let deadline = Instant::now() + timeout;
         // On a tty the stream holds the read until the rest of a frame can be in; after a stage
@@ -329,8 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             if let (Some(byte), false) = (self.byte_time, self.buf.is_empty()) {
                 // What the frame lacks by its header, or by the last reply's length while the
                 // header is not in (never less than the header says).
-                let by_hint =
-                    self.expected_len.and_then(|len| len.checked_sub(self.buf.len())).filter(|n| *n > 0);
+                let by_hint = expected_len.and_then(|len| len.checked_sub(self.buf.len())).filter(|n| *n > 0);
                 let known = match (missing_bytes(&self.buf, &scan), by_hint) {
                     (Some(by_header), Some(by_hint)) => Some(by_header.max(by_hint)),
                     (by_header, by_hint) => by_header.or(by_hint),
@@ -365,8 +376,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
                 return Err(LinkError::Closed);
             }
             self.buf.extend_from_slice(chunk.get(..read).unwrap_or_default());
-            if self.first_data.is_none() {
-                self.first_data = Some((Instant::now(), self.buf.len()));
+            if first_data.is_none() {
+                *first_data = Some((Instant::now(), self.buf.len()));
             }
         }
     }
@@ -500,24 +511,12 @@ mod tests {
     /// wake-ups, and done when its last byte is in (virtual time: the timers are exact).
     #[tokio::test(start_paused = true)]
     async fn a_byte_by_byte_reply_costs_a_few_reads_and_no_extra_wire_time() {
-        let (client, mut bms) = duplex(1024);
+        let (client, bms) = duplex(1024);
         let mut link = FramedLink::new(client);
         link.set_baud(9600);
-        let byte = Duration::from_nanos(10_000_000_000 / 9600);
-        let mut frame = vec![0xAA, 38];
-        frame.extend((0..38).map(|i| i as u8));
-        let sent = frame.clone();
-        let bms_side = tokio::spawn(async move {
-            let mut req = [0u8; 1];
-            bms.read_exact(&mut req).await.unwrap();
-            // At absolute times, as the wire does (the timer's 1 ms steps do not add up).
-            let begin = Instant::now();
-            for (n, b) in (1u32..).zip(sent) {
-                tokio::time::sleep_until(begin + byte * n).await;
-                bms.write_all(&[b]).await.unwrap();
-            }
-            bms
-        });
+        let byte = byte_time(9600).unwrap();
+        let frame = frame_of(38);
+        let bms_side = peer_at(bms, vec![(frame.clone(), Duration::ZERO)], 9600);
         let start = Instant::now();
         let got = link.request(&[1], scan, Duration::from_secs(1)).await.unwrap();
         let took = start.elapsed();
@@ -530,25 +529,8 @@ mod tests {
         drop(bms_side.await.unwrap());
     }
 
-    /// Answers each of `replies` after a one-byte request, `delay` after it, a byte at a time at
-    /// 9600 baud.
-    fn byte_by_byte_peer(
-        bms: tokio::io::DuplexStream,
-        replies: Vec<Vec<u8>>,
-        delay: Duration,
-    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
-        byte_by_byte_peer_with(bms, replies.into_iter().map(|r| (r, delay)).collect())
-    }
-
-    /// [`byte_by_byte_peer`] with a delay of its own for each reply.
-    fn byte_by_byte_peer_with(
-        bms: tokio::io::DuplexStream,
-        replies: Vec<(Vec<u8>, Duration)>,
-    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
-        peer_at(bms, replies, 9600)
-    }
-
-    /// [`byte_by_byte_peer_with`] at `baud`.
+    /// Answers each of `replies` after a one-byte request, its delay after it, a byte at a time
+    /// at `baud` (at absolute times, as the wire does: the timer's 1 ms steps do not add up).
     fn peer_at(
         mut bms: tokio::io::DuplexStream,
         replies: Vec<(Vec<u8>, Duration)>,
@@ -585,7 +567,7 @@ mod tests {
         let byte = byte_time(9600).unwrap();
         let delay = Duration::from_millis(10);
         let replies = vec![frame_of(38), frame_of(38), frame_of(10)];
-        let peer = byte_by_byte_peer(bms, replies.clone(), delay);
+        let peer = peer_at(bms, replies.iter().map(|r| (r.clone(), delay)).collect(), 9600);
         let mut reads = Vec::new();
         for want in &replies {
             let (start, before) = (Instant::now(), link.reads);
@@ -679,7 +661,7 @@ mod tests {
         plan.extend((0..6).map(|_| (frame_of(38), ms(10))));
         plan.extend((0..3).map(|_| (frame_of(38), ms(30))));
         plan.extend((0..100).map(|_| (frame_of(38), ms(2))));
-        let peer = byte_by_byte_peer_with(bms, plan.clone());
+        let peer = peer_at(bms, plan.clone(), 9600);
         let mut rows = Vec::new();
         for (want, delay) in &plan {
             let (start, before) = (Instant::now(), link.reads);

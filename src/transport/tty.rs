@@ -152,17 +152,15 @@ impl AsyncRead for TtyStream {
                 ready!(wait.as_mut().poll(cx));
                 self.wait = None;
             }
-            self.read_calls += 1;
-            let Some(mut port) = self.port.stream() else { return Poll::Ready(Err(gone())) };
-            match port.read(buf.initialize_unfilled()) {
-                Ok(n) => {
+            match self.read_now(buf.initialize_unfilled()) {
+                Ok(Some(n)) => {
                     if n > 0 {
                         self.unregister();
                     }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None) => {
                     let fd = match self.registered() {
                         Ok(fd) => fd,
                         Err(err) => return Poll::Ready(Err(err)),
@@ -171,7 +169,6 @@ impl AsyncRead for TtyStream {
                     let mut guard = ready!(fd.poll_read_ready(cx))?;
                     guard.clear_ready();
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Poll::Ready(Err(err)),
             }
         }

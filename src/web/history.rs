@@ -37,8 +37,7 @@ pub fn values_of(out: &Output) -> [f32; 8] {
     let l = &out.limits;
     let round = |v: Option<f64>, places: i32| {
         // A value the rounding overflows is null in the document, as a non-finite one is.
-        let rounded = v.filter(|v| v.is_finite()).map(|v| crate::protocol::json::round(v, places));
-        rounded.filter(|v| v.is_finite()).map_or(f32::NAN, |v| v as f32)
+        crate::state_doc::rounded(v, places).filter(|v| v.is_finite()).map_or(f32::NAN, |v| v as f32)
     };
     let (cell_min, cell_max) = match (b.min_cell(), b.max_cell()) {
         (Some((_, lo)), Some((_, hi))) => (Some(lo), Some(hi)),

@@ -3,9 +3,10 @@
 //! Data flows one way: the battery and bank tasks offer each published state to
 //! [`crate::mqtt_output::Publisher`], which hands it to the [`Board`] here; the HTTP side only
 //! reads the board. The board keeps the published [`Output`] and renders the MQTT output's state
-//! document (`state_json`) when a page asks for it, not on every reading: building the JSON tree
-//! was most of what a reading cost the board (docs/performance.md, "Per reading"). Nothing on the page can write anything,
-//! and a slow or hostile client never holds up a task (the board's lock is held only to copy).
+//! document (`state_doc::state_json`) when a page asks for it, not on every reading: building
+//! the JSON tree was most of what a reading cost the board (docs/performance.md, "Per
+//! reading"). Nothing on the page can write anything, and a slow or hostile client never holds
+//! up a task (the board's lock is held only to copy).
 //!
 //! - [`http`]: the GET-only HTTP/1.1 server and its limits;
 //! - [`history`]: the 24 h ring;

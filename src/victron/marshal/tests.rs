@@ -129,12 +129,11 @@ proptest! {
         let bytes = items_changed(changes.iter().map(|(p, i)| (p.as_str(), i)));
         prop_assert_eq!(&bytes, &oracle(&changes));
         let decoded = decode(bytes);
-        for (path, item) in &changes {
+        for (path, _) in &changes {
             let text = <&str>::try_from(&decoded[path]["Text"]).unwrap().to_owned();
             // A path may repeat; the last one's entry is the one a dict keeps.
             let last = changes.iter().rev().find(|(p, _)| p == path).map(|(_, i)| i).unwrap();
             prop_assert_eq!(text, last.text().replace('\0', ""));
-            let _ = item;
         }
     }
 }
