@@ -33,6 +33,9 @@ macro_rules! alarms {
         }
 
         impl Alarms {
+            /// Every alarm's D-Bus path (`/Alarms/` and its leaf), in [`Alarms::entries`] order.
+            pub const PATHS: [&'static str; alarms!(@count $($field)*)] = [ $( concat!("/Alarms/", $path), )* ];
+
             /// Every alarm as (snake_case name, Victron path leaf, level).
             pub fn entries(&self) -> [(&'static str, &'static str, Option<AlarmLevel>); alarms!(@count $($field)*)] {
                 [ $( (stringify!($field), $path, self.$field), )* ]

@@ -26,7 +26,6 @@ use crate::transport::stream::ByteStream;
 use crate::transport::LinkError;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
 
 /// Cycles without any answer on a port after which it is closed and opened again.
 const REOPEN_AFTER_SILENT_CYCLES: u32 = 3;
@@ -164,8 +163,9 @@ pub async fn run_port_on(
     let mut silent_cycles = 0u32;
     let mut quiet = false;
     let mut presence = Presence::new(&port.device);
-    let mut ticker = tokio::time::interval_at(Instant::now(), interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A timerfd tick: tokio's interval woke the thread twice per tick, at the start of its
+    // wheel slot and then at the tick (`transport::alarm`).
+    let mut ticker = crate::transport::alarm::Ticker::new(interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}

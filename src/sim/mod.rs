@@ -51,6 +51,11 @@ impl PtySimulator {
         &self.control
     }
 
+    /// The knobs, shared (for a test that turns them from another thread).
+    pub fn control_handle(&self) -> Arc<SimControl> {
+        Arc::clone(&self.control)
+    }
+
     /// A copy of the pack at `address` as it is now.
     pub fn pack(&self, address: Option<u8>) -> Option<SimPack> {
         self.packs.get(address)

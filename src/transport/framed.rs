@@ -34,6 +34,14 @@ pub trait ReadThreshold {
     fn read_now(&mut self, _buf: &mut [u8]) -> std::io::Result<Option<usize>> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
+
+    /// Makes reads end with `ErrorKind::TimedOut` once `deadline` has passed (`None`: no
+    /// deadline); false: this stream cannot, the link times its reads itself. (A tty times them
+    /// on the timer it paces its reads with: a tokio timeout, cancelled when the reply came,
+    /// still woke the thread at its deadline: `transport::alarm`.)
+    fn set_read_deadline(&mut self, _deadline: Option<std::time::Instant>) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -360,15 +368,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadThreshold> FramedLink<S> {
             }
             self.reads += 1;
             let until = stage_end.map_or(deadline, |end| end.min(deadline));
-            let read = match timeout_at(until, self.stream.read(&mut chunk)).await {
+            let read = if self.stream.set_read_deadline(Some(until.into_std())) {
+                let read = self.stream.read(&mut chunk).await;
+                self.stream.set_read_deadline(None);
+                match read {
+                    Err(err) if err.kind() == std::io::ErrorKind::TimedOut => Err(()),
+                    read => Ok(read),
+                }
+            } else {
+                timeout_at(until, self.stream.read(&mut chunk)).await.map_err(|_| ())
+            };
+            let read = match read {
                 Ok(result) => result?,
-                Err(_) if Instant::now() < deadline => {
+                Err(()) if Instant::now() < deadline => {
                     // Threshold 1: the next read takes at once whatever is waiting.
                     stream_waits = false;
                     self.set_threshold(1);
                     continue;
                 }
-                Err(_) => {
+                Err(()) => {
                     return Err(LinkError::Timeout { waited: timeout, received: self.buf.len() + garbage })
                 }
             };

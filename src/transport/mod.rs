@@ -3,6 +3,7 @@
 //! Framing knowledge comes from the protocol's `scan` function; this layer only moves bytes,
 //! waits, resynchronises and reports what went wrong.
 
+pub mod alarm;
 pub mod ble;
 pub mod can;
 pub mod can_bridge;

@@ -49,6 +49,17 @@ impl super::framed::ReadThreshold for ByteStream {
             ByteStream::Can(_) | ByteStream::Ble(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
+
+    fn set_read_deadline(&mut self, deadline: Option<std::time::Instant>) -> bool {
+        match self {
+            ByteStream::Tty(tty) => {
+                let _ = tty;
+                let _ = deadline;
+                false
+            }
+            ByteStream::Can(_) | ByteStream::Ble(_) => false,
+        }
+    }
 }
 
 impl AsyncRead for ByteStream {

@@ -9,7 +9,9 @@
 //! wake-ups"). So: a read that finds nothing registers the tty and waits for its first byte;
 //! the read that gets bytes takes the tty out of the reactor again; the link then says how many
 //! bytes the frame still lacks ([`ReadThreshold`]) and the stream sleeps until they can have
-//! crossed the wire at the port's speed, then reads without blocking what is there. The flush
+//! crossed the wire at the port's speed, then reads without blocking what is there. The waits and
+//! the read's deadline are timed on a timerfd of the stream's own ([`Alarm`]), which wakes the
+//! thread once, at the moment, where tokio's timer woke it at its wheel's slot start first. The flush
 //! before a request reads without entering the reactor ([`TtyStream::read_now`]), and a
 //! threshold takes the tty out of it: from the end of one reply to the first look at the next
 //! the tty wakes nobody. A reply costs two or three wake-ups whether the adapter delivers it
@@ -23,10 +25,12 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::time::Sleep;
+
+use super::alarm::Alarm;
 
 /// Retry delay when the tty's output buffer is full (never seen with request-sized writes).
 const WRITE_RETRY: Duration = Duration::from_millis(1);
@@ -57,7 +61,12 @@ pub struct TtyStream {
     /// One byte's time on the wire (10 bits at the port's speed).
     byte_time: Duration,
     /// No read before this (the bytes the link waits for are still on the wire).
-    wait: Option<Pin<Box<Sleep>>>,
+    wait: Option<Instant>,
+    /// Reads end with `TimedOut` from this moment (the link's deadline for the read).
+    deadline: Option<Instant>,
+    /// Wakes the reader when `wait` or `deadline` has come (made on first use: it goes into the reactor, and
+    /// a port may be opened off the runtime).
+    alarm: Option<Alarm>,
     write_retry: Option<Pin<Box<Sleep>>>,
     /// `read` system calls over the stream's life (for measurements and tests).
     pub read_calls: u64,
@@ -84,17 +93,32 @@ impl TtyStream {
     {
         let port = mio_serial::SerialStream::try_from(port).map_err(io::Error::other)?;
         let byte_time = super::framed::byte_time(baud.max(1)).unwrap_or_default();
-        Ok(Self { port: Port::Plain(port), byte_time, wait: None, write_retry: None, read_calls: 0 })
+        Ok(Self {
+            port: Port::Plain(port),
+            byte_time,
+            wait: None,
+            deadline: None,
+            alarm: None,
+            write_retry: None,
+            read_calls: 0,
+        })
     }
 
     /// The next read waits until `bytes` more can have arrived; 1: read at once. While it
     /// waits the tty is out of the reactor (the bytes it waits for would wake it one by one).
     pub fn set_read_threshold(&mut self, bytes: usize) -> bool {
         let wire = super::framed::wire_time(self.byte_time, bytes);
-        self.wait = (bytes > 1).then(|| Box::pin(tokio::time::sleep(wire)));
+        self.wait = (bytes > 1).then(|| Instant::now() + wire);
         if bytes > 1 {
             self.unregister();
         }
+        true
+    }
+
+    /// Reads end with `ErrorKind::TimedOut` once `deadline` has passed (`None`: they wait for
+    /// bytes as long as it takes). Timed on the stream's own alarm, which also paces the reads.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) -> bool {
+        self.deadline = deadline;
         true
     }
 
@@ -148,9 +172,15 @@ impl AsyncRead for TtyStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            if let Some(wait) = self.wait.as_mut() {
-                ready!(wait.as_mut().poll(cx));
+            if let Some(wait) = self.wait {
+                // Waiting for bytes on the wire, but never past the read's deadline.
+                let until = self.deadline.map_or(wait, |deadline| deadline.min(wait));
+                ready!(self.alarm.get_or_insert_with(Alarm::new).poll_until(cx, until));
                 self.wait = None;
+                if self.deadline.is_some_and(|deadline| deadline < wait) {
+                    // The deadline came first: this read is over (what came is read next time).
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
             }
             match self.read_now(buf.initialize_unfilled()) {
                 Ok(Some(n)) => {
@@ -166,8 +196,16 @@ impl AsyncRead for TtyStream {
                         Err(err) => return Poll::Ready(Err(err)),
                     };
                     // Readiness from before this read is stale: clear it and wait for an edge.
-                    let mut guard = ready!(fd.poll_read_ready(cx))?;
-                    guard.clear_ready();
+                    if let Poll::Ready(guard) = fd.poll_read_ready(cx) {
+                        guard?.clear_ready();
+                        continue;
+                    }
+                    // No byte yet: pending until one comes or the deadline does.
+                    if let Some(deadline) = self.deadline {
+                        ready!(self.alarm.get_or_insert_with(Alarm::new).poll_until(cx, deadline));
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    return Poll::Pending;
                 }
                 Err(err) => return Poll::Ready(Err(err)),
             }

@@ -6,7 +6,7 @@
 //! on the missing cells. Anything unknown is [`Value::Invalid`], never 0.
 
 use super::value::{Unit, Value};
-use crate::battery::{AlarmLevel, Battery, ExtremeIds};
+use crate::battery::{AlarmLevel, Alarms, Battery, ExtremeIds};
 use crate::control::history::History;
 use crate::control::ChargeLimits;
 use std::collections::BTreeMap;
@@ -183,6 +183,26 @@ fn midpoint(b: &Battery) -> Option<(f64, f64)> {
 
 /// Temperatures shown one by one (`/System/Temperature1..4`).
 pub const NAMED_TEMPERATURES: usize = 4;
+
+/// Each named temperature's path, its name's path and the name.
+const TEMPERATURE_PATHS: [(&str, &str, &str); NAMED_TEMPERATURES] = [
+    ("/System/Temperature1", "/System/Temperature1Name", "Temperature 1"),
+    ("/System/Temperature2", "/System/Temperature2Name", "Temperature 2"),
+    ("/System/Temperature3", "/System/Temperature3Name", "Temperature 3"),
+    ("/System/Temperature4", "/System/Temperature4Name", "Temperature 4"),
+];
+
+/// Cells whose path names are made once (formatting ~40 of them per reading was a few per cent
+/// of the daemon's CPU; more cells than this are formatted each time).
+const NAMED_CELLS: usize = 64;
+
+/// `/Voltages/CellN` and `/Balances/CellN` for N = 1..=[`NAMED_CELLS`].
+fn cell_paths() -> &'static [(String, String)] {
+    static PATHS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        (1..=NAMED_CELLS).map(|n| (format!("/Voltages/Cell{n}"), format!("/Balances/Cell{n}"))).collect()
+    })
+}
 
 /// The low-SoC alarm a BMS does not report itself: warning below 20 %, alarm below 10 % (the
 /// incumbent's SOC_LOW_WARNING / SOC_LOW_ALARM defaults).
@@ -433,34 +453,34 @@ pub fn update(ctx: &Context<'_>, items: &mut Items, shadow: &mut Shadow) -> Vec<
 /// Calls `sink` with every path and its value; the numbered paths are formatted into one
 /// reused buffer.
 fn visit(ctx: &Context<'_>, sink: &mut dyn FnMut(&str, Item)) {
-    use std::fmt::Write;
-    let mut path = String::with_capacity(32);
-    let mut numbered = |sink: &mut dyn FnMut(&str, Item), args: std::fmt::Arguments<'_>, item: Item| {
-        path.clear();
-        // Writing into a String cannot fail.
-        let _ = path.write_fmt(args);
-        sink(&path, item);
-    };
     for row in TABLE {
         sink(row.path, Item { value: (row.value)(ctx), unit: row.unit });
     }
     let battery = ctx.battery();
     let cells = battery.cell_voltages_v.as_deref().unwrap_or(&[]);
     let balancing = battery.balancing_cells.as_deref().unwrap_or(&[]);
+    let names = cell_paths();
     for index in 0..ctx.identity.max_cells {
-        let number = index + 1;
         let volts = Value::f64(cells.get(index).copied());
-        numbered(sink, format_args!("/Voltages/Cell{number}"), Item { value: volts, unit: CellVolt });
         let flag = Value::flag(balancing.get(index).copied());
-        numbered(sink, format_args!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
+        match names.get(index) {
+            Some((voltage, balance)) => {
+                sink(voltage, Item { value: volts, unit: CellVolt });
+                sink(balance, Item { value: flag, unit: Plain });
+            }
+            // More cells than any BMS here has: formatted each time.
+            None => {
+                let number = index + 1;
+                sink(&format!("/Voltages/Cell{number}"), Item { value: volts, unit: CellVolt });
+                sink(&format!("/Balances/Cell{number}"), Item { value: flag, unit: Plain });
+            }
+        }
     }
     let temperatures = battery.temperatures_c.as_deref().unwrap_or(&[]);
-    for index in 0..NAMED_TEMPERATURES {
-        let number = index + 1;
+    for (index, (path, name_path, name)) in TEMPERATURE_PATHS.iter().enumerate() {
         let value = Value::f64(temperatures.get(index).copied());
-        numbered(sink, format_args!("/System/Temperature{number}"), Item { value, unit: Celsius });
-        let name = Value::Text(format!("Temperature {number}"));
-        numbered(sink, format_args!("/System/Temperature{number}Name"), Item { value: name, unit: Plain });
+        sink(path, Item { value, unit: Celsius });
+        sink(name_path, Item { value: Value::Text((*name).to_owned()), unit: Plain });
     }
     let mut alarms = battery.alarms.clone();
     if alarms.low_soc.is_none() {
@@ -468,9 +488,9 @@ fn visit(ctx: &Context<'_>, sink: &mut dyn FnMut(&str, Item)) {
     }
     // The summary is the worst alarm the BMS reports; the derived low-SoC level is not one.
     let worst = battery.alarms.entries().iter().filter_map(|(_, _, level)| *level).max();
-    for (_, leaf, level) in alarms.entries() {
+    for ((_, _, level), path) in alarms.entries().into_iter().zip(Alarms::PATHS) {
         let value = Value::int(level.map(AlarmLevel::as_i32));
-        numbered(sink, format_args!("/Alarms/{leaf}"), Item { value, unit: Plain });
+        sink(path, Item { value, unit: Plain });
     }
     // Summary: the worst level of any alarm the BMS reports; invalid when it reports none.
     let summary = Value::int(worst.map(AlarmLevel::as_i32));

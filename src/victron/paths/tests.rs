@@ -124,6 +124,29 @@ fn cell_paths_follow_max_cells_not_the_battery() {
     assert_eq!(keys, keys2, "the path set never changes");
 }
 
+/// Cell paths are named once for the first 64 cells and formatted beyond: every cell of a
+/// 70-cell pack has its voltage and balance path with its own value, numbered from 1.
+#[test]
+fn every_cell_has_its_paths_beyond_the_named_ones_too() {
+    let volts: Vec<f64> = (0..70).map(|i| 3.0 + f64::from(i) / 1000.0).collect();
+    let balancing: Vec<bool> = (0..70).map(|i| i % 3 == 0).collect();
+    let battery = Battery {
+        cell_voltages_v: Some(volts.clone()),
+        balancing_cells: Some(balancing.clone()),
+        ..Default::default()
+    };
+    let items = items_for(&battery, &ChargeLimits::default(), 70);
+    for (index, (v, b)) in volts.iter().zip(&balancing).enumerate() {
+        let n = index + 1;
+        assert_eq!(value(&items, &format!("/Voltages/Cell{n}")), Value::F64(*v), "cell {n}");
+        assert_eq!(value(&items, &format!("/Balances/Cell{n}")), Value::I32(i32::from(*b)), "cell {n}");
+    }
+    assert!(!items.contains_key("/Voltages/Cell71") && !items.contains_key("/Voltages/Cell0"));
+    assert_eq!(items.keys().filter(|k| k.starts_with("/Voltages/Cell")).count(), 70);
+    assert_eq!(value(&items, "/System/Temperature3Name"), Value::Text("Temperature 3".into()));
+    assert_eq!(value(&items, "/Alarms/LowCellVoltage"), Value::Invalid);
+}
+
 #[test]
 fn limits_and_flags() {
     let limits = ChargeLimits {
