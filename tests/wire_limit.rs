@@ -226,11 +226,11 @@ async fn a_link_faster_than_its_baud_is_not_held_to_the_wire_time() {
     assert!(took.iter().all(|t| *t < wire * 3 / 4), "{took:?} against {wire:?} on the wire");
 }
 
-/// The tty times its reads on its own timerfd (`transport::alarm`): a silent BMS times out at
-/// the request's deadline (not before, not much after), the link then serves the next request
-/// as before, and a link that is idle between polls wakes its thread for nothing: tokio's
-/// timeout, cancelled when the reply came, still woke it at its deadline, and tokio's sleeps
-/// woke it at the start of their timer wheel's slot first.
+/// The tty times its reads' deadline on its own timerfd (`transport::alarm`): a silent BMS
+/// times out at the request's deadline (not before, not much after), and the link then serves
+/// the next request as before. A link idle between polls wakes its thread for nothing (a guard:
+/// the earlier code, with tokio's timeout per read, passes this part too; the wake-ups per
+/// exchange above are what tell the two apart).
 #[tokio::test]
 async fn a_silent_bms_times_out_on_time_and_an_idle_link_wakes_nobody() {
     let sim = sim::spawn(Protocol::Jbd, &[], 16).unwrap();

@@ -11,9 +11,10 @@
 //! (`docs/performance.md`, "Timer wake-ups"). A timerfd is armed by one system call (and not read: each
 //! expiry is a new edge), and the thread wakes once, when the deadline has come.
 //!
-//! For the deadlines that come: a reply's wire time, a port's poll tick. A deadline that is
-//! mostly cancelled (a request's timeout) stays with tokio, whose wheel removes it for free.
-//! Real time only: tokio's paused test clock does not move a timerfd, so links tested in
+//! For a reply's wire time, a read's deadline on a tty (armed anyway for the wait before it,
+//! so it costs no registration of its own, where a tokio timeout per read was a wheel insert
+//! and, often, an eventfd write) and a port's poll tick. Deadlines re-armed on every reading
+//! that seldom come (a battery task's tick and stale deadline) stay with tokio. Real time only: tokio's paused test clock does not move a timerfd, so links tested in
 //! virtual time keep tokio's sleeps (`transport/framed.rs`).
 
 use std::future::{poll_fn, Future};
@@ -84,13 +85,15 @@ impl Alarm {
         Self { clock }
     }
 
-    /// tokio's timer only (a runtime with a paused clock, tests).
-    pub fn tokio() -> Self {
+    /// tokio's timer only (the fallback, for its tests).
+    #[cfg(test)]
+    fn tokio() -> Self {
         Self { clock: Clock::Tokio(None) }
     }
 
     /// Whether this alarm has a timerfd (false: tokio's timer).
-    pub fn is_timerfd(&self) -> bool {
+    #[cfg(test)]
+    fn is_timerfd(&self) -> bool {
         matches!(self.clock, Clock::Fd { .. })
     }
 

@@ -37,8 +37,9 @@ pub trait ReadThreshold {
 
     /// Makes reads end with `ErrorKind::TimedOut` once `deadline` has passed (`None`: no
     /// deadline); false: this stream cannot, the link times its reads itself. (A tty times them
-    /// on the timer it paces its reads with: a tokio timeout, cancelled when the reply came,
-    /// still woke the thread at its deadline: `transport::alarm`.)
+    /// on the timer it paces its reads with: a tokio timeout per read was a timer-wheel insert
+    /// and, when earlier than the wheel's next deadline, a write to the runtime's eventfd and an
+    /// `epoll_wait` more: `transport::alarm`.)
     fn set_read_deadline(&mut self, _deadline: Option<std::time::Instant>) -> bool {
         false
     }
